@@ -1,0 +1,226 @@
+"""AlexNet (Krizhevsky, Sutskever & Hinton, 2012) as a flax.linen module, with its ablation switches.
+
+Presets (`PRESETS`):
+  paper      section 3.5 / figure 2: conv widths 96-256-384-384-256, 227x227 input, conv1 11x11 stride 4
+             VALID (-> 55x55). conv2, conv4 and conv5 see only their own GPU's half of the previous layer
+             (two towers, `towers=2`); conv3 and the fully connected layers see everything. LRN after the
+             ReLU of conv1 and conv2 (section 3.3), max-pooling after LRN1, LRN2 and conv5 (section 3.4).
+  one_tower  the same widths with every layer connected to all channels (no groups).
+  owt        torchvision's "one weird trick" AlexNet (Krizhevsky, 2014): 64-192-384-256-256, 224 input,
+             conv1 padding 2, no LRN. Its parameters load from a torchvision state_dict (convert.py).
+
+The switches are independent of the preset: `use_lrn`, `overlapping_pool` (3x3 stride 2, section 3.4,
+vs 2x2 stride 2: both give 55 -> 27 -> 13 -> 6 at the canonical input, so fc6 keeps 9216 inputs),
+`dropout_rate`, `num_classes`, `width_multiplier` and any input size (fc6's fan-in follows the input), so a
+tiny model trains on a CPU in a minute.
+"""
+
+import dataclasses
+from typing import Any, Optional, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from alexnet_jax.lrn import local_response_norm
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvSpec:
+  """One convolutional layer: output channels, square kernel, stride, padding, groups (towers)."""
+  features: int
+  kernel: int
+  stride: int
+  padding: int
+  towers: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+  convs: Tuple[ConvSpec, ...]
+  fc_features: int
+  use_lrn: bool
+  image_size: int  # the canonical input side
+  lrn_towers: int = 1  # how many GPUs conv1's and conv2's maps were computed (and normalised) on
+
+
+def _alexnet_convs(widths, conv1_padding, towers):
+  """The five layers of figure 2: kernels 11, 5, 3, 3, 3; stride 4 then 1; 'same' padding after conv1."""
+  t2, t3, t4, t5 = towers
+  return (ConvSpec(widths[0], 11, 4, conv1_padding, 1),
+          ConvSpec(widths[1], 5, 1, 2, t2),
+          ConvSpec(widths[2], 3, 1, 1, t3),
+          ConvSpec(widths[3], 3, 1, 1, t4),
+          ConvSpec(widths[4], 3, 1, 1, t5))
+
+
+PAPER_WIDTHS = (96, 256, 384, 384, 256)  # section 3.5
+OWT_WIDTHS = (64, 192, 384, 256, 256)    # torchvision.models.alexnet
+
+PRESETS = {
+    # Section 3.5: conv2, conv4, conv5 connect only to the maps on their own GPU; conv3 to all of them.
+    "paper": Preset(_alexnet_convs(PAPER_WIDTHS, 0, (2, 1, 2, 2)), 4096, True, 227, lrn_towers=2),
+    "one_tower": Preset(_alexnet_convs(PAPER_WIDTHS, 0, (1, 1, 1, 1)), 4096, True, 227),
+    "owt": Preset(_alexnet_convs(OWT_WIDTHS, 2, (1, 1, 1, 1)), 4096, False, 224),
+}
+
+# Section 5: "We initialized the weights in each layer from a zero-mean Gaussian distribution with standard
+# deviation 0.01. We initialized the neuron biases in the second, fourth, and fifth convolutional layers, as
+# well as in the fully-connected hidden layers, with the constant 1 ... the remaining layers with 0."
+PAPER_INIT_STD = 0.01
+BIAS_ONE_LAYERS = ("conv2", "conv4", "conv5", "fc6", "fc7")
+
+TOWER_IMPLS = ("grouped", "split")
+
+
+def kernel_initializer(init: str):
+  """'paper': N(0, 0.01) (section 5). 'he': N(0, 2/fan_in), which trains small models much faster."""
+  if init == "paper":
+    return nn.initializers.normal(PAPER_INIT_STD)
+  if init == "he":
+    return nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+  raise ValueError(f"Unknown init {init!r}: expected 'paper' or 'he'.")
+
+
+def bias_initializer(init: str, layer: str):
+  """Bias 1 on conv2, conv4, conv5, fc6, fc7 under the paper's init (section 5); 0 elsewhere."""
+  return nn.initializers.ones if init == "paper" and layer in BIAS_ONE_LAYERS else nn.initializers.zeros
+
+
+class TowerConv(nn.Module):
+  """A 2-D convolution whose input and output channels are split into `towers` independent groups.
+
+  The kernel has Flax's grouped shape [k, k, in/towers, out] whatever `impl` is, so checkpoints move
+  freely between implementations:
+    grouped  one `feature_group_count=towers` convolution;
+    split    one ordinary convolution per tower on its channel slice, then a concatenation. On GPUs the
+             grouped kernels are far from peak (DESIGN.md), so this is the performance alternative.
+  """
+  features: int
+  kernel_size: int
+  stride: int
+  padding: int
+  towers: int = 1
+  impl: str = "grouped"
+  kernel_init: Any = nn.initializers.normal(PAPER_INIT_STD)
+  bias_init: Any = nn.initializers.zeros
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    in_features = x.shape[-1]
+    if in_features % self.towers or self.features % self.towers:
+      raise ValueError(f"{self.name}: {in_features} input and {self.features} output channels do not "
+                       f"split into {self.towers} towers.")
+    kernel = self.param("kernel", self.kernel_init,
+                        (self.kernel_size, self.kernel_size, in_features // self.towers, self.features),
+                        self.param_dtype)
+    bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    conv = lambda inputs, k, groups: lax.conv_general_dilated(
+        inputs, k, window_strides=(self.stride, self.stride),
+        padding=[(self.padding, self.padding)] * 2,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
+    if self.towers == 1 or self.impl == "grouped":
+      y = conv(x, kernel, self.towers)
+    elif self.impl == "split":
+      xs = jnp.split(x, self.towers, axis=-1)
+      ks = jnp.split(kernel, self.towers, axis=-1)
+      y = jnp.concatenate([conv(xi, ki, 1) for xi, ki in zip(xs, ks)], axis=-1)
+    else:
+      raise ValueError(f"Unknown tower impl {self.impl!r}: expected one of {TOWER_IMPLS}.")
+    return y + bias
+
+
+def scaled(width: int, multiplier: float, towers: int) -> int:
+  """A layer width times `multiplier`, at least one channel per tower and divisible by the towers."""
+  return max(towers, int(round(width * multiplier / towers)) * towers)
+
+
+class AlexNet(nn.Module):
+  """AlexNet: `__call__(images, *, train) -> float32 logits [B, num_classes]`.
+
+  `images` are float [B, H, W, 3], already cropped and normalised (augment.py). `use_lrn=None` takes the
+  preset's choice. `lrn_per_tower` normalises each tower's channels on their own, as the two GPUs of the
+  paper did (the 5-channel window never crossed from one GPU's 48 maps to the other's); it changes only the
+  two channels on each side of the tower boundary, and only in the `paper` preset.
+  """
+  preset: str = "paper"
+  num_classes: int = 1000
+  use_lrn: Optional[bool] = None
+  lrn_per_tower: bool = True
+  overlapping_pool: bool = True
+  dropout_rate: float = 0.5  # section 4.2
+  width_multiplier: float = 1.0
+  init_scheme: str = "paper"
+  tower_impl: str = "grouped"
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @property
+  def spec(self) -> Preset:
+    if self.preset not in PRESETS:
+      raise ValueError(f"Unknown AlexNet preset {self.preset!r}: expected one of {sorted(PRESETS)}.")
+    return PRESETS[self.preset]
+
+  @property
+  def lrn_enabled(self) -> bool:
+    return self.spec.use_lrn if self.use_lrn is None else self.use_lrn
+
+  def pool(self, x):
+    """Section 3.4: overlapping 3x3 windows at stride 2 (z=3, s=2), or the traditional 2x2 at stride 2."""
+    window = 3 if self.overlapping_pool else 2
+    return nn.max_pool(x, (window, window), strides=(2, 2), padding="VALID")
+
+  def lrn(self, x):
+    if not self.lrn_enabled:
+      return x
+    towers = self.spec.lrn_towers
+    if towers > 1 and self.lrn_per_tower:
+      split = x.reshape(x.shape[:-1] + (towers, x.shape[-1] // towers))
+      return local_response_norm(split).reshape(x.shape)
+    return local_response_norm(x)
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    spec = self.spec
+    x = x.astype(self.dtype)
+    for index, conv in enumerate(spec.convs):
+      name = f"conv{index + 1}"
+      x = TowerConv(features=scaled(conv.features, self.width_multiplier, conv.towers),
+                    kernel_size=conv.kernel, stride=conv.stride, padding=conv.padding, towers=conv.towers,
+                    impl=self.tower_impl, kernel_init=kernel_initializer(self.init_scheme),
+                    bias_init=bias_initializer(self.init_scheme, name), dtype=self.dtype,
+                    param_dtype=self.param_dtype, name=name)(x)
+      x = nn.relu(x)
+      self.sow("intermediates", f"relu{index + 1}", x)
+      if index in (0, 1):  # LRN then pooling after conv1 and conv2 (sections 3.3, 3.4)
+        x = self.pool(self.lrn(x))
+        self.sow("intermediates", f"pool{index + 1}", x)
+    x = self.pool(x)  # after conv5
+    self.sow("intermediates", "pool5", x)
+    x = x.reshape((x.shape[0], -1))
+    fc = scaled(spec.fc_features, self.width_multiplier, 1)
+    for name in ("fc6", "fc7"):
+      x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)  # section 4.2
+      x = nn.Dense(fc, kernel_init=kernel_initializer(self.init_scheme),
+                   bias_init=bias_initializer(self.init_scheme, name), dtype=self.dtype,
+                   param_dtype=self.param_dtype, name=name)(x)
+      x = nn.relu(x)
+    x = nn.Dense(self.num_classes, kernel_init=kernel_initializer(self.init_scheme),
+                 bias_init=bias_initializer(self.init_scheme, "fc8"), dtype=self.dtype,
+                 param_dtype=self.param_dtype, name="fc8")(x)
+    return x.astype(jnp.float32)
+
+
+def canonical_image_size(preset: str) -> int:
+  """The input side that gives 55 -> 27 -> 13 -> 6 (227 for the paper's VALID conv1, 224 for owt)."""
+  if preset not in PRESETS:
+    raise ValueError(f"Unknown AlexNet preset {preset!r}: expected one of {sorted(PRESETS)}.")
+  return PRESETS[preset].image_size
+
+
+def param_count(params) -> int:
+  return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))

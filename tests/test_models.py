@@ -1,0 +1,156 @@
+"""AlexNet presets: shapes, the 55/27/13/6 geometry, exact parameter counts, init, dropout, bf16."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from alexnet_jax import models
+from alexnet_jax.models import AlexNet, param_count
+
+
+def init_shapes(model, size):
+  """Parameter shapes and sown intermediates without running any FLOPs (eval_shape)."""
+  x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+
+  def run(rng, x):
+    variables = model.init(rng, x, train=False)
+    logits, state = model.apply(variables, x, train=False, mutable=["intermediates"])
+    return variables["params"], logits, state["intermediates"]
+
+  return jax.eval_shape(run, jax.random.key(0), x)
+
+
+# Worked out by hand from section 3.5 (kernel_h * kernel_w * inputs_per_tower * outputs + outputs):
+#   conv1 11*11*3*96+96 = 34,944           conv2 5*5*48*256+256 = 307,456 (two towers: 48 inputs each)
+#   conv3 3*3*256*384+384 = 885,120        conv4 3*3*192*384+384 = 663,936
+#   conv5 3*3*192*256+256 = 442,624        fc6 9216*4096+4096 = 37,752,832
+#   fc7 4096*4096+4096 = 16,781,312        fc8 4096*1000+1000 = 4,097,000
+PAPER_PARAMS = 60_965_224
+# One tower: conv2 5*5*96*256+256 = 614,656, conv4 3*3*384*384+384 = 1,327,488,
+# conv5 3*3*384*256+256 = 884,992 instead.
+ONE_TOWER_PARAMS = PAPER_PARAMS + (614_656 - 307_456) + (1_327_488 - 663_936) + (884_992 - 442_624)
+TORCHVISION_ALEXNET_PARAMS = 61_100_840  # sum(p.numel() for p in torchvision.models.alexnet().parameters())
+
+
+@pytest.mark.parametrize("preset,expected", [("paper", PAPER_PARAMS), ("one_tower", ONE_TOWER_PARAMS),
+                                             ("owt", TORCHVISION_ALEXNET_PARAMS)])
+def test_exact_parameter_counts(preset, expected):
+  model = AlexNet(preset=preset, num_classes=1000)
+  params, logits, _ = init_shapes(model, models.canonical_image_size(preset))
+  assert param_count(params) == expected
+  assert logits.shape == (1, 1000) and logits.dtype == jnp.float32
+
+
+def test_paper_layer_shapes():
+  params, _, _ = init_shapes(AlexNet(preset="paper"), 227)
+  shapes = {name: layer["kernel"].shape for name, layer in params.items()}
+  assert shapes == {"conv1": (11, 11, 3, 96), "conv2": (5, 5, 48, 256), "conv3": (3, 3, 256, 384),
+                    "conv4": (3, 3, 192, 384), "conv5": (3, 3, 192, 256), "fc6": (9216, 4096),
+                    "fc7": (4096, 4096), "fc8": (4096, 1000)}
+
+
+@pytest.mark.parametrize("preset", ["paper", "one_tower", "owt"])
+@pytest.mark.parametrize("overlapping_pool", [True, False])
+def test_intermediate_sizes(preset, overlapping_pool):
+  model = AlexNet(preset=preset, overlapping_pool=overlapping_pool)
+  _, _, inter = init_shapes(model, models.canonical_image_size(preset))
+  sides = {name: value[0].shape[1] for name, value in inter.items()}
+  assert sides == {"relu1": 55, "pool1": 27, "relu2": 27, "pool2": 13, "relu3": 13, "relu4": 13,
+                   "relu5": 13, "pool5": 6}
+  assert inter["pool5"][0].shape[1:] == (6, 6, 256)
+
+
+@pytest.mark.parametrize("num_classes", [10, 1000])
+def test_output_shapes_per_preset(num_classes):
+  for preset in models.PRESETS:
+    _, logits, _ = init_shapes(AlexNet(preset=preset, num_classes=num_classes),
+                               models.canonical_image_size(preset))
+    assert logits.shape == (1, num_classes)
+
+
+def tiny(**kwargs):
+  defaults = dict(preset="paper", num_classes=7, width_multiplier=0.125)
+  defaults.update(kwargs)
+  return AlexNet(**defaults)
+
+
+def test_paper_initialisation():
+  """Section 5: weights N(0, 0.01); bias 1 on conv2, conv4, conv5, fc6, fc7; 0 on conv1, conv3, fc8."""
+  params = AlexNet(preset="paper", num_classes=1000).init(
+      jax.random.key(0), jnp.zeros((1, 227, 227, 3)), train=False)["params"]
+  for name, layer in params.items():
+    bias = np.asarray(layer["bias"])
+    expected_bias = 1.0 if name in ("conv2", "conv4", "conv5", "fc6", "fc7") else 0.0
+    assert np.all(bias == expected_bias), name
+    kernel = np.asarray(layer["kernel"])
+    assert abs(kernel.mean()) < 1e-3 and abs(kernel.std() - 0.01) < 5e-4, name
+
+
+def test_width_multiplier_and_small_inputs_make_a_tiny_model():
+  model = tiny()
+  variables = model.init(jax.random.key(0), jnp.zeros((2, 67, 67, 3)), train=False)
+  logits = model.apply(variables, jnp.ones((2, 67, 67, 3)), train=False)
+  assert logits.shape == (2, 7)
+  assert variables["params"]["conv1"]["kernel"].shape == (11, 11, 3, 12)  # 96 / 8
+  assert param_count(variables["params"]) < 1_000_000
+
+
+def test_dropout_only_in_training():
+  model = tiny(init_scheme="he")
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 67, 67, 3)), jnp.float32)
+  variables = model.init(jax.random.key(0), x, train=False)
+  eval_a = model.apply(variables, x, train=False)
+  eval_b = model.apply(variables, x, train=False)
+  np.testing.assert_array_equal(eval_a, eval_b)
+  train_a = model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)})
+  train_b = model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(2)})
+  assert not np.allclose(train_a, train_b)
+  assert not np.allclose(train_a, eval_a)
+  no_dropout = tiny(init_scheme="he", dropout_rate=0.0)
+  np.testing.assert_allclose(no_dropout.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)}),
+                             eval_a, rtol=1e-6)
+
+
+def test_bfloat16_compute_close_to_float32():
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 67, 67, 3)), jnp.float32)
+  f32 = tiny(init_scheme="he")
+  variables = f32.init(jax.random.key(0), x, train=False)
+  logits32 = f32.apply(variables, x, train=False)
+  logits16 = tiny(init_scheme="he", dtype=jnp.bfloat16).apply(variables, x, train=False)
+  assert logits16.dtype == jnp.float32  # logits come back in float32 for the loss
+  assert np.all(np.isfinite(logits16))
+  scale = np.max(np.abs(logits32))
+  assert scale > 0.1
+  np.testing.assert_allclose(logits16, logits32, atol=0.05 * scale)
+
+
+def test_lrn_switch_changes_the_function():
+  x = jnp.asarray(np.random.default_rng(0).normal(scale=50.0, size=(2, 67, 67, 3)), jnp.float32)
+  variables = tiny(init_scheme="he").init(jax.random.key(0), x, train=False)
+  with_lrn = tiny(init_scheme="he").apply(variables, x, train=False)
+  without = tiny(init_scheme="he", use_lrn=False).apply(variables, x, train=False)
+  assert not np.allclose(with_lrn, without)
+  assert AlexNet(preset="owt").lrn_enabled is False and AlexNet(preset="paper").lrn_enabled is True
+
+
+def test_split_towers_equal_grouped_convolution():
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 67, 67, 3)), jnp.float32)
+  variables = tiny(init_scheme="he").init(jax.random.key(0), x, train=False)
+  grouped = tiny(init_scheme="he").apply(variables, x, train=False)
+  split = tiny(init_scheme="he", tower_impl="split").apply(variables, x, train=False)
+  np.testing.assert_allclose(split, grouped, rtol=1e-5, atol=1e-5)
+
+
+def test_lrn_per_tower_normalises_each_half_on_its_own():
+  from alexnet_jax.lrn import local_response_norm
+  x = jnp.asarray(np.random.default_rng(0).normal(scale=100.0, size=(1, 1, 1, 8)), jnp.float32)
+  per_tower = AlexNet(preset="paper").lrn(x)
+  halves = jnp.concatenate([local_response_norm(x[..., :4]), local_response_norm(x[..., 4:])], -1)
+  np.testing.assert_allclose(per_tower, halves, rtol=1e-6)
+  assert not np.allclose(per_tower, local_response_norm(x))
+
+
+def test_bad_preset_is_a_clear_error():
+  with pytest.raises(ValueError, match="Unknown AlexNet preset 'vgg'"):
+    AlexNet(preset="vgg").init(jax.random.key(0), jnp.zeros((1, 227, 227, 3)), train=False)
