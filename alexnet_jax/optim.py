@@ -1,0 +1,182 @@
+"""The optimiser: SGD with momentum and weight decay (Krizhevsky et al., 2012, section 5), and LR schedules.
+
+Two weight-decay modes, both with momentum 0.9 and decay 0.0005 by default (section 5):
+
+  coupled     the paper's rule, exactly:  v <- 0.9 v - 0.0005 eps w - eps dL/dw;  w <- w + v.
+              Decay is part of the gradient and the learning rate eps multiplies it *inside* the momentum
+              buffer, so a cut in eps acts on new gradients only, as in the paper.
+  decoupled   SGDW (Loshchilov & Hutter, 2019), the default: m <- 0.9 m + dL/dw;  w <- w - eps (m + wd w).
+              Decay acts on the weights directly, outside the momentum buffer, scaled by the schedule (as
+              optax.adamw does). For the same wd it decays ~1/(1 - momentum) = 10x less per step than the
+              coupled rule, whose momentum accumulates the decay term too.
+
+Schedules for eps: 'plateau' (the paper: divide by 10 when the validation error stops improving, driven by
+evaluation results through `plateau_update`), 'step' (divide by 10 at given epochs, e.g. every 30 as in
+torchvision), 'cosine' and 'constant'; each with optional linear warmup and optional linear scaling with the
+batch size (Goyal et al., 2017). The plateau factor lives in the optimiser state (`lr_factor`), so it is
+checkpointed with it; the plateau bookkeeping (`PlateauState`) is a small host-side value saved beside it.
+"""
+
+import dataclasses
+import math
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+# Section 5: "batch size of 128 examples, momentum of 0.9, and weight decay of 0.0005";
+# "The learning rate was initialized at 0.01 ... divide the learning rate by 10 when the validation error
+# rate stopped improving with the current learning rate ... reduced three times prior to termination."
+PAPER_BATCH_SIZE = 128
+PAPER_MOMENTUM = 0.9
+PAPER_WEIGHT_DECAY = 5e-4
+PAPER_LEARNING_RATE = 0.01
+PAPER_LR_CUT = 0.1
+
+WEIGHT_DECAY_MODES = ("decoupled", "coupled")
+SCHEDULES = ("plateau", "step", "cosine", "constant")
+
+
+class ScheduledLRState(NamedTuple):
+  """State of `scale_by_scheduled_lr`: the step, the host-set factor, and the last rate (for logging)."""
+  count: jax.Array
+  lr_factor: jax.Array
+  learning_rate: jax.Array
+
+
+def scale_by_scheduled_lr(schedule) -> optax.GradientTransformation:
+  """Multiplies updates by -schedule(step) * lr_factor; lr_factor is set from the host (plateau cuts)."""
+
+  def init(params):
+    del params
+    return ScheduledLRState(jnp.zeros([], jnp.int32), jnp.ones([], jnp.float32),
+                            jnp.asarray(schedule(0), jnp.float32))
+
+  def update(updates, state, params=None):
+    del params
+    lr = jnp.asarray(schedule(state.count), jnp.float32) * state.lr_factor
+    updates = jax.tree_util.tree_map(lambda u: (-lr * u).astype(u.dtype), updates)
+    return updates, ScheduledLRState(optax.safe_increment(state.count), state.lr_factor, lr)
+
+  return optax.GradientTransformation(init, update)
+
+
+def decay_mask(mode: str):
+  """'all': decay every parameter, as the paper did. 'kernels': only arrays with ndim > 1 (no biases, no
+  normalisation scales), the common modern choice."""
+  if mode == "all":
+    return None
+  if mode == "kernels":
+    return lambda params: jax.tree_util.tree_map(lambda p: p.ndim > 1, params)
+  raise ValueError(f"Unknown weight-decay mask {mode!r}: expected 'all' or 'kernels'.")
+
+
+def sgd(schedule, *, momentum=PAPER_MOMENTUM, nesterov=False, weight_decay=PAPER_WEIGHT_DECAY,
+        weight_decay_mode="decoupled", mask=None) -> optax.GradientTransformation:
+  """SGD with momentum and weight decay in the given mode (see the module docstring for the formulas)."""
+  if weight_decay_mode == "coupled":
+    # v <- momentum v - eps (g + wd w): decay and eps applied before the momentum trace.
+    return optax.chain(optax.add_decayed_weights(weight_decay, mask), scale_by_scheduled_lr(schedule),
+                       optax.trace(decay=momentum, nesterov=nesterov))
+  if weight_decay_mode == "decoupled":
+    # m <- momentum m + g; update = -eps (m + wd w).
+    return optax.chain(optax.trace(decay=momentum, nesterov=nesterov),
+                       optax.add_decayed_weights(weight_decay, mask), scale_by_scheduled_lr(schedule))
+  raise ValueError(f"Unknown weight_decay_mode {weight_decay_mode!r}: expected one of {WEIGHT_DECAY_MODES}.")
+
+
+def base_learning_rate(optim_config, batch_size: int) -> float:
+  """The configured rate, scaled linearly by batch_size / base_batch_size when base_batch_size is set."""
+  lr = float(optim_config.learning_rate)
+  base = optim_config.get("base_batch_size")
+  return lr * batch_size / base if base else lr
+
+
+def create_schedule(optim_config, *, batch_size: int, steps_per_epoch: int, num_epochs: float):
+  """The step -> learning-rate function (before any plateau factor)."""
+  lr = base_learning_rate(optim_config, batch_size)
+  warmup_steps = int(round(float(optim_config.get("warmup_epochs", 0.0)) * steps_per_epoch))
+  total_steps = max(1, int(math.ceil(num_epochs * steps_per_epoch)))
+  kind = optim_config.schedule
+  if kind in ("plateau", "constant"):
+    main = optax.constant_schedule(lr)
+  elif kind == "step":
+    gamma = float(optim_config.get("step_gamma", PAPER_LR_CUT))
+    boundaries = {int(round(e * steps_per_epoch)) - warmup_steps: gamma
+                  for e in optim_config.step_epochs if int(round(e * steps_per_epoch)) > warmup_steps}
+    main = optax.piecewise_constant_schedule(lr, boundaries)
+  elif kind == "cosine":
+    main = optax.cosine_decay_schedule(lr, max(1, total_steps - warmup_steps),
+                                       alpha=float(optim_config.get("cosine_final_fraction", 0.0)))
+  else:
+    raise ValueError(f"Unknown schedule {kind!r}: expected one of {SCHEDULES}.")
+  if warmup_steps <= 0:
+    return main
+  warmup = optax.linear_schedule(0.0, lr, warmup_steps)
+  return optax.join_schedules([warmup, main], [warmup_steps])
+
+
+def create_optimizer(config, steps_per_epoch: int):
+  """Returns (optax transform, schedule) from `config.optim`, `config.batch_size` and `config.num_epochs`."""
+  optim_config = config.optim
+  schedule = create_schedule(optim_config, batch_size=int(config.batch_size),
+                             steps_per_epoch=steps_per_epoch, num_epochs=float(config.num_epochs))
+  tx = sgd(schedule, momentum=float(optim_config.momentum), nesterov=bool(optim_config.nesterov),
+           weight_decay=float(optim_config.weight_decay),
+           weight_decay_mode=optim_config.weight_decay_mode, mask=decay_mask(optim_config.weight_decay_mask))
+  return tx, schedule
+
+
+def learning_rate_factor(opt_state) -> Optional[float]:
+  """The plateau factor stored in an optimiser state built by `sgd` (None if there is none)."""
+  factor = optax.tree.get(opt_state, "lr_factor")
+  return None if factor is None else float(factor)
+
+
+def with_learning_rate_factor(opt_state, factor: float):
+  """A copy of `opt_state` with its plateau factor replaced (the update reads it at the next step)."""
+  return optax.tree.set(opt_state, lr_factor=jnp.asarray(factor, jnp.float32))
+
+
+@dataclasses.dataclass(frozen=True)
+class PlateauState:
+  """Bookkeeping of the paper's plateau rule; a plain value that round-trips through `asdict`/JSON."""
+  best: float = math.inf
+  bad_evals: int = 0
+  cooldown_left: int = 0
+  factor: float = 1.0
+  cuts: int = 0
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, d: dict) -> "PlateauState":
+    return cls(**d)
+
+
+def plateau_update(state: PlateauState, value: float, *, patience: int, cut: float = PAPER_LR_CUT,
+                   cooldown: int = 0, min_factor: float = 0.0, threshold: float = 0.0,
+                   mode: str = "min") -> PlateauState:
+  """One evaluation's effect on the plateau rule (section 5: "divide the learning rate by 10 when the
+  validation error rate stopped improving").
+
+  A value improves when it beats the best by more than `threshold` (relative). After `patience`
+  consecutive evaluations without improvement the factor is multiplied by `cut` (never below
+  `min_factor`), the count restarts, and the next `cooldown` evaluations cannot count as stalls.
+  """
+  if mode not in ("min", "max"):
+    raise ValueError(f"Unknown plateau mode {mode!r}: expected 'min' or 'max'.")
+  signed, best = (value, state.best) if mode == "min" else (-value, -state.best)
+  improved = signed < best - threshold * abs(best) if math.isfinite(best) else True
+  new_best = value if improved else state.best
+  bad = 0 if improved else state.bad_evals + 1
+  cooldown_left = state.cooldown_left
+  if cooldown_left > 0:
+    cooldown_left -= 1
+    bad = 0
+  factor, cuts = state.factor, state.cuts
+  if bad >= patience and factor > min_factor:
+    factor, cuts, bad, cooldown_left = max(factor * cut, min_factor), cuts + 1, 0, cooldown
+  return PlateauState(new_best, bad, cooldown_left, factor, cuts)

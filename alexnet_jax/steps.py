@@ -1,0 +1,187 @@
+"""The reusable training core: TrainState, train_step, eval_step and their jit / pmap wrappers.
+
+Nothing here knows about AlexNet or about the data: a model is any Flax module whose `__call__` takes
+`train=`; a batch is a dict `{'image': ..., 'label': int32[B]}` (plus an optional float `mask` [B] for
+evaluation padding); device-side augmentation enters through the optional `preprocess(batch, rng)` hook.
+
+    from alexnet_jax import steps
+    state = steps.create_train_state(jax.random.key(0), model, sample_input, optax.sgd(0.1))
+    p_train = steps.pmap_train_step()                 # or steps.jit_train_step() on one device
+    state, metrics = p_train(state, steps.shard_batch(batch), rng)
+
+Data parallelism follows today's idiom: the state is *not* replicated by hand; `pmap` receives it with
+`in_axes=None` (broadcast) and returns it with `out_axes=None` (the gradients are `pmean`ed, so every
+device holds the same state), and only the batch carries a leading device axis.
+"""
+
+import functools
+from typing import Any, Callable, Optional
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+from jax import lax
+
+
+class TrainState(train_state.TrainState):
+  """flax's TrainState plus `model_state`: mutable collections other than params (e.g. batch_stats),
+  empty for AlexNet. They are updated in the train step and averaged across devices."""
+  model_state: Any = flax.struct.field(default_factory=dict)
+
+
+def create_train_state(rng, model, sample_input, tx) -> TrainState:
+  """Initialises `model` on `sample_input` (train=False) and wraps params, other collections and `tx`."""
+  variables = model.init(rng, sample_input, train=False)
+  variables = flax.core.unfreeze(variables)
+  params = variables.pop("params")
+  variables.pop("intermediates", None)
+  return TrainState.create(apply_fn=model.apply, params=params, tx=tx, model_state=variables)
+
+
+def cross_entropy(logits, labels, *, label_smoothing: float = 0.0):
+  """Per-example softmax cross-entropy in float32; label smoothing 0 reproduces the paper."""
+  num_classes = logits.shape[-1]
+  targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+  if label_smoothing:
+    targets = targets * (1.0 - label_smoothing) + label_smoothing / num_classes
+  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+
+
+def correct_top_k(logits, labels, k: int):
+  """1.0 where the label is among the k highest logits (ties broken towards the lower class index)."""
+  k = min(k, logits.shape[-1])
+  _, top = lax.top_k(logits, k)
+  return jnp.any(top == labels[:, None], axis=-1).astype(jnp.float32)
+
+
+def _learning_rate(opt_state):
+  """The rate the optimiser applied at the last update, when its state records one (optim.sgd does)."""
+  try:
+    return optax.tree.get(opt_state, "learning_rate")
+  except KeyError:
+    return None
+
+
+def step_rng(rng, step, axis_name: Optional[str] = None):
+  """`rng` folded with the step and, under a named axis, the device index: independent per step and device."""
+  rng = jax.random.fold_in(rng, step)
+  if axis_name is not None:
+    rng = jax.random.fold_in(rng, lax.axis_index(axis_name))
+  return rng
+
+
+def train_step(state: TrainState, batch, rng, *, axis_name: Optional[str] = None,
+               preprocess: Optional[Callable] = None, label_smoothing: float = 0.0):
+  """One optimiser step on `batch`; pure, so it runs under `jax.jit` or `jax.pmap`/`shard_map`.
+
+  The dropout and preprocessing rng is `rng` folded with the step and, under a named axis, the device
+  index: every step and every device draws independent masks and crops from one user seed.
+  Metrics (identical on all devices when `axis_name` is set): `loss` (mean), `top1`/`top5` (correct
+  counts), `count` (examples), `grad_norm` (of the averaged gradient), `learning_rate`.
+  """
+  preprocess_rng, dropout_rng = jax.random.split(step_rng(rng, state.step, axis_name))
+  if preprocess is not None:
+    batch = preprocess(batch, preprocess_rng)
+  labels = batch["label"]
+
+  def loss_fn(params):
+    variables = {"params": params, **state.model_state}
+    mutable = list(state.model_state.keys())
+    outputs = state.apply_fn(variables, batch["image"], train=True, rngs={"dropout": dropout_rng},
+                             mutable=mutable)
+    logits, new_model_state = outputs
+    loss = jnp.mean(cross_entropy(logits, labels, label_smoothing=label_smoothing))
+    return loss, (logits, new_model_state)
+
+  (loss, (logits, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  metrics = {"loss": loss, "top1": jnp.sum(correct_top_k(logits, labels, 1)),
+             "top5": jnp.sum(correct_top_k(logits, labels, 5)),
+             "count": jnp.asarray(labels.shape[0], jnp.float32)}
+  if axis_name is not None:
+    grads = lax.pmean(grads, axis_name)
+    new_model_state = lax.pmean(new_model_state, axis_name)
+    metrics = {"loss": lax.pmean(metrics["loss"], axis_name),
+               **{k: lax.psum(metrics[k], axis_name) for k in ("top1", "top5", "count")}}
+  new_state = state.apply_gradients(grads=grads, model_state=flax.core.unfreeze(new_model_state))
+  metrics["grad_norm"] = optax.tree.norm(grads)
+  lr = _learning_rate(new_state.opt_state)
+  if lr is not None:
+    metrics["learning_rate"] = jnp.asarray(lr, jnp.float32)
+  return new_state, metrics
+
+
+def eval_step(state: TrainState, batch, *, axis_name: Optional[str] = None,
+              preprocess: Optional[Callable] = None):
+  """Sums of loss, top-1, top-5 and examples over the batch, weighted by `batch['mask']` when present.
+
+  Padded examples (mask 0) count nothing, so an evaluation padded to a fixed batch shape drops no example
+  and counts none twice. An `image` of shape [B, V, H, W, C] holds V views per example (e.g. the paper's
+  10 crops, section 4.1): their softmax outputs are averaged before scoring.
+  """
+  if preprocess is not None:
+    batch = preprocess(batch)
+  images, labels = batch["image"], batch["label"]
+  mask = batch.get("mask", jnp.ones(labels.shape, jnp.float32)).astype(jnp.float32)
+  variables = {"params": state.params, **state.model_state}
+  if images.ndim == 5:
+    views = images.shape[1]
+    logits = state.apply_fn(variables, images.reshape((-1,) + images.shape[2:]), train=False)
+    probs = jax.nn.softmax(logits.astype(jnp.float32)).reshape(labels.shape[0], views, -1).mean(axis=1)
+    scores = jnp.log(probs)  # averaged probabilities as log-scores: ranking and loss both follow them
+    loss = -jnp.take_along_axis(scores, labels[:, None], axis=-1)[:, 0]
+  else:
+    scores = state.apply_fn(variables, images, train=False)
+    loss = cross_entropy(scores, labels)
+  metrics = {"loss_sum": jnp.sum(loss * mask), "top1": jnp.sum(correct_top_k(scores, labels, 1) * mask),
+             "top5": jnp.sum(correct_top_k(scores, labels, 5) * mask), "count": jnp.sum(mask)}
+  if axis_name is not None:
+    metrics = lax.psum(metrics, axis_name)
+  return metrics
+
+
+def shard_batch(batch, num_devices: Optional[int] = None):
+  """Reshapes every array [B, ...] to [num_devices, B / num_devices, ...] for pmap.
+
+  Raises a ValueError naming both numbers when B does not divide evenly.
+  """
+  num_devices = num_devices or jax.local_device_count()
+
+  def reshape(x):
+    if x.shape[0] % num_devices:
+      raise ValueError(f"A batch of {x.shape[0]} examples does not split evenly across {num_devices} "
+                       f"devices: choose a global batch size that is a multiple of {num_devices}.")
+    return x.reshape((num_devices, x.shape[0] // num_devices) + x.shape[1:])
+
+  return jax.tree_util.tree_map(reshape, batch)
+
+
+def pmap_train_step(step_fn: Callable = train_step, *, axis_name: str = "batch", donate: bool = True,
+                    devices=None, **step_kwargs):
+  """`step_fn` pmapped over local devices: (state, sharded_batch, rng) -> (state, per-device metrics).
+
+  The state goes in unreplicated (`in_axes=None`) and comes out unreplicated (`out_axes=None`); it is
+  donated, so its buffers are reused for the new state. Metrics come back with a leading device axis
+  (equal along it: take `[0]`).
+  """
+  fn = functools.partial(step_fn, axis_name=axis_name, **step_kwargs)
+  return jax.pmap(fn, axis_name=axis_name, in_axes=(None, 0, None), out_axes=(None, 0),
+                  donate_argnums=(0,) if donate else (), devices=devices)
+
+
+def pmap_eval_step(step_fn: Callable = eval_step, *, axis_name: str = "batch", devices=None,
+                   **step_kwargs):
+  """`step_fn` pmapped for evaluation: (state, sharded_batch) -> metric sums with a device axis."""
+  fn = functools.partial(step_fn, axis_name=axis_name, **step_kwargs)
+  return jax.pmap(fn, axis_name=axis_name, in_axes=(None, 0), out_axes=0, devices=devices)
+
+
+def jit_train_step(step_fn: Callable = train_step, *, donate: bool = True, **step_kwargs):
+  """`step_fn` under `jax.jit` on one device: (state, batch, rng) -> (state, metrics)."""
+  return jax.jit(functools.partial(step_fn, axis_name=None, **step_kwargs),
+                 donate_argnums=(0,) if donate else ())
+
+
+def jit_eval_step(step_fn: Callable = eval_step, **step_kwargs):
+  return jax.jit(functools.partial(step_fn, axis_name=None, **step_kwargs))

@@ -1,0 +1,143 @@
+"""train_step / eval_step: model-agnostic reuse, pmap over 8 CPU devices == jit on one, masked evaluation."""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from alexnet_jax import optim, steps
+from alexnet_jax.models import AlexNet
+
+
+class MLP(nn.Module):
+  """Not AlexNet: a two-layer perceptron with dropout, to show the step is model-agnostic."""
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    x = nn.relu(nn.Dense(32)(x.reshape((x.shape[0], -1))))
+    x = nn.Dropout(0.1, deterministic=not train)(x)
+    return nn.Dense(4)(x)
+
+
+def toy_problem(n, seed=0):
+  """Four Gaussian blobs in 2-D; the label is the blob."""
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, 4, size=n).astype(np.int32)
+  centres = np.array([[2, 2], [-2, 2], [-2, -2], [2, -2]], np.float32)
+  return {"image": (centres[labels] + rng.normal(scale=0.5, size=(n, 2))).astype(np.float32), "label": labels}
+
+
+def test_reuse_an_mlp_under_pmap():
+  assert jax.local_device_count() == 8
+  model = MLP()
+  state = steps.create_train_state(jax.random.key(0), model, jnp.zeros((1, 2)), optax.sgd(0.1, momentum=0.9))
+  p_train = steps.pmap_train_step()
+  p_eval = steps.pmap_eval_step()
+  test = toy_problem(400, seed=1)
+  before = jax.tree_util.tree_map(lambda x: x[0], p_eval(state, steps.shard_batch(test)))
+  for i in range(60):
+    state, metrics = p_train(state, steps.shard_batch(toy_problem(64, seed=100 + i)), jax.random.key(i))
+  assert int(state.step) == 60
+  assert metrics["count"].shape == (8,) and float(metrics["count"][0]) == 64
+  after = jax.tree_util.tree_map(lambda x: x[0], p_eval(state, steps.shard_batch(test)))
+  assert float(after["count"]) == 400
+  assert float(after["top1"]) / 400 > 0.95 > float(before["top1"]) / 400
+  assert float(after["loss_sum"]) < 0.2 * float(before["loss_sum"])
+
+
+def test_batch_not_divisible_by_devices_is_a_clear_error():
+  with pytest.raises(ValueError, match="A batch of 30 examples does not split evenly across 8 devices"):
+    steps.shard_batch({"image": np.zeros((30, 2)), "label": np.zeros(30, np.int32)}, 8)
+
+
+def tiny_alexnet_state(tx):
+  model = AlexNet(preset="paper", num_classes=10, width_multiplier=0.125, dropout_rate=0.0, init_scheme="he")
+  return steps.create_train_state(jax.random.key(0), model, jnp.zeros((1, 67, 67, 3)), tx)
+
+
+def test_pmap_over_eight_devices_equals_jit_on_one():
+  """One pmapped step over 8 devices on a global batch == one jitted step on the same batch (dropout off)."""
+  tx = optim.sgd(lambda c: 0.05, momentum=0.9, weight_decay=5e-4, weight_decay_mode="coupled")
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.normal(size=(32, 67, 67, 3)).astype(np.float32),
+           "label": rng.integers(0, 10, size=32).astype(np.int32)}
+  # Two steps, so the momentum buffer and the second gradient are compared too.
+  jit_state, pmap_state = tiny_alexnet_state(tx), tiny_alexnet_state(tx)
+  initial = jax.tree_util.tree_map(np.asarray, jit_state.params)
+  j_train = steps.jit_train_step(donate=False)
+  p_train = steps.pmap_train_step(donate=False)
+  for i in range(2):
+    jit_state, jit_metrics = j_train(jit_state, batch, jax.random.key(i))
+    pmap_state, pmap_metrics = p_train(pmap_state, steps.shard_batch(batch), jax.random.key(i))
+  moved = 0.0
+  for path, a in jax.tree_util.tree_leaves_with_path(jit_state.params):
+    b = functools.reduce(lambda t, k: t[k.key], path, pmap_state.params)
+    a, b = np.asarray(a), np.asarray(b)
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * np.abs(a).max(), err_msg=str(path))
+    moved = max(moved, np.abs(a - functools.reduce(lambda t, k: t[k.key], path, initial)).max())
+  assert moved > 1e-3  # the step did something
+  for key in ("top1", "top5", "count"):
+    assert float(pmap_metrics[key][0]) == float(jit_metrics[key])
+  for key in ("loss", "grad_norm", "learning_rate"):
+    np.testing.assert_allclose(float(pmap_metrics[key][0]), float(jit_metrics[key]), rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(pmap_metrics["loss"]), float(pmap_metrics["loss"][0]))  # replicated
+
+
+def test_step_rng_differs_per_device_and_per_step():
+  keys = jax.vmap(lambda _: jax.random.key_data(steps.step_rng(jax.random.key(0), 3, "d")),
+                  axis_name="d")(jnp.arange(4))
+  assert len({tuple(np.asarray(k)) for k in keys}) == 4
+  a = jax.random.key_data(steps.step_rng(jax.random.key(0), 3))
+  b = jax.random.key_data(steps.step_rng(jax.random.key(0), 4))
+  assert not np.array_equal(a, b)
+
+
+def test_preprocess_hook_runs_on_the_device_inside_the_step():
+  state = steps.create_train_state(jax.random.key(0), MLP(), jnp.zeros((1, 2)), optax.sgd(0.0))
+  seen = {}
+
+  def preprocess(batch, rng):
+    seen["rng"] = rng
+    return {**batch, "image": batch["image"] * 0.0}  # erase the input: every logit row becomes equal
+
+  batch = toy_problem(8)
+  _, metrics = steps.jit_train_step(preprocess=preprocess, donate=False)(state, batch, jax.random.key(0))
+  _, plain = steps.jit_train_step(donate=False)(state, batch, jax.random.key(0))
+  assert "rng" in seen
+  assert float(metrics["loss"]) != pytest.approx(float(plain["loss"]))
+
+
+def test_eval_mask_makes_padding_count_nothing():
+  state = steps.create_train_state(jax.random.key(0), MLP(), jnp.zeros((1, 2)), optax.sgd(0.1))
+  data = toy_problem(13)
+  unpadded = steps.jit_eval_step()(state, data)
+  padded = {"image": np.concatenate([data["image"], np.full((3, 2), 9.0, np.float32)]),
+            "label": np.concatenate([data["label"], np.zeros(3, np.int32)]),
+            "mask": np.concatenate([np.ones(13, np.float32), np.zeros(3, np.float32)])}
+  got = steps.pmap_eval_step()(state, steps.shard_batch(padded))
+  for key in ("loss_sum", "top1", "top5", "count"):
+    np.testing.assert_allclose(float(got[key][0]), float(unpadded[key]), rtol=1e-5)
+  assert float(got["count"][0]) == 13
+  # Independent check of the sums: per-example loss from the logits.
+  logits = np.asarray(state.apply_fn({"params": state.params}, data["image"], train=False), np.float64)
+  logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  np.testing.assert_allclose(float(unpadded["loss_sum"]), -logp[np.arange(13), data["label"]].sum(), rtol=1e-5)
+  np.testing.assert_allclose(float(unpadded["top1"]), (logits.argmax(-1) == data["label"]).sum())
+
+
+def test_multi_view_eval_averages_softmax():
+  state = steps.create_train_state(jax.random.key(0), MLP(), jnp.zeros((1, 2)), optax.sgd(0.1))
+  rng = np.random.default_rng(0)
+  views = rng.normal(scale=3.0, size=(6, 10, 2)).astype(np.float32)
+  labels = rng.integers(0, 4, size=6).astype(np.int32)
+  got = steps.jit_eval_step()(state, {"image": views[:, :, None, None, :].reshape(6, 10, 1, 1, 2),
+                                      "label": labels})
+  logits = np.asarray(state.apply_fn({"params": state.params}, views.reshape(60, 2), train=False), np.float64)
+  probs = np.exp(logits - logits.max(-1, keepdims=True))
+  probs = (probs / probs.sum(-1, keepdims=True)).reshape(6, 10, 4).mean(1)
+  np.testing.assert_allclose(float(got["loss_sum"]), -np.log(probs[np.arange(6), labels]).sum(), rtol=1e-5)
+  np.testing.assert_allclose(float(got["top1"]), (probs.argmax(-1) == labels).sum())
