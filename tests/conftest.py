@@ -8,3 +8,30 @@ if "--xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
   os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=8"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pathlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_IMAGENETTE = REPO.parent / "shared" / "datasets" / "imagenette2-128"
+
+
+@pytest.fixture(scope="session")
+def synthetic_data_dir(tmp_path_factory):
+  """A small prepared synthetic_shapes (400 train / 100 val, 72 px), shared by the tests of a session."""
+  from alexnet_jax.data import prepare
+  data_dir = tmp_path_factory.mktemp("synthetic_data")
+  prepare.prepare_synthetic(str(data_dir), train_size=400, val_size=100, image_size=72, seed=0)
+  return str(data_dir)
+
+
+@pytest.fixture(scope="session")
+def imagenette_subset_dir(tmp_path_factory):
+  """300 images of the shared Imagenette (150 per split), prepared as they are stored (128 px)."""
+  if not SHARED_IMAGENETTE.is_dir():
+    pytest.skip(f"the shared Imagenette is not at {SHARED_IMAGENETTE}")
+  from alexnet_jax.data import prepare
+  data_dir = tmp_path_factory.mktemp("imagenette_data")
+  prepare.prepare_folder(str(SHARED_IMAGENETTE), str(data_dir), name="imagenette_subset", limit=150)
+  return str(data_dir)

@@ -1,0 +1,211 @@
+"""Prepare a dataset once as a TFDS dataset in array_record format (the format training reads).
+
+    python -m alexnet_jax.data.prepare --source=synthetic_shapes --data_dir=~/alexnet_data
+    python -m alexnet_jax.data.prepare --source=folder:../shared/datasets/imagenette2-128 \
+        --name=imagenette2_128 --data_dir=~/alexnet_data
+    python -m alexnet_jax.data.prepare --source=tfds:imagenet2012 --manual_dir=~/imagenet_tars \
+        --data_dir=~/alexnet_data --image_size=256
+    python -m alexnet_jax.data.prepare --source=tfds:imagenette --download --data_dir=~/alexnet_data
+
+Sources: the embedded `synthetic_shapes`; a folder `root/{train,val}/<class>/*.{jpg,jpeg,png}`; or a TFDS
+catalog dataset by name, built by TFDS's own builder (ImageNet from the tars in its manual_dir). Nothing is
+downloaded unless `--download` is given.
+
+`--image_size=256` stores every image as the paper does (section 2): shorter side rescaled to 256, then
+the central 256x256 patch, re-encoded as JPEG, so training decodes small fixed-size images. With
+`--image_size=0` folder images are stored byte for byte as they are.
+
+This is the only module that needs TensorFlow (TFDS writes its examples with it). It writes into a
+temporary folder beside the target and renames it into place at the end, so an interrupted or failed run
+leaves any dataset already prepared there untouched.
+"""
+
+import functools
+import io
+import os
+import shutil
+import sys
+import tempfile
+
+from absl import app, flags, logging
+import numpy as np
+
+from alexnet_jax.data import sources, synthetic
+
+FLAGS = flags.FLAGS
+VERSION = "1.0.0"
+JPEG_QUALITY = 95
+
+
+def _jpeg_bytes(image: np.ndarray) -> bytes:
+  from PIL import Image
+  buffer = io.BytesIO()
+  Image.fromarray(image).save(buffer, format="JPEG", quality=JPEG_QUALITY, subsampling=0)  # 4:4:4 chroma
+  return buffer.getvalue()
+
+
+def _features(class_names, image_size):
+  import tensorflow_datasets as tfds
+  shape = (image_size, image_size, 3) if image_size else (None, None, 3)
+  return tfds.features.FeaturesDict({
+      "image": tfds.features.Image(shape=shape, encoding_format="jpeg"),
+      "label": tfds.features.ClassLabel(names=list(class_names)),
+      "file_name": tfds.features.Text(),
+  })
+
+
+def _progress(iterable, total, desc):
+  from tqdm import tqdm
+  return tqdm(iterable, total=total, desc=desc, unit="img", mininterval=1.0, file=sys.stderr)
+
+
+def synthetic_examples(split, count, image_size, seed):
+  for index in _progress(range(count), count, f"synthetic {split}"):
+    image, label = synthetic.synthetic_example(seed, split, index, image_size)
+    yield index, {"image": io.BytesIO(_jpeg_bytes(image)), "label": label, "file_name": f"{split}/{index}"}
+
+
+def folder_examples(files, image_size, split):
+  for key, (path, label) in enumerate(_progress(files, len(files), f"folder {split}")):
+    with open(path, "rb") as f:
+      data = f.read()
+    image = sources.decode_image(data, path=path)  # validates every file, even when stored as is
+    if image_size and image.shape[:2] != (image_size, image_size):
+      data = _jpeg_bytes(sources.fit_to_size(image, image_size))
+    elif not path.lower().endswith((".jpg", ".jpeg")):
+      data = _jpeg_bytes(image)
+    yield key, {"image": io.BytesIO(data), "label": label, "file_name": os.path.relpath(path)}
+
+
+def _store(name, data_dir, split_examples, class_names, image_size, description):
+  """Writes the dataset into a temporary folder and moves it to data_dir/name/VERSION on success."""
+  import tensorflow_datasets as tfds
+  target = os.path.join(data_dir, name, VERSION)
+  os.makedirs(data_dir, exist_ok=True)
+  staging = tempfile.mkdtemp(prefix=f".{name}-", dir=data_dir)
+  try:
+    builder = tfds.dataset_builders.store_as_tfds_dataset(
+        name=name, version=VERSION, features=_features(class_names, image_size),
+        split_datasets=split_examples, data_dir=staging, description=description,
+        file_format="array_record", disable_shuffling=True)
+    written = builder.data_dir
+    if os.path.exists(target):
+      shutil.rmtree(target)  # replaced only now that the new copy is complete
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.replace(written, target)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  return target
+
+
+def prepare_synthetic(data_dir, *, train_size=6000, val_size=1000, image_size=72, seed=0,
+                      name="synthetic_shapes"):
+  splits = {"train": synthetic_examples("train", train_size, image_size, seed),
+            "val": synthetic_examples("val", val_size, image_size, seed)}
+  return _store(name, data_dir, splits, synthetic.CLASS_NAMES, image_size,
+                f"Procedural shapes ({synthetic.NUM_CLASSES} classes), seed {seed}, {image_size}px.")
+
+
+def prepare_folder(root, data_dir, *, name, image_size=0, splits=("train", "val"), limit=None):
+  """Prepares root/<split>/<class>/* ; `limit` keeps an evenly spread subset of each split (tests)."""
+  class_names, files = sources.list_image_folder(root, splits)
+  if limit:
+    files = {s: f[::max(1, len(f) // limit)][:limit] for s, f in files.items()}
+  examples = {s: folder_examples(f, image_size, s) for s, f in files.items()}
+  stored_size = image_size or _common_square_size(path for f in files.values() for path, _ in f)
+  return _store(name, data_dir, examples, class_names, stored_size, f"Images from {os.path.abspath(root)}.")
+
+
+def _common_square_size(paths) -> int:
+  """The side shared by all images when they are equal squares (read from headers only), else 0."""
+  from PIL import Image
+  sizes = set()
+  for path in paths:
+    try:
+      with Image.open(path) as image:
+        sizes.add(image.size)
+    except Exception:
+      return 0  # folder_examples reports the unreadable file with its path
+    if len(sizes) > 1:
+      return 0
+  (width, height), = sizes
+  return width if width == height else 0
+
+
+def prepare_catalog(name, data_dir, *, manual_dir=None, download=False):
+  """Builds a TFDS catalog dataset (e.g. imagenet2012 from its manual_dir tars) in array_record format."""
+  import tensorflow_datasets as tfds
+  try:
+    builder = tfds.builder(name, data_dir=data_dir, try_gcs=False)
+  except Exception as e:  # unknown name
+    raise sources.DatasetError(f"TFDS has no dataset {name!r} ({e}). See the TFDS catalog for names.")
+  needs_manual = bool(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None))
+  if needs_manual and not manual_dir:
+    raise sources.DatasetError(f"{name} is built from files you download yourself: pass --manual_dir=FOLDER "
+                               f"holding them ({builder.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()[:300]}).")
+  if needs_manual and not os.path.isdir(os.path.expanduser(manual_dir)):
+    raise sources.DatasetError(f"--manual_dir {manual_dir!r} is not a folder. It must hold the files that "
+                               f"{name} is built from.")
+  if not needs_manual and not download:
+    raise sources.DatasetError(f"Preparing {name} downloads it. Nothing is downloaded unless asked: run "
+                               f"again with --download, or prepare a local copy with --source=folder:PATH.")
+  config = tfds.download.DownloadConfig(manual_dir=os.path.expanduser(manual_dir) if manual_dir else None)
+  builder.download_and_prepare(download_config=config, file_format="array_record")
+  return builder.data_dir
+
+
+def parse_source(source):
+  """'synthetic_shapes' | 'folder:PATH' | 'tfds:NAME' -> (kind, value)."""
+  if source == "synthetic_shapes":
+    return "synthetic", None
+  for kind in ("folder", "tfds"):
+    if source.startswith(kind + ":") and len(source) > len(kind) + 1:
+      return kind, source[len(kind) + 1:]
+  raise sources.DatasetError(f"Unknown --source={source!r}: expected synthetic_shapes, folder:PATH "
+                             f"(PATH/<split>/<class>/*.jpg) or tfds:NAME (a TFDS catalog dataset).")
+
+
+def main(argv):
+  del argv
+  data_dir = os.path.expanduser(FLAGS.data_dir)
+  if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+    raise app.UsageError(f"--data_dir {data_dir!r} is a file; give a folder (it is created if missing).")
+  try:
+    kind, value = parse_source(FLAGS.source)
+    if kind == "synthetic":
+      path = prepare_synthetic(data_dir, train_size=FLAGS.train_size, val_size=FLAGS.val_size,
+                               image_size=FLAGS.image_size or 72, seed=FLAGS.seed,
+                               name=FLAGS.name or "synthetic_shapes")
+    elif kind == "folder":
+      name = FLAGS.name or os.path.basename(os.path.normpath(value)).replace("-", "_").lower()
+      path = prepare_folder(value, data_dir, name=name, image_size=FLAGS.image_size,
+                            splits=tuple(FLAGS.splits), limit=FLAGS.limit)
+    else:
+      path = prepare_catalog(value, data_dir, manual_dir=FLAGS.manual_dir, download=FLAGS.download)
+  except sources.DatasetError as e:
+    logging.error("%s", e)
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  print(f"Prepared {FLAGS.source} in {path}")
+
+
+def define_flags():
+  flags.DEFINE_string("source", "synthetic_shapes",
+                      "synthetic_shapes | folder:PATH (PATH/<split>/<class>/*.jpg) | tfds:NAME (TFDS catalog).")
+  flags.DEFINE_string("data_dir", "~/alexnet_data", "Where prepared datasets live (data_dir/<name>/<version>).")
+  flags.DEFINE_string("name", None, "Dataset name for synthetic/folder sources (default: the folder's name).")
+  flags.DEFINE_integer("image_size", 0, "Store images at this square size (shorter side, centre crop; the "
+                       "paper: 256). 0 keeps folder images as they are (synthetic default: 72).")
+  flags.DEFINE_list("splits", ["train", "val"], "Split folders of a folder source.")
+  flags.DEFINE_integer("limit", None, "Keep at most this many images per split (an evenly spread subset).")
+  flags.DEFINE_integer("train_size", 6000, "synthetic_shapes: training examples.")
+  flags.DEFINE_integer("val_size", 1000, "synthetic_shapes: validation examples.")
+  flags.DEFINE_integer("seed", 0, "synthetic_shapes: the seed every example derives from.")
+  flags.DEFINE_string("manual_dir", None, "tfds sources: the folder with manually downloaded files "
+                      "(imagenet2012: ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar).")
+  flags.DEFINE_bool("download", False, "tfds sources: allow TFDS to download the data. Off by default.")
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

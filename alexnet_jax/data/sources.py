@@ -1,0 +1,188 @@
+"""Finding, opening and decoding prepared datasets, and scanning image folders. Never imports TensorFlow.
+
+A prepared dataset is a TFDS dataset in array_record format under `data_dir/<name>/[<config>/]<version>/`,
+written by `python -m alexnet_jax.data.prepare`. It is opened with `tfds.builder_from_directory(...)
+.as_data_source(...)`, with image decoding skipped: the host decodes JPEG/PNG bytes itself (OpenCV when it
+is installed, otherwise Pillow), always to 3 RGB channels, so greyscale photos need no special case.
+"""
+
+import dataclasses
+import glob
+import io
+import json
+import os
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+try:  # OpenCV decodes JPEG about twice as fast as Pillow (DESIGN.md); both give RGB uint8 here.
+  import cv2
+  cv2.setNumThreads(1)  # one decode per worker process; parallelism comes from the workers
+except ImportError:  # pragma: no cover - exercised on machines without OpenCV
+  cv2 = None
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+class DatasetError(Exception):
+  """Bad or missing data: the message names the path, what was expected and the command that fixes it."""
+
+
+def prepare_command(name: str, data_dir: str, source: str = None) -> str:
+  source = source or name
+  return f"python -m alexnet_jax.data.prepare --source={source} --data_dir={data_dir}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Image folders: root/<split>/<class>/*.{jpg,jpeg,png}
+
+
+def list_image_folder(root: str, splits: Sequence[str] = ("train", "val")) -> Tuple[List[str], Dict]:
+  """Returns (class names, {split: [(path, label), ...]}) for root/<split>/<class>/<image>.
+
+  Raises DatasetError when root is missing or a file, a split is missing or empty, or the splits do not
+  share one class set.
+  """
+  if not os.path.exists(root):
+    raise DatasetError(f"Image folder {root!r} does not exist. Expected {root}/<split>/<class>/*.jpg with "
+                       f"splits {list(splits)}.")
+  if not os.path.isdir(root):
+    raise DatasetError(f"{root!r} is a file, not a folder. Expected {root}/<split>/<class>/*.jpg.")
+  class_sets, files = {}, {}
+  for split in splits:
+    split_dir = os.path.join(root, split)
+    if not os.path.isdir(split_dir):
+      raise DatasetError(f"Missing split folder {split_dir!r}. Expected {root}/<split>/<class>/*.jpg "
+                         f"for each of the splits {list(splits)}.")
+    classes = sorted(d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d)))
+    class_sets[split] = classes
+    files[split] = [(path, c) for c in classes for path in sorted(glob.glob(os.path.join(split_dir, c, "*")))
+                    if path.lower().endswith(IMAGE_EXTENSIONS)]
+    if not files[split]:
+      raise DatasetError(f"No images in {split_dir!r}: expected class folders holding "
+                         f"{'/'.join(IMAGE_EXTENSIONS)} files, e.g. {split_dir}/<class>/0001.jpg.")
+  reference = class_sets[splits[0]]
+  for split in splits[1:]:
+    if class_sets[split] != reference:
+      only_a = sorted(set(reference) - set(class_sets[split]))
+      only_b = sorted(set(class_sets[split]) - set(reference))
+      raise DatasetError(f"The splits of {root!r} have different classes: only in {splits[0]}: {only_a[:5]}, "
+                         f"only in {split}: {only_b[:5]}. Every split needs the same class folders.")
+  index = {c: i for i, c in enumerate(reference)}
+  return reference, {s: [(p, index[c]) for p, c in files[s]] for s in splits}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Decoding
+
+
+def decode_image(data: bytes, *, path: str = "<bytes>") -> np.ndarray:
+  """JPEG/PNG bytes -> uint8 [H, W, 3] RGB (greyscale and RGBA become RGB)."""
+  if cv2 is not None:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is not None:
+      return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+  try:
+    from PIL import Image
+    with Image.open(io.BytesIO(data)) as image:
+      return np.asarray(image.convert("RGB"))
+  except Exception as e:
+    raise DatasetError(f"Cannot decode image {path!r} ({e}). Remove or replace the file, then prepare "
+                       f"the dataset again.") from None
+
+
+def fit_to_size(image: np.ndarray, size: int) -> np.ndarray:
+  """Section 2: rescale so the shorter side is `size`, then crop the central size x size patch."""
+  height, width = image.shape[:2]
+  if (height, width) == (size, size):
+    return image
+  scale = size / min(height, width)
+  new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
+  if cv2 is not None:
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    image = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+  else:
+    from PIL import Image
+    image = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
+  top, left = (new_h - size) // 2, (new_w - size) // 2
+  return image[top:top + size, left:left + size]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Prepared datasets
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """What the trainer needs to know of a prepared dataset."""
+  name: str
+  path: str
+  num_classes: int
+  class_names: Tuple[str, ...]
+  split_sizes: Dict[str, int]
+  image_size: int  # 0 where the stored images have varied sizes
+
+
+def find_prepared(data_dir: str, name: str) -> str:
+  """The folder holding `dataset_info.json` of dataset `name` under data_dir (the newest version)."""
+  data_dir = os.path.expanduser(data_dir)
+  if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+    raise DatasetError(f"data_dir {data_dir!r} is a file, not a folder. Point --config.dataset.data_dir at "
+                       f"the folder that `{prepare_command(name, '<folder>')}` wrote.")
+  candidates = glob.glob(os.path.join(data_dir, name, "**", "dataset_info.json"), recursive=True)
+  if not candidates:
+    raise DatasetError(f"No prepared dataset {name!r} in {data_dir!r} (expected "
+                       f"{os.path.join(data_dir, name)}/<version>/dataset_info.json with array_record files). "
+                       f"Prepare it with: {prepare_command(name, data_dir)}")
+
+  def version_key(path):
+    version = os.path.basename(os.path.dirname(path))
+    return tuple(int(p) if p.isdigit() else -1 for p in version.split("."))
+
+  return os.path.dirname(max(candidates, key=version_key))
+
+
+def dataset_info(data_dir: str, name: str) -> DatasetInfo:
+  path = find_prepared(data_dir, name)
+  with open(os.path.join(path, "dataset_info.json")) as f:
+    info = json.load(f)
+  with open(os.path.join(path, "features.json")) as f:
+    features = json.load(f)
+  if info.get("fileFormat", "tfrecord") != "array_record":
+    raise DatasetError(f"The dataset in {path!r} is stored as {info.get('fileFormat', 'tfrecord')!r}, not "
+                       f"array_record, which training reads without TensorFlow. Prepare it again with: "
+                       f"{prepare_command(name, data_dir)}")
+  splits = {s["name"]: int(sum(int(n) for n in s.get("shardLengths", [])) or s.get("numExamples", 0))
+            for s in info.get("splits", [])}
+  label = _find_feature(features, "label")
+  num_classes = int(label.get("classLabel", {}).get("numClasses", 0))
+  names_file = os.path.join(path, "label.labels.txt")
+  names = ()
+  if os.path.exists(names_file):
+    with open(names_file) as f:
+      names = tuple(line.strip() for line in f if line.strip())
+  image = _find_feature(features, "image")
+  shape = image.get("image", {}).get("shape", {}).get("dimensions", [])
+  size = int(shape[0]) if len(shape) == 3 and int(shape[0]) > 0 and shape[0] == shape[1] else 0
+  return DatasetInfo(name=name, path=path, num_classes=num_classes, class_names=names, split_sizes=splits,
+                     image_size=size)
+
+
+def _find_feature(features: dict, key: str) -> dict:
+  found = features.get("featuresDict", {}).get("features", {}).get(key)
+  if found is None:
+    raise DatasetError(f"The prepared dataset has no {key!r} feature (features: "
+                       f"{sorted(features.get('featuresDict', {}).get('features', {}))}). Expected an image "
+                       f"classification dataset with 'image' and 'label'.")
+  return found
+
+
+def open_split(info: DatasetInfo, split: str):
+  """A random-access source of {'image': encoded bytes, 'label': int} for `split` (e.g. 'train[:300]')."""
+  import tensorflow_datasets as tfds  # its array_record data sources need no TensorFlow
+  builder = tfds.builder_from_directory(info.path)
+  base = split.split("[")[0]
+  if base not in info.split_sizes:
+    raise DatasetError(f"Dataset {info.name!r} at {info.path!r} has no split {base!r}: it has "
+                       f"{sorted(info.split_sizes)}. Set --config.dataset.train_split / eval_split.")
+  return builder.as_data_source(split=split, decoders={"image": tfds.decode.SkipDecoding()})

@@ -1,0 +1,83 @@
+"""Pixel statistics of a prepared dataset: what mean subtraction and PCA lighting need (sections 2, 4.1).
+
+    python -m alexnet_jax.data.stats --data_dir=~/alexnet_data --name=imagenette2_128 --out=stats.json
+
+Writes per-channel mean and standard deviation (0-255), the RGB covariance's principal axes and the
+standard deviation along each (sqrt of its eigenvalues, in the same pixel units as the shift that
+augment.pca_lighting adds), and the per-pixel mean image beside the JSON (`<out>.mean_image.npy`), which
+`--config.augment.mean=per_pixel` reads.
+"""
+
+import json
+import sys
+
+from absl import app, flags
+import numpy as np
+
+from alexnet_jax.data import pipeline, sources
+
+
+def pixel_statistics(images_iter, image_size: int):
+  """Accumulates sums over uint8 batches [B, S, S, 3] in float64; returns a dict of statistics."""
+  count = 0
+  total = np.zeros(3)
+  outer = np.zeros((3, 3))
+  mean_image = np.zeros((image_size, image_size, 3))
+  num_images = 0
+  for images in images_iter:
+    pixels = images.reshape(-1, 3).astype(np.float64)
+    count += pixels.shape[0]
+    total += pixels.sum(0)
+    outer += pixels.T @ pixels
+    mean_image += images.astype(np.float64).sum(0)
+    num_images += images.shape[0]
+  if not count:
+    raise sources.DatasetError("No images to compute statistics from.")
+  mean = total / count
+  cov = outer / count - np.outer(mean, mean)
+  eigval, eigvec = np.linalg.eigh(cov)
+  order = np.argsort(eigval)[::-1]
+  eigval, eigvec = eigval[order], eigvec[:, order]
+  eigvec = eigvec * np.sign(eigvec[0:1, :] + 1e-12)  # a fixed sign convention
+  return {"mean_rgb": mean.tolist(), "std_rgb": np.sqrt(np.diag(cov)).tolist(),
+          "pca_eigval": np.sqrt(np.maximum(eigval, 0)).tolist(), "pca_eigvec": eigvec.tolist(),
+          "covariance": cov.tolist(), "num_images": num_images,
+          "mean_image": mean_image / max(num_images, 1)}
+
+
+def dataset_statistics(data_dir, name, split="train", image_size=0, batch_size=64, num_workers=-1):
+  config = pipeline.LoaderConfig(data_dir=data_dir, name=name, split=split, batch_size=batch_size,
+                                 image_size=image_size, num_workers=num_workers, shuffle=False)
+  info = sources.dataset_info(data_dir, name)
+  size = image_size or info.image_size
+
+  def images():
+    for batch in pipeline.eval_batches(config):
+      yield batch["image"][batch["mask"] > 0]
+
+  return pixel_statistics(images(), size)
+
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  try:
+    stats = dataset_statistics(FLAGS.data_dir, FLAGS.name, FLAGS.split, FLAGS.image_size)
+  except sources.DatasetError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  np.save(FLAGS.out + ".mean_image.npy", stats.pop("mean_image").astype(np.float32))
+  with open(FLAGS.out, "w") as f:
+    json.dump(stats, f, indent=2)
+  print(json.dumps({k: stats[k] for k in ("mean_rgb", "std_rgb", "pca_eigval", "pca_eigvec")}, indent=2))
+
+
+if __name__ == "__main__":
+  flags.DEFINE_string("data_dir", "~/alexnet_data", "Where prepared datasets live.")
+  flags.DEFINE_string("name", None, "The prepared dataset.", required=True)
+  flags.DEFINE_string("split", "train", "The split to measure.")
+  flags.DEFINE_integer("image_size", 0, "Bring images to this size first (0: as stored).")
+  flags.DEFINE_string("out", "stats.json", "Output JSON; the mean image goes to <out>.mean_image.npy.")
+  app.run(main)

@@ -1,0 +1,101 @@
+"""Device-side augmentation and evaluation views against hand-computed NumPy results."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from alexnet_jax import augment
+from alexnet_jax.data import stats
+
+
+def images(batch=4, size=12, seed=0):
+  return np.random.default_rng(seed).integers(0, 256, size=(batch, size, size, 3)).astype(np.uint8)
+
+
+def test_ten_crop_equals_hand_sliced_views():
+  x = images(2, 10)
+  views = np.asarray(augment.ten_crop(jnp.asarray(x), 6))
+  assert views.shape == (2, 10, 6, 6, 3)
+  expected = [x[:, 0:6, 0:6], x[:, 0:6, 4:10], x[:, 4:10, 0:6], x[:, 4:10, 4:10], x[:, 2:8, 2:8]]
+  expected += [e[:, :, ::-1] for e in expected]
+  for i, e in enumerate(expected):
+    np.testing.assert_array_equal(views[:, i], e)
+  np.testing.assert_array_equal(np.asarray(augment.center_crop(jnp.asarray(x), 6)), x[:, 2:8, 2:8])
+
+
+def test_random_crop_takes_a_real_window_of_each_image_and_varies():
+  x = images(16, 12)
+  crops = np.asarray(augment.random_crop(jnp.asarray(x), jax.random.key(0), 8))
+  offsets = []
+  for image, crop in zip(x, crops):
+    found = [(y, z) for y in range(5) for z in range(5) if np.array_equal(image[y:y + 8, z:z + 8], crop)]
+    assert found, "the crop is not a window of its own image"
+    offsets.append(found[0])
+  assert len(set(offsets)) > 4  # independent per image
+  with pytest.raises(ValueError, match="Cannot crop 13x13 patches from 12x12 images"):
+    augment.random_crop(jnp.asarray(x), jax.random.key(0), 13)
+
+
+def test_random_flip_mirrors_about_half():
+  x = images(200, 4)
+  flipped = np.asarray(augment.random_flip(jnp.asarray(x), jax.random.key(1)))
+  mirrored = np.array([np.array_equal(f, i[:, ::-1]) for f, i in zip(flipped, x)])
+  same = np.array([np.array_equal(f, i) for f, i in zip(flipped, x)])
+  assert np.all(mirrored | same) and 70 < mirrored.sum() < 130
+
+
+def test_pca_lighting_is_the_papers_formula():
+  x = jnp.asarray(images(2000, 2), jnp.float32)
+  out = np.asarray(augment.pca_lighting(x, jax.random.key(0)), np.float64)
+  np.testing.assert_array_equal(np.asarray(augment.pca_lighting(x, jax.random.key(0), std=0.0)), x)
+  shift = out - np.asarray(x, np.float64)
+  assert np.allclose(shift, shift[:, :1, :1, :], atol=1e-3)  # one colour shift per image
+  # shift = P (alpha * lambda)  =>  alpha = (P^-1 shift) / lambda; alpha ~ N(0, 0.1) per eigenvalue.
+  p = np.asarray(augment.IMAGENET_EIGVEC)
+  alpha = np.linalg.solve(p, shift[:, 0, 0, :].T).T / np.asarray(augment.IMAGENET_EIGVAL)
+  np.testing.assert_allclose(alpha.std(0), 0.1, rtol=0.1)
+  np.testing.assert_allclose(alpha.mean(0), 0.0, atol=0.01)
+  assert abs(np.corrcoef(alpha.T)[0, 1]) < 0.1  # independent per eigenvalue
+  np.testing.assert_allclose(shift.mean(axis=(0, 1, 2)), 0.0, atol=0.5)  # mean over draws near zero
+
+
+def test_normalize_per_channel_and_per_pixel():
+  x = images(3, 5)
+  mean = np.array([10.0, 20.0, 30.0])
+  np.testing.assert_allclose(augment.normalize(jnp.asarray(x), mean, [2.0, 4.0, 5.0]),
+                             (x - mean) / np.array([2.0, 4.0, 5.0]), rtol=1e-6)
+  mean_image = np.random.default_rng(1).uniform(0, 255, size=(5, 5, 3))
+  np.testing.assert_allclose(augment.normalize(jnp.asarray(x), mean_image), x - mean_image, rtol=1e-5, atol=1e-4)
+
+
+def test_train_and_eval_preprocess_shapes_and_upsampling():
+  batch = {"image": jnp.asarray(images(4, 16)), "label": jnp.zeros(4, jnp.int32)}
+  out = augment.train_preprocess(batch, jax.random.key(0), resize_to=32, crop_size=28)
+  assert out["image"].shape == (4, 28, 28, 3) and out["image"].dtype == jnp.float32
+  ev = augment.eval_preprocess(batch, resize_to=32, crop_size=28, views="ten_crop", dtype=jnp.bfloat16)
+  assert ev["image"].shape == (4, 10, 28, 28, 3) and ev["image"].dtype == jnp.bfloat16
+  # Without lighting and flip, the training view is a window of the eval-normalised upsampled image.
+  plain = augment.train_preprocess(batch, jax.random.key(0), resize_to=32, crop_size=32, flip=False, pca_std=0.0)
+  full = augment.eval_preprocess(batch, resize_to=32, crop_size=32)
+  np.testing.assert_allclose(plain["image"], full["image"], rtol=1e-6)
+
+
+def test_random_resized_crop_shapes_and_identity_at_full_area():
+  x = jnp.asarray(images(3, 16), jnp.float32)
+  out = augment.random_resized_crop(x, jax.random.key(0), 8)
+  assert out.shape == (3, 8, 8, 3)
+  full = augment.random_resized_crop(x, jax.random.key(0), 16, area_range=(1.0, 1.0), ratio_range=(1.0, 1.0))
+  np.testing.assert_allclose(full, x, atol=1e-3)
+
+
+def test_dataset_statistics_match_numpy():
+  rng = np.random.default_rng(0)
+  batches = [rng.integers(0, 256, size=(5, 4, 4, 3)).astype(np.uint8) for _ in range(3)]
+  result = stats.pixel_statistics(iter(batches), 4)
+  pixels = np.concatenate(batches).reshape(-1, 3).astype(np.float64)
+  np.testing.assert_allclose(result["mean_rgb"], pixels.mean(0))
+  np.testing.assert_allclose(result["covariance"], np.cov(pixels.T, bias=True), rtol=1e-9)
+  eigval = np.linalg.eigvalsh(np.cov(pixels.T, bias=True))[::-1]
+  np.testing.assert_allclose(np.square(result["pca_eigval"]), eigval, rtol=1e-9)
+  np.testing.assert_allclose(result["mean_image"], np.concatenate(batches).mean(0))

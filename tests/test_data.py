@@ -1,0 +1,251 @@
+"""The input pipeline: synthetic determinism, preparing and reading real Imagenette, grain state, shards,
+reading without TensorFlow, and every error path."""
+
+import os
+import subprocess
+import sys
+
+import grain
+import numpy as np
+import pytest
+from PIL import Image
+
+from alexnet_jax.data import pipeline, prepare, sources, synthetic
+
+from conftest import REPO, SHARED_IMAGENETTE
+
+
+def test_synthetic_is_a_pure_function_of_seed_split_index():
+  a, la = synthetic.synthetic_example(0, "train", 5, 64)
+  b, lb = synthetic.synthetic_example(0, "train", 5, 64)
+  assert a.tobytes() == b.tobytes() and la == lb
+  c, _ = synthetic.synthetic_example(1, "train", 5, 64)
+  d, _ = synthetic.synthetic_example(0, "val", 5, 64)
+  assert a.tobytes() != c.tobytes() and a.tobytes() != d.tobytes()
+  assert a.shape == (64, 64, 3) and a.dtype == np.uint8
+
+
+def test_synthetic_labels_are_balanced_and_colour_alone_is_near_chance():
+  """The class must live in the geometry: a nearest-centroid classifier on mean colour is near chance."""
+  def features(split, n):
+    xs, ys = [], []
+    for i in range(n):
+      image, label = synthetic.synthetic_example(0, split, i, 32)
+      xs.append(image.reshape(-1, 3).mean(0))
+      ys.append(label)
+    return np.array(xs), np.array(ys)
+
+  x, y = features("train", 1500)
+  counts = np.bincount(y, minlength=10)
+  assert counts.min() > 100  # every class present, roughly balanced
+  xv, yv = features("val", 500)
+  centroids = np.stack([x[y == c].mean(0) for c in range(10)])
+  predicted = np.argmin(((xv[:, None, :] - centroids[None]) ** 2).sum(-1), axis=1)
+  assert np.mean(predicted == yv) < 0.2  # chance is 0.1
+
+
+def test_prepared_synthetic_reads_back_identically(synthetic_data_dir):
+  info = sources.dataset_info(synthetic_data_dir, "synthetic_shapes")
+  assert info.num_classes == 10 and info.split_sizes == {"train": 400, "val": 100} and info.image_size == 72
+  assert info.class_names == synthetic.CLASS_NAMES
+  batches = list(pipeline.eval_batches(pipeline.LoaderConfig(
+      data_dir=synthetic_data_dir, name="synthetic_shapes", split="val", batch_size=32, num_workers=0)))
+  assert len(batches) == 4 and [int(b["mask"].sum()) for b in batches] == [32, 32, 32, 4]
+  labels = np.concatenate([b["label"][b["mask"] > 0] for b in batches])
+  assert labels.tolist() == [synthetic.synthetic_example(0, "val", i, 72)[1] for i in range(100)]
+  image = batches[0]["image"][3].astype(np.int16)
+  expected = synthetic.synthetic_example(0, "val", 3, 72)[0].astype(np.int16)
+  assert np.abs(image - expected).mean() < 5  # JPEG q95 keeps all but the pixel noise
+  other = synthetic.synthetic_example(0, "val", 4, 72)[0].astype(np.int16)
+  assert np.abs(image - other).mean() > 20
+  assert np.all(batches[-1]["image"][4:] == 0)  # padding
+
+
+def test_imagenette_subset_prepares_and_reads_back(imagenette_subset_dir):
+  info = sources.dataset_info(imagenette_subset_dir, "imagenette_subset")
+  assert info.split_sizes == {"train": 150, "val": 150}
+  wnids = sorted(os.listdir(SHARED_IMAGENETTE / "train"))
+  assert info.class_names == tuple(wnids) and info.num_classes == 10
+  source = sources.open_split(info, "val")
+  for i in range(len(source)):
+    example = source[i]
+    path = example["file_name"].decode()
+    assert wnids[example["label"]] == os.path.basename(os.path.dirname(path))  # the label is the folder
+    image = sources.decode_image(example["image"])
+    assert image.shape == (128, 128, 3) and image.dtype == np.uint8
+
+
+def test_greyscale_photos_read_as_three_equal_channels(tmp_path):
+  """Single-channel JPEGs (ImageNet has some; the shared copy stores its greyscale photos as RGB, so
+  we write real photos as 1-channel JPEGs) are prepared and read back as 3 equal channels."""
+  if not SHARED_IMAGENETTE.is_dir():
+    pytest.skip(f"the shared Imagenette is not at {SHARED_IMAGENETTE}")
+  photos = sorted((SHARED_IMAGENETTE / "val").glob("*/*.JPEG"))[:4]
+  root = tmp_path / "folder"
+  for split, (grey, colour) in (("train", photos[:2]), ("val", photos[2:])):
+    for cls in ("colour", "grey"):
+      os.makedirs(root / split / cls)
+    with Image.open(grey) as image:
+      image.convert("L").save(root / split / "grey" / grey.name, quality=90)
+    os.symlink(colour, root / split / "colour" / colour.name)
+  with Image.open(root / "val" / "grey" / photos[2].name) as written:
+    assert written.mode == "L"
+  prepare.prepare_folder(str(root), str(tmp_path / "data"), name="greys")
+  (batch,) = list(pipeline.eval_batches(pipeline.LoaderConfig(
+      data_dir=str(tmp_path / "data"), name="greys", split="val", batch_size=2, num_workers=0)))
+  labels = batch["label"].tolist()  # classes sorted: colour=0, grey=1
+  grey_image, colour_image = batch["image"][labels.index(1)], batch["image"][labels.index(0)]
+  assert grey_image.shape == colour_image.shape == (128, 128, 3)
+  assert np.array_equal(grey_image[..., 0], grey_image[..., 1])
+  assert np.array_equal(grey_image[..., 1], grey_image[..., 2])
+  assert not np.array_equal(colour_image[..., 0], colour_image[..., 2])
+  with Image.open(root / "val" / "grey" / photos[2].name) as original:
+    assert np.abs(grey_image[..., 0].astype(int) - np.asarray(original).astype(int)).max() <= 2
+
+
+def test_decode_greyscale_png_and_fit_to_size():
+  import io
+  grey = (np.arange(40 * 60) % 256).astype(np.uint8).reshape(40, 60)
+  buffer = io.BytesIO()
+  Image.fromarray(grey).save(buffer, format="PNG")
+  image = sources.decode_image(buffer.getvalue())
+  assert image.shape == (40, 60, 3) and np.array_equal(image[..., 2], grey)
+  fitted = sources.fit_to_size(image, 20)  # shorter side 40 -> 20, then the central 20x20 of 20x30
+  assert fitted.shape == (20, 20, 3)
+  smooth = np.tile(np.linspace(0, 250, 60), (40, 1)).astype(np.uint8)  # a ramp survives resizing
+  fitted = sources.fit_to_size(np.stack([smooth] * 3, -1), 20)
+  np.testing.assert_allclose(fitted[..., 0], smooth[::2, ::2][:, 5:25], atol=6)
+
+
+def test_reading_never_imports_tensorflow(synthetic_data_dir):
+  code = f"""
+import sys
+from alexnet_jax.data import pipeline
+cfg = pipeline.LoaderConfig(data_dir={synthetic_data_dir!r}, name='synthetic_shapes', split='train[:64]',
+                            batch_size=16, num_workers=0)
+batch = next(iter(pipeline.train_loader(cfg)))
+assert batch['image'].shape == (16, 72, 72, 3), batch['image'].shape
+loaded = sorted(m for m in sys.modules if m == 'tensorflow' or m.startswith('tensorflow.'))
+print('TF-MODULES', loaded)
+assert not loaded, loaded
+"""
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "TF-MODULES []" in result.stdout
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_iterator_state_restores_the_same_batches(synthetic_data_dir, num_workers):
+  config = pipeline.LoaderConfig(data_dir=synthetic_data_dir, name="synthetic_shapes", split="train",
+                                 batch_size=64, seed=3, num_workers=num_workers)
+  iterator = iter(pipeline.train_loader(config))
+  for _ in range(8):  # past the first epoch (400 examples = 6.25 batches)
+    next(iterator)
+  state = iterator.get_state()
+  expected = [next(iterator) for _ in range(3)]
+  resumed = iter(pipeline.train_loader(config))
+  resumed.set_state(state)
+  for batch in expected:
+    got = next(resumed)
+    assert np.array_equal(got["image"], batch["image"]) and np.array_equal(got["label"], batch["label"])
+  other_seed = next(iter(pipeline.train_loader(pipeline.LoaderConfig(
+      data_dir=synthetic_data_dir, name="synthetic_shapes", split="train", batch_size=64, seed=4,
+      num_workers=0))))
+  first = next(iter(pipeline.train_loader(pipeline.LoaderConfig(
+      data_dir=synthetic_data_dir, name="synthetic_shapes", split="train", batch_size=64, seed=3,
+      num_workers=0))))
+  assert not np.array_equal(other_seed["label"], first["label"])
+
+
+def test_process_shards_are_disjoint_and_cover_each_epoch():
+  n, processes = 103, 4
+  shards = [pipeline.shuffled_shard(grain.MapDataset.range(n), seed=7, process_index=p, process_count=processes)
+            for p in range(processes)]
+  # The first epoch of the global stream is elements 0..n-1, spread round-robin over the processes.
+  first_epoch = [shards[i % processes][i // processes] for i in range(n)]
+  assert sorted(first_epoch) == list(range(n))
+  per_process = [set(shards[p][j] for j in range(len(range(p, n, processes)))) for p in range(processes)]
+  assert sum(len(s) for s in per_process) == n and set.union(*per_process) == set(range(n))
+  second_epoch = [shards[i % processes][i // processes] for i in range(n, 2 * n)]
+  assert sorted(second_epoch) == list(range(n)) and second_epoch != first_epoch  # reshuffled
+
+
+def test_eval_batches_are_equal_in_number_across_processes(synthetic_data_dir):
+  counts, seen = [], 0
+  for p in range(3):
+    batches = list(pipeline.eval_batches(pipeline.LoaderConfig(
+        data_dir=synthetic_data_dir, name="synthetic_shapes", split="val", batch_size=16, num_workers=0,
+        process_index=p, process_count=3)))
+    counts.append(len(batches))
+    seen += int(sum(b["mask"].sum() for b in batches))
+  assert counts == [3, 3, 3] and seen == 100  # 34/33/33 examples -> 3 batches of 16 each, all counted once
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+
+def test_missing_dataset_names_path_and_command(tmp_path):
+  with pytest.raises(sources.DatasetError, match=r"No prepared dataset 'imagenet2012' in .*python -m "
+                     r"alexnet_jax.data.prepare --source=imagenet2012"):
+    sources.dataset_info(str(tmp_path), "imagenet2012")
+
+
+def test_data_dir_that_is_a_file(tmp_path):
+  f = tmp_path / "file"
+  f.write_text("x")
+  with pytest.raises(sources.DatasetError, match="is a file, not a folder"):
+    sources.dataset_info(str(f), "synthetic_shapes")
+  result = subprocess.run([sys.executable, "-m", "alexnet_jax.data.prepare", f"--data_dir={f}"],
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode != 0 and "is a file" in result.stderr
+
+
+def make_folder(root, layout):
+  for split, classes in layout.items():
+    for cls, n in classes.items():
+      os.makedirs(root / split / cls, exist_ok=True)
+      for i in range(n):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(root / split / cls / f"{i}.jpg")
+
+
+def test_folder_errors(tmp_path):
+  with pytest.raises(sources.DatasetError, match="does not exist"):
+    sources.list_image_folder(str(tmp_path / "nope"))
+  make_folder(tmp_path / "empty", {"train": {"a": 0}, "val": {"a": 1}})
+  with pytest.raises(sources.DatasetError, match=r"No images in .*empty/train"):
+    sources.list_image_folder(str(tmp_path / "empty"))
+  make_folder(tmp_path / "mismatch", {"train": {"a": 1, "b": 1}, "val": {"a": 1, "c": 1}})
+  with pytest.raises(sources.DatasetError, match=r"different classes: only in train: \['b'\], only in val: \['c'\]"):
+    sources.list_image_folder(str(tmp_path / "mismatch"))
+  make_folder(tmp_path / "nosplit", {"train": {"a": 1}})
+  with pytest.raises(sources.DatasetError, match="Missing split folder"):
+    sources.list_image_folder(str(tmp_path / "nosplit"))
+
+
+def test_unreadable_image_fails_preparation_and_keeps_the_existing_dataset(tmp_path):
+  root = tmp_path / "folder"
+  make_folder(root, {"train": {"a": 2, "b": 2}, "val": {"a": 1, "b": 1}})
+  data_dir = tmp_path / "data"
+  path = prepare.prepare_folder(str(root), str(data_dir), name="mine")
+  before = sorted(os.listdir(path))
+  (root / "train" / "b" / "broken.jpg").write_bytes(b"this is not a jpeg")
+  with pytest.raises(sources.DatasetError, match=r"Cannot decode image .*broken.jpg"):
+    prepare.prepare_folder(str(root), str(data_dir), name="mine")
+  assert sorted(os.listdir(path)) == before  # the earlier preparation is intact
+  assert sources.dataset_info(str(data_dir), "mine").split_sizes == {"train": 4, "val": 2}
+  assert sorted(os.listdir(data_dir)) == ["mine"]  # no staging leftovers
+
+
+def test_catalog_source_never_downloads_unless_asked(tmp_path):
+  with pytest.raises(sources.DatasetError, match="Nothing is downloaded unless asked"):
+    prepare.prepare_catalog("mnist", str(tmp_path))
+  with pytest.raises(sources.DatasetError, match="--manual_dir"):
+    prepare.prepare_catalog("imagenet2012", str(tmp_path))
+
+
+def test_unknown_source_and_missing_split(synthetic_data_dir):
+  with pytest.raises(sources.DatasetError, match="Unknown --source='imagenet'"):
+    prepare.parse_source("imagenet")
+  info = sources.dataset_info(synthetic_data_dir, "synthetic_shapes")
+  with pytest.raises(sources.DatasetError, match=r"has no split 'validation': it has \['train', 'val'\]"):
+    sources.open_split(info, "validation")
