@@ -1,0 +1,77 @@
+"""Checkpoints with orbax: the train state, the data iterator's state and the loop's bookkeeping, together.
+
+`restore_latest` walks back from the newest checkpoint: one that cannot be read (half-written, corrupt) is
+moved aside to `<workdir>/corrupt_checkpoints/` with a warning, and the previous one is used. If
+checkpoints exist but none can be restored into this config's state (another model, say), it stops with an
+error instead of starting over, so a run never trains over somebody's checkpoints.
+"""
+
+import os
+import shutil
+import time
+from typing import Any, Optional, Tuple
+
+from absl import logging
+import flax
+import jax
+import orbax.checkpoint as ocp
+
+
+class CheckpointError(RuntimeError):
+  pass
+
+
+def create_manager(directory: str, *, max_to_keep: int) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True)
+  return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+                               item_names=("state", "data", "extra"))
+
+
+def save(manager: ocp.CheckpointManager, step: int, state, data_state: dict, extra: dict) -> None:
+  """Starts an asynchronous save (device arrays are copied to the host before this returns)."""
+  manager.save(step, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
+      data=ocp.args.JsonSave(data_state), extra=ocp.args.JsonSave(extra)), force=True)
+
+
+def _restore(manager, step, template):
+  abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, flax.serialization.to_state_dict(template))
+  restored = manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore(), extra=ocp.args.JsonRestore()))
+  return flax.serialization.from_state_dict(template, restored["state"]), restored["data"], restored["extra"]
+
+
+def restore_latest(manager: ocp.CheckpointManager, template, workdir: str) -> Optional[Tuple[Any, dict, dict, int]]:
+  """(state, data_state, extra, step) from the newest readable checkpoint, or None when there is none."""
+  steps = sorted(manager.all_steps(), reverse=True)
+  errors = []
+  for step in steps:
+    try:
+      state, data_state, extra = _restore(manager, step, template)
+      if errors:
+        logging.warning("Resumed from checkpoint %d after %d unreadable newer one(s).", step, len(errors))
+      return state, data_state, extra, step
+    except Exception as e:  # orbax raises many kinds for a damaged checkpoint
+      errors.append((step, e))
+      if _looks_incompatible(e):
+        break
+      aside = os.path.join(workdir, "corrupt_checkpoints", f"{step}-{int(time.time())}")
+      logging.warning("Checkpoint at step %d in %s cannot be read (%s: %s). Moving it to %s and falling back "
+                      "to the previous checkpoint.", step, manager.directory, type(e).__name__,
+                      str(e)[:300], aside)
+      os.makedirs(os.path.dirname(aside), exist_ok=True)
+      shutil.move(os.path.join(str(manager.directory), str(step)), aside)
+      manager.reload()
+  if errors:
+    step, e = errors[-1]
+    raise CheckpointError(
+        f"The checkpoints in {manager.directory} (steps {steps}) cannot be restored into this config's "
+        f"train state: {type(e).__name__}: {str(e)[:500]}. They were written by another model or config. "
+        f"Use a new --workdir, or the config that wrote them (see config.json there).")
+  return None
+
+
+def _looks_incompatible(error: Exception) -> bool:
+  """A shape or structure mismatch means another config, not a damaged file: never move those aside."""
+  text = str(error).lower()
+  return any(k in text for k in ("shape", "structure", "mismatch", "dtype")) and "corrupt" not in text

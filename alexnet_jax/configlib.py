@@ -1,0 +1,54 @@
+"""Helpers for `get_config(arg)`: named variants plus `key=value` overrides, checked before anything runs."""
+
+import ast
+from typing import Callable, Dict, Mapping
+
+import ml_collections
+
+
+class ConfigError(ValueError):
+  """A config argument or override that cannot apply: unknown key, wrong type, unknown variant."""
+
+
+def parse_value(text: str):
+  """'False' -> False, '0.1' -> 0.1, '(1,2)' -> (1, 2); anything else stays a string."""
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def set_path(config: ml_collections.ConfigDict, path: str, value) -> None:
+  """Sets config.<path> = value, raising ConfigError on an unknown key or a value of the wrong type."""
+  *parents, leaf = path.split(".")
+  node = config
+  for i, part in enumerate(parents):
+    if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
+      raise ConfigError(f"Unknown config key {'.'.join(parents[:i + 1])!r} (in {path!r}).")
+    node = node[part]
+  if leaf not in node:
+    raise ConfigError(f"Unknown config key {path!r}. Known keys here: {sorted(node.keys())}.")
+  old = node[leaf]
+  if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+    value = float(value)
+  if old is not None and not isinstance(value, type(old)) and not (
+      isinstance(old, (tuple, list)) and isinstance(value, (tuple, list))):
+    raise ConfigError(f"Config key {path!r} is a {type(old).__name__} ({old!r}); got {value!r} "
+                      f"({type(value).__name__}).")
+  node[leaf] = value
+
+
+def apply_arg(config: ml_collections.ConfigDict, arg: str, *, variants: Mapping[str, Callable],
+              aliases: Dict[str, str]) -> ml_collections.ConfigDict:
+  """`arg` = 'variant', 'key=value,key=value' or 'variant,key=value,...' (variants apply first)."""
+  if not arg:
+    return config
+  for token in (t.strip() for t in arg.split(",") if t.strip()):
+    if "=" not in token:
+      if token not in variants:
+        raise ConfigError(f"Unknown config variant {token!r}: expected one of {sorted(variants)} or key=value.")
+      variants[token](config)
+      continue
+    key, value = token.split("=", 1)
+    set_path(config, aliases.get(key.strip(), key.strip()), parse_value(value.strip()))
+  return config

@@ -1,0 +1,67 @@
+"""Where metrics go: the console (absl logging), `metrics.jsonl`, TensorBoard (tensorboardX).
+
+Each JSONL record has `kind` ('train', 'eval', 'perf'), `step` and the values. Train and eval records are
+deterministic for a seed, so a resumed run reproduces them exactly; timing lives in 'perf' records. On
+resume the file is cut back to the checkpoint's step, so it reads as one uninterrupted run.
+"""
+
+import json
+import math
+import os
+
+from absl import logging
+
+
+def truncate_after(path: str, step: int) -> None:
+  """Drops records past `step` (written after the checkpoint a run resumes from); keeps the rest as is."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = f.readlines()
+  kept = []
+  for line in lines:
+    try:
+      if json.loads(line)["step"] <= step:
+        kept.append(line)
+    except (ValueError, KeyError):
+      continue  # a line cut short by a kill
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.writelines(kept)
+  os.replace(tmp, path)
+
+
+def _clean(value):
+  value = float(value)
+  return value if math.isfinite(value) else str(value)
+
+
+class MetricWriter:
+  """Writes records on the process that logs (process 0); a no-op elsewhere."""
+
+  def __init__(self, workdir: str, *, enabled: bool = True, tensorboard: bool = True):
+    self.enabled = enabled
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self._tb = None
+    if enabled and tensorboard:
+      from tensorboardX import SummaryWriter
+      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+  def write(self, kind: str, step: int, values: dict, **extra) -> None:
+    if not self.enabled:
+      return
+    record = {"kind": kind, "step": int(step), **extra, **{k: _clean(v) for k, v in values.items()}}
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    if self._tb is not None:
+      for key, value in values.items():
+        self._tb.add_scalar(key, float(value), int(step))
+    logging.info("[%s] step %d: %s", kind, step, ", ".join(f"{k}={float(v):.5g}" for k, v in values.items()))
+
+  def flush(self) -> None:
+    if self._tb is not None:
+      self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()

@@ -1,0 +1,431 @@
+"""`train_and_evaluate(config, workdir)`: the training loop, evaluation, metrics and checkpoints.
+
+The way a batch travels (DESIGN.md): grain yields host uint8 batches -> they are split across the local
+devices and put there two steps ahead -> the pmapped `steps.train_step` augments them on the device
+(`augment.train_preprocess`), runs the model, averages gradients with `lax.pmean` and applies the optax
+update -> metrics stay on the device until a log step, so the host never waits in between.
+
+Everything needed to resume lives in the workdir: `checkpoints/` (train state, data iterator state,
+plateau state), `metrics.jsonl`, `tensorboard/`, `config.json`, `summary.json`. A run resumes from its latest
+readable checkpoint automatically; SIGTERM / SIGINT make it save at the next step boundary and exit cleanly.
+"""
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import signal
+import sys
+import time
+from typing import Optional
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from alexnet_jax import augment, checkpointing, metrics_io, models, optim, steps
+from alexnet_jax.data import pipeline, sources
+
+
+class TrainingError(RuntimeError):
+  """A run that cannot go on: the message says why and what is left on disk."""
+
+
+class WorkdirError(TrainingError):
+  pass
+
+
+# ------------------------------------------------------------------------------------------ construction
+
+
+def build_model(config: ml_collections.ConfigDict) -> models.AlexNet:
+  m = config.model
+  return models.AlexNet(preset=m.preset, num_classes=m.num_classes, use_lrn=m.use_lrn,
+                        lrn_per_tower=m.lrn_per_tower, overlapping_pool=m.overlapping_pool,
+                        dropout_rate=m.dropout_rate, width_multiplier=m.width_multiplier,
+                        init_scheme=m.init_scheme, tower_impl=m.tower_impl, dtype=jnp.dtype(m.dtype),
+                        param_dtype=jnp.dtype(m.param_dtype))
+
+
+def _mean_pixels(config):
+  a = config.augment
+  if a.mean_image:
+    path = os.path.expanduser(a.mean_image)
+    if not os.path.exists(path):
+      raise TrainingError(f"augment.mean_image {path!r} does not exist: compute it with "
+                          f"`python -m alexnet_jax.data.stats --name={config.dataset.name} --out=stats.json`.")
+    return np.load(path)
+  return np.asarray(a.mean_rgb, np.float32)
+
+
+def make_preprocessors(config):
+  """(train preprocess(batch, rng), {view name: eval preprocess(batch)}) from `config.augment`."""
+  a = config.augment
+  dtype = jnp.dtype(config.model.dtype)
+  mean = _mean_pixels(config)
+  std = tuple(a.std_rgb) or None
+  train = functools.partial(
+      augment.train_preprocess, resize_to=a.resize_to or None, crop_size=a.crop_size, crop=a.crop,
+      flip=a.flip, pca_std=a.pca_std, eigval=tuple(a.eigval), eigvec=tuple(map(tuple, a.eigvec)),
+      mean=mean, std=std, dtype=dtype)
+  views = [v.strip() for v in a.eval_views.split(",") if v.strip()]
+  evals = {v: functools.partial(augment.eval_preprocess, resize_to=a.resize_to or None,
+                                crop_size=a.crop_size, views=v, mean=mean, std=std, dtype=dtype)
+           for v in views}
+  return train, evals
+
+
+def loader_config(config, split, *, batch_size, shuffle):
+  d = config.dataset
+  return pipeline.LoaderConfig(data_dir=os.path.expanduser(d.data_dir), name=d.name, split=split,
+                               batch_size=batch_size, image_size=d.image_size, seed=config.seed,
+                               num_workers=d.num_workers, shuffle=shuffle,
+                               process_index=jax.process_index(), process_count=jax.process_count())
+
+
+def ensure_dataset(config) -> sources.DatasetInfo:
+  """The prepared dataset's info; the embedded synthetic set is prepared on first use when allowed."""
+  d = config.dataset
+  data_dir = os.path.expanduser(d.data_dir)
+  try:
+    return sources.dataset_info(data_dir, d.name)
+  except sources.DatasetError:
+    if not (d.auto_prepare and d.name == "synthetic_shapes"):
+      raise
+  if jax.process_index() == 0:
+    logging.info("Preparing the embedded synthetic_shapes dataset in %s (once).", data_dir)
+    try:
+      from alexnet_jax.data import prepare
+      prepare.prepare_synthetic(data_dir, image_size=d.image_size)
+    except ImportError as e:
+      raise sources.DatasetError(
+          f"synthetic_shapes is not prepared in {data_dir} and preparing it needs TensorFlow ({e}). Prepare it "
+          f"on a machine with the [prepare] extra: {sources.prepare_command('synthetic_shapes', data_dir)}, "
+          f"then copy {data_dir}/synthetic_shapes here.") from None
+  return sources.dataset_info(data_dir, d.name)
+
+
+def check_workdir(workdir: str) -> str:
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise WorkdirError(f"--workdir {workdir!r} is a file. Give a folder (it is created if missing).")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, f".write_probe_{os.getpid()}")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise WorkdirError(f"Cannot write to --workdir {workdir!r} ({e.strerror}). Choose a folder you can "
+                       f"write to.") from None
+  return workdir
+
+
+def _write_json(path, value):
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(value, f, indent=2, default=str)
+  os.replace(tmp, path)
+
+
+def save_config(config, workdir, resumed_step):
+  """config.json of the first run is kept; a resume under a different config is recorded beside it."""
+  path = os.path.join(workdir, "config.json")
+  current = json.loads(config.to_json_best_effort())
+  if not os.path.exists(path):
+    _write_json(path, current)
+    return
+  with open(path) as f:
+    original = json.load(f)
+  if original != current:
+    other = os.path.join(workdir, f"config.resumed_at_{resumed_step}.json")
+    logging.warning("Resuming with a config that differs from %s; recording it in %s.", path, other)
+    _write_json(other, current)
+
+
+# ------------------------------------------------------------------------------------------ the loop
+
+
+class Preemption:
+  """SIGTERM / SIGINT set a flag; the loop checkpoints at the next step boundary and exits cleanly."""
+
+  def __init__(self):
+    self.requested = None
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread: no handlers
+        pass
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.requested = signal.Signals(signum).name
+    logging.warning("%s received: saving a checkpoint at the next step boundary, then exiting.", self.requested)
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def device_prefetch(iterator, mesh, size: int):
+  """Host batches -> [devices, per_device, ...] arrays on the local devices, `size` batches ahead."""
+  sharding = NamedSharding(mesh, PartitionSpec("batch"))
+  num_devices = mesh.devices.size
+  queue = []
+
+  def put(batch):
+    return jax.device_put(steps.shard_batch(batch, num_devices), sharding)
+
+  for batch in iterator:
+    queue.append(put(batch))
+    if len(queue) > size:
+      yield queue.pop(0)
+  yield from queue
+
+
+def evaluate(p_eval_steps, state, config, info, mesh) -> dict:
+  """Errors on the whole eval split for each view ('center', 'ten_crop'); padded batches are masked."""
+  results = {}
+  d = config.dataset
+  per_process = config.batch_size // jax.process_count()
+  for view, p_eval in p_eval_steps.items():
+    totals = None
+    batches = pipeline.eval_batches(loader_config(config, d.eval_split, batch_size=per_process, shuffle=False))
+    for batch in device_prefetch(batches, mesh, 1):
+      sums = p_eval(state, batch)
+      totals = sums if totals is None else jax.tree_util.tree_map(jnp.add, totals, sums)
+    totals = jax.tree_util.tree_map(lambda x: float(np.asarray(x)[0]), totals)
+    count = max(totals["count"], 1.0)
+    prefix = "eval" if view == "center" else f"eval_{view}"
+    results.update({f"{prefix}/loss": totals["loss_sum"] / count,
+                    f"{prefix}/top1_error": 1.0 - totals["top1"] / count,
+                    f"{prefix}/top5_error": 1.0 - totals["top5"] / count,
+                    f"{prefix}/count": totals["count"]})
+  return results
+
+
+def _summarise_train(metrics_list):
+  """Host means over the steps since the last log (fetched in one transfer)."""
+  fetched = jax.device_get(metrics_list)
+  first = lambda m, k: float(np.asarray(m[k])[0])
+  count = sum(first(m, "count") for m in fetched)
+  losses = [first(m, "loss") for m in fetched]
+  values = {"train/loss": float(np.mean(losses)),
+            "train/top1_error": 1.0 - sum(first(m, "top1") for m in fetched) / count,
+            "train/top5_error": 1.0 - sum(first(m, "top5") for m in fetched) / count,
+            "train/grad_norm": float(np.mean([first(m, "grad_norm") for m in fetched]))}
+  if "learning_rate" in fetched[-1]:
+    values["train/learning_rate"] = first(fetched[-1], "learning_rate")
+  return values, losses
+
+
+@dataclasses.dataclass
+class LoopState:
+  """Host-side bookkeeping saved with each checkpoint (JSON)."""
+  plateau: dict
+  best: dict
+  train_time_s: float = 0.0
+  images_seen: int = 0
+
+  def to_dict(self):
+    return dataclasses.asdict(self)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains `config` in `workdir` (resuming if it holds a checkpoint) and returns the summary."""
+  start_time = time.time()
+  workdir = check_workdir(workdir)
+  is_logger = jax.process_index() == 0
+  num_devices = jax.local_device_count()
+  global_batch = config.batch_size
+  if global_batch % (num_devices * jax.process_count()):
+    raise TrainingError(f"batch_size {global_batch} does not split evenly across {num_devices} local devices "
+                        f"x {jax.process_count()} processes: use a multiple of {num_devices * jax.process_count()}.")
+  per_process_batch = global_batch // jax.process_count()
+
+  info = ensure_dataset(config)
+  if info.num_classes != config.model.num_classes:
+    raise TrainingError(f"The dataset {info.name!r} has {info.num_classes} classes but model.num_classes is "
+                        f"{config.model.num_classes}: set --config.model.num_classes={info.num_classes}.")
+  train_size = info.split_sizes.get(config.dataset.train_split.split("[")[0], 0)
+  if "[" in config.dataset.train_split:
+    train_size = len(sources.open_split(info, config.dataset.train_split))
+  steps_per_epoch = max(1, train_size // global_batch)
+  total_steps = (config.num_train_steps if config.num_train_steps > 0
+                 else int(math.ceil(config.num_epochs * steps_per_epoch)))
+  eval_every = max(1, int(round(config.eval_every_epochs * steps_per_epoch)))
+
+  model = build_model(config)
+  tx, schedule = optim.create_optimizer(config, steps_per_epoch)
+  if config.on_nonfinite == "skip":
+    tx = optax.apply_if_finite(tx, max_consecutive_errors=10)
+  elif config.on_nonfinite != "stop":
+    raise TrainingError(f"on_nonfinite must be 'stop' or 'skip', got {config.on_nonfinite!r}.")
+  size = config.augment.crop_size
+  init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
+  state = steps.create_train_state(init_rng, model, jnp.zeros((1, size, size, 3), jnp.dtype(config.model.dtype)), tx)
+  logging.info("Model %s: %s parameters; %d steps (%d per epoch), global batch %d on %d device(s).",
+               config.model.preset, f"{models.param_count(state.params):,}", total_steps, steps_per_epoch,
+               global_batch, num_devices * jax.process_count())
+
+  manager = checkpointing.create_manager(os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints)
+  restored = checkpointing.restore_latest(manager, state, workdir)
+  o = config.optim
+  min_factor = o.plateau_min_lr / optim.base_learning_rate(o, global_batch)
+  loop = LoopState(plateau=optim.PlateauState().to_dict(), best={})
+  data_state, start_step = None, 0
+  if restored is not None:
+    state, data_state, extra, start_step = restored
+    loop = LoopState(**extra)
+    logging.info("Resumed from the checkpoint at step %d in %s.", start_step, workdir)
+  if is_logger and not config.eval_only:
+    save_config(config, workdir, start_step)
+    metrics_io.truncate_after(os.path.join(workdir, "metrics.jsonl"), start_step)
+  writer = metrics_io.MetricWriter(workdir, enabled=is_logger and not config.eval_only)
+
+  train_preprocess, eval_preprocessors = make_preprocessors(config)
+  p_train = steps.pmap_train_step(preprocess=train_preprocess, label_smoothing=config.label_smoothing)
+  p_evals = {v: steps.pmap_eval_step(preprocess=p) for v, p in eval_preprocessors.items()}
+  mesh = Mesh(np.array(jax.local_devices()), ("batch",))
+
+  def run_eval(step):
+    results = evaluate(p_evals, state, config, info, mesh)
+    writer.write("eval", step, results, epoch=round(step / steps_per_epoch, 3))
+    return results
+
+  if config.eval_only:
+    if restored is None:
+      raise TrainingError(f"eval_only needs a checkpoint, and {workdir}/checkpoints has none.")
+    results = run_eval(start_step)
+    summary = {"eval_only": True, "step": start_step, "final": results}
+    if is_logger:
+      _write_json(os.path.join(workdir, "eval.json"), summary)
+    return summary
+
+  train_iter = iter(pipeline.train_loader(loader_config(
+      config, config.dataset.train_split, batch_size=per_process_batch, shuffle=True)))
+  if data_state is not None:
+    train_iter.set_state(data_state)
+  data_state_at = {}  # step -> the iterator state after the batches of steps < step were drawn
+
+  def host_batches():
+    step = start_step
+    while True:
+      data_state_at[step] = train_iter.get_state()
+      yield next(train_iter)
+      step += 1
+
+  batches = device_prefetch(host_batches(), mesh, config.prefetch_to_device)
+  # The iterator state that matches a checkpoint at step s is the one before batch s was drawn; with
+  # batches drawn ahead for the prefetch queue it is recorded per step.
+  data_state_at[start_step] = data_state if data_state is not None else train_iter.get_state()
+
+  def checkpoint(step):
+    checkpointing.save(manager, step, state, data_state_at[step], loop.to_dict())
+    for s in [s for s in data_state_at if s < step]:
+      del data_state_at[s]
+
+  progress = None
+  if is_logger and config.progress_bar:
+    from tqdm import tqdm
+    progress = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+  pending, pending_since = [], start_step
+  last_log_time = time.time()
+  interval_start = last_log_time
+  last_good_checkpoint = start_step if restored is not None else None
+  preempted = None
+  step = start_step
+  with Preemption() as preemption:
+    while step < total_steps:
+      batch = next(batches)
+      state, metrics = p_train(state, batch, step_rng)
+      pending.append(metrics)
+      step += 1
+      if progress is not None:
+        progress.update(1)
+      log_now = step % config.log_every_steps == 0 or step == total_steps
+      checkpoint_now = step % config.checkpoint_every_steps == 0
+      eval_now = step % eval_every == 0 or step == total_steps
+      if log_now or checkpoint_now or eval_now or preemption.requested:
+        values, losses = _summarise_train(pending)
+        bad = [pending_since + 1 + i for i, l in enumerate(losses) if not math.isfinite(l)]
+        if bad and config.on_nonfinite == "stop":
+          manager.wait_until_finished()
+          where = (f"the last good checkpoint is step {last_good_checkpoint} in {manager.directory}, untouched"
+                   if last_good_checkpoint is not None else "no checkpoint was written")
+          raise TrainingError(f"Non-finite training loss at step {bad[0]} (learning rate "
+                              f"{values.get('train/learning_rate', float('nan')):.3g}); {where}. Lower "
+                              f"optim.learning_rate, or set on_nonfinite=skip to drop such updates.")
+        now = time.time()
+        images = (step - pending_since) * global_batch
+        loop.train_time_s += now - interval_start
+        loop.images_seen += images
+        writer.write("train", step, values, epoch=round(step / steps_per_epoch, 3))
+        writer.write("perf", step, {"perf/images_per_sec": images / max(now - interval_start, 1e-9),
+                                    "perf/wall_time_s": now - start_time})
+        if progress is not None:
+          progress.set_postfix(epoch=f"{step / steps_per_epoch:.2f}", loss=f"{values['train/loss']:.3f}",
+                               img_s=f"{images / max(now - interval_start, 1e-9):.0f}")
+        pending, pending_since = [], step
+        if eval_now:
+          results = run_eval(step)
+          top1 = results["eval/top1_error"]
+          if not loop.best or top1 < loop.best["eval/top1_error"]:
+            loop.best = {**results, "step": step}
+          if o.schedule == "plateau":
+            new = optim.plateau_update(optim.PlateauState.from_dict(loop.plateau), top1,
+                                       patience=o.plateau_patience, cut=o.plateau_cut,
+                                       cooldown=o.plateau_cooldown, min_factor=min_factor,
+                                       threshold=o.plateau_threshold)
+            if new.factor != loop.plateau["factor"]:
+              logging.info("Validation error plateaued: learning rate x%g (cut %d).", new.factor, new.cuts)
+              state = state.replace(opt_state=optim.with_learning_rate_factor(state.opt_state, new.factor))
+            loop.plateau = new.to_dict()
+        interval_start = time.time()
+        if checkpoint_now or preemption.requested:
+          checkpoint(step)
+          last_good_checkpoint = step
+        if preemption.requested:
+          preempted = preemption.requested
+          break
+
+    if not preempted:
+      if last_good_checkpoint != step:
+        checkpoint(step)
+  manager.wait_until_finished()
+  manager.close()
+  if progress is not None:
+    progress.close()
+  if hasattr(train_iter, "close"):
+    train_iter.close()
+
+  final = {}
+  if not preempted:
+    if loop.best.get("step") == step:
+      final = {k: v for k, v in loop.best.items() if k != "step"}
+    else:
+      final = run_eval(step)
+  summary = {
+      "step": step, "total_steps": total_steps, "epochs": step / steps_per_epoch, "preempted": preempted,
+      "final": final, "best": loop.best, "plateau": loop.plateau,
+      "train_time_s": loop.train_time_s, "wall_time_s": time.time() - start_time,
+      "train_images_per_sec": loop.images_seen / max(loop.train_time_s, 1e-9),
+      "devices": num_devices * jax.process_count(), "device_kind": jax.devices()[0].device_kind,
+      "jax_version": jax.__version__, "parameters": models.param_count(state.params),
+      "config": json.loads(config.to_json_best_effort()),
+  }
+  if is_logger:
+    if not preempted:
+      _write_json(os.path.join(workdir, "summary.json"), summary)
+    writer.close()
+  return summary

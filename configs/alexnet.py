@@ -1,0 +1,128 @@
+"""AlexNet: the paper's recipe (Krizhevsky, Sutskever & Hinton, 2012, section 5) and named variants.
+
+    python -m alexnet_jax.main --config=configs/alexnet.py:VARIANT[,key=value,...] --workdir=DIR
+
+Default (`configs/alexnet.py`, same as `:imagenet`): ILSVRC-2012 prepared with
+`python -m alexnet_jax.data.prepare --source=tfds:imagenet2012 --manual_dir=TARS --data_dir=~/alexnet_data
+--image_size=256`; the `paper` preset (two towers, LRN, overlapping pooling, dropout 0.5); batch 128; SGD
+with momentum 0.9 and weight decay 5e-4; learning rate 0.01 divided by 10 when the validation error stops
+improving; 90 epochs; random crops from the 256x256 images plus flips and PCA lighting; 10-crop evaluation.
+Crops are 227x227: the paper's text says 224 (section 4.1), but its network (55x55 after conv1, 9216
+inputs to fc6) needs 227 with a VALID conv1; `crop=224` is one override away. Result: not run here (no
+ImageNet, no GPU time for it); the paper reports 40.7% / 18.2% top-1 / top-5 error (1 CNN, 10 crops).
+
+Variants:
+  smoke      The embedded synthetic_shapes set (prepared automatically on first use), a paper-geometry
+             AlexNet at 1/4 width on 67x67 crops, 8 epochs: about 3 minutes on 2 CPU cores.
+             python -m alexnet_jax.main --config=configs/alexnet.py:smoke --workdir=/tmp/alexnet_smoke
+             Result (2-core CPU, seed 0): see README "What the main job prints".
+  imagenette The shared Imagenette2 (10 ImageNet classes, 128 px), prepared with
+             python -m alexnet_jax.data.prepare --source=folder:../shared/datasets/imagenette2-128
+             --name=imagenette2_128 --data_dir=~/alexnet_data
+             at the canonical geometry: upsampled to 256 on the device, 227 crops; paper recipe otherwise.
+  imagenet   The default, spelled out.
+  owt        torchvision's recipe for its "one weird trick" AlexNet: preset owt, 224 Inception crops,
+             batch 256, lr 0.01 / 10 every 30 epochs, weight decay 1e-4 (PyTorch-style, coupled), no PCA.
+
+key=value overrides (after the variant): any dotted key (`model.use_lrn=False`) or the short aliases
+lrn, overlap, dropout, preset, width, wd_mode, wd, lr, schedule, batch, epochs, steps, seed, dtype, crop,
+data_dir, workers. Every knob is also reachable as --config.x.y=value.
+"""
+
+import ml_collections
+
+from alexnet_jax import augment, configlib, optim
+
+ALIASES = {
+    "lrn": "model.use_lrn", "overlap": "model.overlapping_pool", "dropout": "model.dropout_rate",
+    "preset": "model.preset", "width": "model.width_multiplier", "dtype": "model.dtype",
+    "wd_mode": "optim.weight_decay_mode", "wd": "optim.weight_decay", "lr": "optim.learning_rate",
+    "schedule": "optim.schedule", "batch": "batch_size", "epochs": "num_epochs", "steps": "num_train_steps",
+    "seed": "seed", "crop": "augment.crop_size", "data_dir": "dataset.data_dir",
+    "workers": "dataset.num_workers",
+}
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """The paper's recipe on ILSVRC-2012."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.model = ml_collections.ConfigDict(dict(
+      preset="paper", num_classes=1000, use_lrn=True, lrn_per_tower=True, overlapping_pool=True,
+      dropout_rate=0.5, width_multiplier=1.0, init_scheme="paper", tower_impl="grouped",
+      dtype="float32", param_dtype="float32"))
+
+  config.dataset = ml_collections.ConfigDict(dict(
+      name="imagenet2012", data_dir="~/alexnet_data", train_split="train", eval_split="validation",
+      image_size=augment.PAPER_STORED_SIZE,  # host batches are 256x256 (section 2)
+      num_workers=-1,  # -1: one decoding process per core but one
+      auto_prepare=False))  # only the embedded synthetic set can be prepared on the fly
+
+  config.augment = ml_collections.ConfigDict(dict(
+      resize_to=0,  # >0: resize host images to this side on the device first (Imagenette: 128 -> 256)
+      crop_size=227, crop="random", flip=True, pca_std=augment.PAPER_PCA_STD,
+      eigval=augment.IMAGENET_EIGVAL, eigvec=augment.IMAGENET_EIGVEC,
+      mean_rgb=augment.IMAGENET_MEAN_RGB,
+      mean_image="",  # a .npy mean image (data.stats) for the paper's per-pixel mean subtraction
+      std_rgb=(),  # () : no scaling, as in the paper
+      eval_views="center,ten_crop"))
+
+  config.optim = ml_collections.ConfigDict(dict(
+      learning_rate=optim.PAPER_LEARNING_RATE, base_batch_size=0,  # >0: scale lr by batch/base
+      momentum=optim.PAPER_MOMENTUM, nesterov=False, weight_decay=optim.PAPER_WEIGHT_DECAY,
+      weight_decay_mode="decoupled", weight_decay_mask="all", schedule="plateau", warmup_epochs=0.0,
+      step_epochs=(30, 60, 90), step_gamma=optim.PAPER_LR_CUT, cosine_final_fraction=0.0,
+      plateau_patience=3, plateau_cooldown=0, plateau_threshold=1e-3, plateau_min_lr=1e-5,
+      plateau_cut=optim.PAPER_LR_CUT))
+
+  config.batch_size = optim.PAPER_BATCH_SIZE  # global, across all devices and processes
+  config.num_epochs = 90.0  # section 5: "roughly 90 cycles through the training set"
+  config.num_train_steps = -1  # >0 overrides num_epochs
+  config.label_smoothing = 0.0
+  config.eval_every_epochs = 1.0
+  config.log_every_steps = 50
+  config.checkpoint_every_steps = 1000
+  config.keep_checkpoints = 3
+  config.eval_only = False
+  config.on_nonfinite = "stop"  # or "skip": drop non-finite updates (optax.apply_if_finite)
+  config.prefetch_to_device = 2
+  config.progress_bar = True
+  return config
+
+
+def smoke(config):
+  config.dataset.update(name="synthetic_shapes", data_dir="~/alexnet_data", eval_split="val",
+                        image_size=72, num_workers=1, auto_prepare=True)
+  config.model.update(num_classes=10, width_multiplier=0.25, init_scheme="he")
+  config.augment.update(crop_size=67, pca_std=0.1, mean_rgb=(127.5, 127.5, 127.5), std_rgb=(64.0, 64.0, 64.0))
+  config.optim.update(learning_rate=0.02, schedule="cosine", warmup_epochs=0.5)
+  config.batch_size = 64
+  config.num_epochs = 8.0
+  config.log_every_steps = 20
+  config.checkpoint_every_steps = 200
+
+
+def imagenette(config):
+  config.dataset.update(name="imagenette2_128", eval_split="val", image_size=128)
+  config.model.num_classes = 10
+  config.augment.resize_to = augment.PAPER_STORED_SIZE  # 128 -> 256 on the device, then 227 crops
+  config.num_epochs = 30.0
+
+
+def imagenet(config):
+  del config  # the base config is the paper's ImageNet recipe
+
+
+def owt(config):
+  config.model.update(preset="owt", use_lrn=False, init_scheme="he")
+  config.augment.update(crop_size=224, crop="inception", pca_std=0.0, std_rgb=augment.IMAGENET_STD_RGB)
+  config.optim.update(schedule="step", step_epochs=(30, 60), weight_decay=1e-4, weight_decay_mode="coupled")
+  config.batch_size = 256
+
+
+VARIANTS = {"smoke": smoke, "imagenette": imagenette, "imagenet": imagenet, "owt": owt}
+
+
+def get_config(arg=None):
+  return configlib.apply_arg(base_config(), arg, variants=VARIANTS, aliases=ALIASES)

@@ -1,0 +1,74 @@
+"""configs/alexnet.py: the paper's recipe, variants, key=value overrides and their errors."""
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+from alexnet_jax import configlib
+from alexnet_jax.train import build_model
+
+from conftest import REPO
+
+
+def load_config_module():
+  spec = importlib.util.spec_from_file_location("alexnet_config", REPO / "configs" / "alexnet.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+cfg = load_config_module()
+
+
+def test_default_is_the_papers_recipe():
+  c = cfg.get_config()
+  assert c.model.preset == "paper" and c.model.use_lrn and c.model.overlapping_pool
+  assert c.model.dropout_rate == 0.5 and c.model.num_classes == 1000 and c.model.init_scheme == "paper"
+  assert c.batch_size == 128 and c.num_epochs == 90
+  assert (c.optim.momentum, c.optim.weight_decay, c.optim.learning_rate) == (0.9, 5e-4, 0.01)
+  assert c.optim.schedule == "plateau" and c.optim.plateau_cut == 0.1
+  assert c.dataset.name == "imagenet2012" and c.dataset.image_size == 256
+  assert c.augment.crop_size == 227 and c.augment.flip and c.augment.pca_std == 0.1
+  assert "ten_crop" in c.augment.eval_views
+  assert cfg.get_config("imagenet").to_dict() == c.to_dict()
+
+
+def test_variants_and_aliases():
+  smoke = cfg.get_config("smoke")
+  assert smoke.dataset.name == "synthetic_shapes" and smoke.dataset.auto_prepare
+  ablation = cfg.get_config("imagenette,lrn=False,overlap=False,wd_mode=coupled")
+  assert ablation.dataset.name == "imagenette2_128" and ablation.augment.resize_to == 256
+  assert ablation.model.use_lrn is False and ablation.model.overlapping_pool is False
+  assert ablation.optim.weight_decay_mode == "coupled"
+  owt = cfg.get_config("owt,model.dropout_rate=0.3,lr=1")
+  assert owt.model.preset == "owt" and owt.augment.crop_size == 224 and owt.model.dropout_rate == 0.3
+  assert owt.optim.learning_rate == 1.0  # an int where a float belongs is accepted as a float
+  model = build_model(ablation)
+  assert model.use_lrn is False and model.lrn_enabled is False and model.num_classes == 10
+
+
+@pytest.mark.parametrize("arg,message", [
+    ("smok", "Unknown config variant 'smok'"),
+    ("lrm=False", "Unknown config key 'lrm'"),
+    ("model.use_lrm=False", "Unknown config key 'model.use_lrm'"),
+    ("lrn=maybe", "Config key 'model.use_lrn' is a bool"),
+    ("batch=1.5", "Config key 'batch_size' is a int"),
+])
+def test_bad_arguments_are_clear_errors(arg, message):
+  with pytest.raises(configlib.ConfigError, match=message):
+    cfg.get_config(arg)
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--config.model.use_lrm=False", "use_lrm"),
+    ("--config.batch_size=lots", "batch_size"),
+])
+def test_command_line_overrides_fail_before_anything_runs(tmp_path, flag, message):
+  workdir = tmp_path / "work"
+  result = subprocess.run([sys.executable, "-m", "alexnet_jax.main", f"--config={REPO}/configs/alexnet.py:smoke",
+                           f"--workdir={workdir}", flag], capture_output=True, text=True, timeout=300)
+  assert result.returncode != 0
+  assert message in result.stderr
+  assert not workdir.exists()  # nothing ran, nothing was written

@@ -1,0 +1,226 @@
+"""The trainer through its command line: end to end, exact resume after kill -9, SIGTERM, corrupt and
+non-finite checkpoints, and the error paths. Each run is a real `python -m alexnet_jax.main` subprocess on
+2 virtual CPU devices, so the pmapped path is the one under test."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from conftest import REPO
+
+CONFIG = f"{REPO}/configs/alexnet.py"
+
+
+def env():
+  e = dict(os.environ)
+  e["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+  e["JAX_PLATFORMS"] = "cpu"
+  return e
+
+
+def tiny_flags(data_dir, **overrides):
+  """The smoke variant on the small session dataset: a 1/8-width model, 16-image batches."""
+  flags = {"dataset.data_dir": data_dir, "dataset.num_workers": 0, "dataset.auto_prepare": False,
+           "model.width_multiplier": 0.125, "batch_size": 16, "optim.schedule": "constant",
+           "num_train_steps": 24, "checkpoint_every_steps": 12, "log_every_steps": 4,
+           "eval_every_epochs": 100.0, "augment.eval_views": "center", "progress_bar": False}
+  flags.update(overrides)
+  return [f"--config.{k}={v}" for k, v in flags.items()]
+
+
+def main_command(workdir, flags, variant="smoke"):
+  return [sys.executable, "-m", "alexnet_jax.main", f"--config={CONFIG}:{variant}", f"--workdir={workdir}"] + flags
+
+
+def run_main(workdir, flags, variant="smoke", timeout=600):
+  return subprocess.run(main_command(workdir, flags, variant), capture_output=True, text=True, timeout=timeout,
+                        env=env())
+
+
+def records(workdir, kinds=("train", "eval")):
+  with open(pathlib.Path(workdir) / "metrics.jsonl") as f:
+    return [r for r in map(json.loads, f) if r["kind"] in kinds]
+
+
+def final_params(workdir, step):
+  restored = ocp.StandardCheckpointer().restore(pathlib.Path(workdir) / "checkpoints" / str(step) / "state")
+  return restored["params"]
+
+
+def assert_trees_equal(a, b):
+  import jax
+  leaves_a, leaves_b = jax.tree_util.tree_leaves_with_path(a), jax.tree_util.tree_leaves_with_path(b)
+  assert [p for p, _ in leaves_a] == [p for p, _ in leaves_b]
+  for (path, x), (_, y) in zip(leaves_a, leaves_b):
+    assert np.array_equal(np.asarray(x), np.asarray(y)), f"{path} differs"
+
+
+def wait_for(predicate, timeout, what):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if predicate():
+      return
+    time.sleep(0.02)
+  raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_smoke_trains_end_to_end(tmp_path):
+  """The README's main job, on a fresh data_dir: prepares synthetic_shapes itself, trains ~3 CPU minutes."""
+  data_dir, workdir = tmp_path / "data", tmp_path / "smoke"
+  result = run_main(workdir, [f"--config.dataset.data_dir={data_dir}", "--config.progress_bar=False"],
+                    timeout=1500)
+  assert result.returncode == 0, result.stderr[-3000:]
+  summary = json.loads((workdir / "summary.json").read_text())
+  # 10 classes: chance is 0.9 top-1 error. Seeds 0 and 1 on the 2-core CPU reached 0.199 and 0.295
+  # (centre crop); 0.5 leaves room for seed-to-seed spread while failing any run that learns little.
+  assert summary["final"]["eval/top1_error"] < 0.5
+  assert summary["final"]["eval_ten_crop/top1_error"] < 0.5
+  assert summary["best"]["eval/top1_error"] <= summary["final"]["eval/top1_error"]
+  assert (workdir / "config.json").exists() and list((workdir / "tensorboard").iterdir())
+  kinds = {r["kind"] for r in map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines())}
+  assert kinds == {"train", "eval", "perf"}
+  assert "Done: step" in result.stdout
+
+
+@pytest.mark.slow
+def test_exact_resume_after_kill_minus_nine(tmp_path, synthetic_data_dir):
+  straight, killed = tmp_path / "straight", tmp_path / "killed"
+  result = run_main(straight, tiny_flags(synthetic_data_dir))
+  assert result.returncode == 0, result.stderr[-3000:]
+
+  # Same config, but asked for many more steps so it is still running when killed right after step 12's
+  # checkpoint is complete (orbax renames the finished checkpoint into place).
+  process = subprocess.Popen(main_command(killed, tiny_flags(synthetic_data_dir, num_train_steps=100000)),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
+  try:
+    wait_for(lambda: (killed / "checkpoints" / "12" / "state").is_dir(), 300, "the checkpoint at step 12")
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+  finally:
+    process.kill()
+  assert process.returncode == -signal.SIGKILL
+  steps_on_disk = sorted(int(p.name) for p in (killed / "checkpoints").iterdir() if p.name.isdigit())
+  assert steps_on_disk[0] == 12 and steps_on_disk[-1] < 24
+
+  result = run_main(killed, tiny_flags(synthetic_data_dir))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert_trees_equal(final_params(straight, 24), final_params(killed, 24))
+  assert records(killed) == records(straight)  # train and eval records, bit for bit, including after step 12
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_and_exits_cleanly_then_resumes(tmp_path, synthetic_data_dir):
+  workdir = tmp_path / "work"
+  flags = tiny_flags(synthetic_data_dir, num_train_steps=100000, checkpoint_every_steps=100000)
+  process = subprocess.Popen(main_command(workdir, flags), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env())
+  try:
+    wait_for(lambda: (workdir / "metrics.jsonl").exists() and len(records(workdir)) >= 2, 300, "training steps")
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+  finally:
+    process.kill()
+  assert process.returncode == 0, stderr[-3000:]
+  assert "Stopped by SIGTERM" in stdout
+  steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+  assert len(steps) == 1 and steps[0] >= 8  # saved at the step it had reached, not at a periodic step
+  assert not (workdir / "summary.json").exists()
+  stopped_at = steps[0]
+  result = run_main(workdir, tiny_flags(synthetic_data_dir, num_train_steps=stopped_at + 8))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f"Resumed from the checkpoint at step {stopped_at}" in result.stderr
+  assert json.loads((workdir / "summary.json").read_text())["step"] == stopped_at + 8
+
+
+@pytest.mark.slow
+def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path, synthetic_data_dir):
+  workdir = tmp_path / "work"
+  assert run_main(workdir, tiny_flags(synthetic_data_dir)).returncode == 0
+  for path in (workdir / "checkpoints" / "24" / "state").rglob("*"):
+    if path.is_file():
+      path.write_bytes(b"\0garbage")
+  result = run_main(workdir, tiny_flags(synthetic_data_dir, num_train_steps=28))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Checkpoint at step 24" in result.stderr and "cannot be read" in result.stderr
+  assert "Resumed from the checkpoint at step 12" in result.stderr
+  assert list((workdir / "corrupt_checkpoints").iterdir())  # moved aside, not deleted
+  assert json.loads((workdir / "summary.json").read_text())["step"] == 28
+
+
+@pytest.mark.slow
+def test_non_finite_loss_stops_with_the_last_good_checkpoint_intact(tmp_path, synthetic_data_dir):
+  workdir = tmp_path / "work"
+  assert run_main(workdir, tiny_flags(synthetic_data_dir, num_train_steps=12)).returncode == 0
+  before = final_params(workdir, 12)
+  result = run_main(workdir, tiny_flags(synthetic_data_dir, **{"optim.learning_rate": 1e6}))
+  assert result.returncode != 0
+  assert "Non-finite training loss at step" in result.stderr
+  assert "the last good checkpoint is step 12" in result.stderr
+  steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+  assert steps == [12]
+  assert_trees_equal(before, final_params(workdir, 12))
+
+
+@pytest.mark.slow
+def test_eval_only_from_a_checkpoint(tmp_path, synthetic_data_dir):
+  workdir = tmp_path / "work"
+  assert run_main(workdir, tiny_flags(synthetic_data_dir, num_train_steps=12)).returncode == 0
+  result = run_main(workdir, tiny_flags(synthetic_data_dir, eval_only=True))
+  assert result.returncode == 0, result.stderr[-3000:]
+  evaluation = json.loads((workdir / "eval.json").read_text())
+  assert evaluation["step"] == 12 and evaluation["final"]["eval/count"] == 100
+  empty = run_main(tmp_path / "empty", tiny_flags(synthetic_data_dir, eval_only=True))
+  assert empty.returncode != 0 and "eval_only needs a checkpoint" in empty.stderr
+
+
+def snapshot(folder):
+  return {p: p.read_bytes() for p in pathlib.Path(folder).rglob("*") if p.is_file()}
+
+
+def test_error_paths_leave_existing_work_untouched(tmp_path, synthetic_data_dir):
+  workdir = tmp_path / "work"
+  assert run_main(workdir, tiny_flags(synthetic_data_dir, num_train_steps=4, checkpoint_every_steps=4)).returncode == 0
+  before = snapshot(workdir)
+
+  missing = run_main(workdir, tiny_flags(str(tmp_path / "no_data")))
+  assert missing.returncode != 0
+  assert "No prepared dataset 'synthetic_shapes'" in missing.stderr
+  assert "python -m alexnet_jax.data.prepare" in missing.stderr
+
+  other_model = run_main(workdir, tiny_flags(synthetic_data_dir, **{"model.width_multiplier": 0.25}))
+  assert other_model.returncode != 0
+  assert "cannot be restored into this config's train state" in other_model.stderr
+
+  assert snapshot(workdir) == before
+
+  a_file = tmp_path / "file"
+  a_file.write_text("keep me")
+  unwritable = run_main(a_file / "sub", tiny_flags(synthetic_data_dir))
+  assert unwritable.returncode != 0 and "Cannot write to --workdir" in unwritable.stderr
+  is_file = run_main(a_file, tiny_flags(synthetic_data_dir))
+  assert is_file.returncode != 0 and "is a file" in is_file.stderr
+  assert a_file.read_text() == "keep me"
+
+
+@pytest.mark.slow
+def test_imagenette_variant_runs_a_few_steps(tmp_path, imagenette_subset_dir):
+  """The canonical geometry on real photos: 128 px upsampled to 256 on the device, 227 crops, paper preset."""
+  workdir = tmp_path / "work"
+  flags = [f"--config.dataset.data_dir={imagenette_subset_dir}", "--config.dataset.name=imagenette_subset",
+           "--config.dataset.num_workers=0", "--config.batch_size=4", "--config.num_train_steps=2",
+           "--config.dataset.eval_split=val[:8]", "--config.augment.eval_views=center,ten_crop",
+           "--config.progress_bar=False", "--config.log_every_steps=1"]
+  result = run_main(workdir, flags, variant="imagenette", timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  summary = json.loads((workdir / "summary.json").read_text())
+  assert summary["step"] == 2 and summary["parameters"] == 60_965_224 - 4096 * 990 - 990  # 10 classes
+  assert summary["final"]["eval/count"] == 8 and summary["final"]["eval_ten_crop/count"] == 8
