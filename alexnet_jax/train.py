@@ -73,7 +73,7 @@ def make_preprocessors(config):
       augment.train_preprocess, resize_to=a.resize_to or None, crop_size=a.crop_size, crop=a.crop,
       flip=a.flip, pca_std=a.pca_std, eigval=tuple(a.eigval), eigvec=tuple(map(tuple, a.eigvec)),
       mean=mean, std=std, dtype=dtype)
-  views = [v.strip() for v in a.eval_views.split(",") if v.strip()]
+  views = {v.strip() for spec in (a.eval_views, a.final_eval_views) for v in spec.split(",") if v.strip()}
   evals = {v: functools.partial(augment.eval_preprocess, resize_to=a.resize_to or None,
                                 crop_size=a.crop_size, views=v, mean=mean, std=std, dtype=dtype)
            for v in views}
@@ -295,17 +295,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   train_preprocess, eval_preprocessors = make_preprocessors(config)
   p_train = steps.pmap_train_step(preprocess=train_preprocess, label_smoothing=config.label_smoothing)
   p_evals = {v: steps.pmap_eval_step(preprocess=p) for v, p in eval_preprocessors.items()}
+  view_sets = {kind: [v.strip() for v in spec.split(",") if v.strip()]
+               for kind, spec in (("periodic", config.augment.eval_views), ("final", config.augment.final_eval_views))}
   mesh = Mesh(np.array(jax.local_devices()), ("batch",))
 
-  def run_eval(step):
-    results = evaluate(p_evals, state, config, info, mesh)
+  def run_eval(step, kind="periodic"):
+    results = evaluate({v: p_evals[v] for v in view_sets[kind]}, state, config, info, mesh)
     writer.write("eval", step, results, epoch=round(step / steps_per_epoch, 3))
     return results
 
   if config.eval_only:
     if restored is None:
       raise TrainingError(f"eval_only needs a checkpoint, and {workdir}/checkpoints has none.")
-    results = run_eval(start_step)
+    results = run_eval(start_step, "final")
     summary = {"eval_only": True, "step": start_step, "final": results}
     if is_logger:
       _write_json(os.path.join(workdir, "eval.json"), summary)
@@ -344,6 +346,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   interval_start = last_log_time
   last_good_checkpoint = start_step if restored is not None else None
   preempted = None
+  latest_eval = {}
   step = start_step
   with Preemption() as preemption:
     while step < total_steps:
@@ -378,7 +381,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                img_s=f"{images / max(now - interval_start, 1e-9):.0f}")
         pending, pending_since = [], step
         if eval_now:
-          results = run_eval(step)
+          results = run_eval(step, "final" if step == total_steps else "periodic")
+          latest_eval = {**results, "step": step}
           top1 = results["eval/top1_error"]
           if not loop.best or top1 < loop.best["eval/top1_error"]:
             loop.best = {**results, "step": step}
@@ -411,10 +415,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   final = {}
   if not preempted:
-    if loop.best.get("step") == step:
-      final = {k: v for k, v in loop.best.items() if k != "step"}
+    if latest_eval.get("step") == step:
+      final = {k: v for k, v in latest_eval.items() if k != "step"}
     else:
-      final = run_eval(step)
+      final = run_eval(step, "final")
   summary = {
       "step": step, "total_steps": total_steps, "epochs": step / steps_per_epoch, "preempted": preempted,
       "final": final, "best": loop.best, "plateau": loop.plateau,

@@ -66,7 +66,8 @@ def base_config() -> ml_collections.ConfigDict:
       mean_rgb=augment.IMAGENET_MEAN_RGB,
       mean_image="",  # a .npy mean image (data.stats) for the paper's per-pixel mean subtraction
       std_rgb=(),  # () : no scaling, as in the paper
-      eval_views="center,ten_crop"))
+      eval_views="center",  # every evaluation (drives the plateau rule)
+      final_eval_views="center,ten_crop"))  # the last one: the paper's 10-crop test (section 4.1)
 
   config.optim = ml_collections.ConfigDict(dict(
       learning_rate=optim.PAPER_LEARNING_RATE, base_batch_size=0,  # >0: scale lr by batch/base

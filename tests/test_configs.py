@@ -31,7 +31,7 @@ def test_default_is_the_papers_recipe():
   assert c.optim.schedule == "plateau" and c.optim.plateau_cut == 0.1
   assert c.dataset.name == "imagenet2012" and c.dataset.image_size == 256
   assert c.augment.crop_size == 227 and c.augment.flip and c.augment.pca_std == 0.1
-  assert "ten_crop" in c.augment.eval_views
+  assert "ten_crop" in c.augment.final_eval_views
   assert cfg.get_config("imagenet").to_dict() == c.to_dict()
 
 

@@ -31,7 +31,7 @@ def tiny_flags(data_dir, **overrides):
   flags = {"dataset.data_dir": data_dir, "dataset.num_workers": 0, "dataset.auto_prepare": False,
            "model.width_multiplier": 0.125, "batch_size": 16, "optim.schedule": "constant",
            "num_train_steps": 24, "checkpoint_every_steps": 12, "log_every_steps": 4,
-           "eval_every_epochs": 100.0, "augment.eval_views": "center", "progress_bar": False}
+           "eval_every_epochs": 100.0, "augment.final_eval_views": "center", "progress_bar": False}
   flags.update(overrides)
   return [f"--config.{k}={v}" for k, v in flags.items()]
 
@@ -217,7 +217,7 @@ def test_imagenette_variant_runs_a_few_steps(tmp_path, imagenette_subset_dir):
   workdir = tmp_path / "work"
   flags = [f"--config.dataset.data_dir={imagenette_subset_dir}", "--config.dataset.name=imagenette_subset",
            "--config.dataset.num_workers=0", "--config.batch_size=4", "--config.num_train_steps=2",
-           "--config.dataset.eval_split=val[:8]", "--config.augment.eval_views=center,ten_crop",
+           "--config.dataset.eval_split=val[:8]", "--config.augment.final_eval_views=center,ten_crop",
            "--config.progress_bar=False", "--config.log_every_steps=1"]
   result = run_main(workdir, flags, variant="imagenette", timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]

@@ -1,0 +1,312 @@
+"""Ablation sweeps in one command: a grid of config overrides x seeds, each run in its own workdir, and a
+paper-style results table with plots.
+
+    python -m alexnet_jax.ablate --config=configs/alexnet.py:imagenette --workdir=~/runs/ablation \
+        --sweep='model.use_lrn=True,False;model.overlapping_pool=True,False' --seeds=3
+
+The default sweep is the paper's two ablations (section 3.3: LRN, section 3.4: overlapping pooling), 2x2.
+The first value of each axis is the baseline. Each run is `python -m alexnet_jax.main` in
+`<workdir>/runs/<name>/seed<k>`: a finished run (summary.json present) is skipped, an interrupted one
+resumes from its checkpoint, so a killed sweep continues where it stopped. `--parallel=N` runs N at once
+(on a machine with several GPUs, each run gets its own). Results: results.csv, results.md, curves.png,
+ablation.png in the workdir.
+"""
+
+import csv
+import dataclasses
+import itertools
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from typing import Dict, List, Sequence, Tuple
+
+from absl import app, flags, logging
+import numpy as np
+
+from alexnet_jax import configlib
+
+FLAGS = flags.FLAGS
+
+DEFAULT_SWEEP = "model.use_lrn=True,False;model.overlapping_pool=True,False"
+# The paper's reported effects of removing each component, in points of top-1 / top-5 error
+# (section 3.3: "Response normalization reduces our top-1 and top-5 error rates by 1.4% and 1.2%";
+#  section 3.4: overlapping pooling "reduces the top-1 and top-5 error rates by 0.4% and 0.3%").
+PAPER_EFFECTS = {("model.use_lrn", False): (1.4, 1.2), ("model.overlapping_pool", False): (0.4, 0.3)}
+METRICS = ("eval/top1_error", "eval/top5_error", "eval_ten_crop/top1_error", "eval_ten_crop/top5_error")
+
+
+def parse_sweep(text: str) -> List[Tuple[str, list]]:
+  """'a.b=1,2;c=x,y' -> [('a.b', [1, 2]), ('c', ['x', 'y'])]."""
+  axes = []
+  for part in (p.strip() for p in text.split(";") if p.strip()):
+    if "=" not in part:
+      raise configlib.ConfigError(f"Sweep axis {part!r} must look like key=value1,value2.")
+    key, values = part.split("=", 1)
+    parsed = [configlib.parse_value(v.strip()) for v in values.split(",") if v.strip()]
+    if not parsed:
+      raise configlib.ConfigError(f"Sweep axis {key!r} has no values.")
+    axes.append((key.strip(), parsed))
+  return axes
+
+
+def grid(axes) -> List[Dict[str, object]]:
+  return [dict(zip([k for k, _ in axes], values)) for values in itertools.product(*[v for _, v in axes])]
+
+
+def run_name(point: Dict[str, object]) -> str:
+  return ",".join(f"{k.split('.')[-1]}={v}" for k, v in point.items()) or "baseline"
+
+
+def split_config_spec(spec: str) -> Tuple[str, str]:
+  path, _, arg = spec.partition(":")
+  return path, arg
+
+
+def load_config(spec: str):
+  """get_config(arg) of a config file, as main would load it (for validating the sweep up front)."""
+  import importlib.util
+  path, arg = split_config_spec(spec)
+  if not os.path.exists(path):
+    raise configlib.ConfigError(f"Config file {path!r} does not exist.")
+  module_spec = importlib.util.spec_from_file_location("sweep_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)
+
+
+def validate(spec: str, axes, overrides: Sequence[str]) -> None:
+  """Applies every override and sweep value to the config before anything runs: a typo fails now."""
+  for point in grid(axes) or [{}]:
+    config = load_config(spec)
+    for item in overrides:
+      key, _, value = item.partition("=")
+      configlib.set_path(config, key, configlib.parse_value(value))
+    for key, value in point.items():
+      configlib.set_path(config, key, value)
+
+
+@dataclasses.dataclass
+class Run:
+  name: str
+  point: Dict[str, object]
+  seed: int
+  workdir: str
+
+  @property
+  def done(self) -> bool:
+    return os.path.exists(os.path.join(self.workdir, "summary.json"))
+
+  def command(self, spec: str, overrides: Sequence[str]) -> List[str]:
+    flags_ = [f"--config.{item}" for item in overrides]
+    flags_ += [f"--config.{k}={v}" for k, v in self.point.items()] + [f"--config.seed={self.seed}"]
+    return [sys.executable, "-m", "alexnet_jax.main", f"--config={spec}", f"--workdir={self.workdir}"] + flags_
+
+
+def plan(workdir: str, axes, seeds: int) -> List[Run]:
+  return [Run(run_name(p), p, s, os.path.join(workdir, "runs", run_name(p), f"seed{s}"))
+          for p in grid(axes) for s in range(seeds)]
+
+
+def execute(runs: List[Run], spec: str, overrides: Sequence[str], parallel: int, gpus: int) -> None:
+  """Runs what is not finished, `parallel` at a time; each run's output goes to its workdir's log."""
+  todo = [r for r in runs if not r.done]
+  for r in runs:
+    if r.done:
+      print(f"skip {r.name} seed {r.seed}: finished ({r.workdir}/summary.json)")
+  active: List[Tuple[Run, subprocess.Popen, object]] = []
+  failed = []
+  slot = 0
+  while todo or active:
+    while todo and len(active) < parallel:
+      run = todo.pop(0)
+      os.makedirs(run.workdir, exist_ok=True)
+      log = open(os.path.join(run.workdir, "run.log"), "a")
+      env = dict(os.environ)
+      if parallel > 1 and gpus > 1:
+        env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
+      slot += 1
+      print(f"run  {run.name} seed {run.seed} -> {run.workdir}", flush=True)
+      active.append((run, subprocess.Popen(run.command(spec, overrides), stdout=log, stderr=log, env=env), log))
+    time.sleep(0.5)
+    for item in list(active):
+      run, process, log = item
+      if process.poll() is not None:
+        log.close()
+        active.remove(item)
+        if process.returncode != 0 or not run.done:
+          failed.append(run)
+          print(f"FAILED {run.name} seed {run.seed} (exit {process.returncode}): see {run.workdir}/run.log",
+                flush=True)
+  if failed:
+    raise RuntimeError(f"{len(failed)} run(s) failed; re-run the same command to retry them "
+                       f"(finished runs are kept): {[f'{r.name}/seed{r.seed}' for r in failed]}")
+
+
+# ------------------------------------------------------------------------------------------ results
+
+
+def read_run(run: Run) -> dict:
+  with open(os.path.join(run.workdir, "summary.json")) as f:
+    summary = json.load(f)
+  curve = []
+  with open(os.path.join(run.workdir, "metrics.jsonl")) as f:
+    for line in f:
+      record = json.loads(line)
+      if record["kind"] == "eval":
+        curve.append((record.get("epoch", record["step"]), record["eval/top1_error"]))
+  return {"final": summary["final"], "images_per_sec": summary["train_images_per_sec"],
+          "wall_time_s": summary["wall_time_s"], "curve": curve}
+
+
+def mean_std(values):
+  values = np.asarray([v for v in values if v is not None and math.isfinite(v)], np.float64)
+  if not len(values):
+    return float("nan"), float("nan"), 0
+  return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else float("nan"), len(values)
+
+
+def aggregate(runs: List[Run], axes) -> List[dict]:
+  """One row per configuration: means, stds, differences to the baseline with standard errors."""
+  by_name: Dict[str, List[dict]] = {}
+  points: Dict[str, dict] = {}
+  for run in runs:
+    if run.done:
+      by_name.setdefault(run.name, []).append(read_run(run))
+      points[run.name] = run.point
+  baseline_name = run_name({k: v[0] for k, v in axes})
+  rows = []
+  for name, results in by_name.items():
+    row = {"config": name, "seeds": len(results)}
+    for metric in METRICS:
+      mean, std, n = mean_std([100 * r["final"].get(metric, float("nan")) for r in results])
+      row[f"{metric} mean"], row[f"{metric} std"] = mean, std
+      base = by_name.get(baseline_name)
+      if base is not None:
+        b_mean, b_std, b_n = mean_std([100 * r["final"].get(metric, float("nan")) for r in base])
+        se = math.sqrt((std ** 2 / n if n > 1 else 0.0) + (b_std ** 2 / b_n if b_n > 1 else 0.0))
+        row[f"{metric} diff"], row[f"{metric} diff se"] = mean - b_mean, (se if n > 1 and b_n > 1 else float("nan"))
+    row["images_per_sec"] = mean_std([r["images_per_sec"] for r in results])[0]
+    row["wall_time_s"] = mean_std([r["wall_time_s"] for r in results])[0]
+    changed = [(k, v) for k, v in points[name].items() if v != dict(axes)[k][0]]
+    paper = [PAPER_EFFECTS.get(c) for c in changed]
+    row["paper effect top1/top5"] = (" + ".join(f"+{p[0]}/+{p[1]}" for p in paper if p)
+                                     if changed and all(paper) else "")
+    row["_curves"] = [r["curve"] for r in results]
+    rows.append(row)
+  rows.sort(key=lambda r: (r["config"] != baseline_name, r["config"]))
+  return rows
+
+
+def _fmt(mean, std):
+  if not math.isfinite(mean):
+    return "–"
+  return f"{mean:.2f} ± {std:.2f}" if math.isfinite(std) else f"{mean:.2f}"
+
+
+def write_results(workdir: str, rows: List[dict], header_lines: Sequence[str]) -> None:
+  columns = [k for k in rows[0] if not k.startswith("_")]
+  with open(os.path.join(workdir, "results.csv"), "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+      writer.writerow({k: row[k] for k in columns})
+  lines = list(header_lines) + [
+      "", "Errors in percent (mean ± std over seeds). Δ: difference to the baseline (first row) ± its standard "
+      "error. Paper: the increase in error the paper reports for removing that component (section 3.3 / 3.4).",
+      "",
+      "| config | seeds | top-1 (centre) | top-5 (centre) | top-1 (10-crop) | top-5 (10-crop) | Δ top-1 | Δ top-5 "
+      "| Δ top-1 (10-crop) | paper Δ top-1/top-5 | images/s | wall s |",
+      "|" + "---|" * 12]
+  for r in rows:
+    m = lambda k: _fmt(r[f"{k} mean"], r[f"{k} std"])
+    d = lambda k: _fmt(r.get(f"{k} diff", float("nan")), r.get(f"{k} diff se", float("nan")))
+    lines.append(f"| {r['config']} | {r['seeds']} | {m('eval/top1_error')} | {m('eval/top5_error')} | "
+                 f"{m('eval_ten_crop/top1_error')} | {m('eval_ten_crop/top5_error')} | {d('eval/top1_error')} | "
+                 f"{d('eval/top5_error')} | {d('eval_ten_crop/top1_error')} | {r['paper effect top1/top5'] or '–'} | "
+                 f"{r['images_per_sec']:.0f} | {r['wall_time_s']:.0f} |")
+  with open(os.path.join(workdir, "results.md"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+
+
+def plot(workdir: str, rows: List[dict]) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for row in rows:
+    curves = [c for c in row["_curves"] if c]
+    if not curves:
+      continue
+    length = min(len(c) for c in curves)
+    epochs = [p[0] for p in curves[0][:length]]
+    errors = np.mean([[100 * p[1] for p in c[:length]] for c in curves], axis=0)
+    ax.plot(epochs, errors, marker="o", markersize=3, label=row["config"])
+  ax.set_xlabel("epoch")
+  ax.set_ylabel("validation top-1 error (%, centre crop)")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(os.path.join(workdir, "curves.png"), dpi=120)
+  plt.close(fig)
+
+  others = rows[1:]
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  x = np.arange(len(others))
+  for offset, key, label in ((-0.2, "eval/top1_error", "top-1"), (0.2, "eval/top5_error", "top-5")):
+    diffs = [r.get(f"{key} diff", np.nan) for r in others]
+    errs = [r.get(f"{key} diff se", np.nan) for r in others]
+    ax.bar(x + offset, diffs, 0.4, yerr=np.nan_to_num(errs), capsize=4, label=f"measured Δ {label}")
+  for i, r in enumerate(others):
+    if r["paper effect top1/top5"]:
+      paper = [sum(float(p.split("/")[j]) for p in r["paper effect top1/top5"].split(" + ")) for j in (0, 1)]
+      ax.scatter([i - 0.2, i + 0.2], paper, color="black", marker="_", s=400, zorder=3,
+                 label="paper" if i == 0 else None)
+  ax.axhline(0, color="grey", lw=0.8)
+  ax.set_xticks(x, [r["config"] for r in others], rotation=15, fontsize=8)
+  ax.set_ylabel("error increase over the baseline (points)")
+  ax.set_title(f"baseline: {rows[0]['config']}")
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(os.path.join(workdir, "ablation.png"), dpi=120)
+  plt.close(fig)
+
+
+def main(argv):
+  del argv
+  workdir = os.path.abspath(os.path.expanduser(FLAGS.workdir))
+  try:
+    axes = parse_sweep(FLAGS.sweep)
+    validate(FLAGS.config, axes, FLAGS.set)
+  except configlib.ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  runs = plan(workdir, axes, FLAGS.seeds)
+  os.makedirs(workdir, exist_ok=True)
+  started = time.time()
+  try:
+    execute(runs, FLAGS.config, FLAGS.set, FLAGS.parallel, FLAGS.gpus)
+  except RuntimeError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  rows = aggregate(runs, axes)
+  header = [f"# Ablation: {FLAGS.config}", "",
+            f"Command: `python -m alexnet_jax.ablate --config={FLAGS.config} --sweep='{FLAGS.sweep}' "
+            f"--seeds={FLAGS.seeds}" + "".join(f" --set={s}" for s in FLAGS.set) + "`",
+            f"Runs: {len(runs)}; this invocation took {time.time() - started:.0f} s."]
+  write_results(workdir, rows, header)
+  plot(workdir, rows)
+  print(open(os.path.join(workdir, "results.md")).read())
+
+
+if __name__ == "__main__":
+  flags.DEFINE_string("config", "configs/alexnet.py:imagenette", "Config file and arg, as for alexnet_jax.main.")
+  flags.DEFINE_string("workdir", None, "The sweep's folder: runs/<config>/seed<k>, results.*, *.png.", required=True)
+  flags.DEFINE_string("sweep", DEFAULT_SWEEP, "Axes 'key=v1,v2;key=v1,v2'; the first value is the baseline.")
+  flags.DEFINE_integer("seeds", 3, "Seeds per configuration.")
+  flags.DEFINE_multi_string("set", [], "Extra key=value overrides applied to every run (e.g. num_epochs=5).")
+  flags.DEFINE_integer("parallel", 1, "Runs at once.")
+  flags.DEFINE_integer("gpus", 0, "GPUs to spread parallel runs over (CUDA_VISIBLE_DEVICES).")
+  app.run(main)
