@@ -6,12 +6,14 @@ evaluation padding); device-side augmentation enters through the optional `prepr
 
     from alexnet_jax import steps
     state = steps.create_train_state(jax.random.key(0), model, sample_input, optax.sgd(0.1))
+    state = steps.replicate(state)                    # optional: avoids a second compilation
     p_train = steps.pmap_train_step()                 # or steps.jit_train_step() on one device
     state, metrics = p_train(state, steps.shard_batch(batch), rng)
 
-Data parallelism follows today's idiom: the state is *not* replicated by hand; `pmap` receives it with
-`in_axes=None` (broadcast) and returns it with `out_axes=None` (the gradients are `pmean`ed, so every
-device holds the same state), and only the batch carries a leading device axis.
+Data parallelism follows today's idiom: the state is never stacked per device (no
+`device_put_replicated`, no `flax.jax_utils.replicate`); `pmap` receives it with `in_axes=None` (broadcast)
+and returns it with `out_axes=None` (the gradients are `pmean`ed, so every device holds the same state), and
+only the batch carries a leading device axis. `replicate` places a state the way pmap returns it.
 """
 
 import functools
@@ -20,9 +22,11 @@ from typing import Any, Callable, Optional
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax.training import train_state
 from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
 class TrainState(train_state.TrainState):
@@ -155,6 +159,20 @@ def shard_batch(batch, num_devices: Optional[int] = None):
     return x.reshape((num_devices, x.shape[0] // num_devices) + x.shape[1:])
 
   return jax.tree_util.tree_map(reshape, batch)
+
+
+def local_mesh(axis_name: str = "batch", devices=None) -> Mesh:
+  """A 1-D mesh of this process's devices, named like the pmap axis."""
+  return Mesh(np.array(devices if devices is not None else jax.local_devices()), (axis_name,))
+
+
+def replicate(tree, axis_name: str = "batch", devices=None):
+  """Places `tree` on every local device, sharded exactly as `pmap(..., out_axes=None)` returns it.
+
+  Not needed for correctness (pmap broadcasts an unreplicated state), but a state placed this way before
+  the first step has the same sharding as every later step's, so the step compiles once, not twice.
+  """
+  return jax.device_put(tree, NamedSharding(local_mesh(axis_name, devices), PartitionSpec()))
 
 
 def pmap_train_step(step_fn: Callable = train_step, *, axis_name: str = "batch", donate: bool = True,

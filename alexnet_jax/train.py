@@ -292,6 +292,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     metrics_io.truncate_after(os.path.join(workdir, "metrics.jsonl"), start_step)
   writer = metrics_io.MetricWriter(workdir, enabled=is_logger and not config.eval_only)
 
+  state = steps.replicate(state)  # the sharding every step returns: the step compiles once
   train_preprocess, eval_preprocessors = make_preprocessors(config)
   p_train = steps.pmap_train_step(preprocess=train_preprocess, label_smoothing=config.label_smoothing)
   p_evals = {v: steps.pmap_eval_step(preprocess=p) for v, p in eval_preprocessors.items()}
@@ -393,7 +394,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                        threshold=o.plateau_threshold)
             if new.factor != loop.plateau["factor"]:
               logging.info("Validation error plateaued: learning rate x%g (cut %d).", new.factor, new.cuts)
-              state = state.replace(opt_state=optim.with_learning_rate_factor(state.opt_state, new.factor))
+              state = steps.replicate(
+                  state.replace(opt_state=optim.with_learning_rate_factor(state.opt_state, new.factor)))
             loop.plateau = new.to_dict()
         interval_start = time.time()
         if checkpoint_now or preemption.requested:

@@ -141,3 +141,24 @@ def test_multi_view_eval_averages_softmax():
   probs = (probs / probs.sum(-1, keepdims=True)).reshape(6, 10, 4).mean(1)
   np.testing.assert_allclose(float(got["loss_sum"]), -np.log(probs[np.arange(6), labels]).sum(), rtol=1e-5)
   np.testing.assert_allclose(float(got["top1"]), (probs.argmax(-1) == labels).sum())
+
+
+def test_the_pmapped_step_compiles_once(caplog):
+  """A replicated state has the sharding pmap returns, so steps 2.. reuse step 1's executable."""
+  import logging
+  tx = optim.sgd(lambda c: 0.05)
+  state = steps.replicate(tiny_alexnet_state(tx))
+  p_train = steps.pmap_train_step()
+  batch = steps.shard_batch({"image": np.zeros((16, 67, 67, 3), np.float32), "label": np.zeros(16, np.int32)})
+  jax.config.update("jax_log_compiles", True)
+  try:
+    counts = []
+    for i in range(3):
+      caplog.clear()
+      with caplog.at_level(logging.WARNING, logger="jax"):
+        state, metrics = p_train(state, batch, jax.random.key(i))
+        jax.block_until_ready(metrics)
+      counts.append(sum(r.getMessage().startswith("Compiling") for r in caplog.records))
+  finally:
+    jax.config.update("jax_log_compiles", False)
+  assert counts[0] >= 1 and counts[1:] == [0, 0], counts
