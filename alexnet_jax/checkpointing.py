@@ -27,17 +27,27 @@ def create_manager(directory: str, *, max_to_keep: int) -> ocp.CheckpointManager
                                item_names=("state", "data", "extra"))
 
 
+def _host_tree(state):
+  """The state as host numpy arrays. The train state is replicated, so every process holds all of it;
+  as numpy it is written once (by the primary process) and read back by every process, whatever the
+  device layout, which a host-local replicated jax.Array would not allow in a multi-process run."""
+  return jax.device_get(flax.serialization.to_state_dict(state))
+
+
 def save(manager: ocp.CheckpointManager, step: int, state, data_state: dict, extra: dict) -> None:
-  """Starts an asynchronous save (device arrays are copied to the host before this returns)."""
+  """Starts an asynchronous save: the arrays are on the host before this returns, files follow.
+
+  The data iterator state is the one of process 0; every process consumed the same number of batches of
+  its own shard, and a grain iterator's state counts consumed elements, so it is the same on all of them.
+  """
   manager.save(step, args=ocp.args.Composite(
-      state=ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
+      state=ocp.args.StandardSave(_host_tree(state)),
       data=ocp.args.JsonSave(data_state), extra=ocp.args.JsonSave(extra)), force=True)
 
 
 def _restore(manager, step, template):
-  abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, flax.serialization.to_state_dict(template))
   restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore(), extra=ocp.args.JsonRestore()))
+      state=ocp.args.StandardRestore(_host_tree(template)), data=ocp.args.JsonRestore(), extra=ocp.args.JsonRestore()))
   return flax.serialization.from_state_dict(template, restored["state"]), restored["data"], restored["extra"]
 
 
@@ -59,8 +69,9 @@ def restore_latest(manager: ocp.CheckpointManager, template, workdir: str) -> Op
       logging.warning("Checkpoint at step %d in %s cannot be read (%s: %s). Moving it to %s and falling back "
                       "to the previous checkpoint.", step, manager.directory, type(e).__name__,
                       str(e)[:300], aside)
-      os.makedirs(os.path.dirname(aside), exist_ok=True)
-      shutil.move(os.path.join(str(manager.directory), str(step)), aside)
+      if jax.process_index() == 0:  # one process moves it; the others only skip it
+        os.makedirs(os.path.dirname(aside), exist_ok=True)
+        shutil.move(os.path.join(str(manager.directory), str(step)), aside)
       manager.reload()
   if errors:
     step, e = errors[-1]

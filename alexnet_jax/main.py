@@ -42,7 +42,10 @@ def hide_gpus_from_tensorflow():
 
 
 def initialize_distributed():
+  """jax.distributed for multi-process runs; a silent peer fails the run after the heartbeat timeout."""
   import jax
+  if FLAGS.coordinator_address or (FLAGS.num_processes or 1) > 1 or FLAGS.distributed:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes need real collectives
   if FLAGS.coordinator_address or (FLAGS.num_processes or 1) > 1:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id,

@@ -203,7 +203,7 @@ def evaluate(p_eval_steps, state, config, info, mesh) -> dict:
     for batch in device_prefetch(batches, mesh, 1):
       sums = p_eval(state, batch)
       totals = sums if totals is None else jax.tree_util.tree_map(jnp.add, totals, sums)
-    totals = jax.tree_util.tree_map(lambda x: float(np.asarray(x)[0]), totals)
+    totals = jax.tree_util.tree_map(local_value, totals)
     count = max(totals["count"], 1.0)
     prefix = "eval" if view == "center" else f"eval_{view}"
     results.update({f"{prefix}/loss": totals["loss_sum"] / count,
@@ -213,18 +213,23 @@ def evaluate(p_eval_steps, state, config, info, mesh) -> dict:
   return results
 
 
+def local_value(x) -> float:
+  """The value of a per-device metric that is equal on every device, read from this process's first
+  device (with several processes the array spans devices this process cannot address)."""
+  return float(np.asarray(jax.device_get(x.addressable_data(0))).reshape(-1)[0])
+
+
 def _summarise_train(metrics_list):
-  """Host means over the steps since the last log (fetched in one transfer)."""
-  fetched = jax.device_get(metrics_list)
-  first = lambda m, k: float(np.asarray(m[k])[0])
-  count = sum(first(m, "count") for m in fetched)
-  losses = [first(m, "loss") for m in fetched]
+  """Host means over the steps since the last log."""
+  fetched = [{k: local_value(v) for k, v in m.items()} for m in metrics_list]
+  count = sum(m["count"] for m in fetched)
+  losses = [m["loss"] for m in fetched]
   values = {"train/loss": float(np.mean(losses)),
-            "train/top1_error": 1.0 - sum(first(m, "top1") for m in fetched) / count,
-            "train/top5_error": 1.0 - sum(first(m, "top5") for m in fetched) / count,
-            "train/grad_norm": float(np.mean([first(m, "grad_norm") for m in fetched]))}
+            "train/top1_error": 1.0 - sum(m["top1"] for m in fetched) / count,
+            "train/top5_error": 1.0 - sum(m["top5"] for m in fetched) / count,
+            "train/grad_norm": float(np.mean([m["grad_norm"] for m in fetched]))}
   if "learning_rate" in fetched[-1]:
-    values["train/learning_rate"] = first(fetched[-1], "learning_rate")
+    values["train/learning_rate"] = fetched[-1]["learning_rate"]
   return values, losses
 
 
