@@ -48,15 +48,23 @@ def _crop_one(image, offset, size):
   return lax.dynamic_slice(image, (offset[0], offset[1], 0), (size, size, image.shape[-1]))
 
 
-def random_crop(images, rng, size: int):
-  """An independent uniformly placed size x size patch of each image (section 4.1)."""
-  batch, height, width = images.shape[:3]
+def random_crop_offsets(rng, batch: int, height: int, width: int, size: int):
+  """Uniform top-left corners [B, 2] of size x size patches (section 4.1)."""
   if size > min(height, width):
     raise ValueError(f"Cannot crop {size}x{size} patches from {height}x{width} images.")
   ky, kx = jax.random.split(rng)
-  offsets = jnp.stack([jax.random.randint(ky, (batch,), 0, height - size + 1),
-                       jax.random.randint(kx, (batch,), 0, width - size + 1)], axis=-1)
+  return jnp.stack([jax.random.randint(ky, (batch,), 0, height - size + 1),
+                    jax.random.randint(kx, (batch,), 0, width - size + 1)], axis=-1)
+
+
+def crop_at(images, offsets, size: int):
+  """The size x size patch of each image at its offset [B, 2]."""
   return jax.vmap(functools.partial(_crop_one, size=size))(images, offsets)
+
+
+def random_crop(images, rng, size: int):
+  """An independent uniformly placed size x size patch of each image (section 4.1)."""
+  return crop_at(images, random_crop_offsets(rng, *images.shape[:3], size), size)
 
 
 def random_flip(images, rng):
@@ -133,16 +141,24 @@ def _mean_for(mean, images_size):
 def train_preprocess(batch, rng, *, resize_to: Optional[int], crop_size: int, crop: str = "random",
                      flip: bool = True, pca_std: float = PAPER_PCA_STD, eigval=IMAGENET_EIGVAL,
                      eigvec=IMAGENET_EIGVEC, mean=IMAGENET_MEAN_RGB, std=None, dtype=jnp.float32):
-  """The training view of a uint8 batch: resize (e.g. 128 -> 256), mean subtraction, random crop (or
-  Inception crop), flip, PCA lighting, optional scaling. `crop` is 'random' (section 4.1) or 'inception'."""
+  """The training view of a uint8 batch: resize (e.g. 128 -> 256), random crop (or Inception crop), mean
+  subtraction, flip, PCA lighting, optional scaling. `crop` is 'random' (section 4.1) or 'inception'.
+
+  The paper crops patches of mean-subtracted images; cropping first and subtracting the same patch of the
+  mean is identical and touches (crop/stored)^2 of the pixels, so the random crop runs on uint8 data."""
   k_crop, k_flip, k_light = jax.random.split(rng, 3)
   images = batch["image"]
-  images = resize(images, resize_to) if resize_to else images.astype(jnp.float32)
-  images = normalize(images, _mean_for(mean, images.shape[1:3]))
+  if resize_to:
+    images = resize(images, resize_to)
+  mean = _mean_for(mean, images.shape[1:3])
   if crop == "random":
-    images = random_crop(images, k_crop, crop_size)
+    offsets = random_crop_offsets(k_crop, *images.shape[:3], crop_size)
+    images = crop_at(images, offsets, crop_size).astype(jnp.float32)
+    if mean.ndim == 3:  # per-pixel mean: the same patch of the mean image
+      mean = crop_at(jnp.broadcast_to(mean, (images.shape[0],) + mean.shape), offsets, crop_size)
+    images = images - mean
   elif crop == "inception":
-    images = random_resized_crop(images, k_crop, crop_size)
+    images = random_resized_crop(images.astype(jnp.float32) - mean, k_crop, crop_size)
   else:
     raise ValueError(f"Unknown crop {crop!r}: expected 'random' or 'inception'.")
   if flip:

@@ -332,10 +332,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       yield next(train_iter)
       step += 1
 
+  # The iterator state that matches a checkpoint at step s is the one before batch s was drawn; batches are
+  # drawn ahead for the prefetch queue, so host_batches records it per step.
   batches = device_prefetch(host_batches(), mesh, config.prefetch_to_device)
-  # The iterator state that matches a checkpoint at step s is the one before batch s was drawn; with
-  # batches drawn ahead for the prefetch queue it is recorded per step.
-  data_state_at[start_step] = data_state if data_state is not None else train_iter.get_state()
 
   def checkpoint(step):
     checkpointing.save(manager, step, state, data_state_at[step], loop.to_dict())

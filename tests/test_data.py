@@ -68,8 +68,8 @@ def test_imagenette_subset_prepares_and_reads_back(imagenette_subset_dir):
   assert info.class_names == tuple(wnids) and info.num_classes == 10
   source = sources.open_split(info, "val")
   for i in range(len(source)):
-    example = source[i]
-    path = example["file_name"].decode()
+    example = sources.parse_example(source[i])
+    path = example["file_name"]
     assert wnids[example["label"]] == os.path.basename(os.path.dirname(path))  # the label is the folder
     image = sources.decode_image(example["image"])
     assert image.shape == (128, 128, 3) and image.dtype == np.uint8

@@ -72,6 +72,20 @@ def wait_for(predicate, timeout, what):
   raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.fixture(scope="module")
+def trained_workdir(tmp_path_factory, synthetic_data_dir):
+  """One finished 24-step run (checkpoints at 12 and 24) that the tests below copy and then damage."""
+  workdir = tmp_path_factory.mktemp("trained") / "work"
+  result = run_main(workdir, tiny_flags(synthetic_data_dir))
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir
+
+
+def copy_of(workdir, tmp_path):
+  import shutil
+  return pathlib.Path(shutil.copytree(workdir, tmp_path / "work"))
+
+
 @pytest.mark.slow
 def test_smoke_trains_end_to_end(tmp_path):
   """The README's main job, on a fresh data_dir: prepares synthetic_shapes itself, trains ~3 CPU minutes."""
@@ -92,10 +106,8 @@ def test_smoke_trains_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-def test_exact_resume_after_kill_minus_nine(tmp_path, synthetic_data_dir):
-  straight, killed = tmp_path / "straight", tmp_path / "killed"
-  result = run_main(straight, tiny_flags(synthetic_data_dir))
-  assert result.returncode == 0, result.stderr[-3000:]
+def test_exact_resume_after_kill_minus_nine(tmp_path, synthetic_data_dir, trained_workdir):
+  straight, killed = trained_workdir, tmp_path / "killed"
 
   # Same config, but asked for many more steps so it is still running when killed right after step 12's
   # checkpoint is complete (orbax renames the finished checkpoint into place).
@@ -142,9 +154,8 @@ def test_sigterm_checkpoints_and_exits_cleanly_then_resumes(tmp_path, synthetic_
 
 
 @pytest.mark.slow
-def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path, synthetic_data_dir):
-  workdir = tmp_path / "work"
-  assert run_main(workdir, tiny_flags(synthetic_data_dir)).returncode == 0
+def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path, synthetic_data_dir, trained_workdir):
+  workdir = copy_of(trained_workdir, tmp_path)
   for path in (workdir / "checkpoints" / "24" / "state").rglob("*"):
     if path.is_file():
       path.write_bytes(b"\0garbage")
@@ -157,27 +168,30 @@ def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path, synthetic
 
 
 @pytest.mark.slow
-def test_non_finite_loss_stops_with_the_last_good_checkpoint_intact(tmp_path, synthetic_data_dir):
-  workdir = tmp_path / "work"
-  assert run_main(workdir, tiny_flags(synthetic_data_dir, num_train_steps=12)).returncode == 0
-  before = final_params(workdir, 12)
-  result = run_main(workdir, tiny_flags(synthetic_data_dir, **{"optim.learning_rate": 1e6}))
+def test_non_finite_loss_stops_with_the_last_good_checkpoint_intact(tmp_path, synthetic_data_dir,
+                                                                   trained_workdir):
+  workdir = copy_of(trained_workdir, tmp_path)
+  before = final_params(workdir, 24)
+  result = run_main(workdir, tiny_flags(synthetic_data_dir, num_train_steps=36, **{"optim.learning_rate": 1e6}))
   assert result.returncode != 0
-  assert "Non-finite training loss at step" in result.stderr
-  assert "the last good checkpoint is step 12" in result.stderr
+  assert "Non-finite training loss at step 2" in result.stderr  # step 25..28, the first after the resume
+  assert "the last good checkpoint is step 24" in result.stderr
   steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
-  assert steps == [12]
-  assert_trees_equal(before, final_params(workdir, 12))
+  assert steps == [12, 24]
+  assert_trees_equal(before, final_params(workdir, 24))
 
 
 @pytest.mark.slow
-def test_eval_only_from_a_checkpoint(tmp_path, synthetic_data_dir):
-  workdir = tmp_path / "work"
-  assert run_main(workdir, tiny_flags(synthetic_data_dir, num_train_steps=12)).returncode == 0
+def test_eval_only_from_a_checkpoint(tmp_path, synthetic_data_dir, trained_workdir):
+  workdir = copy_of(trained_workdir, tmp_path)
+  metrics_before = (workdir / "metrics.jsonl").read_bytes()
   result = run_main(workdir, tiny_flags(synthetic_data_dir, eval_only=True))
   assert result.returncode == 0, result.stderr[-3000:]
   evaluation = json.loads((workdir / "eval.json").read_text())
-  assert evaluation["step"] == 12 and evaluation["final"]["eval/count"] == 100
+  assert evaluation["step"] == 24 and evaluation["final"]["eval/count"] == 100
+  trained = json.loads((workdir / "summary.json").read_text())["final"]
+  assert evaluation["final"]["eval/top1_error"] == pytest.approx(trained["eval/top1_error"])  # same params
+  assert (workdir / "metrics.jsonl").read_bytes() == metrics_before
   empty = run_main(tmp_path / "empty", tiny_flags(synthetic_data_dir, eval_only=True))
   assert empty.returncode != 0 and "eval_only needs a checkpoint" in empty.stderr
 
@@ -186,9 +200,9 @@ def snapshot(folder):
   return {p: p.read_bytes() for p in pathlib.Path(folder).rglob("*") if p.is_file()}
 
 
-def test_error_paths_leave_existing_work_untouched(tmp_path, synthetic_data_dir):
-  workdir = tmp_path / "work"
-  assert run_main(workdir, tiny_flags(synthetic_data_dir, num_train_steps=4, checkpoint_every_steps=4)).returncode == 0
+@pytest.mark.slow
+def test_error_paths_leave_existing_work_untouched(tmp_path, synthetic_data_dir, trained_workdir):
+  workdir = copy_of(trained_workdir, tmp_path)
   before = snapshot(workdir)
 
   missing = run_main(workdir, tiny_flags(str(tmp_path / "no_data")))

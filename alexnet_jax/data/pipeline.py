@@ -27,8 +27,9 @@ def default_num_workers() -> int:
   return max(1, (os.cpu_count() or 2) - 1)
 
 
-def decode_example(example, *, image_size: int):
-  """Encoded example -> {'image': uint8 [S, S, 3], 'label': int32} (shorter side to S, centre crop)."""
+def decode_example(serialized: bytes, *, image_size: int):
+  """Serialized example -> {'image': uint8 [S, S, 3], 'label': int32} (shorter side to S, centre crop)."""
+  example = sources.parse_example(serialized)
   image = sources.decode_image(example["image"])
   if image_size and image.shape[:2] != (image_size, image_size):
     image = sources.fit_to_size(image, image_size)
