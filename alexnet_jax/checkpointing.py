@@ -48,7 +48,21 @@ def save(manager: ocp.CheckpointManager, step: int, state, data_state: dict, ext
 def _restore(manager, step, template):
   restored = manager.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(_host_tree(template)), data=ocp.args.JsonRestore(), extra=ocp.args.JsonRestore()))
+  expected = jax.tree_util.tree_map(lambda x: (x.shape, str(x.dtype)), _host_tree(template))
+  found = jax.tree_util.tree_map(lambda x: (x.shape, str(x.dtype)), restored["state"])
+  if expected != found:
+    raise ValueError(f"checkpoint structure or shape mismatch: {_first_difference(expected, found)}")
   return flax.serialization.from_state_dict(template, restored["state"]), restored["data"], restored["extra"]
+
+
+def _first_difference(expected, found) -> str:
+  flat_e = dict(jax.tree_util.tree_leaves_with_path(expected, is_leaf=lambda x: isinstance(x, tuple)))
+  flat_f = dict(jax.tree_util.tree_leaves_with_path(found, is_leaf=lambda x: isinstance(x, tuple)))
+  for path in flat_e.keys() | flat_f.keys():
+    if flat_e.get(path) != flat_f.get(path):
+      return (f"{jax.tree_util.keystr(path)}: this config has {flat_e.get(path)}, the checkpoint "
+              f"{flat_f.get(path)}")
+  return "different tree structure"
 
 
 def restore_latest(manager: ocp.CheckpointManager, template, workdir: str) -> Optional[Tuple[Any, dict, dict, int]]:
