@@ -14,6 +14,7 @@ from typing import Any, Optional, Tuple
 from absl import logging
 import flax
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -48,8 +49,9 @@ def save(manager: ocp.CheckpointManager, step: int, state, data_state: dict, ext
 def _restore(manager, step, template):
   restored = manager.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(_host_tree(template)), data=ocp.args.JsonRestore(), extra=ocp.args.JsonRestore()))
-  expected = jax.tree_util.tree_map(lambda x: (x.shape, str(x.dtype)), _host_tree(template))
-  found = jax.tree_util.tree_map(lambda x: (x.shape, str(x.dtype)), restored["state"])
+  # Shapes and structure, not dtypes: orbax may return a saved scalar as a Python number.
+  expected = jax.tree_util.tree_map(np.shape, _host_tree(template))
+  found = jax.tree_util.tree_map(np.shape, restored["state"])
   if expected != found:
     raise ValueError(f"checkpoint structure or shape mismatch: {_first_difference(expected, found)}")
   return flax.serialization.from_state_dict(template, restored["state"]), restored["data"], restored["extra"]
