@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Dict, List, Sequence, Tuple
 
-from absl import app, flags, logging
+from absl import app, flags
 import numpy as np
 
 from alexnet_jax import configlib

@@ -10,7 +10,7 @@ Every function takes a batch [B, H, W, 3] (uint8 or float) and a `jax.random` ke
 """
 
 import functools
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp

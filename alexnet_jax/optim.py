@@ -19,7 +19,7 @@ checkpointed with it; the plateau bookkeeping (`PlateauState`) is a small host-s
 
 import dataclasses
 import math
-from typing import Any, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp

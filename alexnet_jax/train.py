@@ -18,7 +18,6 @@ import os
 import signal
 import sys
 import time
-from typing import Optional
 
 from absl import logging
 import jax

@@ -94,7 +94,6 @@ def jax_steps(preset, dtype_name, batch, width, steps, warmup):
     loss.block_until_ready()
 
   plain_s = timed(run_plain, steps, warmup)
-  del carry
 
   # The project's full step: pmap, uint8 256x256 host batches augmented on the device, metrics.
   devices = jax.local_device_count()

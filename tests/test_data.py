@@ -12,7 +12,7 @@ from PIL import Image
 
 from alexnet_jax.data import pipeline, prepare, sources, synthetic
 
-from conftest import REPO, SHARED_IMAGENETTE
+from conftest import SHARED_IMAGENETTE
 
 
 def test_synthetic_is_a_pure_function_of_seed_split_index():

@@ -20,7 +20,6 @@ temporary folder beside the target and renames it into place at the end, so an i
 leaves any dataset already prepared there untouched.
 """
 
-import functools
 import io
 import os
 import shutil
