@@ -219,7 +219,7 @@ def local_value(x) -> float:
 
 
 def _summarise_train(metrics_list):
-  """Host means over the steps since the last log."""
+  """Host means over the steps since the last log, and the per-step values."""
   fetched = [{k: local_value(v) for k, v in m.items()} for m in metrics_list]
   count = sum(m["count"] for m in fetched)
   losses = [m["loss"] for m in fetched]
@@ -229,7 +229,7 @@ def _summarise_train(metrics_list):
             "train/grad_norm": float(np.mean([m["grad_norm"] for m in fetched]))}
   if "learning_rate" in fetched[-1]:
     values["train/learning_rate"] = fetched[-1]["learning_rate"]
-  return values, losses
+  return values, fetched
 
 
 @dataclasses.dataclass
@@ -364,14 +364,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       checkpoint_now = step % config.checkpoint_every_steps == 0
       eval_now = step % eval_every == 0 or step == total_steps
       if log_now or checkpoint_now or eval_now or preemption.requested:
-        values, losses = _summarise_train(pending)
-        bad = [pending_since + 1 + i for i, l in enumerate(losses) if not math.isfinite(l)]
+        values, per_step = _summarise_train(pending)
+        bad = [i for i, m in enumerate(per_step) if not math.isfinite(m["loss"])]
         if bad and config.on_nonfinite == "stop":
           manager.wait_until_finished()
           where = (f"the last good checkpoint is step {last_good_checkpoint} in {manager.directory}, untouched"
                    if last_good_checkpoint is not None else "no checkpoint was written")
-          raise TrainingError(f"Non-finite training loss at step {bad[0]} (learning rate "
-                              f"{values.get('train/learning_rate', float('nan')):.3g}); {where}. Lower "
+          raise TrainingError(f"Non-finite training loss at step {pending_since + 1 + bad[0]} (learning rate "
+                              f"{per_step[bad[0]].get('learning_rate', float('nan')):.3g}); {where}. Lower "
                               f"optim.learning_rate, or set on_nonfinite=skip to drop such updates.")
         now = time.time()
         images = (step - pending_since) * global_batch
