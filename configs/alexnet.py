@@ -15,14 +15,18 @@ Variants:
   smoke      The embedded synthetic_shapes set (prepared automatically on first use), a paper-geometry
              AlexNet at 1/4 width on 67x67 crops, 8 epochs: about 3 minutes on 2 CPU cores.
              python -m alexnet_jax.main --config=configs/alexnet.py:smoke --workdir=/tmp/alexnet_smoke
-             Result (2-core CPU, seed 0): see README "What the main job prints".
+             Result (2-core CPU, jax 0.10.2): final centre-crop top-1 error 0.199 (seed 0) and 0.295
+             (seed 1); chance is 0.9.
   imagenette The shared Imagenette2 (10 ImageNet classes, 128 px), prepared with
              python -m alexnet_jax.data.prepare --source=folder:../shared/datasets/imagenette2-128
              --name=imagenette2_128 --data_dir=~/alexnet_data
              at the canonical geometry: upsampled to 256 on the device, 227 crops; paper recipe otherwise.
+             Result: the full recipe was not run (no GPU this session). A CPU-budget run (quarter width,
+             1 epoch, He init, cosine) reached 77.0% top-1 error: experiments/results/imagenette_ablation.
   imagenet   The default, spelled out.
   owt        torchvision's recipe for its "one weird trick" AlexNet: preset owt, 224 Inception crops,
              batch 256, lr 0.01 / 10 every 30 epochs, weight decay 1e-4 (PyTorch-style, coupled), no PCA.
+             Result: not run here (no ImageNet, no GPU this session).
 
 key=value overrides (after the variant): any dotted key (`model.use_lrn=False`) or the short aliases
 lrn, overlap, dropout, preset, width, wd_mode, wd, lr, schedule, batch, epochs, steps, seed, dtype, crop,
