@@ -21,6 +21,8 @@ flags.DEFINE_integer("process_id", None, "This process's index in a multi-proces
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() with JAX's cluster auto-detection.")
 flags.DEFINE_integer("heartbeat_timeout_s", 60, "Multi-process: how long peers wait for a silent process "
                      "before failing (instead of hanging).")
+flags.DEFINE_string("compilation_cache_dir", None, "Keep XLA's compiled programs in this folder (JAX's "
+                    "persistent compilation cache), so a restart or resume skips most compilation.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -61,6 +63,8 @@ def main(argv):
   hide_gpus_from_tensorflow()
   initialize_distributed()
   import jax
+  if FLAGS.compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(FLAGS.compilation_cache_dir))
   from alexnet_jax import checkpointing, configlib, train
   from alexnet_jax.data import sources
   logging.info("JAX %s, %d process(es), local devices: %s", jax.__version__, jax.process_count(),

@@ -47,7 +47,8 @@ def build_model(config: ml_collections.ConfigDict) -> models.AlexNet:
   return models.AlexNet(preset=m.preset, num_classes=m.num_classes, use_lrn=m.use_lrn,
                         lrn_per_tower=m.lrn_per_tower, overlapping_pool=m.overlapping_pool,
                         dropout_rate=m.dropout_rate, width_multiplier=m.width_multiplier,
-                        init_scheme=m.init_scheme, tower_impl=m.tower_impl, dtype=jnp.dtype(m.dtype),
+                        init_scheme=m.init_scheme, tower_impl=m.tower_impl, pool_impl=m.pool_impl,
+                        conv1_impl=m.conv1_impl, dtype=jnp.dtype(m.dtype),
                         param_dtype=jnp.dtype(m.param_dtype))
 
 

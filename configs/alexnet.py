@@ -54,7 +54,9 @@ def base_config() -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict(dict(
       preset="paper", num_classes=1000, use_lrn=True, lrn_per_tower=True, overlapping_pool=True,
-      dropout_rate=0.5, width_multiplier=1.0, init_scheme="paper", tower_impl="grouped",
+      dropout_rate=0.5, width_multiplier=1.0, init_scheme="paper",
+      # Implementations with identical parameters and function; experiments/benchmark.py measures them.
+      tower_impl="grouped", pool_impl="xla", conv1_impl="direct",
       dtype="float32", param_dtype="float32"))
 
   config.dataset = ml_collections.ConfigDict(dict(

@@ -12,16 +12,24 @@
     (LRN, two towers via groups=2), channels_last, autocast on CUDA, torch.compile where it works.
 (d) Host input: raw one-core OpenCV decode rate of the prepared JPEGs, and the grain pipeline with 1 and N
     workers (--pipeline_data_dir/--pipeline_name).
-Prints a table and writes JSON (machine, versions, command, every figure).
+(e) Implementations (--variants): the project step of one configuration with each model implementation
+    option (pool_impl, conv1_impl, tower_impl) and under jit instead of pmap, so defaults follow measurements.
+(f) XLA flags (--xla_flag_sets): the project step re-measured in a fresh process per flag set.
+--sections picks and orders these. Every section is independent: one that fails records its error and the
+run goes on; the JSON is rewritten after each section, so a run cut short keeps what it measured.
 """
 
 import argparse
+import contextlib
 import functools
 import json
+import logging
 import os
 import platform
+import subprocess
 import sys
 import time
+import traceback
 
 import numpy as np
 
@@ -42,6 +50,40 @@ def timed(fn, steps, warmup, repeats=3):
   return best
 
 
+class CompileCounter(logging.Handler):
+  """Counts JAX's "Compiling ..." log records (jax_log_compiles) while active."""
+
+  def __init__(self):
+    super().__init__()
+    self.count = 0
+
+  def emit(self, record):
+    if record.getMessage().startswith("Compiling"):
+      self.count += 1
+
+
+@contextlib.contextmanager
+def count_compiles():
+  import jax
+  counter = CompileCounter()
+  root = logging.getLogger("jax")
+  previous = jax.config.jax_log_compiles
+  jax.config.update("jax_log_compiles", True)
+  root.addHandler(counter)
+  try:
+    yield counter
+  finally:
+    root.removeHandler(counter)
+    jax.config.update("jax_log_compiles", previous)
+
+
+def parse_options(spec):
+  """'pool_impl=masked,conv1_impl=space_to_depth' -> dict (values as strings; 'default' -> {})."""
+  if spec in ("", "default"):
+    return {}
+  return dict(item.split("=", 1) for item in spec.split(",") if item)
+
+
 def matmul_tflops(dtype_name, n):
   import jax
   import jax.numpy as jnp
@@ -56,7 +98,7 @@ def matmul_tflops(dtype_name, n):
 # ---------------------------------------------------------------------------------------------- (a)
 
 
-def jax_steps(preset, dtype_name, batch, width, steps, warmup):
+def jax_steps(preset, dtype_name, batch, width, steps, warmup, options=None, plain=True, step_kind="pmap"):
   import jax
   import jax.numpy as jnp
   import optax
@@ -64,7 +106,8 @@ def jax_steps(preset, dtype_name, batch, width, steps, warmup):
   from alexnet_jax import steps as steps_lib
   dtype = jnp.dtype(dtype_name)
   size = models.canonical_image_size(preset)
-  model = models.AlexNet(preset=preset, num_classes=1000, width_multiplier=width, dtype=dtype)
+  options = dict(options or {})
+  model = models.AlexNet(preset=preset, num_classes=1000, width_multiplier=width, dtype=dtype, **options)
   rng = np.random.default_rng(0)
   labels = jnp.asarray(rng.integers(0, 1000, batch), jnp.int32)
 
@@ -93,7 +136,8 @@ def jax_steps(preset, dtype_name, batch, width, steps, warmup):
     carry["p"], carry["o"], loss = plain(carry["p"], carry["o"], images, labels, jax.random.key(1))
     loss.block_until_ready()
 
-  plain_s = timed(run_plain, steps, warmup)
+  plain_s = timed(run_plain, steps, warmup) if plain else float("nan")
+  carry.clear()  # free the plain step's state before the project step allocates its own
 
   # The project's full step: pmap, uint8 256x256 host batches augmented on the device, metrics.
   devices = jax.local_device_count()
@@ -101,21 +145,32 @@ def jax_steps(preset, dtype_name, batch, width, steps, warmup):
   state = steps_lib.replicate(steps_lib.create_train_state(
       jax.random.key(0), model, jnp.zeros((1, size, size, 3), dtype), optim.sgd(lambda c: 0.01)))
   preprocess = functools.partial(augment.train_preprocess, resize_to=None, crop_size=size, dtype=dtype)
-  p_train = steps_lib.pmap_train_step(preprocess=preprocess)
   stored = jnp.asarray(rng.integers(0, 256, (per_batch, 256, 256, 3)), jnp.uint8)
-  sharded = jax.device_put(steps_lib.shard_batch({"image": stored, "label": labels[:per_batch]}, devices),
-                           jax.sharding.NamedSharding(steps_lib.local_mesh(), jax.sharding.PartitionSpec("batch")))
+  host_batch = {"image": stored, "label": labels[:per_batch]}
+  if step_kind == "pmap":
+    p_train = steps_lib.pmap_train_step(preprocess=preprocess)
+    batch_in = jax.device_put(steps_lib.shard_batch(host_batch, devices),
+                              jax.sharding.NamedSharding(steps_lib.local_mesh(), jax.sharding.PartitionSpec("batch")))
+  else:  # one device, no pmap
+    state = jax.device_put(state, jax.devices()[0])
+    p_train = steps_lib.jit_train_step(preprocess=preprocess)
+    batch_in = jax.device_put(host_batch, jax.devices()[0])
   box = {"s": state}
 
   def run_full():
-    box["s"], metrics = p_train(box["s"], sharded, jax.random.key(1))
+    box["s"], metrics = p_train(box["s"], batch_in, jax.random.key(1))
     metrics["loss"].block_until_ready()
 
-  full_s = timed(run_full, steps, warmup)
-  return {"preset": preset, "dtype": dtype_name, "batch": batch, "width": width,
-          "plain_img_s": batch / plain_s, "full_img_s": per_batch / full_s,
+  for _ in range(max(1, warmup)):
+    run_full()
+  with count_compiles() as compiles:
+    full_s = timed(run_full, steps, 0)
+  return {"preset": preset, "dtype": dtype_name, "batch": batch, "width": width, "options": options,
+          "step": step_kind, "plain_img_s": batch / plain_s, "full_img_s": per_batch / full_s,
           "full_over_plain": (per_batch / full_s) / (batch / plain_s),
-          "train_gflop_per_img": flops / batch / 1e9, "achieved_tflops": flops / plain_s / 1e12}
+          "compiles_after_warmup": compiles.count,
+          "train_gflop_per_img": flops / batch / 1e9, "achieved_tflops": flops / plain_s / 1e12,
+          "project_tflops": flops / batch * per_batch / full_s / 1e12}
 
 
 # ---------------------------------------------------------------------------------------------- (c)
@@ -125,6 +180,7 @@ def torch_step(variant, batch, width, steps, warmup, compile_model):
   import torch
   import torch.nn as nn
   device = "cuda" if torch.cuda.is_available() else "cpu"
+  torch.backends.cudnn.benchmark = True  # PyTorch's fastest convolution algorithms for these shapes
   w = lambda c: max(2, int(round(c * width / 2)) * 2)
   if variant == "owt":
     widths, groups, pad1, lrn, size = (64, 192, 384, 256, 256), (1, 1, 1, 1), 2, False, 224
@@ -217,92 +273,202 @@ def end_to_end(config_spec, data_dir, name, steps):
           "img_s_all": summary["train_images_per_sec"]}
 
 
+SECTIONS = ("matmul", "steps", "torch", "variants", "pipeline", "e2e", "steps_extra", "flags")
+
+
+def section_steps(args, report, presets, dtypes, batches):
+  rows = report.setdefault("jax", [])
+  for preset in presets:
+    for dtype in dtypes:
+      for batch in batches:
+        r = jax_steps(preset, dtype, batch, args.width, args.steps, args.warmup, parse_options(args.model_options),
+                      plain=not args.project_only)
+        r["of_matmul_peak"] = r["achieved_tflops"] / report.get("matmul_tflops", {}).get(dtype, float("nan"))
+        r["project_of_matmul_peak"] = r["project_tflops"] / report.get("matmul_tflops", {}).get(dtype, float("nan"))
+        rows.append(r)
+        print(f"{preset:10} {dtype:9} {batch:5d} {r['plain_img_s']:12.0f} {r['full_img_s']:11.0f} "
+              f"{r['full_over_plain']:10.2f} {r['train_gflop_per_img']:9.2f} {r['achieved_tflops']:8.1f} "
+              f"{r['of_matmul_peak']:7.1%} {r['project_of_matmul_peak']:7.1%} {r['compiles_after_warmup']:4d}",
+              flush=True)
+
+
+STEP_HEADER = (f"{'preset':10} {'dtype':9} {'batch':>5} {'plain img/s':>12} {'full img/s':>11} {'full/plain':>10} "
+               f"{'GFLOP/img':>9} {'TFLOP/s':>8} {'plain%pk':>7} {'full%pk':>7} {'comp':>4}")
+
+
+def section_torch(args, report):
+  rows = report.setdefault("torch", [])
+  modes = [False, True] if args.torch_compile else [False]
+  for variant in [p for p in args.presets.split(",") if p in ("owt", "paper")]:
+    for batch in map(int, args.batch_sizes.split(",")[:1] if args.torch_first_batch_only else args.batch_sizes.split(",")):
+      for compile_model in modes:
+        try:
+          r = torch_step(variant, batch, args.width, args.steps, args.warmup, compile_model)
+        except Exception as e:  # torch.compile can fail where eager works: keep the eager figure
+          r = {"variant": variant, "batch": batch, "compiled": compile_model, "error": repr(e)[:300]}
+          print(f"torch {variant} batch {batch} compiled={compile_model}: {r['error']}", flush=True)
+          rows.append(r)
+          continue
+        jax_best = max((j["full_img_s"] for j in report.get("jax", []) + report.get("variants", [])
+                        if j["batch"] == batch and j["preset"] == variant and j["dtype"] == "bfloat16"
+                        and j.get("step", "pmap") == "pmap"), default=float("nan"))
+        r["jax_full_over_torch"] = jax_best / r["img_s"]
+        rows.append(r)
+        print(f"torch {variant:6} batch {batch} {'compiled' if compile_model else 'eager   '}: "
+              f"{r['img_s']:.0f} img/s; best project step (bf16) / torch = {r['jax_full_over_torch']:.2f}",
+              flush=True)
+
+
+def section_variants(args, report):
+  rows = report.setdefault("variants", [])
+  batch = int(args.batch_sizes.split(",")[0])
+  print(f"implementations, bfloat16, batch {batch} (project step):", flush=True)
+  for preset in [p for p in args.presets.split(",") if p]:
+    for spec in args.variants.split(";"):
+      options = parse_options(spec)
+      step_kind = options.pop("step", "pmap")
+      if preset != "paper" and options.pop("tower_impl", None) and not options:
+        continue  # only the paper preset has towers: nothing left to measure
+      r = jax_steps(preset, "bfloat16", batch, args.width, args.steps, args.warmup, options, plain=False,
+                    step_kind=step_kind)
+      r["variant"] = spec
+      rows.append(r)
+      print(f"  {preset:10} {spec:60} {r['full_img_s']:9.0f} img/s  compiles after warm-up: "
+            f"{r['compiles_after_warmup']}", flush=True)
+
+
+def section_flags(args, report):
+  rows = report.setdefault("xla_flag_sweep", [])
+  batch = args.batch_sizes.split(",")[0]
+  for flag_set in [f for f in args.xla_flag_sets.split(";") if f.strip()]:
+    env = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + flag_set).strip())
+    out = os.path.join(os.path.dirname(os.path.abspath(args.out or ".")) or ".", ".flags_tmp.json")
+    cmd = [sys.executable, os.path.abspath(__file__), "--sections=steps", "--project_only", "--dtypes=bfloat16",
+           f"--presets={args.presets}", f"--batch_sizes={batch}", f"--steps={args.steps}",
+           f"--warmup={args.warmup}", f"--model_options={args.model_options}", f"--width={args.width}",
+           f"--out={out}"]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.flag_timeout_s)
+    entry = {"xla_flags": flag_set, "returncode": proc.returncode, "seconds": time.perf_counter() - start}
+    if proc.returncode == 0:
+      with open(out) as f:
+        entry["rows"] = [{k: r[k] for k in ("preset", "batch", "full_img_s")} for r in json.load(f)["jax"]]
+      os.remove(out)
+    else:
+      entry["error"] = proc.stderr[-600:]
+    rows.append(entry)
+    shown = ", ".join(f"{r['preset']} {r['full_img_s']:.0f}" for r in entry.get("rows", [])) or entry.get("error", "")[-200:]
+    print(f"XLA_FLAGS={flag_set!r}: {shown} img/s", flush=True)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--quick", action="store_true", help="CPU-sized: quarter width, small batches, few steps")
+  parser.add_argument("--sections", default="matmul,steps,torch,pipeline,e2e",
+                      help=f"comma-separated, run in this order; any of {', '.join(SECTIONS)}")
   parser.add_argument("--presets", default="owt,one_tower,paper")
   parser.add_argument("--dtypes", default="float32,bfloat16")
   parser.add_argument("--batch_sizes", default="256,1024")
+  parser.add_argument("--extra_dtypes", default="float32", help="steps_extra: these dtypes at the first batch size")
+  parser.add_argument("--extra_batch_sizes", default="1024", help="steps_extra: these batch sizes in bfloat16")
+  parser.add_argument("--model_options", default="default",
+                      help="AlexNet options for plain and project steps, e.g. pool_impl=masked,conv1_impl=space_to_depth")
+  parser.add_argument("--project_only", action="store_true", help="skip the plain jit reference step")
+  parser.add_argument("--variants", default="default;pool_impl=masked;conv1_impl=space_to_depth;tower_impl=split;"
+                      "step=jit", help="';'-separated option sets for the variants section")
   parser.add_argument("--width", type=float, default=1.0)
   parser.add_argument("--steps", type=int, default=20)
   parser.add_argument("--warmup", type=int, default=3)
   parser.add_argument("--matmul_n", type=int, default=8192)
   parser.add_argument("--torch", default="auto", choices=["auto", "off"])
-  parser.add_argument("--torch_compile", action="store_true")
+  parser.add_argument("--torch_compile", action="store_true", help="also time torch.compile (best mode counts)")
+  parser.add_argument("--torch_first_batch_only", action="store_true")
   parser.add_argument("--pipeline_data_dir", default="")
   parser.add_argument("--pipeline_name", default="imagenette2_128")
   parser.add_argument("--pipeline_seconds", type=float, default=10.0)
   parser.add_argument("--workers", default="1,0")  # 0 -> all cores but one
   parser.add_argument("--e2e_config", default="configs/alexnet.py:imagenette")
   parser.add_argument("--e2e_steps", type=int, default=0)
+  parser.add_argument("--xla_flag_sets", default="", help="';'-separated XLA_FLAGS values for the flags section")
+  parser.add_argument("--flag_timeout_s", type=float, default=240)
   parser.add_argument("--out", default="")
   args = parser.parse_args()
   if args.quick:
     args.width, args.batch_sizes, args.steps, args.warmup, args.matmul_n = 0.25, "32", 5, 2, 1024
+  sections = [x for x in args.sections.split(",") if x]
+  unknown = set(sections) - set(SECTIONS)
+  if unknown:
+    parser.error(f"unknown sections {sorted(unknown)}: choose from {', '.join(SECTIONS)}")
 
   import jax
-  from alexnet_jax.data import pipeline
   report = {"command": " ".join([os.path.basename(sys.executable)] + sys.argv),
             "machine": {"platform": platform.platform(), "processor": platform.processor(),
                         "cpus": os.cpu_count(), "devices": [str(d) for d in jax.devices()],
                         "device_kind": jax.devices()[0].device_kind},
             "versions": {"python": platform.python_version(), "jax": jax.__version__},
-            "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-  for module in ("flax", "optax", "grain", "torch", "cv2"):
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "time": time.strftime("%Y-%m-%d %H:%M:%S"), "errors": {}}
+  for module in ("jaxlib", "flax", "optax", "grain", "torch", "cv2"):
     try:
       report["versions"][module] = __import__(module).__version__
     except Exception:
       pass
-  print(f"machine: {report['machine']['device_kind']} x{len(jax.devices())}, jax {jax.__version__}")
-  report["matmul_tflops"] = {d: matmul_tflops(d, args.matmul_n) for d in args.dtypes.split(",")}
-  print("matmul TFLOP/s:", {k: round(v, 3) for k, v in report["matmul_tflops"].items()})
+  print(f"machine: {report['machine']['device_kind']} x{len(jax.devices())}, {os.cpu_count()} cpus, "
+        f"jax {jax.__version__}", flush=True)
 
-  report["jax"] = []
-  print(f"{'preset':10} {'dtype':9} {'batch':>5} {'plain img/s':>12} {'full img/s':>11} {'full/plain':>10} "
-        f"{'GFLOP/img':>9} {'TFLOP/s':>8} {'of peak':>7}")
-  for preset in [p for p in args.presets.split(",") if p]:
-    for dtype in args.dtypes.split(","):
-      for batch in map(int, args.batch_sizes.split(",")):
-        r = jax_steps(preset, dtype, batch, args.width, args.steps, args.warmup)
-        r["of_matmul_peak"] = r["achieved_tflops"] / report["matmul_tflops"][dtype]
-        report["jax"].append(r)
-        print(f"{preset:10} {dtype:9} {batch:5d} {r['plain_img_s']:12.0f} {r['full_img_s']:11.0f} "
-              f"{r['full_over_plain']:10.2f} {r['train_gflop_per_img']:9.2f} {r['achieved_tflops']:8.3f} "
-              f"{r['of_matmul_peak']:7.1%}")
+  def save():
+    if args.out:
+      os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+      with open(args.out, "w") as f:
+        json.dump(report, f, indent=2)
 
-  report["torch"] = []
-  if args.torch == "auto" and args.presets:
+  dtypes, batches = args.dtypes.split(","), list(map(int, args.batch_sizes.split(",")))
+  presets = [p for p in args.presets.split(",") if p]
+  for section in sections:
+    start = time.perf_counter()
     try:
-      import torch  # noqa: F401
-      for variant in ("owt", "paper"):
-        for batch in map(int, args.batch_sizes.split(",")):
-          r = torch_step(variant, batch, args.width, args.steps, args.warmup, args.torch_compile)
-          report["torch"].append(r)
-          jax_best = max((j["full_img_s"] for j in report["jax"]
-                          if j["batch"] == batch and j["preset"] == variant), default=float("nan"))
-          r["jax_full_over_torch"] = jax_best / r["img_s"]
-          print(f"torch {variant:6} batch {batch}: {r['img_s']:.0f} img/s; project step / torch = "
-                f"{r['jax_full_over_torch']:.2f}")
-    except ImportError:
-      print("torch not importable: PyTorch comparison skipped")
-
-  if args.pipeline_data_dir:
-    workers = [int(w) or pipeline.default_num_workers() for w in args.workers.split(",")]
-    report["pipeline"] = pipeline_rates(os.path.expanduser(args.pipeline_data_dir), args.pipeline_name, 128,
-                                        args.pipeline_seconds, workers)
-    p = report["pipeline"]
-    print(f"host decode, one core (OpenCV): {p['decode_one_core_img_s']:.0f} img/s")
-    for r in p["pipeline"]:
-      print(f"grain pipeline, {r['workers']} worker(s): {r['img_s']:.0f} img/s "
-            f"({r['over_workers_x_decode']:.2f} x workers x one-core decode)")
-  if args.e2e_steps:
-    report["end_to_end"] = end_to_end(args.e2e_config, os.path.expanduser(args.pipeline_data_dir),
-                                      args.pipeline_name, args.e2e_steps)
-    print(f"end to end ({args.e2e_config}): {report['end_to_end']['img_s_steady']:.0f} img/s")
+      if section == "matmul":
+        report["matmul_tflops"] = {d: matmul_tflops(d, args.matmul_n) for d in ("float32", "bfloat16")}
+        print("matmul TFLOP/s:", {k: round(v, 1) for k, v in report["matmul_tflops"].items()}, flush=True)
+      elif section == "steps":
+        print(STEP_HEADER, flush=True)
+        section_steps(args, report, presets, dtypes, batches)
+      elif section == "steps_extra":
+        print(STEP_HEADER, flush=True)
+        section_steps(args, report, presets, args.extra_dtypes.split(","), batches[:1])
+        section_steps(args, report, presets, ["bfloat16"], [int(b) for b in args.extra_batch_sizes.split(",") if b])
+      elif section == "torch" and args.torch == "auto":
+        import importlib.util
+        if importlib.util.find_spec("torch") is None:
+          print("torch not importable: PyTorch comparison skipped", flush=True)
+        else:
+          section_torch(args, report)
+      elif section == "variants":
+        section_variants(args, report)
+      elif section == "pipeline" and args.pipeline_data_dir:
+        from alexnet_jax.data import pipeline
+        workers = [int(w) or pipeline.default_num_workers() for w in args.workers.split(",")]
+        report["pipeline"] = pipeline_rates(os.path.expanduser(args.pipeline_data_dir), args.pipeline_name, 128,
+                                            args.pipeline_seconds, workers)
+        p = report["pipeline"]
+        print(f"host decode, one core (OpenCV): {p['decode_one_core_img_s']:.0f} img/s", flush=True)
+        for r in p["pipeline"]:
+          print(f"grain pipeline, {r['workers']} worker(s): {r['img_s']:.0f} img/s "
+                f"({r['over_workers_x_decode']:.2f} x workers x one-core decode)", flush=True)
+      elif section == "e2e" and args.e2e_steps and args.pipeline_data_dir:
+        report["end_to_end"] = end_to_end(args.e2e_config, os.path.expanduser(args.pipeline_data_dir),
+                                          args.pipeline_name, args.e2e_steps)
+        print(f"end to end ({args.e2e_config}): {report['end_to_end']['img_s_steady']:.0f} img/s steady",
+              flush=True)
+      elif section == "flags" and args.xla_flag_sets:
+        section_flags(args, report)
+    except Exception:
+      report["errors"][section] = traceback.format_exc()[-3000:]
+      print(f"section {section} failed:\n{report['errors'][section]}", flush=True)
+    report.setdefault("section_seconds", {})[section] = time.perf_counter() - start
+    print(f"[{section}: {time.perf_counter() - start:.0f} s]", flush=True)
+    save()
   if args.out:
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-      json.dump(report, f, indent=2)
     print("wrote", args.out)
 
 

@@ -154,3 +154,41 @@ def test_lrn_per_tower_normalises_each_half_on_its_own():
 def test_bad_preset_is_a_clear_error():
   with pytest.raises(ValueError, match="Unknown AlexNet preset 'vgg'"):
     AlexNet(preset="vgg").init(jax.random.key(0), jnp.zeros((1, 227, 227, 3)), train=False)
+
+
+@pytest.mark.parametrize("size,padding", [(227, 0), (224, 2), (67, 0), (70, 3)])
+def test_space_to_depth_conv_equals_the_strided_convolution(size, padding):
+  """Against lax's direct 11x11 stride-4 convolution: outputs and both gradients."""
+  from jax import lax
+  rng = np.random.default_rng(size)
+  x = jnp.asarray(rng.normal(size=(2, size, size, 3)), jnp.float32)
+  kernel = jnp.asarray(rng.normal(size=(11, 11, 3, 8)) * 0.05, jnp.float32)
+  direct = lambda x, k: lax.conv_general_dilated(x, k, (4, 4), [(padding, padding)] * 2,
+                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  blocked = lambda x, k: models.space_to_depth_conv(x, k, 4, padding)
+  want, got = direct(x, kernel), blocked(x, kernel)
+  out = (size + 2 * padding - 11) // 4 + 1
+  assert got.shape == want.shape == (2, out, out, 8)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  loss = lambda f: lambda x, k: jnp.sum(jnp.sin(f(x, k)))
+  for want_g, got_g in zip(jax.grad(loss(direct), (0, 1))(x, kernel), jax.grad(loss(blocked), (0, 1))(x, kernel)):
+    np.testing.assert_allclose(got_g, want_g, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("options", [dict(conv1_impl="space_to_depth"), dict(pool_impl="masked"),
+                                     dict(conv1_impl="space_to_depth", pool_impl="masked", tower_impl="split")])
+def test_performance_options_keep_parameters_and_function(options):
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 67, 67, 3)), jnp.float32)
+  variables = tiny(init_scheme="he").init(jax.random.key(0), x, train=False)
+  fast = tiny(init_scheme="he", **options)
+  assert jax.tree.map(jnp.shape, fast.init(jax.random.key(0), x, train=False)) == jax.tree.map(jnp.shape, variables)
+  loss = lambda model: lambda p: jnp.sum(model.apply({"params": p}, x, train=False) ** 2)
+  want = jax.value_and_grad(loss(tiny(init_scheme="he")))(variables["params"])
+  got = jax.value_and_grad(loss(fast))(variables["params"])
+  for w, g in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_conv1_impl_is_a_clear_error():
+  with pytest.raises(ValueError, match="Unknown conv1 impl 'fft'"):
+    tiny(conv1_impl="fft").init(jax.random.key(0), jnp.zeros((1, 67, 67, 3)), train=False)
