@@ -98,7 +98,10 @@ def matmul_tflops(dtype_name, n):
 # ---------------------------------------------------------------------------------------------- (a)
 
 
-def jax_steps(preset, dtype_name, batch, width, steps, warmup, options=None, plain=True, step_kind="pmap"):
+def jax_steps(preset, dtype_name, batch, width, steps, warmup, options=None, with_plain=True, step_kind="pmap",
+              repeats=3):
+  """Images/s of the plain jit step and of the project's step for one configuration. The two are timed in
+  alternating rounds (best round of each), so a slow patch of the machine hits both, not one."""
   import jax
   import jax.numpy as jnp
   import optax
@@ -136,8 +139,10 @@ def jax_steps(preset, dtype_name, batch, width, steps, warmup, options=None, pla
     carry["p"], carry["o"], loss = plain(carry["p"], carry["o"], images, labels, jax.random.key(1))
     loss.block_until_ready()
 
-  plain_s = timed(run_plain, steps, warmup) if plain else float("nan")
-  carry.clear()  # free the plain step's state before the project step allocates its own
+  if with_plain:
+    timed(run_plain, 0, warmup, repeats=0)
+  else:
+    carry.clear()  # frees the plain step's state
 
   # The project's full step: pmap, uint8 256x256 host batches augmented on the device, metrics.
   devices = jax.local_device_count()
@@ -161,10 +166,14 @@ def jax_steps(preset, dtype_name, batch, width, steps, warmup, options=None, pla
     box["s"], metrics = p_train(box["s"], batch_in, jax.random.key(1))
     metrics["loss"].block_until_ready()
 
-  for _ in range(max(1, warmup)):
-    run_full()
+  timed(run_full, 0, max(1, warmup), repeats=0)
+  plain_s = full_s = float("inf")
   with count_compiles() as compiles:
-    full_s = timed(run_full, steps, 0)
+    for _ in range(repeats):
+      if with_plain:
+        plain_s = min(plain_s, timed(run_plain, steps, 0, repeats=1))
+      full_s = min(full_s, timed(run_full, steps, 0, repeats=1))
+  plain_s = plain_s if with_plain else float("nan")
   return {"preset": preset, "dtype": dtype_name, "batch": batch, "width": width, "options": options,
           "step": step_kind, "plain_img_s": batch / plain_s, "full_img_s": per_batch / full_s,
           "full_over_plain": (per_batch / full_s) / (batch / plain_s),
@@ -282,7 +291,7 @@ def section_steps(args, report, presets, dtypes, batches):
     for dtype in dtypes:
       for batch in batches:
         r = jax_steps(preset, dtype, batch, args.width, args.steps, args.warmup, parse_options(args.model_options),
-                      plain=not args.project_only)
+                      with_plain=not args.project_only, repeats=args.repeats)
         r["of_matmul_peak"] = r["achieved_tflops"] / report.get("matmul_tflops", {}).get(dtype, float("nan"))
         r["project_of_matmul_peak"] = r["project_tflops"] / report.get("matmul_tflops", {}).get(dtype, float("nan"))
         rows.append(r)
@@ -309,28 +318,30 @@ def section_torch(args, report):
           print(f"torch {variant} batch {batch} compiled={compile_model}: {r['error']}", flush=True)
           rows.append(r)
           continue
+        # PyTorch autocasts to bf16 on CUDA only: compare like with like.
+        dtype = "bfloat16" if r["device"] == "cuda" else "float32"
         jax_best = max((j["full_img_s"] for j in report.get("jax", []) + report.get("variants", [])
-                        if j["batch"] == batch and j["preset"] == variant and j["dtype"] == "bfloat16"
+                        if j["batch"] == batch and j["preset"] == variant and j["dtype"] == dtype
                         and j.get("step", "pmap") == "pmap"), default=float("nan"))
         r["jax_full_over_torch"] = jax_best / r["img_s"]
         rows.append(r)
         print(f"torch {variant:6} batch {batch} {'compiled' if compile_model else 'eager   '}: "
-              f"{r['img_s']:.0f} img/s; best project step (bf16) / torch = {r['jax_full_over_torch']:.2f}",
+              f"{r['img_s']:.0f} img/s; best project step ({dtype}) / torch = {r['jax_full_over_torch']:.2f}",
               flush=True)
 
 
 def section_variants(args, report):
   rows = report.setdefault("variants", [])
   batch = int(args.batch_sizes.split(",")[0])
-  print(f"implementations, bfloat16, batch {batch} (project step):", flush=True)
+  print(f"implementations, {args.variants_dtype}, batch {batch} (project step):", flush=True)
   for preset in [p for p in args.presets.split(",") if p]:
     for spec in args.variants.split(";"):
       options = parse_options(spec)
       step_kind = options.pop("step", "pmap")
       if preset != "paper" and options.pop("tower_impl", None) and not options:
         continue  # only the paper preset has towers: nothing left to measure
-      r = jax_steps(preset, "bfloat16", batch, args.width, args.steps, args.warmup, options, plain=False,
-                    step_kind=step_kind)
+      r = jax_steps(preset, args.variants_dtype, batch, args.width, args.steps, args.warmup, options, with_plain=False,
+                    step_kind=step_kind, repeats=args.repeats)
       r["variant"] = spec
       rows.append(r)
       print(f"  {preset:10} {spec:60} {r['full_img_s']:9.0f} img/s  compiles after warm-up: "
@@ -345,7 +356,7 @@ def section_flags(args, report):
     out = os.path.join(os.path.dirname(os.path.abspath(args.out or ".")) or ".", ".flags_tmp.json")
     cmd = [sys.executable, os.path.abspath(__file__), "--sections=steps", "--project_only", "--dtypes=bfloat16",
            f"--presets={args.presets}", f"--batch_sizes={batch}", f"--steps={args.steps}",
-           f"--warmup={args.warmup}", f"--model_options={args.model_options}", f"--width={args.width}",
+           f"--warmup={args.warmup}", f"--repeats={args.repeats}", f"--model_options={args.model_options}", f"--width={args.width}",
            f"--out={out}"]
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.flag_timeout_s)
@@ -374,11 +385,13 @@ def main():
   parser.add_argument("--model_options", default="default",
                       help="AlexNet options for plain and project steps, e.g. pool_impl=masked,conv1_impl=space_to_depth")
   parser.add_argument("--project_only", action="store_true", help="skip the plain jit reference step")
-  parser.add_argument("--variants", default="default;pool_impl=masked;conv1_impl=space_to_depth;tower_impl=split;"
+  parser.add_argument("--variants", default="default;pool_impl=masked;conv1_impl=space_to_depth;tower_impl=grouped;"
                       "step=jit", help="';'-separated option sets for the variants section")
+  parser.add_argument("--variants_dtype", default="bfloat16")
   parser.add_argument("--width", type=float, default=1.0)
   parser.add_argument("--steps", type=int, default=20)
   parser.add_argument("--warmup", type=int, default=3)
+  parser.add_argument("--repeats", type=int, default=3, help="timed rounds per step (best counts)")
   parser.add_argument("--matmul_n", type=int, default=8192)
   parser.add_argument("--torch", default="auto", choices=["auto", "off"])
   parser.add_argument("--torch_compile", action="store_true", help="also time torch.compile (best mode counts)")
@@ -394,7 +407,8 @@ def main():
   parser.add_argument("--out", default="")
   args = parser.parse_args()
   if args.quick:
-    args.width, args.batch_sizes, args.steps, args.warmup, args.matmul_n = 0.25, "32", 5, 2, 1024
+    args.width, args.batch_sizes, args.steps, args.warmup, args.matmul_n = 0.25, "32", 6, 2, 1024
+    args.repeats = max(args.repeats, 5)
   sections = [x for x in args.sections.split(",") if x]
   unknown = set(sections) - set(SECTIONS)
   if unknown:

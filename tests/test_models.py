@@ -137,7 +137,7 @@ def test_lrn_switch_changes_the_function():
 def test_split_towers_equal_grouped_convolution():
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 67, 67, 3)), jnp.float32)
   variables = tiny(init_scheme="he").init(jax.random.key(0), x, train=False)
-  grouped = tiny(init_scheme="he").apply(variables, x, train=False)
+  grouped = tiny(init_scheme="he", tower_impl="grouped").apply(variables, x, train=False)
   split = tiny(init_scheme="he", tower_impl="split").apply(variables, x, train=False)
   np.testing.assert_allclose(split, grouped, rtol=1e-5, atol=1e-5)
 
@@ -176,14 +176,17 @@ def test_space_to_depth_conv_equals_the_strided_convolution(size, padding):
 
 
 @pytest.mark.parametrize("options", [dict(conv1_impl="space_to_depth"), dict(pool_impl="masked"),
+                                     dict(tower_impl="split"),
                                      dict(conv1_impl="space_to_depth", pool_impl="masked", tower_impl="split")])
 def test_performance_options_keep_parameters_and_function(options):
+  """Each implementation option against the straightforward one (grouped, direct conv1, XLA's pooling)."""
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 67, 67, 3)), jnp.float32)
-  variables = tiny(init_scheme="he").init(jax.random.key(0), x, train=False)
-  fast = tiny(init_scheme="he", **options)
+  reference = tiny(init_scheme="he", tower_impl="grouped", conv1_impl="direct", pool_impl="xla")
+  variables = reference.init(jax.random.key(0), x, train=False)
+  fast = tiny(init_scheme="he", **{"tower_impl": "grouped", **options})
   assert jax.tree.map(jnp.shape, fast.init(jax.random.key(0), x, train=False)) == jax.tree.map(jnp.shape, variables)
   loss = lambda model: lambda p: jnp.sum(model.apply({"params": p}, x, train=False) ** 2)
-  want = jax.value_and_grad(loss(tiny(init_scheme="he")))(variables["params"])
+  want = jax.value_and_grad(loss(reference))(variables["params"])
   got = jax.value_and_grad(loss(fast))(variables["params"])
   for w, g in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)

@@ -76,12 +76,22 @@ def list_image_folder(root: str, splits: Sequence[str] = ("train", "val")) -> Tu
 # Decoding
 
 
+# OpenCV >= 4.10 decodes straight to RGB (the JPEG decoder writes RGB): no separate BGR->RGB pass.
+_CV2_READ_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None) if cv2 is not None else None
+
+
 def decode_image(data: bytes, *, path: str = "<bytes>") -> np.ndarray:
   """JPEG/PNG bytes -> uint8 [H, W, 3] RGB (greyscale and RGBA become RGB)."""
   if cv2 is not None:
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is not None:
-      return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    buffer = np.frombuffer(data, np.uint8)
+    if _CV2_READ_RGB is not None:
+      image = cv2.imdecode(buffer, _CV2_READ_RGB)
+      if image is not None:
+        return image
+    else:
+      image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+      if image is not None:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
   try:
     from PIL import Image
     with Image.open(io.BytesIO(data)) as image:
@@ -96,6 +106,9 @@ def fit_to_size(image: np.ndarray, size: int) -> np.ndarray:
   height, width = image.shape[:2]
   if (height, width) == (size, size):
     return image
+  top, left = (height - size) // 2, (width - size) // 2
+  if min(height, width) == size:  # already the right scale (e.g. prepared at this size): crop only
+    return image[top:top + size, left:left + size]
   scale = size / min(height, width)
   new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
   if cv2 is not None:
