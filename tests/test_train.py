@@ -76,9 +76,17 @@ def wait_for(predicate, timeout, what):
 def trained_workdir(tmp_path_factory, synthetic_data_dir):
   """One finished 24-step run (checkpoints at 12 and 24) that the tests below copy and then damage."""
   workdir = tmp_path_factory.mktemp("trained") / "work"
-  result = run_main(workdir, tiny_flags(synthetic_data_dir))
+  cache = workdir.parent / "xla_cache"
+  result = run_main(workdir, tiny_flags(synthetic_data_dir) + [f"--compilation_cache_dir={cache}"])
   assert result.returncode == 0, result.stderr[-3000:]
   return workdir
+
+
+def test_compilation_cache_dir_keeps_the_compiled_train_step(trained_workdir):
+  """--compilation_cache_dir turns on JAX's persistent cache: the run left compiled programs there (those
+  that took over a second to compile, the train step among them; JAX names the pmapped one `jit__fun`)."""
+  cache = trained_workdir.parent / "xla_cache"
+  assert cache.is_dir() and any(p.name.endswith("-cache") for p in cache.iterdir())
 
 
 def copy_of(workdir, tmp_path):
