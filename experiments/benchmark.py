@@ -467,7 +467,7 @@ def main():
         p = report["pipeline"]
         print(f"host decode, one core (OpenCV): {p['decode_one_core_img_s']:.0f} img/s", flush=True)
         for r in p["pipeline"]:
-          print(f"grain pipeline, {r['workers']} worker(s): {r['img_s']:.0f} img/s "
+          print(f"host pipeline, {r['workers']} worker(s): {r['img_s']:.0f} img/s "
                 f"({r['over_workers_x_decode']:.2f} x workers x one-core decode)", flush=True)
       elif section == "e2e" and args.e2e_steps and args.pipeline_data_dir:
         report["end_to_end"] = end_to_end(args.e2e_config, os.path.expanduser(args.pipeline_data_dir),

@@ -1,30 +1,29 @@
-"""grain loaders over prepared TFDS data sources: host batches of fixed-size uint8 images. No TensorFlow.
+"""Loaders over prepared TFDS data sources: host batches of fixed-size uint8 images. No TensorFlow.
 
-Training: a seeded permutation of the split, a new one every epoch (grain's per-epoch reshuffle), an
-endless stream split between processes (process p takes elements p, p + P, p + 2P, ... so the shards are
-disjoint and each epoch is covered exactly once), decoded and batched in worker processes. The iterator's
-state (`get_state()` / `set_state()`) is a few integers: saved with a checkpoint, a resumed run sees exactly
-the batches it would have seen.
+grain decides which records make each batch: training takes a seeded permutation of the split, a new one
+every epoch, as an endless stream split between processes (process p takes elements p, p + P, p + 2P, ...
+so the shards are disjoint and each epoch is covered exactly once); evaluation takes every example once, in
+order. As a grain MapDataset, batch k's record indices are a pure function of k, so a loader's whole state is
+how many batches it has returned (`get_state()` / `set_state()`): saved with a checkpoint, a resumed run
+sees exactly the batches it would have seen, with any number of workers.
 
-Evaluation: every example exactly once, in order, in fixed-shape batches padded with masked examples
-(`mask` 0), and the same number of batches on every process, so nothing is dropped or counted twice.
+Decoding happens in worker processes that hand batches over through persistent shared memory
+(decode_pool.py), or in this process with num_workers=0.
+
+Evaluation batches have a fixed shape, padded with masked examples (`mask` 0), and every process yields
+the same number of them, so nothing is dropped or counted twice.
 """
 
 import dataclasses
-import functools
 import math
 import os
-from typing import Iterator, Sequence
+from typing import Iterator, Optional, Sequence
 
 import grain
 import numpy as np
 
-try:  # grain's array backed by shared memory: a worker's batch built in one is sent without a copy
-  from grain.python import SharedMemoryArray
-except ImportError:  # pragma: no cover - other grain versions: plain arrays, copied by grain
-  SharedMemoryArray = None
-
 from alexnet_jax.data import sources
+from alexnet_jax.data.decode_pool import DecodePool
 
 
 def default_num_workers() -> int:
@@ -32,21 +31,11 @@ def default_num_workers() -> int:
   return max(1, (os.cpu_count() or 2) - 1)
 
 
-def decode_batch(serialized: Sequence[bytes], *, image_size: int, shared_memory: bool = False):
-  """Serialized examples -> {'image': uint8 [B, S, S, 3], 'label': int32 [B]}; each image's shorter side
-  brought to S and centre-cropped if it is not S x S already.
-
-  Used as grain's batch_fn: one call per batch reads the records together and decodes straight into the
-  batch array, so the per-example cost is the JPEG decode and little else. `shared_memory` (for batches
-  that a grain worker sends straight on) allocates that array in shared memory: grain then passes it to
-  the training process as it is, where it would otherwise copy every batch once more (profiled: that copy
-  cost a worker as much CPU as the decoding)."""
-  shape = (len(serialized), image_size, image_size, 3)
-  if shared_memory and SharedMemoryArray is not None:
-    images = SharedMemoryArray(shape, np.uint8)
-  else:
-    images = np.empty(shape, np.uint8)
-  labels = np.empty((len(serialized),), np.int32)
+def decode_into(serialized: Sequence[bytes], images: np.ndarray, labels: np.ndarray) -> None:
+  """Serialized examples -> images[i] (uint8 [S, S, 3]) and labels[i]; each image's shorter side brought
+  to S and centre-cropped if it is not S x S already. Decoding straight into the batch array leaves the
+  JPEG decode as nearly the whole per-example cost."""
+  image_size = images.shape[1]
   for i, record in enumerate(serialized):
     example = sources.parse_example(record)
     image = sources.decode_image(example["image"])
@@ -54,17 +43,14 @@ def decode_batch(serialized: Sequence[bytes], *, image_size: int, shared_memory:
       image = sources.fit_to_size(image, image_size)
     images[i] = image
     labels[i] = example["label"]
+
+
+def decode_batch(serialized: Sequence[bytes], *, image_size: int):
+  """Serialized examples -> {'image': uint8 [B, S, S, 3], 'label': int32 [B]} (see decode_into)."""
+  images = np.empty((len(serialized), image_size, image_size, 3), np.uint8)
+  labels = np.empty((len(serialized),), np.int32)
+  decode_into(serialized, images, labels)
   return {"image": images, "label": labels}
-
-
-def read_and_decode_batch(indices: Sequence[int], *, source, image_size: int, shared_memory: bool = False):
-  """Record indices -> a decoded batch (`decode_batch`), reading all the batch's records in one call.
-
-  The grain datasets carry indices, not records: one `__getitems__` per batch costs about half of what
-  reading record by record does, and grain's per-element bookkeeping on integers is negligible."""
-  keys = [int(i) for i in indices]
-  records = source.__getitems__(keys) if hasattr(source, "__getitems__") else [source[k] for k in keys]
-  return decode_batch(records, image_size=image_size, shared_memory=shared_memory)
 
 
 def shuffled_shard(ds: grain.MapDataset, *, seed: int, process_index: int, process_count: int,
@@ -73,17 +59,6 @@ def shuffled_shard(ds: grain.MapDataset, *, seed: int, process_index: int, proce
   if shuffle:
     ds = ds.shuffle(seed=seed)
   return ds.repeat()[process_index::process_count]
-
-
-def _iter_dataset(ds: grain.MapDataset, num_workers: int) -> grain.IterDataset:
-  read = grain.ReadOptions(num_threads=4 if num_workers == 0 else 1, prefetch_buffer_size=8)
-  it = ds.to_iter_dataset(read)
-  if num_workers > 0:
-    from absl import flags
-    if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; outside absl.app use the defaults
-      flags.FLAGS.mark_as_parsed()
-    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=2))
-  return it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,23 +88,85 @@ def _image_size(config: LoaderConfig, info: sources.DatasetInfo) -> int:
   return size
 
 
-def train_loader(config: LoaderConfig) -> grain.IterDataset:
-  """An endless IterDataset of {'image': uint8 [B, S, S, 3], 'label': int32 [B]}; `iter()` it."""
+class BatchLoader:
+  """An iterator of host batches: batch k holds the records `index_batches[k]`, decoded by a DecodePool
+  of `num_workers` processes, or in this process when num_workers is 0.
+
+  `get_state()` is the number of batches returned; `set_state()` goes back (or forward) to such a count.
+  `close()` stops the workers (a loader that is garbage-collected stops them too).
+  """
+
+  def __init__(self, index_batches: grain.MapDataset, info: sources.DatasetInfo, split: str, *,
+               image_size: int, batch_size: int, num_workers: int):
+    self._index_batches = index_batches
+    self._length = len(index_batches)  # sys.maxsize for the endless training stream
+    self._image_size = image_size
+    self._returned = self._submitted = 0
+    self._pool: Optional[DecodePool] = None
+    self._source = None
+    if num_workers > 0:
+      self._pool = DecodePool(sources.open_split, (info, split), decode_into, image_size=image_size,
+                              batch_size=batch_size, num_workers=num_workers)
+    else:
+      self._source = sources.open_split(info, split)
+
+  def _keys(self, k: int):
+    return [int(i) for i in self._index_batches[k]]
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    if self._returned >= self._length:
+      raise StopIteration
+    if self._pool is None:
+      records = sources.read_records(self._source, self._keys(self._returned))
+      batch = decode_batch(records, image_size=self._image_size)
+    else:
+      while self._submitted < min(self._length, self._returned + self._pool.capacity):
+        self._pool.submit(self._submitted, self._keys(self._submitted))
+        self._submitted += 1
+      batch = self._pool.collect(self._returned)
+    self._returned += 1
+    return batch
+
+  def get_state(self) -> dict:
+    return {"batches_returned": self._returned}
+
+  def set_state(self, state: dict) -> None:
+    if "batches_returned" not in state:
+      raise sources.DatasetError(f"The data-iterator state {state!r} was written by an older input pipeline "
+                                 f"and cannot position this one: resume with the version that wrote it, or "
+                                 f"start a new workdir.")
+    for k in range(self._returned, self._submitted):  # batches in flight: collect and drop them
+      try:
+        self._pool.collect(k)
+      except Exception:  # their errors no longer matter
+        pass
+    self._returned = self._submitted = int(state["batches_returned"])
+
+  def close(self) -> None:
+    if self._pool is not None:
+      self._pool.close()
+
+
+def _open_length(info: sources.DatasetInfo, split: str) -> int:
+  return len(sources.open_split(info, split))
+
+
+def train_loader(config: LoaderConfig) -> BatchLoader:
+  """An endless iterator of {'image': uint8 [B, S, S, 3], 'label': int32 [B]} (BatchLoader)."""
   info = sources.dataset_info(config.data_dir, config.name)
   size = _image_size(config, info)
-  source = sources.open_split(info, config.split)
-  ds = grain.MapDataset.range(len(source))
+  ds = grain.MapDataset.range(_open_length(info, config.split))
   if len(ds) < config.batch_size * config.process_count:
     raise sources.DatasetError(f"Split {config.split!r} of {info.name!r} has {len(ds)} examples, fewer than "
                                f"one global batch of {config.batch_size * config.process_count}: lower "
                                f"--config.batch_size or use a larger split.")
   ds = shuffled_shard(ds, seed=config.seed, process_index=config.process_index,
                       process_count=config.process_count, shuffle=config.shuffle)
-  # Batches leave the workers as they are built (no later map), so they can be built in shared memory.
-  ds = ds.batch(config.batch_size, drop_remainder=True,
-                batch_fn=functools.partial(read_and_decode_batch, source=source, image_size=size,
-                                           shared_memory=config.workers > 0))
-  return _iter_dataset(ds, config.workers)
+  return BatchLoader(ds.batch(config.batch_size, drop_remainder=True), info, config.split, image_size=size,
+                     batch_size=config.batch_size, num_workers=config.workers)
 
 
 def pad_batch(batch, *, batch_size: int):
@@ -149,17 +186,19 @@ def eval_batches(config: LoaderConfig) -> Iterator[dict]:
   """Every example of the split once, in fixed-shape batches with `mask`; equal batch counts per process."""
   info = sources.dataset_info(config.data_dir, config.name)
   size = _image_size(config, info)
-  source = sources.open_split(info, config.split)
-  ds = grain.MapDataset.range(len(source))
+  ds = grain.MapDataset.range(_open_length(info, config.split))
   num_batches = eval_num_batches(len(ds), config.batch_size, config.process_count)
-  ds = ds[config.process_index::config.process_count]
-  ds = ds.batch(config.batch_size, drop_remainder=False,
-                batch_fn=functools.partial(read_and_decode_batch, source=source, image_size=size))
-  ds = ds.map(functools.partial(pad_batch, batch_size=config.batch_size))
+  ds = ds[config.process_index::config.process_count].batch(config.batch_size, drop_remainder=False)
   produced = 0
-  for batch in _iter_dataset(ds, config.workers):
-    produced += 1
-    yield batch
+  if len(ds):
+    loader = BatchLoader(ds, info, config.split, image_size=size, batch_size=config.batch_size,
+                         num_workers=min(config.workers, len(ds)))
+    try:
+      for batch in loader:
+        produced += 1
+        yield pad_batch(batch, batch_size=config.batch_size)
+    finally:
+      loader.close()
   empty = {"image": np.zeros((config.batch_size, size, size, 3), np.uint8),
            "label": np.zeros((config.batch_size,), np.int32), "mask": np.zeros((config.batch_size,), np.float32)}
   for _ in range(num_batches - produced):

@@ -203,6 +203,13 @@ def open_split(info: DatasetInfo, split: str):
   return builder.as_data_source(split=split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
 
 
+def read_records(source, keys: Sequence[int]) -> List[bytes]:
+  """The records at `keys`, in one `__getitems__` call where the source has it (about half the cost of
+  reading them one by one)."""
+  keys = [int(k) for k in keys]
+  return list(source.__getitems__(keys)) if hasattr(source, "__getitems__") else [source[k] for k in keys]
+
+
 def parse_example(serialized: bytes) -> dict:
   """A serialized tf.train.Example -> {'image': encoded bytes, 'label': int, 'file_name': str}."""
   from tensorflow_datasets.proto import tf_example_pb2

@@ -1,0 +1,182 @@
+"""Decoding worker processes that hand batches over through persistent shared memory.
+
+grain's `mp_prefetch` sends every batch in a new shared-memory block, and the kernel faults in and zeroes
+each page of a new block on first write: on this project's machines that cost 70-330 us per image (128 to
+256 px, `experiments/shm_cost.py`), as much as decoding the JPEG. Here each worker owns a few blocks
+("slots") for the life of the loader, so the pages are faulted once: the training process sends a worker
+the record indices of a batch and a slot; the worker reads the records, decodes into that slot and answers
+with the slot number; the training process copies the batch out (a few microseconds per image) and the slot
+is free again.
+
+Batch k always goes to worker k % N, slot (k // N) % S, and is collected in order, so the output order is
+the submission order whatever the workers' speeds. `BatchLoader` (pipeline.py) decides which indices make
+batch k and keeps the checkpointable position.
+"""
+
+import multiprocessing
+import queue
+import signal
+import weakref
+from multiprocessing import shared_memory
+from typing import Callable, List, Sequence, Tuple
+
+import numpy as np
+
+from alexnet_jax.data.sources import DatasetError, read_records
+
+_POLL_SECONDS = 1.0  # how often a waiting process checks that the other side is still alive
+
+
+def _slot_arrays(buffer, capacity: int, image_size: int):
+  """The image and label arrays laid out in one slot's buffer."""
+  images = np.ndarray((capacity, image_size, image_size, 3), np.uint8, buffer=buffer)
+  labels = np.ndarray((capacity,), np.int32, buffer=buffer, offset=images.nbytes)
+  return images, labels
+
+
+def slot_bytes(capacity: int, image_size: int) -> int:
+  return capacity * image_size * image_size * 3 + capacity * 4
+
+
+def _describe(error: Exception) -> Tuple[bool, str]:
+  """An exception as plain data (any exception pickles this way): (is a DatasetError, message)."""
+  return isinstance(error, DatasetError), str(error) if isinstance(error, DatasetError) else (
+      f"{type(error).__name__}: {error}")
+
+
+def _worker_main(open_source: Callable, source_args: tuple, decode_into: Callable, image_size: int,
+                 capacity: int, slot_names: Sequence[str], requests, responses):
+  """A worker: opens its own data source, then decodes requested batches into its slots until None.
+
+  Ctrl-C reaches the whole process group: the worker ignores it, so the training process can save a
+  checkpoint and stop the workers itself. A worker whose training process has died stops on its own."""
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+  blocks = [shared_memory.SharedMemory(name=name) for name in slot_names]
+  slots = [_slot_arrays(block.buf, capacity, image_size) for block in blocks]
+  try:
+    try:
+      source, open_error = open_source(*source_args), None
+    except Exception as e:  # the source would not open: every request gets this answer
+      source, open_error = None, _describe(e)
+    for slot, keys in _requests_until_stopped(requests):
+      if open_error is not None:
+        responses.put((slot, 0, open_error))
+        continue
+      try:
+        images, labels = slots[slot]
+        decode_into(read_records(source, keys), images[:len(keys)], labels[:len(keys)])
+        responses.put((slot, len(keys), None))
+      except Exception as e:  # reported to the training process, which raises it there
+        responses.put((slot, 0, _describe(e)))
+      finally:
+        images = labels = None
+  finally:
+    slots = None  # the arrays export the buffers; they must go before the blocks close
+    for block in blocks:
+      block.close()
+
+
+def _requests_until_stopped(requests):
+  """(slot, keys) requests until a None arrives or the training process is gone."""
+  parent = multiprocessing.parent_process()
+  while True:
+    try:
+      request = requests.get(timeout=_POLL_SECONDS)
+    except queue.Empty:
+      if parent is not None and not parent.is_alive():
+        return
+      continue
+    if request is None:
+      return
+    yield request
+
+
+def _shutdown(processes, requests, blocks):
+  for q in requests:
+    try:
+      q.put(None)
+    except (OSError, ValueError):  # already closed
+      pass
+  for process in processes:
+    process.join(timeout=5)
+    if process.is_alive():
+      process.terminate()
+      process.join(timeout=5)
+  for block in blocks:
+    try:
+      block.close()
+    except BufferError:  # arrays still view it (collected loader): the mapping goes with the process
+      pass
+    try:
+      block.unlink()
+    except FileNotFoundError:
+      pass
+
+
+class DecodePool:
+  """`num_workers` spawned processes, each with `slots_per_worker` persistent shared-memory slots.
+
+  open_source(*source_args) -> a random-access source of records (opened in each worker);
+  decode_into(records, images_out, labels_out) fills the given arrays. `submit(k, keys)` then
+  `collect(k)`, for k = 0, 1, 2, ... with at most `capacity` batches between them.
+  """
+
+  def __init__(self, open_source: Callable, source_args: tuple, decode_into: Callable, *, image_size: int,
+               batch_size: int, num_workers: int, slots_per_worker: int = 2):
+    if num_workers < 1:
+      raise ValueError(f"DecodePool needs at least one worker, got {num_workers}.")
+    self.num_workers, self.slots_per_worker = num_workers, slots_per_worker
+    self.capacity = num_workers * slots_per_worker
+    self._image_size, self._batch_size = image_size, batch_size
+    context = multiprocessing.get_context("spawn")  # fork after JAX has started threads is unsafe
+    size = slot_bytes(batch_size, image_size)
+    self._blocks = [[shared_memory.SharedMemory(create=True, size=size) for _ in range(slots_per_worker)]
+                    for _ in range(num_workers)]
+    self._slots = [[_slot_arrays(block.buf, batch_size, image_size) for block in row] for row in self._blocks]
+    self._requests = [context.Queue() for _ in range(num_workers)]
+    self._responses = [context.Queue() for _ in range(num_workers)]
+    self._processes = [
+        context.Process(target=_worker_main, daemon=True, name=f"alexnet-decode-{w}",
+                        args=(open_source, source_args, decode_into, image_size, batch_size,
+                              [block.name for block in self._blocks[w]], self._requests[w], self._responses[w]))
+        for w in range(num_workers)]
+    for process in self._processes:
+      process.start()
+    all_blocks = [block for row in self._blocks for block in row]
+    self._finalizer = weakref.finalize(self, _shutdown, self._processes, self._requests, all_blocks)
+
+  def _place(self, k: int) -> Tuple[int, int]:
+    return k % self.num_workers, (k // self.num_workers) % self.slots_per_worker
+
+  def submit(self, k: int, keys: List[int]) -> None:
+    worker, slot = self._place(k)
+    self._requests[worker].put((slot, [int(key) for key in keys]))
+
+  def collect(self, k: int):
+    """Batch k as {'image': uint8 [n, S, S, 3], 'label': int32 [n]} (copies: the slot is free after)."""
+    worker, slot = self._place(k)
+    while True:
+      try:
+        got_slot, count, error = self._responses[worker].get(timeout=_POLL_SECONDS)
+        break
+      except queue.Empty:
+        process = self._processes[worker]
+        if not process.is_alive():
+          raise RuntimeError(f"Decoding worker {worker} (pid {process.pid}) died with exit code "
+                             f"{process.exitcode} (killed, or out of memory?). Lower "
+                             f"--config.dataset.num_workers or the batch size, then run again: the run "
+                             f"resumes from its last checkpoint.") from None
+    if error is not None:
+      is_dataset_error, message = error
+      if is_dataset_error:
+        raise DatasetError(message)
+      raise RuntimeError(f"Decoding worker {worker} failed: {message}")
+    assert got_slot == slot, (got_slot, slot)
+    images, labels = self._slots[worker][slot]
+    return {"image": images[:count].copy(), "label": labels[:count].copy()}
+
+  def close(self) -> None:
+    """Stops the workers and frees the shared memory; safe to call twice."""
+    if self._finalizer.alive:
+      self._slots = None  # release the buffer exports before the blocks close
+      self._finalizer()
