@@ -1,8 +1,8 @@
 """Decoding worker processes that hand batches over through persistent shared memory.
 
 grain's `mp_prefetch` sends every batch in a new shared-memory block, and the kernel faults in and zeroes
-each page of a new block on first write: on this project's machines that cost 70-330 us per image (128 to
-256 px, `experiments/shm_cost.py`), as much as decoding the JPEG. Here each worker owns a few blocks
+each page of a new block on first write: on the 2-core development machine that cost 64-68 us per 128 px
+image and 220-284 us per 256 px image (`experiments/shm_cost.py`), half a JPEG decode or more. Here each worker owns a few blocks
 ("slots") for the life of the loader, so the pages are faulted once: the training process sends a worker
 the record indices of a batch and a slot; the worker reads the records, decodes into that slot and answers
 with the slot number; the training process copies the batch out (a few microseconds per image) and the slot
