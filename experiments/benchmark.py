@@ -10,7 +10,7 @@
 (b) End-to-end images/s of `train_and_evaluate` on a prepared dataset (--e2e_data_dir/--e2e_name).
 (c) The same training step in PyTorch when torch imports: torchvision's AlexNet and the paper's variant
     (LRN, two towers via groups=2), channels_last, autocast on CUDA, torch.compile where it works.
-(d) Host input: raw one-core OpenCV decode rate of the prepared JPEGs, and the grain pipeline with 1 and N
+(d) Host input: raw one-core OpenCV decode rate of the prepared JPEGs, and the training loader with 1 and N
     workers (--pipeline_data_dir/--pipeline_name).
 (e) Implementations (--variants): the project step of one configuration with each model implementation
     option (pool_impl, conv1_impl, tower_impl) and under jit instead of pmap, so defaults follow measurements.
