@@ -119,16 +119,14 @@ class BatchLoader:
   def __next__(self):
     if self._returned >= self._length:
       raise StopIteration
+    k = self._returned
+    self._returned += 1  # a batch whose decoding fails counts too: the next call moves on in order
     if self._pool is None:
-      records = sources.read_records(self._source, self._keys(self._returned))
-      batch = decode_batch(records, image_size=self._image_size)
-    else:
-      while self._submitted < min(self._length, self._returned + self._pool.capacity):
-        self._pool.submit(self._submitted, self._keys(self._submitted))
-        self._submitted += 1
-      batch = self._pool.collect(self._returned)
-    self._returned += 1
-    return batch
+      return decode_batch(sources.read_records(self._source, self._keys(k)), image_size=self._image_size)
+    while self._submitted < min(self._length, k + self._pool.capacity):
+      self._pool.submit(self._submitted, self._keys(self._submitted))
+      self._submitted += 1
+    return self._pool.collect(k)
 
   def get_state(self) -> dict:
     return {"batches_returned": self._returned}
