@@ -13,6 +13,10 @@ The switches are independent of the preset: `use_lrn`, `overlapping_pool` (3x3 s
 vs 2x2 stride 2: both give 55 -> 27 -> 13 -> 6 at the canonical input, so fc6 keeps 9216 inputs),
 `dropout_rate`, `num_classes`, `width_multiplier` and any input size (fc6's fan-in follows the input), so a
 tiny model trains on a CPU in a minute.
+
+`tower_impl`, `pool_impl` and `conv1_impl` choose how layers are computed, never what they compute: the
+parameters and the function are the same (tests/test_models.py), so they are speed settings, measured by
+experiments/benchmark.py.
 """
 
 import dataclasses
@@ -99,7 +103,7 @@ class TowerConv(nn.Module):
     split    one ordinary convolution per tower on its channel slice, then a concatenation: the default.
              Grouped kernels are far from peak on GPUs (DESIGN.md: the two-tower model trained slower than
              the one-tower one despite 35% fewer FLOPs), and on the CPU the split form trains the paper
-             preset 2x faster (experiments/results/benchmark).
+             preset about 2x faster (experiments/results/benchmark).
   `space_to_depth` computes a strided, ungrouped convolution as the equal stride-1 convolution of
   space-to-depth blocks (`space_to_depth_conv`); the kernel parameter keeps its shape.
   """
