@@ -263,13 +263,8 @@ def pipeline_rates(data_dir, name, batch, seconds, workers_list):
 
 
 def end_to_end(config_spec, data_dir, name, steps):
-  import importlib.util
-  from alexnet_jax import train
-  path, _, arg = config_spec.partition(":")
-  spec = importlib.util.spec_from_file_location("bench_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(arg or None)
+  from alexnet_jax import ablate, train
+  config = ablate.load_config(config_spec)  # as main and the sweeps load it
   config.dataset.update(data_dir=data_dir, name=name)
   config.update(num_train_steps=steps, log_every_steps=max(1, steps // 4), checkpoint_every_steps=10 ** 9,
                 eval_every_epochs=10 ** 6, progress_bar=False)

@@ -97,7 +97,8 @@ class BatchLoader:
   """
 
   def __init__(self, index_batches: grain.MapDataset, info: sources.DatasetInfo, split: str, *,
-               image_size: int, batch_size: int, num_workers: int):
+               image_size: int, batch_size: int, num_workers: int, source=None):
+    """`source`: the split, already opened by the caller (used when decoding in this process)."""
     self._index_batches = index_batches
     self._length = len(index_batches)  # sys.maxsize for the endless training stream
     self._image_size = image_size
@@ -108,7 +109,7 @@ class BatchLoader:
       self._pool = DecodePool(sources.open_split, (info, split), decode_into, image_size=image_size,
                               batch_size=batch_size, num_workers=num_workers)
     else:
-      self._source = sources.open_split(info, split)
+      self._source = source if source is not None else sources.open_split(info, split)
 
   def _keys(self, k: int):
     return [int(i) for i in self._index_batches[k]]
@@ -148,15 +149,12 @@ class BatchLoader:
       self._pool.close()
 
 
-def _open_length(info: sources.DatasetInfo, split: str) -> int:
-  return len(sources.open_split(info, split))
-
-
 def train_loader(config: LoaderConfig) -> BatchLoader:
   """An endless iterator of {'image': uint8 [B, S, S, 3], 'label': int32 [B]} (BatchLoader)."""
   info = sources.dataset_info(config.data_dir, config.name)
   size = _image_size(config, info)
-  ds = grain.MapDataset.range(_open_length(info, config.split))
+  source = sources.open_split(info, config.split)
+  ds = grain.MapDataset.range(len(source))
   if len(ds) < config.batch_size * config.process_count:
     raise sources.DatasetError(f"Split {config.split!r} of {info.name!r} has {len(ds)} examples, fewer than "
                                f"one global batch of {config.batch_size * config.process_count}: lower "
@@ -164,7 +162,7 @@ def train_loader(config: LoaderConfig) -> BatchLoader:
   ds = shuffled_shard(ds, seed=config.seed, process_index=config.process_index,
                       process_count=config.process_count, shuffle=config.shuffle)
   return BatchLoader(ds.batch(config.batch_size, drop_remainder=True), info, config.split, image_size=size,
-                     batch_size=config.batch_size, num_workers=config.workers)
+                     batch_size=config.batch_size, num_workers=config.workers, source=source)
 
 
 def pad_batch(batch, *, batch_size: int):
@@ -184,13 +182,14 @@ def eval_batches(config: LoaderConfig) -> Iterator[dict]:
   """Every example of the split once, in fixed-shape batches with `mask`; equal batch counts per process."""
   info = sources.dataset_info(config.data_dir, config.name)
   size = _image_size(config, info)
-  ds = grain.MapDataset.range(_open_length(info, config.split))
+  source = sources.open_split(info, config.split)
+  ds = grain.MapDataset.range(len(source))
   num_batches = eval_num_batches(len(ds), config.batch_size, config.process_count)
   ds = ds[config.process_index::config.process_count].batch(config.batch_size, drop_remainder=False)
   produced = 0
   if len(ds):
     loader = BatchLoader(ds, info, config.split, image_size=size, batch_size=config.batch_size,
-                         num_workers=min(config.workers, len(ds)))
+                         num_workers=min(config.workers, len(ds)), source=source)
     try:
       for batch in loader:
         produced += 1
