@@ -28,7 +28,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from alexnet_jax import augment, checkpointing, metrics_io, models, optim, steps
+from alexnet_jax import augment, checkpointing, metrics_io, models, optim, pooling, steps
 from alexnet_jax.data import pipeline, sources
 
 
@@ -43,8 +43,18 @@ class WorkdirError(TrainingError):
 # ------------------------------------------------------------------------------------------ construction
 
 
+MODEL_CHOICES = {"preset": tuple(models.PRESETS), "init_scheme": ("paper", "he"),
+                 "tower_impl": models.TOWER_IMPLS, "pool_impl": pooling.POOL_IMPLS,
+                 "conv1_impl": models.CONV1_IMPLS}
+
+
 def build_model(config: ml_collections.ConfigDict) -> models.AlexNet:
+  """The configured AlexNet; a misspelt choice is a TrainingError naming the key, before anything runs."""
   m = config.model
+  for key, allowed in MODEL_CHOICES.items():
+    if m[key] not in allowed:
+      raise TrainingError(f"model.{key}={m[key]!r} is not one of {list(allowed)}: set "
+                          f"--config.model.{key}={allowed[0]} (or another of them).")
   return models.AlexNet(preset=m.preset, num_classes=m.num_classes, use_lrn=m.use_lrn,
                         lrn_per_tower=m.lrn_per_tower, overlapping_pool=m.overlapping_pool,
                         dropout_rate=m.dropout_rate, width_multiplier=m.width_multiplier,
@@ -258,6 +268,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                         f"x {jax.process_count()} processes: use a multiple of {num_devices * jax.process_count()}.")
   per_process_batch = global_batch // jax.process_count()
 
+  model = build_model(config)  # first: a bad model choice fails before any data is prepared
   info = ensure_dataset(config)
   if info.num_classes != config.model.num_classes:
     raise TrainingError(f"The dataset {info.name!r} has {info.num_classes} classes but model.num_classes is "
@@ -268,7 +279,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                  else int(math.ceil(config.num_epochs * steps_per_epoch)))
   eval_every = max(1, int(round(config.eval_every_epochs * steps_per_epoch)))
 
-  model = build_model(config)
   tx, schedule = optim.create_optimizer(config, steps_per_epoch)
   if config.on_nonfinite == "skip":
     tx = optax.apply_if_finite(tx, max_consecutive_errors=10)

@@ -49,6 +49,15 @@ def test_variants_and_aliases():
   assert model.use_lrn is False and model.lrn_enabled is False and model.num_classes == 10
 
 
+@pytest.mark.parametrize("key,value", [("pool_impl", "fast"), ("tower_impl", "vmap"), ("conv1_impl", "fft"),
+                                       ("preset", "vgg")])
+def test_a_misspelt_model_choice_is_one_clear_error(key, value):
+  from alexnet_jax.train import TrainingError
+  config = cfg.get_config(f"smoke,model.{key}={value}")
+  with pytest.raises(TrainingError, match=rf"model.{key}='{value}' is not one of \["):
+    build_model(config)
+
+
 @pytest.mark.parametrize("arg,message", [
     ("smok", "Unknown config variant 'smok'"),
     ("lrm=False", "Unknown config key 'lrm'"),
