@@ -103,7 +103,8 @@ def test_smoke_trains_end_to_end(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   summary = json.loads((workdir / "summary.json").read_text())
   # 10 classes: chance is 0.9 top-1 error. On the 2-core CPU seed 0 reached 0.246 (split towers); seeds 0
-  # and 1 reached 0.199 and 0.295 with grouped towers (centre crop); 0.5 leaves room for seed-to-seed spread while failing any run that learns little.
+  # and 1 reached 0.199 and 0.295 with grouped towers (centre crop); 0.5 leaves room for seed-to-seed
+  # spread while failing any run that learns little.
   assert summary["final"]["eval/top1_error"] < 0.5
   assert summary["final"]["eval_ten_crop/top1_error"] < 0.5
   assert summary["best"]["eval/top1_error"] <= summary["final"]["eval/top1_error"]
