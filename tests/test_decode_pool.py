@@ -127,9 +127,11 @@ import os, signal, sys, time
 from alexnet_jax.data import pipeline
 loader = pipeline.train_loader(pipeline.LoaderConfig(data_dir={synthetic_data_dir!r}, name="synthetic_shapes",
                                split="train", batch_size=16, num_workers=2))
-next(loader)
 print("WORKERS", *[p.pid for p in loader._pool._processes], flush=True)
-for p in loader._pool._processes:
+for p in loader._pool._processes:  # while they are still importing: the window a Ctrl-C once killed them in
+  os.kill(p.pid, signal.SIGINT)
+next(loader)
+for p in loader._pool._processes:  # and once they are serving batches
   os.kill(p.pid, signal.SIGINT)
 time.sleep(1.5)
 next(loader); next(loader); next(loader)

@@ -13,10 +13,12 @@ the submission order whatever the workers' speeds. `BatchLoader` (pipeline.py) d
 batch k and keeps the checkpointable position.
 """
 
+import contextlib
 import gc
 import multiprocessing
 import queue
 import signal
+import threading
 import weakref
 from multiprocessing import shared_memory
 from typing import Callable, List, Sequence, Tuple
@@ -49,8 +51,9 @@ def _worker_main(open_source: Callable, source_args: tuple, decode_into: Callabl
                  capacity: int, slot_names: Sequence[str], requests, responses):
   """A worker: opens its own data source, then decodes requested batches into its slots until None.
 
-  Ctrl-C reaches the whole process group: the worker ignores it, so the training process can save a
-  checkpoint and stop the workers itself. A worker whose training process has died stops on its own."""
+  Ctrl-C reaches the whole process group: the worker ignores it (from birth when started from the main
+  thread, see `_sigint_ignored`; from here otherwise), so the training process can save a checkpoint and
+  stop the workers itself. A worker whose training process has died stops on its own."""
   signal.signal(signal.SIGINT, signal.SIG_IGN)
   blocks = [shared_memory.SharedMemory(name=name) for name in slot_names]
   slots = [_slot_arrays(block.buf, capacity, image_size) for block in blocks]
@@ -93,6 +96,24 @@ def _requests_until_stopped(requests):
     if request is None:
       return
     yield request
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+  """SIGINT ignored in this process while workers start, so they inherit "ignored" through exec.
+
+  A spawned worker spends its first second or more importing (numpy, grain, TFDS) before `_worker_main`
+  runs; a Ctrl-C then would raise KeyboardInterrupt mid-import and kill it. An ignored disposition survives
+  exec, and Python's start-up keeps it. Only the main thread may change handlers: elsewhere the workers
+  ignore SIGINT from `_worker_main` on. A Ctrl-C during the few milliseconds of the start is lost."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGINT, previous)
 
 
 def _shutdown(processes, requests, blocks):
@@ -144,8 +165,9 @@ class DecodePool:
                         args=(open_source, source_args, decode_into, image_size, batch_size,
                               [block.name for block in self._blocks[w]], self._requests[w], self._responses[w]))
         for w in range(num_workers)]
-    for process in self._processes:
-      process.start()
+    with _sigint_ignored():
+      for process in self._processes:
+        process.start()
     all_blocks = [block for row in self._blocks for block in row]
     self._finalizer = weakref.finalize(self, _shutdown, self._processes, self._requests, all_blocks)
 
