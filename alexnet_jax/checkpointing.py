@@ -39,7 +39,7 @@ def save(manager: ocp.CheckpointManager, step: int, state, data_state: dict, ext
   """Starts an asynchronous save: the arrays are on the host before this returns, files follow.
 
   The data iterator state is the one of process 0; every process consumed the same number of batches of
-  its own shard, and a grain iterator's state counts consumed elements, so it is the same on all of them.
+  its own shard, and the loader state is that count (data/order.py), so it is the same on all of them.
   """
   manager.save(step, args=ocp.args.Composite(
       state=ocp.args.StandardSave(_host_tree(state)),

@@ -27,8 +27,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 class QuietLibraries:
-  """Drops INFO chatter from orbax, TFDS and grain (every checkpoint logs ~30 lines); keeps warnings."""
-  NOISY = ("/orbax/", "/tensorflow_datasets/", "/grain/")
+  """Drops INFO chatter from orbax and TFDS (every checkpoint logs ~30 lines); keeps warnings."""
+  NOISY = ("/orbax/", "/tensorflow_datasets/")
 
   def filter(self, record):
     return record.levelno >= 30 or not any(n in record.pathname for n in self.NOISY)

@@ -1,6 +1,6 @@
 """`train_and_evaluate(config, workdir)`: the training loop, evaluation, metrics and checkpoints.
 
-The way a batch travels (DESIGN.md): the loader yields host uint8 batches (grain's order, decoded by
+The way a batch travels (DESIGN.md): the loader yields host uint8 batches (data/order.py's order, decoded by
 worker processes) -> they are split across the local devices and put there two steps ahead -> the
 pmapped `steps.train_step` augments them on the device (`augment.train_preprocess`), runs the model,
 averages gradients with `lax.pmean` and applies the optax update -> metrics stay on the device until a log

@@ -419,7 +419,7 @@ def main():
             "versions": {"python": platform.python_version(), "jax": jax.__version__},
             "xla_flags": os.environ.get("XLA_FLAGS", ""),
             "time": time.strftime("%Y-%m-%d %H:%M:%S"), "errors": {}}
-  for module in ("jaxlib", "flax", "optax", "grain", "torch", "cv2"):
+  for module in ("jaxlib", "flax", "optax", "tensorflow_datasets", "array_record", "torch", "cv2"):
     try:
       report["versions"][module] = __import__(module).__version__
     except Exception:

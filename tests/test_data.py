@@ -1,11 +1,10 @@
-"""The input pipeline: synthetic determinism, preparing and reading real Imagenette, grain state, shards,
+"""The input pipeline: synthetic determinism, preparing and reading real Imagenette, iterator state,
 reading without TensorFlow, and every error path."""
 
 import os
 import subprocess
 import sys
 
-import grain
 import numpy as np
 import pytest
 from PIL import Image
@@ -155,19 +154,6 @@ def test_iterator_state_restores_the_same_batches(synthetic_data_dir, num_worker
       data_dir=synthetic_data_dir, name="synthetic_shapes", split="train", batch_size=64, seed=3,
       num_workers=0))))
   assert not np.array_equal(other_seed["label"], first["label"])
-
-
-def test_process_shards_are_disjoint_and_cover_each_epoch():
-  n, processes = 103, 4
-  shards = [pipeline.shuffled_shard(grain.MapDataset.range(n), seed=7, process_index=p, process_count=processes)
-            for p in range(processes)]
-  # The first epoch of the global stream is elements 0..n-1, spread round-robin over the processes.
-  first_epoch = [shards[i % processes][i // processes] for i in range(n)]
-  assert sorted(first_epoch) == list(range(n))
-  per_process = [set(shards[p][j] for j in range(len(range(p, n, processes)))) for p in range(processes)]
-  assert sum(len(s) for s in per_process) == n and set.union(*per_process) == set(range(n))
-  second_epoch = [shards[i % processes][i // processes] for i in range(n, 2 * n)]
-  assert sorted(second_epoch) == list(range(n)) and second_epoch != first_epoch  # reshuffled
 
 
 def test_eval_batches_are_equal_in_number_across_processes(synthetic_data_dir):

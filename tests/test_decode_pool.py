@@ -45,7 +45,7 @@ def test_state_moves_between_worker_counts(synthetic_data_dir):
       next(two)
     state = two.get_state()
     expected = next(two)
-    two.set_state({"batches_returned": 1})  # back, with batches in flight
+    two.set_state({**state, "batches_returned": 1})  # back, with batches in flight
     second = next(two)
   finally:
     two.close()
@@ -55,7 +55,9 @@ def test_state_moves_between_worker_counts(synthetic_data_dir):
   none.set_state(state)
   np.testing.assert_array_equal(next(none)["image"], expected["image"])
   with pytest.raises(sources.DatasetError, match="older input pipeline"):
-    none.set_state({"last_seen_index": 3})
+    none.set_state({"last_seen_index": 3})  # grain's iterator state, before this loader
+  with pytest.raises(sources.DatasetError, match="older input pipeline"):
+    none.set_state({"batches_returned": 3})  # this loader's count, under grain's order
 
 
 def _records_with_a_bad_image(count):

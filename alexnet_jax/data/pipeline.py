@@ -1,11 +1,10 @@
 """Loaders over prepared TFDS data sources: host batches of fixed-size uint8 images. No TensorFlow.
 
-grain decides which records make each batch: training takes a seeded permutation of the split, a new one
-every epoch, as an endless stream split between processes (process p takes elements p, p + P, p + 2P, ...
-so the shards are disjoint and each epoch is covered exactly once); evaluation takes every example once, in
-order. As a grain MapDataset, batch k's record indices are a pure function of k, so a loader's whole state is
-how many batches it has returned (`get_state()` / `set_state()`): saved with a checkpoint, a resumed run
-sees exactly the batches it would have seen, with any number of workers.
+order.py decides which records make each batch: training takes a seeded permutation of the split, a new
+one every epoch, as an endless stream split between processes (disjoint shards, each epoch covered exactly
+once); evaluation takes every example once, in order. Batch k's record indices are a pure function of k, so
+a loader's whole state is how many batches it has returned (`get_state()` / `set_state()`): saved with a
+checkpoint, a resumed run sees exactly the batches it would have seen, with any number of workers.
 
 Decoding happens in worker processes that hand batches over through persistent shared memory
 (decode_pool.py), or in this process with num_workers=0.
@@ -19,10 +18,9 @@ import math
 import os
 from typing import Iterator, Optional, Sequence
 
-import grain
 import numpy as np
 
-from alexnet_jax.data import sources
+from alexnet_jax.data import order, sources
 from alexnet_jax.data.decode_pool import DecodePool
 
 
@@ -51,14 +49,6 @@ def decode_batch(serialized: Sequence[bytes], *, image_size: int):
   labels = np.empty((len(serialized),), np.int32)
   decode_into(serialized, images, labels)
   return {"image": images, "label": labels}
-
-
-def shuffled_shard(ds: grain.MapDataset, *, seed: int, process_index: int, process_count: int,
-                   shuffle: bool = True) -> grain.MapDataset:
-  """An endless stream of `ds`, reshuffled every epoch from `seed`; this process's share of it."""
-  if shuffle:
-    ds = ds.shuffle(seed=seed)
-  return ds.repeat()[process_index::process_count]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +86,7 @@ class BatchLoader:
   `close()` stops the workers (a loader that is garbage-collected stops them too).
   """
 
-  def __init__(self, index_batches: grain.MapDataset, info: sources.DatasetInfo, split: str, *,
+  def __init__(self, index_batches: Sequence[np.ndarray], info: sources.DatasetInfo, split: str, *,
                image_size: int, batch_size: int, num_workers: int, source=None):
     """`source`: the split, already opened by the caller (used when decoding in this process)."""
     self._index_batches = index_batches
@@ -112,7 +102,7 @@ class BatchLoader:
       self._source = source if source is not None else sources.open_split(info, split)
 
   def _keys(self, k: int):
-    return [int(i) for i in self._index_batches[k]]
+    return np.asarray(self._index_batches[k]).tolist()
 
   def __iter__(self):
     return self
@@ -130,10 +120,10 @@ class BatchLoader:
     return self._pool.collect(k)
 
   def get_state(self) -> dict:
-    return {"batches_returned": self._returned}
+    return {"batches_returned": self._returned, "order": order.ORDER_NAME}
 
   def set_state(self, state: dict) -> None:
-    if "batches_returned" not in state:
+    if "batches_returned" not in state or state.get("order") != order.ORDER_NAME:
       raise sources.DatasetError(f"The data-iterator state {state!r} was written by an older input pipeline "
                                  f"and cannot position this one: resume with the version that wrote it, or "
                                  f"start a new workdir.")
@@ -154,15 +144,14 @@ def train_loader(config: LoaderConfig) -> BatchLoader:
   info = sources.dataset_info(config.data_dir, config.name)
   size = _image_size(config, info)
   source = sources.open_split(info, config.split)
-  ds = grain.MapDataset.range(len(source))
-  if len(ds) < config.batch_size * config.process_count:
-    raise sources.DatasetError(f"Split {config.split!r} of {info.name!r} has {len(ds)} examples, fewer than "
-                               f"one global batch of {config.batch_size * config.process_count}: lower "
+  if len(source) < config.batch_size * config.process_count:
+    raise sources.DatasetError(f"Split {config.split!r} of {info.name!r} has {len(source)} examples, fewer "
+                               f"than one global batch of {config.batch_size * config.process_count}: lower "
                                f"--config.batch_size or use a larger split.")
-  ds = shuffled_shard(ds, seed=config.seed, process_index=config.process_index,
-                      process_count=config.process_count, shuffle=config.shuffle)
-  return BatchLoader(ds.batch(config.batch_size, drop_remainder=True), info, config.split, image_size=size,
-                     batch_size=config.batch_size, num_workers=config.workers, source=source)
+  index_batches = order.TrainOrder(len(source), config.batch_size, seed=config.seed, shuffle=config.shuffle,
+                                   process_index=config.process_index, process_count=config.process_count)
+  return BatchLoader(index_batches, info, config.split, image_size=size, batch_size=config.batch_size,
+                     num_workers=config.workers, source=source)
 
 
 def pad_batch(batch, *, batch_size: int):
@@ -183,13 +172,13 @@ def eval_batches(config: LoaderConfig) -> Iterator[dict]:
   info = sources.dataset_info(config.data_dir, config.name)
   size = _image_size(config, info)
   source = sources.open_split(info, config.split)
-  ds = grain.MapDataset.range(len(source))
-  num_batches = eval_num_batches(len(ds), config.batch_size, config.process_count)
-  ds = ds[config.process_index::config.process_count].batch(config.batch_size, drop_remainder=False)
+  num_batches = eval_num_batches(len(source), config.batch_size, config.process_count)
+  index_batches = order.eval_order(len(source), config.batch_size, process_index=config.process_index,
+                                   process_count=config.process_count)
   produced = 0
-  if len(ds):
-    loader = BatchLoader(ds, info, config.split, image_size=size, batch_size=config.batch_size,
-                         num_workers=min(config.workers, len(ds)), source=source)
+  if index_batches:
+    loader = BatchLoader(index_batches, info, config.split, image_size=size, batch_size=config.batch_size,
+                         num_workers=min(config.workers, len(index_batches)), source=source)
     try:
       for batch in loader:
         produced += 1
