@@ -74,6 +74,40 @@ def test_imagenette_subset_prepares_and_reads_back(imagenette_subset_dir):
     assert image.shape == (128, 128, 3) and image.dtype == np.uint8
 
 
+@pytest.mark.parametrize("split", ["train", "val", "train[:37]", "train[10%:25%]", "val[-9:]"])
+def test_split_records_are_tfds_own_records_in_order(synthetic_data_dir, split):
+  """Records read straight from the array_record files equal those of TFDS's own data source."""
+  import tensorflow_datasets as tfds
+  info = sources.dataset_info(synthetic_data_dir, "synthetic_shapes")
+  want = tfds.builder_from_directory(info.path).as_data_source(
+      split=split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
+  got = sources.open_split(info, split)
+  assert len(got) == len(want) > 0
+  keys = np.random.default_rng(0).permutation(len(want))[:50].tolist() + [0, len(want) - 1]
+  assert sources.read_records(got, keys) == [want[k] for k in keys]
+
+
+def test_split_records_span_files_in_order(tmp_path):
+  """A split made of slices of several files (ImageNet's train split has 1024 of them)."""
+  from array_record.python import array_record_module
+  paths = []
+  for f, count in enumerate([5, 7, 4]):
+    paths.append(str(tmp_path / f"part-{f}.array_record"))
+    writer = array_record_module.ArrayRecordWriter(paths[-1], "group_size:1")
+    for i in range(count):
+      writer.write(f"file{f}-record{i}".encode())
+    writer.close()
+  records = sources.SplitRecords([(paths[0], 2, 3), (paths[1], 0, 7), (paths[2], 1, 2)])
+  want = [f"file0-record{i}" for i in (2, 3, 4)] + [f"file1-record{i}" for i in range(7)] + [
+      f"file2-record{i}" for i in (1, 2)]
+  assert len(records) == 12
+  keys = [11, 0, 5, 3, 2, 10, 4]
+  assert [r.decode() for r in records.__getitems__(keys)] == [want[k] for k in keys]
+  assert records[7].decode() == want[7]
+  with pytest.raises(IndexError, match=r"\[0, 12\)"):
+    records.__getitems__([3, 12])
+
+
 def test_greyscale_photos_read_as_three_equal_channels(tmp_path):
   """Single-channel JPEGs (ImageNet has some; the shared copy stores its greyscale photos as RGB, so
   we write real photos as 1-channel JPEGs) are prepared and read back as 3 equal channels."""
@@ -235,3 +269,7 @@ def test_unknown_source_and_missing_split(synthetic_data_dir):
   info = sources.dataset_info(synthetic_data_dir, "synthetic_shapes")
   with pytest.raises(sources.DatasetError, match=r"has no split 'validation': it has \['train', 'val'\]"):
     sources.open_split(info, "validation")
+  with pytest.raises(sources.DatasetError, match=r"Split 'train\[5:3\]' of 'synthetic_shapes' selects no examples"):
+    sources.open_split(info, "train[5:3]")
+  with pytest.raises(sources.DatasetError, match=r"Cannot read split 'train\[abc\]'.*'train\[:300\]'"):
+    sources.open_split(info, "train[abc]")
