@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole benchmark suite in one GPU run (experiments/results/benchmark/README.md has the results).
 #
-# On the workplace GPU machine (Python 3.12, jax with CUDA, no TensorFlow/TFDS/grain): carry .whl/ (from
+# On the workplace GPU machine (Python 3.12, jax with CUDA, no TensorFlow/TFDS): carry .whl/ (from
 # ../shared/tools/device-wheels.sh) and data_prepared/ (the shared Imagenette prepared with
 #   python -m alexnet_jax.data.prepare --source=folder:../shared/datasets/imagenette2-128 \
 #     --name=imagenette2_128 --data_dir=data_prepared

@@ -92,6 +92,20 @@ def test_a_decode_error_in_a_worker_arrives_with_its_message():
     pool.close()
 
 
+def _exit_while_starting(code):
+  raise SystemExit(code)  # not an Exception: the worker ends, as on an error before it could serve
+
+
+def test_a_worker_that_exits_is_reported_with_its_exit_code():
+  pool = DecodePool(_exit_while_starting, (3,), pipeline.decode_into, image_size=8, batch_size=2, num_workers=1)
+  try:
+    pool.submit(0, [0, 1])
+    with pytest.raises(RuntimeError, match=r"Decoding worker 0 \(pid \d+\) exited with code 3: its error"):
+      pool.collect(0)
+  finally:
+    pool.close()
+
+
 def test_a_dead_worker_is_reported_not_waited_for(synthetic_data_dir):
   loader = pipeline.train_loader(loader_config(synthetic_data_dir, 1))
   try:
@@ -99,7 +113,7 @@ def test_a_dead_worker_is_reported_not_waited_for(synthetic_data_dir):
     pool = loader._pool
     os.kill(pool._processes[0].pid, signal.SIGKILL)
     pool._processes[0].join(timeout=10)
-    with pytest.raises(RuntimeError, match=r"Decoding worker 0 \(pid \d+\) died with exit code -9"):
+    with pytest.raises(RuntimeError, match=r"Decoding worker 0 \(pid \d+\) was killed by signal 9 \(out of memory\?\)"):
       for _ in range(pool.capacity + 1):  # past the batches it finished before it was killed
         next(loader)
   finally:

@@ -138,6 +138,20 @@ def _shutdown(processes, requests, blocks):
       pass
 
 
+def _death_message(worker: int, process) -> str:
+  """Why a worker is gone and what to do: a signal (the kernel's out-of-memory killer sends SIGKILL) or an
+  exception at start-up (printed above by the worker itself, e.g. a script without the
+  `if __name__ == "__main__":` guard that spawned processes need)."""
+  code = process.exitcode
+  if code is not None and code < 0:
+    cause = (f"was killed by signal {-code} (out of memory?). Lower --config.dataset.num_workers or the "
+             f"batch size, then run again")
+  else:
+    cause = (f"exited with code {code}: its error is printed above (a script that builds a loader needs "
+             f"the `if __name__ == \"__main__\":` guard for worker processes). Fix it, then run again")
+  return f"Decoding worker {worker} (pid {process.pid}) {cause}: the run resumes from its last checkpoint."
+
+
 class DecodePool:
   """`num_workers` spawned processes, each with `slots_per_worker` persistent shared-memory slots.
 
@@ -188,10 +202,7 @@ class DecodePool:
       except queue.Empty:
         process = self._processes[worker]
         if not process.is_alive():
-          raise RuntimeError(f"Decoding worker {worker} (pid {process.pid}) died with exit code "
-                             f"{process.exitcode} (killed, or out of memory?). Lower "
-                             f"--config.dataset.num_workers or the batch size, then run again: the run "
-                             f"resumes from its last checkpoint.") from None
+          raise RuntimeError(_death_message(worker, process)) from None
     if error is not None:
       is_dataset_error, message = error
       if is_dataset_error:
