@@ -167,3 +167,35 @@ time.sleep(600)
   alive = [pid for pid in workers if os.path.exists(f"/proc/{pid}")
            and open(f"/proc/{pid}/stat").read().split()[2] != "Z"]
   assert not alive, f"workers {alive} outlived their killed training process"
+
+
+def test_output_arrays_are_reused_only_when_nothing_refers_to_them():
+  from alexnet_jax.data.decode_pool import OutputArrays
+  outputs = OutputArrays(batch_size=4, image_size=2)
+  first = outputs.take()
+  held = outputs.take()
+  assert held[0] is not first[0]  # `first` is still referred to
+  first_id = id(first[0])
+  view = first[0][1:]
+  del first
+  assert all(id(images) != first_id for images in (outputs.take()[0], outputs.take()[0]))  # a view holds it
+  del view
+  assert id(outputs.take()[0]) == first_id  # now free again
+
+
+def test_batches_held_by_the_caller_are_never_overwritten(synthetic_data_dir):
+  loader = pipeline.train_loader(loader_config(synthetic_data_dir, 2))
+  try:
+    held = [next(loader) for _ in range(3)]
+    copies = [{k: v.copy() for k, v in batch.items()} for batch in held]
+    image_view = held[1]["image"][5:]
+    del held[1]
+    for _ in range(12):  # many times round every slot and every free output array
+      next(loader)
+    for batch, copy in zip([held[0], None, held[1]], copies):
+      if batch is not None:
+        np.testing.assert_array_equal(batch["image"], copy["image"])
+        np.testing.assert_array_equal(batch["label"], copy["label"])
+    np.testing.assert_array_equal(image_view, copies[1]["image"][5:])
+  finally:
+    loader.close()
