@@ -1,6 +1,7 @@
 """The input pipeline: synthetic determinism, preparing and reading real Imagenette, iterator state,
 reading without TensorFlow, and every error path."""
 
+import glob
 import os
 import subprocess
 import sys
@@ -106,6 +107,32 @@ def test_split_records_span_files_in_order(tmp_path):
   assert records[7].decode() == want[7]
   with pytest.raises(IndexError, match=r"\[0, 12\)"):
     records.__getitems__([3, 12])
+
+
+def test_a_relative_data_dir_reads_from_workers_and_in_process(synthetic_data_dir, monkeypatch):
+  parent, folder = os.path.split(synthetic_data_dir)
+  monkeypatch.chdir(parent)
+  for workers in (0, 1):
+    loader = pipeline.train_loader(pipeline.LoaderConfig(data_dir=folder, name="synthetic_shapes", split="train",
+                                                         batch_size=8, num_workers=workers))
+    try:
+      assert next(loader)["image"].shape == (8, 72, 72, 3)
+    finally:
+      loader.close()
+
+
+def test_missing_or_damaged_record_files_are_one_clear_error(synthetic_data_dir, tmp_path):
+  import shutil
+  shutil.copytree(synthetic_data_dir, tmp_path / "copy")
+  info = sources.dataset_info(str(tmp_path / "copy"), "synthetic_shapes")
+  train_file = glob.glob(os.path.join(info.path, "*train.array_record*"))[0]
+  with open(train_file, "r+b") as f:  # damaged: cut short
+    f.truncate(os.path.getsize(train_file) // 3)
+  with pytest.raises(sources.DatasetError, match=r"(?i)array_record.*prepare the dataset again"):
+    sources.read_records(sources.open_split(info, "train"), list(range(0, 400, 7)))
+  os.remove(train_file)
+  with pytest.raises(sources.DatasetError, match=r"lacks 1 of the files of split 'train'.*Prepare it again"):
+    sources.open_split(info, "train")
 
 
 def test_greyscale_photos_read_as_three_equal_channels(tmp_path):

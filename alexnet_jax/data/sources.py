@@ -229,7 +229,12 @@ class SplitRecords:
     records: List[bytes] = [b""] * keys.size
     for i in np.unique(files).tolist():
       where = np.flatnonzero(files == i)
-      for j, record in zip(where.tolist(), self._reader(i).read(positions[where].tolist())):
+      try:
+        read = self._reader(i).read(positions[where].tolist())
+      except RuntimeError as e:  # the reader's I/O and format errors
+        raise DatasetError(f"Cannot read records of {self._paths[i]!r} ({e}). The file is damaged: "
+                           f"prepare the dataset again.") from None
+      for j, record in zip(where.tolist(), read):
         records[j] = record
     return records
 
@@ -252,7 +257,14 @@ def open_split(info: DatasetInfo, split: str) -> SplitRecords:
   except (ValueError, KeyError, AssertionError) as e:
     raise DatasetError(f"Cannot read split {split!r} of {info.name!r} ({' '.join(str(e).split())}). Use a "
                        f"split like 'train', 'train[:300]' or 'train[10%:]'.") from None
-  slices = [(os.path.join(info.path, f.filename), f.skip, f.take) for f in instructions if f.take > 0]
+  # The files lie beside dataset_info.json (TFDS's file names carry the data_dir as it was given).
+  slices = [(os.path.abspath(os.path.join(info.path, os.path.basename(f.filename))), f.skip, f.take)
+            for f in instructions if f.take > 0]
+  missing = [path for path, _, _ in slices if not os.path.isfile(path)]
+  if missing:
+    raise DatasetError(f"Dataset {info.name!r} at {info.path!r} lacks {len(missing)} of the files of split "
+                       f"{split!r}, e.g. {missing[0]!r}. Prepare it again (into a new --data_dir, or after "
+                       f"moving the old one aside).")
   if not slices:
     raise DatasetError(f"Split {split!r} of {info.name!r} selects no examples ({base!r} has "
                        f"{info.split_sizes[base]}). Use a split like 'train', 'train[:300]' or 'train[10%:]'.")
