@@ -3,6 +3,7 @@ and a killed peer makes the survivor exit with an error in bounded time instead 
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,13 @@ from conftest import REPO
 from test_train import final_params, records, wait_for
 
 CONFIG = f"{REPO}/configs/alexnet.py:smoke"
+
+
+def unused_port() -> int:
+  """A TCP port free on localhost now (the kernel picks it) for the JAX coordinator."""
+  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
 
 
 def deterministic_flags(data_dir, steps=8):
@@ -40,12 +48,11 @@ def launch(workdir, flags, *, devices, process_id=None, num_processes=None, port
 
 @pytest.mark.slow
 def test_two_processes_equal_one_process_with_as_many_devices(tmp_path, synthetic_data_dir):
-  import portpicker
   single = launch(tmp_path / "single", deterministic_flags(synthetic_data_dir), devices=4)
   out, err = single.communicate(timeout=600)
   assert single.returncode == 0, err[-3000:]
 
-  port = portpicker.pick_unused_port()
+  port = unused_port()
   workers = [launch(tmp_path / "multi", deterministic_flags(synthetic_data_dir), devices=2, process_id=i,
                     num_processes=2, port=port) for i in range(2)]
   outputs = [w.communicate(timeout=600) for w in workers]
@@ -64,8 +71,7 @@ def test_two_processes_equal_one_process_with_as_many_devices(tmp_path, syntheti
 
 @pytest.mark.slow
 def test_a_killed_peer_fails_the_survivor_in_bounded_time(tmp_path, synthetic_data_dir):
-  import portpicker
-  port = portpicker.pick_unused_port()
+  port = unused_port()
   flags = deterministic_flags(synthetic_data_dir, steps=100000)
   workers = [launch(tmp_path / "multi", flags, devices=2, process_id=i, num_processes=2, port=port, heartbeat=10)
              for i in range(2)]
