@@ -152,11 +152,22 @@ class OutputArrays:
     self._shapes = (batch_size, image_size, image_size, 3), (batch_size,)
     self._kept: List[Tuple[np.ndarray, np.ndarray]] = []
     self._max_kept = max_kept
+    # What `_counts` reports for arrays held by nothing but this list, measured the same way `take`
+    # measures (Python versions differ in which references sys.getrefcount includes).
+    self._kept.append((np.empty(0, np.uint8), np.empty(0, np.int32)))
+    self._free_count = self._counts()[0]
+    self._kept.clear()
+
+  def _counts(self) -> List[int]:
+    counts = []
+    for images, labels in self._kept:
+      counts.append(max(sys.getrefcount(images), sys.getrefcount(labels)))
+    return counts
 
   def take(self) -> Tuple[np.ndarray, np.ndarray]:
-    for images, labels in self._kept:
-      # Held only here: by the kept tuple, the loop name and getrefcount's own argument.
-      if sys.getrefcount(images) == 3 and sys.getrefcount(labels) == 3:
+    for i, count in enumerate(self._counts()):
+      if count <= self._free_count:
+        images, labels = self._kept[i]
         return images, labels
     images, labels = np.empty(self._shapes[0], np.uint8), np.empty(self._shapes[1], np.int32)
     if len(self._kept) < self._max_kept:
