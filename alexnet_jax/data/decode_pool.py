@@ -63,8 +63,9 @@ def _worker_main(open_source: Callable, source_args: tuple, decode_into: Callabl
       source, open_error = open_source(*source_args), None
     except Exception as e:  # the source would not open: every request gets this answer
       source, open_error = None, _describe(e)
-    # The imports (TFDS, array_record, protobuf) left a large heap of long-lived objects; without this, Python's
-    # periodic full collections rescanned all of it (py-spy: ~10% of a worker's samples in gc_collect_main).
+    # The imports (TFDS, array_record, protobuf) left a large heap of long-lived objects; without this,
+    # Python's periodic full collections rescanned all of it (py-spy: ~10% of a worker's samples in
+    # gc_collect_main).
     gc.freeze()
     for slot, keys in _requests_until_stopped(requests):
       if open_error is not None:
@@ -105,9 +106,11 @@ def _sigint_ignored():
 
   A spawned worker spends its first second or more importing (numpy, TFDS, protobuf) before `_worker_main`
   runs; a Ctrl-C then would raise KeyboardInterrupt mid-import and kill it. An ignored disposition survives
-  exec, and Python's start-up keeps it. Only the main thread may change handlers: elsewhere the workers
-  ignore SIGINT from `_worker_main` on. A Ctrl-C during the few milliseconds of the start is lost."""
-  if threading.current_thread() is not threading.main_thread():
+  exec, and Python's start-up keeps it. Only the main thread may change handlers, and only a handler
+  Python knows can be put back: otherwise the workers ignore SIGINT from `_worker_main` on. A Ctrl-C during
+  the few milliseconds of the start is lost."""
+  if (threading.current_thread() is not threading.main_thread()
+      or signal.getsignal(signal.SIGINT) is None):
     yield
     return
   previous = signal.signal(signal.SIGINT, signal.SIG_IGN)

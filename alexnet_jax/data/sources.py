@@ -3,8 +3,8 @@
 A prepared dataset is a TFDS dataset in array_record format under `data_dir/<name>/[<config>/]<version>/`,
 written by `python -m alexnet_jax.data.prepare`. TFDS's builder (`tfds.builder_from_directory`) says which
 array_record file slices make a split; the records are read straight from those files, with TFDS's feature
-decoding skipped: the host decodes JPEG/PNG bytes itself (OpenCV when it
-is installed, otherwise Pillow), always to 3 RGB channels, so greyscale photos need no special case.
+decoding skipped: the host decodes JPEG/PNG bytes itself (OpenCV when it is installed, otherwise Pillow),
+always to 3 RGB channels, so greyscale photos need no special case.
 """
 
 import dataclasses
