@@ -22,7 +22,7 @@ python3 experiments/benchmark.py \
   --sections=matmul,variants,steps,torch,pipeline,e2e,steps_extra,flags \
   --presets=owt,paper --dtypes=bfloat16 --batch_sizes=256 --extra_dtypes=float32 --extra_batch_sizes=1024 \
   --variants="pool_impl=masked;conv1_impl=space_to_depth;tower_impl=grouped;pool_impl=masked,conv1_impl=space_to_depth;step=jit" \
-  --torch_compile --pipeline_data_dir=data_prepared --pipeline_seconds=5 --workers=1,4,0 \
+  --torch_compile --pipeline_data_dir=data_prepared --pipeline_seconds=3 --workers=1,4,0 \
   --e2e_config=configs/alexnet.py:imagenette,dtype=bfloat16,batch=256,workers=-1 --e2e_steps=300 \
   --xla_flag_sets="--xla_gpu_enable_command_buffer=;--xla_gpu_enable_triton_gemm=false;--xla_gpu_enable_cublaslt=true" \
   --flag_timeout_s=90 --out="$OUT/gpu.json" "$@" 2>&1 | tee "$OUT/log.txt"
