@@ -13,10 +13,11 @@ ImageNet, no GPU time for it); the paper reports 40.7% / 18.2% top-1 / top-5 err
 
 Variants:
   smoke      The embedded synthetic_shapes set (prepared automatically on first use), a paper-geometry
-             AlexNet at 1/4 width on 67x67 crops, 8 epochs: about 3 minutes on 2 CPU cores.
+             AlexNet at 1/4 width on 67x67 crops, 8 epochs: about 2-3 minutes on 2 CPU cores.
              python -m alexnet_jax.main --config=configs/alexnet.py:smoke --workdir=/tmp/alexnet_smoke
-             Result (2-core CPU, jax 0.10.2): final centre-crop top-1 error 0.246 (seed 0, tower_impl
-             split); 0.199 (seed 0) and 0.295 (seed 1) with tower_impl grouped; chance is 0.9.
+             Result (2-core CPU, jax 0.10.2): final centre-crop top-1 error 0.258 (seed 0, tower_impl
+             split, the numpy record order of data/order.py); with grain's earlier record order 0.246
+             (split), 0.199 (seed 0) and 0.295 (seed 1) with tower_impl grouped; chance is 0.9.
   imagenette The shared Imagenette2 (10 ImageNet classes, 128 px), prepared with
              python -m alexnet_jax.data.prepare --source=folder:../shared/datasets/imagenette2-128
              --name=imagenette2_128 --data_dir=~/alexnet_data
