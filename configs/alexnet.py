@@ -57,7 +57,8 @@ def base_config() -> ml_collections.ConfigDict:
       preset="paper", num_classes=1000, use_lrn=True, lrn_per_tower=True, overlapping_pool=True,
       dropout_rate=0.5, width_multiplier=1.0, init_scheme="paper",
       # Implementations with identical parameters and function; experiments/benchmark.py measures them.
-      tower_impl="split", pool_impl="xla", conv1_impl="direct",
+      # conv1_impl="auto": space_to_depth on GPUs, direct elsewhere (train.resolve_conv1_impl).
+      tower_impl="split", pool_impl="xla", conv1_impl="auto",
       dtype="float32", param_dtype="float32"))
 
   config.dataset = ml_collections.ConfigDict(dict(
