@@ -22,6 +22,8 @@ run goes on; the JSON is rewritten after each section, so a run cut short keeps 
 import argparse
 import contextlib
 import functools
+import importlib.metadata
+import importlib.util
 import json
 import logging
 import os
@@ -440,8 +442,11 @@ def main():
             "time": time.strftime("%Y-%m-%d %H:%M:%S"), "errors": {}}
   for module in ("jaxlib", "flax", "optax", "tensorflow_datasets", "array_record", "torch", "cv2"):
     try:
-      report["versions"][module] = __import__(module).__version__
-    except Exception:
+      imported = __import__(module)
+      # array_record has no __version__: its installed distribution says it.
+      report["versions"][module] = getattr(imported, "__version__", None) or importlib.metadata.version(
+          module.replace("_", "-"))
+    except Exception:  # not installed here: left out of the report
       pass
   print(f"machine: {report['machine']['device_kind']} x{len(jax.devices())}, {os.cpu_count()} cpus, "
         f"jax {jax.__version__}", flush=True)
@@ -468,7 +473,6 @@ def main():
         section_steps(args, report, presets, args.extra_dtypes.split(","), batches[:1])
         section_steps(args, report, presets, ["bfloat16"], [int(b) for b in args.extra_batch_sizes.split(",") if b])
       elif section == "torch" and args.torch == "auto":
-        import importlib.util
         if importlib.util.find_spec("torch") is None:
           print("torch not importable: PyTorch comparison skipped", flush=True)
         else:
