@@ -6,14 +6,16 @@
 (a) Train-step images/s on synthetic batches already on the device, per preset x dtype x batch size, for
     the plain `jax.jit` step (model + SGD, nothing else) and the project's full step (pmap over local
     devices, dropout, on-device augmentation from stored-size uint8 images, metrics), with achieved TFLOP/s
-    (XLA's FLOP count of the plain step) against the measured matmul rate of the machine.
+    (the model's convolution and matmul FLOPs counted from its jaxpr, alexnet_jax/flops.py) against the
+    measured matmul rate of the machine.
 (b) End-to-end images/s of `train_and_evaluate` on a prepared dataset (--e2e_data_dir/--e2e_name).
 (c) The same training step in PyTorch when torch imports: torchvision's AlexNet and the paper's variant
     (LRN, two towers via groups=2), channels_last, autocast on CUDA, torch.compile where it works.
 (d) Host input: raw one-core OpenCV decode rate of the prepared JPEGs, and the training loader with 1 and N
     workers (--pipeline_data_dir/--pipeline_name).
 (e) Implementations (--variants): the project step of one configuration with each model implementation
-    option (pool_impl, conv1_impl, tower_impl) and under jit instead of pmap, so defaults follow measurements.
+    option (pool_impl, conv1_impl, tower_impl), so defaults follow measurements; and taken apart (under jit
+    instead of pmap, without the augmentation, without metrics but the loss) to see what each part costs.
 (f) XLA flags (--xla_flag_sets): the project step re-measured in a fresh process per flag set.
 --sections picks and orders these. Every section is independent: one that fails records its error and the
 run goes on; the JSON is rewritten after each section, so a run cut short keeps what it measured.
@@ -38,16 +40,23 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 
-def timed(fn, steps, warmup, repeats=3):
-  """Seconds per call of fn() after `warmup` calls: the best of `repeats` means over `steps` calls (the
-  least disturbed by other work on the machine). fn must block until the device is done."""
+def timed(fn, steps, warmup, repeats=3, sync=None):
+  """Seconds per call of fn() after `warmup` calls: the best of `repeats` rounds of `steps` calls (the
+  round least disturbed by other work on the machine).
+
+  fn() may return before the device is done, as a training loop's steps do: each round ends with sync()
+  (wait for the device), so the round's time is the device's, with the host's dispatch overlapped as in
+  training. Without `sync`, fn must block itself."""
+  sync = sync or (lambda: None)
   for _ in range(warmup):
     fn()
+  sync()
   best = float("inf")
   for _ in range(repeats):
     start = time.perf_counter()
     for _ in range(steps):
       fn()
+    sync()
     best = min(best, (time.perf_counter() - start) / steps)
   return best
 
@@ -93,7 +102,12 @@ def matmul_tflops(dtype_name, n):
   a = jax.random.normal(jax.random.key(0), (n, n), dtype)
   b = jax.random.normal(jax.random.key(1), (n, n), dtype)
   f = jax.jit(lambda x, y: x @ y)
-  seconds = timed(lambda: f(a, b).block_until_ready(), 5, 2)
+  last = {}
+
+  def run():
+    last["c"] = f(a, b)
+
+  seconds = timed(run, 5, 2, sync=lambda: last["c"].block_until_ready())
   return 2 * n ** 3 / seconds / 1e12
 
 
@@ -101,13 +115,18 @@ def matmul_tflops(dtype_name, n):
 
 
 def jax_steps(preset, dtype_name, batch, width, steps, warmup, options=None, with_plain=True, step_kind="pmap",
-              repeats=3):
+              repeats=3, augment_on_device=True, metrics="all"):
   """Images/s of the plain jit step and of the project's step for one configuration. The two are timed in
-  alternating rounds (best round of each), so a slow patch of the machine hits both, not one."""
+  alternating rounds (best round of each), so a slow patch of the machine hits both, not one.
+
+  Steps are dispatched as the training loop dispatches them, without waiting for each (`timed`).
+  `augment_on_device=False` feeds the project step already-cropped images of the model's dtype, as the
+  plain step gets, and `metrics="loss"` keeps only the loss (XLA then drops top-1/top-5 and the gradient
+  norm): the two take the project step apart, to see where it differs from the plain one."""
   import jax
   import jax.numpy as jnp
   import optax
-  from alexnet_jax import augment, models, optim
+  from alexnet_jax import augment, flops, models, optim
   from alexnet_jax import steps as steps_lib
   dtype = jnp.dtype(dtype_name)
   size = models.canonical_image_size(preset)
@@ -130,60 +149,82 @@ def jax_steps(preset, dtype_name, batch, width, steps, warmup, options=None, wit
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
-  flops = float("nan")  # XLA's count for the plain step; variants (with_plain=False) skip that compile
+  # The model's FLOPs, counted from the jaxpr of the default layer implementations (the arithmetic the
+  # model needs, whatever computes it: space-to-depth conv1 multiplies extra zeros), the same on every
+  # backend. XLA's own count is kept beside it: on GPUs it leaves out the convolutions cuDNN runs.
+  reference = models.AlexNet(preset=preset, num_classes=1000, width_multiplier=width, dtype=dtype)
+  model_flops = float(flops.train_step_flops(reference, params, images, labels, jax.random.key(0)))
+  xla_flops = float("nan")  # variants (with_plain=False) skip the plain step's compile
   carry = {"p": params, "o": opt_state}
   if with_plain:
     plain = jax.jit(plain_step, donate_argnums=(0, 1)).lower(
         params, opt_state, images, labels, jax.random.key(0)).compile()  # run this very executable
     cost = plain.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost.get("flops", 0.0)) if cost else float("nan")
+    xla_flops = float(cost.get("flops", 0.0)) if cost else float("nan")
   else:
     carry.clear()  # frees the plain step's state
 
+  step_key = jax.random.key(1)  # one key for every step, as in training (the step folds in its number)
+
   def run_plain():
-    carry["p"], carry["o"], loss = plain(carry["p"], carry["o"], images, labels, jax.random.key(1))
-    loss.block_until_ready()
+    carry["p"], carry["o"], carry["loss"] = plain(carry["p"], carry["o"], images, labels, step_key)
+
+  def sync_plain():
+    carry["loss"].block_until_ready()
 
   if with_plain:
-    timed(run_plain, 0, warmup, repeats=0)
+    timed(run_plain, 0, warmup, repeats=0, sync=sync_plain)
 
   # The project's full step: pmap, uint8 256x256 host batches augmented on the device, metrics.
   devices = jax.local_device_count()
   per_batch = batch - batch % devices or devices
   state = steps_lib.replicate(steps_lib.create_train_state(
       jax.random.key(0), model, jnp.zeros((1, size, size, 3), dtype), optim.sgd(lambda c: 0.01)))
-  preprocess = functools.partial(augment.train_preprocess, resize_to=None, crop_size=size, dtype=dtype)
-  stored = jnp.asarray(rng.integers(0, 256, (per_batch, 256, 256, 3)), jnp.uint8)
+  if augment_on_device:
+    preprocess = functools.partial(augment.train_preprocess, resize_to=None, crop_size=size, dtype=dtype)
+    stored = jnp.asarray(rng.integers(0, 256, (per_batch, 256, 256, 3)), jnp.uint8)
+  else:
+    preprocess, stored = None, images[:per_batch]
   host_batch = {"image": stored, "label": labels[:per_batch]}
+  step_fn = steps_lib.train_step
+  if metrics == "loss":
+    def step_fn(state, batch, rng, **kwargs):
+      new_state, all_metrics = steps_lib.train_step(state, batch, rng, **kwargs)
+      return new_state, {"loss": all_metrics["loss"]}
+  elif metrics != "all":
+    raise ValueError(f"metrics must be 'all' or 'loss', got {metrics!r}")
   if step_kind == "pmap":
-    p_train = steps_lib.pmap_train_step(preprocess=preprocess)
+    p_train = steps_lib.pmap_train_step(step_fn, preprocess=preprocess)
     batch_in = jax.device_put(steps_lib.shard_batch(host_batch, devices),
                               jax.sharding.NamedSharding(steps_lib.local_mesh(), jax.sharding.PartitionSpec("batch")))
   else:  # one device, no pmap
     state = jax.device_put(state, jax.devices()[0])
-    p_train = steps_lib.jit_train_step(preprocess=preprocess)
+    p_train = steps_lib.jit_train_step(step_fn, preprocess=preprocess)
     batch_in = jax.device_put(host_batch, jax.devices()[0])
   box = {"s": state}
 
   def run_full():
-    box["s"], metrics = p_train(box["s"], batch_in, jax.random.key(1))
-    metrics["loss"].block_until_ready()
+    box["s"], box["metrics"] = p_train(box["s"], batch_in, step_key)
 
-  timed(run_full, 0, max(1, warmup), repeats=0)
+  def sync_full():
+    box["metrics"]["loss"].block_until_ready()
+
+  timed(run_full, 0, max(1, warmup), repeats=0, sync=sync_full)
   plain_s = full_s = float("inf")
   with count_compiles() as compiles:
     for _ in range(repeats):
       if with_plain:
-        plain_s = min(plain_s, timed(run_plain, steps, 0, repeats=1))
-      full_s = min(full_s, timed(run_full, steps, 0, repeats=1))
+        plain_s = min(plain_s, timed(run_plain, steps, 0, repeats=1, sync=sync_plain))
+      full_s = min(full_s, timed(run_full, steps, 0, repeats=1, sync=sync_full))
   plain_s = plain_s if with_plain else float("nan")
   return {"preset": preset, "dtype": dtype_name, "batch": batch, "width": width, "options": options,
-          "step": step_kind, "plain_img_s": batch / plain_s, "full_img_s": per_batch / full_s,
+          "step": step_kind, "augment_on_device": augment_on_device, "metrics": metrics, "plain_img_s": batch / plain_s, "full_img_s": per_batch / full_s,
           "full_over_plain": (per_batch / full_s) / (batch / plain_s),
           "compiles_after_warmup": compiles.count,
-          "train_gflop_per_img": flops / batch / 1e9, "achieved_tflops": flops / plain_s / 1e12,
-          "project_tflops": flops / batch * per_batch / full_s / 1e12}
+          "train_gflop_per_img": model_flops / batch / 1e9, "achieved_tflops": model_flops / plain_s / 1e12,
+          "project_tflops": model_flops / batch * per_batch / full_s / 1e12,
+          "xla_cost_analysis_gflop_per_img": xla_flops / batch / 1e9}
 
 
 # ---------------------------------------------------------------------------------------------- (c)
@@ -221,10 +262,9 @@ def torch_step(variant, batch, width, steps, warmup, compile_model):
       loss = nn.functional.cross_entropy(model(x), y)
     loss.backward()
     opt.step()
-    if device == "cuda":
-      torch.cuda.synchronize()
 
-  seconds = timed(step, steps, warmup)
+  # Queued without waiting, like the JAX steps: CUDA runs them in order, one sync ends each round.
+  seconds = timed(step, steps, warmup, sync=torch.cuda.synchronize if device == "cuda" else None)
   return {"variant": variant, "batch": batch, "width": width, "compiled": compile_model, "device": device,
           "img_s": batch / seconds}
 
@@ -355,10 +395,12 @@ def section_variants(args, report):
     for spec in args.variants.split(";"):
       options = parse_options(spec)
       step_kind = options.pop("step", "pmap")
+      augment_on_device = options.pop("augment", "on") != "off"
+      metrics = options.pop("metrics", "all")
       if preset != "paper" and options.pop("tower_impl", None) and not options:
         continue  # only the paper preset has towers: nothing left to measure
       r = jax_steps(preset, args.variants_dtype, batch, args.width, args.steps, args.warmup, options, with_plain=False,
-                    step_kind=step_kind, repeats=args.repeats)
+                    step_kind=step_kind, repeats=args.repeats, augment_on_device=augment_on_device, metrics=metrics)
       r["variant"] = spec
       rows.append(r)
       print(f"  {preset:10} {spec:60} {r['full_img_s']:9.0f} img/s  compiles after warm-up: "
@@ -403,7 +445,9 @@ def main():
                       help="AlexNet options for plain and project steps, e.g. pool_impl=masked,conv1_impl=space_to_depth")
   parser.add_argument("--project_only", action="store_true", help="skip the plain jit reference step")
   parser.add_argument("--variants", default="default;pool_impl=masked;conv1_impl=space_to_depth;tower_impl=grouped;"
-                      "step=jit", help="';'-separated option sets for the variants section")
+                      "step=jit;augment=off;metrics=loss;augment=off,metrics=loss,step=jit",
+                      help="';'-separated option sets for the variants section: model options, and step=jit "
+                           "(instead of pmap), augment=off (pre-cropped input), metrics=loss (loss only)")
   parser.add_argument("--variants_dtype", default="bfloat16")
   parser.add_argument("--width", type=float, default=1.0)
   parser.add_argument("--steps", type=int, default=20)
