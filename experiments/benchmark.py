@@ -89,10 +89,16 @@ def count_compiles():
 
 
 def parse_options(spec):
-  """'pool_impl=masked,conv1_impl=space_to_depth' -> dict (values as strings; 'default' -> {})."""
+  """'pool_impl=masked,conv1_impl=space_to_depth' -> dict (values as strings; 'default' -> {}).
+  conv1_impl=auto becomes what training picks on this backend (train.resolve_conv1_impl)."""
   if spec in ("", "default"):
     return {}
-  return dict(item.split("=", 1) for item in spec.split(",") if item)
+  options = dict(item.split("=", 1) for item in spec.split(",") if item)
+  if options.get("conv1_impl") == "auto":
+    import jax
+    from alexnet_jax import train
+    options["conv1_impl"] = train.resolve_conv1_impl("auto", jax.default_backend())
+  return options
 
 
 def matmul_tflops(dtype_name, n):
@@ -115,14 +121,18 @@ def matmul_tflops(dtype_name, n):
 
 
 def jax_steps(preset, dtype_name, batch, width, steps, warmup, options=None, with_plain=True, step_kind="pmap",
-              repeats=3, augment_on_device=True, metrics="all"):
+              repeats=3, augment_on_device=True, metrics="all", baseline_options=None):
   """Images/s of the plain jit step and of the project's step for one configuration. The two are timed in
   alternating rounds (best round of each), so a slow patch of the machine hits both, not one.
 
   Steps are dispatched as the training loop dispatches them, without waiting for each (`timed`).
   `augment_on_device=False` feeds the project step already-cropped images of the model's dtype, as the
   plain step gets, and `metrics="loss"` keeps only the loss (XLA then drops top-1/top-5 and the gradient
-  norm): the two take the project step apart, to see where it differs from the plain one."""
+  norm): the two take the project step apart, to see where it differs from the plain one.
+
+  `baseline_options`: where they differ from `options`, a second plain step, of the model with these
+  implementation options (e.g. {}: the model class's defaults, a plain direct conv1), is timed in the same
+  rounds: the project's step against a plain step of the straightforward model."""
   import jax
   import jax.numpy as jnp
   import optax
@@ -141,13 +151,32 @@ def jax_steps(preset, dtype_name, batch, width, steps, warmup, options=None, wit
   opt_state = tx.init(params)
   images = jnp.asarray(rng.normal(size=(batch, size, size, 3)), dtype)
 
-  def plain_step(params, opt_state, images, labels, key):
-    def loss_fn(p):
-      logits = model.apply({"params": p}, images, train=True, rngs={"dropout": key})
-      return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels).mean()
-    loss, grads = jax.value_and_grad(loss_fn)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
+  step_key = jax.random.key(1)  # one key for every step, as in training (the step folds in its number)
+
+  def plain_runner(plain_model):
+    """(run one step, wait for the device, XLA's FLOP count) of the plain step of `plain_model`."""
+    def plain_step(params, opt_state, images, labels, key):
+      def loss_fn(p):
+        logits = plain_model.apply({"params": p}, images, train=True, rngs={"dropout": key})
+        return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels).mean()
+      loss, grads = jax.value_and_grad(loss_fn)(params)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return optax.apply_updates(params, updates), opt_state, loss
+
+    own = jax.tree.map(jnp.copy, {"p": params, "o": opt_state})  # donated: each step owns its state
+    plain = jax.jit(plain_step, donate_argnums=(0, 1)).lower(
+        own["p"], own["o"], images, labels, step_key).compile()  # run this very executable
+    cost = plain.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+
+    def run():
+      own["p"], own["o"], own["loss"] = plain(own["p"], own["o"], images, labels, step_key)
+
+    def sync():
+      own["loss"].block_until_ready()
+
+    timed(run, 0, warmup, repeats=0, sync=sync)
+    return run, sync, float(cost.get("flops", 0.0)) if cost else float("nan")
 
   # The model's FLOPs, counted from the jaxpr of the default layer implementations (the arithmetic the
   # model needs, whatever computes it: space-to-depth conv1 multiplies extra zeros), the same on every
@@ -155,26 +184,16 @@ def jax_steps(preset, dtype_name, batch, width, steps, warmup, options=None, wit
   reference = models.AlexNet(preset=preset, num_classes=1000, width_multiplier=width, dtype=dtype)
   model_flops = float(flops.train_step_flops(reference, params, images, labels, jax.random.key(0)))
   xla_flops = float("nan")  # variants (with_plain=False) skip the plain step's compile
-  carry = {"p": params, "o": opt_state}
+  plains = {}  # name -> (run, sync): the plain step of this model, and of the baseline implementations
   if with_plain:
-    plain = jax.jit(plain_step, donate_argnums=(0, 1)).lower(
-        params, opt_state, images, labels, jax.random.key(0)).compile()  # run this very executable
-    cost = plain.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    xla_flops = float(cost.get("flops", 0.0)) if cost else float("nan")
-  else:
-    carry.clear()  # frees the plain step's state
-
-  step_key = jax.random.key(1)  # one key for every step, as in training (the step folds in its number)
-
-  def run_plain():
-    carry["p"], carry["o"], carry["loss"] = plain(carry["p"], carry["o"], images, labels, step_key)
-
-  def sync_plain():
-    carry["loss"].block_until_ready()
-
-  if with_plain:
-    timed(run_plain, 0, warmup, repeats=0, sync=sync_plain)
+    run_plain, sync_plain, xla_flops = plain_runner(model)
+    plains["plain"] = (run_plain, sync_plain)
+    if baseline_options is not None:
+      baseline = models.AlexNet(preset=preset, num_classes=1000, width_multiplier=width, dtype=dtype,
+                                **baseline_options)
+      fields = set(options) | set(baseline_options)
+      if any(getattr(baseline, f) != getattr(model, f) for f in fields):  # e.g. not {} against direct
+        plains["baseline"] = plain_runner(baseline)[:2]
 
   # The project's full step: pmap, uint8 256x256 host batches augmented on the device, metrics.
   devices = jax.local_device_count()
@@ -187,13 +206,13 @@ def jax_steps(preset, dtype_name, batch, width, steps, warmup, options=None, wit
   else:
     preprocess, stored = None, images[:per_batch]
   host_batch = {"image": stored, "label": labels[:per_batch]}
-  step_fn = steps_lib.train_step
-  if metrics == "loss":
-    def step_fn(state, batch, rng, **kwargs):
-      new_state, all_metrics = steps_lib.train_step(state, batch, rng, **kwargs)
-      return new_state, {"loss": all_metrics["loss"]}
-  elif metrics != "all":
+  def loss_only_step(state, batch, rng, **kwargs):
+    new_state, all_metrics = steps_lib.train_step(state, batch, rng, **kwargs)
+    return new_state, {"loss": all_metrics["loss"]}
+
+  if metrics not in ("all", "loss"):
     raise ValueError(f"metrics must be 'all' or 'loss', got {metrics!r}")
+  step_fn = steps_lib.train_step if metrics == "all" else loss_only_step
   if step_kind == "pmap":
     p_train = steps_lib.pmap_train_step(step_fn, preprocess=preprocess)
     batch_in = jax.device_put(steps_lib.shard_batch(host_batch, devices),
@@ -211,20 +230,25 @@ def jax_steps(preset, dtype_name, batch, width, steps, warmup, options=None, wit
     box["metrics"]["loss"].block_until_ready()
 
   timed(run_full, 0, max(1, warmup), repeats=0, sync=sync_full)
-  plain_s = full_s = float("inf")
+  best = {name: float("inf") for name in plains}
+  full_s = float("inf")
   with count_compiles() as compiles:
     for _ in range(repeats):
-      if with_plain:
-        plain_s = min(plain_s, timed(run_plain, steps, 0, repeats=1, sync=sync_plain))
+      for name, (run, sync) in plains.items():
+        best[name] = min(best[name], timed(run, steps, 0, repeats=1, sync=sync))
       full_s = min(full_s, timed(run_full, steps, 0, repeats=1, sync=sync_full))
-  plain_s = plain_s if with_plain else float("nan")
+  plain_s = best.get("plain", float("nan"))
+  baseline_s = best.get("baseline", plain_s)
   return {"preset": preset, "dtype": dtype_name, "batch": batch, "width": width, "options": options,
           "step": step_kind, "augment_on_device": augment_on_device, "metrics": metrics, "plain_img_s": batch / plain_s, "full_img_s": per_batch / full_s,
           "full_over_plain": (per_batch / full_s) / (batch / plain_s),
           "compiles_after_warmup": compiles.count,
           "train_gflop_per_img": model_flops / batch / 1e9, "achieved_tflops": model_flops / plain_s / 1e12,
           "project_tflops": model_flops / batch * per_batch / full_s / 1e12,
-          "xla_cost_analysis_gflop_per_img": xla_flops / batch / 1e9}
+          "xla_cost_analysis_gflop_per_img": xla_flops / batch / 1e9,
+          "baseline_options": dict(options if baseline_options is None else baseline_options),
+          "baseline_plain_img_s": batch / baseline_s,
+          "full_over_baseline_plain": (per_batch / full_s) / (batch / baseline_s)}
 
 
 # ---------------------------------------------------------------------------------------------- (c)
@@ -272,12 +296,76 @@ def torch_step(variant, batch, width, steps, warmup, compile_model):
 # ------------------------------------------------------------------------------------------ (b), (d)
 
 
+def _decode_for(encoded, seconds, barrier, results):
+  """One process of `parallel_decode_rate`: decodes `encoded` in a loop for `seconds` after the barrier."""
+  import cv2
+  cv2.setNumThreads(1)
+  barrier.wait()
+  start, count = time.perf_counter(), 0
+  while time.perf_counter() - start < seconds:
+    for data in encoded:
+      cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+      count += 1
+  results.put(count / (time.perf_counter() - start))
+
+
+def parallel_decode_rate(encoded, processes, seconds):
+  """Images/s of `processes` processes doing nothing but `cv2.imdecode`, started together: what this
+  machine's cores decode at once. Against one core times N it shows what the hardware gives away (shared
+  cores of hyper-threads, lower all-core clocks, memory bandwidth) before any pipeline overhead."""
+  import multiprocessing
+  context = multiprocessing.get_context("spawn")
+  barrier, results = context.Barrier(processes), context.Queue()
+  workers = [context.Process(target=_decode_for, args=(encoded, seconds, barrier, results), daemon=True)
+             for _ in range(processes)]
+  for worker in workers:
+    worker.start()
+  try:
+    return sum(results.get(timeout=seconds + 120) for _ in workers)
+  finally:
+    for worker in workers:
+      worker.join(timeout=10)
+
+
+def _cpu_seconds(pid):
+  """User + system CPU seconds of a live process (Linux /proc), or nan elsewhere."""
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+  except (OSError, ValueError, IndexError):
+    return float("nan")
+
+
+def cpu_topology():
+  """Logical CPUs, the ones this process may use, and physical cores (distinct (package, core) pairs in
+  /proc/cpuinfo; None where it does not say): 16 logical CPUs may be 8 cores with two hyper-threads."""
+  topology = {"logical": os.cpu_count(),
+              "usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
+  try:
+    cores, package = set(), None
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "physical id":
+          package = value.strip()
+        elif key == "core id":
+          cores.add((package, value.strip()))
+    topology["physical_cores"] = len(cores) or None
+  except OSError:
+    topology["physical_cores"] = None
+  return topology
+
+
 def pipeline_rates(data_dir, name, batch, seconds, workers_list, rounds=3):
   """Host pipeline images/s beside the one-core OpenCV decode rate of the same JPEGs (the limit).
 
   For each worker count, decode rounds and loader rounds alternate (`rounds` of each, the best counts),
   so a slow patch of a shared machine hits both sides of the ratio; the loader's workers sit idle, their
-  slots full, while the decode round runs."""
+  slots full, while the decode round runs. Also measured per worker count: N processes decoding at once
+  (`parallel_decode_rate`, the machine's own N-core limit) and the CPU the training process and the
+  workers spent per loader round, which says who is the bottleneck."""
   from alexnet_jax.data import pipeline, sources
   info = sources.dataset_info(data_dir, name)
   source = sources.open_split(info, "train")
@@ -295,29 +383,43 @@ def pipeline_rates(data_dir, name, batch, seconds, workers_list, rounds=3):
         count += 1
     return count / (time.perf_counter() - start)
 
-  def loader_round(it):
+  def loader_round(it, pids):
     start, images = time.perf_counter(), 0
+    cpu_start, workers_start = time.process_time(), [_cpu_seconds(pid) for pid in pids]
     while time.perf_counter() - start < round_seconds:
       images += next(it)["label"].shape[0]
-    return images / (time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    workers_cpu = sum(_cpu_seconds(pid) - before for pid, before in zip(pids, workers_start))
+    return images / wall, (time.process_time() - cpu_start) / wall, workers_cpu / wall
 
-  results = {"dataset": name, "rounds": rounds, "pipeline": []}
+  results = {"dataset": name, "rounds": rounds, "cpu_topology": cpu_topology(), "pipeline": []}
   for workers in workers_list:
     it = iter(pipeline.train_loader(pipeline.LoaderConfig(data_dir=data_dir, name=name, split="train",
                                                            batch_size=batch, num_workers=workers)))
     try:
       for _ in range(3):
         next(it)
-      decode_rates, loader_rates = [], []
+      pids = it.worker_pids()
+      decode_rates, loader_rates, main_cpu, workers_cpu = [], [], [], []
       for _ in range(rounds):
         decode_rates.append(decode_round())
-        loader_rates.append(loader_round(it))
+        rate, main_share, workers_share = loader_round(it, pids)
+        loader_rates.append(rate)
+        main_cpu.append(main_share)
+        workers_cpu.append(workers_share)
     finally:
       if hasattr(it, "close"):
         it.close()
+    n = max(workers, 1)
+    parallel = parallel_decode_rate(encoded, n, round_seconds) if n > 1 else max(decode_rates)
     decode_rate, rate = max(decode_rates), max(loader_rates)
+    best = loader_rates.index(rate)
     results["pipeline"].append({"workers": workers, "img_s": rate, "decode_one_core_img_s": decode_rate,
-                                "over_workers_x_decode": rate / (max(workers, 1) * decode_rate),
+                                "over_workers_x_decode": rate / (n * decode_rate),
+                                "decode_n_processes_img_s": parallel,
+                                "over_n_process_decode": rate / parallel,
+                                "training_process_cpu_cores": main_cpu[best],
+                                "workers_cpu_cores": workers_cpu[best],
                                 "round_img_s": loader_rates, "round_decode_img_s": decode_rates})
   return results
 
@@ -348,18 +450,21 @@ def section_steps(args, report, presets, dtypes, batches):
     for dtype in dtypes:
       for batch in batches:
         r = jax_steps(preset, dtype, batch, args.width, args.steps, args.warmup, parse_options(args.model_options),
-                      with_plain=not args.project_only, repeats=args.repeats)
+                      with_plain=not args.project_only, repeats=args.repeats,
+                      baseline_options=parse_options(args.baseline_options))
         r["of_matmul_peak"] = r["achieved_tflops"] / report.get("matmul_tflops", {}).get(dtype, float("nan"))
         r["project_of_matmul_peak"] = r["project_tflops"] / report.get("matmul_tflops", {}).get(dtype, float("nan"))
         rows.append(r)
         print(f"{preset:10} {dtype:9} {batch:5d} {r['plain_img_s']:12.0f} {r['full_img_s']:11.0f} "
               f"{r['full_over_plain']:10.2f} {r['train_gflop_per_img']:9.2f} {r['achieved_tflops']:8.1f} "
-              f"{r['of_matmul_peak']:7.1%} {r['project_of_matmul_peak']:7.1%} {r['compiles_after_warmup']:4d}",
-              flush=True)
+              f"{r['of_matmul_peak']:7.1%} {r['project_of_matmul_peak']:7.1%} {r['compiles_after_warmup']:4d} "
+              f"{r['baseline_plain_img_s']:12.0f} {r['full_over_baseline_plain']:9.2f}", flush=True)
 
 
 STEP_HEADER = (f"{'preset':10} {'dtype':9} {'batch':>5} {'plain img/s':>12} {'full img/s':>11} {'full/plain':>10} "
-               f"{'GFLOP/img':>9} {'TFLOP/s':>8} {'plain%pk':>7} {'full%pk':>7} {'comp':>4}")
+               f"{'GFLOP/img':>9} {'TFLOP/s':>8} {'plain%pk':>7} {'full%pk':>7} {'comp':>4} {'baseline img/s':>12} "
+               f"{'full/base':>9}\n(plain: jit step of the same model; baseline: jit step of the model with "
+               f"--baseline_options; GFLOP/img: the model's, counted from its jaxpr)")
 
 
 def section_torch(args, report):
@@ -393,12 +498,12 @@ def section_variants(args, report):
   print(f"implementations, {args.variants_dtype}, batch {batch} (project step):", flush=True)
   for preset in [p for p in args.presets.split(",") if p]:
     for spec in args.variants.split(";"):
-      options = parse_options(spec)
+      options = {**parse_options(args.model_options), **parse_options(spec)}
       step_kind = options.pop("step", "pmap")
       augment_on_device = options.pop("augment", "on") != "off"
       metrics = options.pop("metrics", "all")
-      if preset != "paper" and options.pop("tower_impl", None) and not options:
-        continue  # only the paper preset has towers: nothing left to measure
+      if preset != "paper" and "tower_impl" in parse_options(spec):
+        continue  # only the paper preset has towers
       r = jax_steps(preset, args.variants_dtype, batch, args.width, args.steps, args.warmup, options, with_plain=False,
                     step_kind=step_kind, repeats=args.repeats, augment_on_device=augment_on_device, metrics=metrics)
       r["variant"] = spec
@@ -441,12 +546,16 @@ def main():
   parser.add_argument("--batch_sizes", default="256,1024")
   parser.add_argument("--extra_dtypes", default="float32", help="steps_extra: these dtypes at the first batch size")
   parser.add_argument("--extra_batch_sizes", default="1024", help="steps_extra: these batch sizes in bfloat16")
-  parser.add_argument("--model_options", default="default",
-                      help="AlexNet options for plain and project steps, e.g. pool_impl=masked,conv1_impl=space_to_depth")
+  parser.add_argument("--model_options", default="conv1_impl=auto",
+                      help="AlexNet options for plain and project steps, e.g. pool_impl=masked,conv1_impl=space_to_depth; "
+                           "the default is what training uses on this backend; also the base of every variant")
+  parser.add_argument("--baseline_options", default="default",
+                      help="where they differ from --model_options, a second plain step with these options is timed "
+                           "beside the others ('default': the model class's defaults, e.g. a direct conv1)")
   parser.add_argument("--project_only", action="store_true", help="skip the plain jit reference step")
-  parser.add_argument("--variants", default="default;pool_impl=masked;conv1_impl=space_to_depth;tower_impl=grouped;"
-                      "step=jit;augment=off;metrics=loss;augment=off,metrics=loss,step=jit",
-                      help="';'-separated option sets for the variants section: model options, and step=jit "
+  parser.add_argument("--variants", default="default;pool_impl=masked;conv1_impl=direct;conv1_impl=space_to_depth;"
+                      "tower_impl=grouped;step=jit;augment=off;metrics=loss;augment=off,metrics=loss,step=jit",
+                      help="';'-separated option sets for the variants section, each over --model_options: model options, step=jit "
                            "(instead of pmap), augment=off (pre-cropped input), metrics=loss (loss only)")
   parser.add_argument("--variants_dtype", default="bfloat16")
   parser.add_argument("--width", type=float, default=1.0)
@@ -529,10 +638,14 @@ def main():
         report["pipeline"] = pipeline_rates(os.path.expanduser(args.pipeline_data_dir), args.pipeline_name, 128,
                                             args.pipeline_seconds, workers)
         p = report["pipeline"]
+        print(f"cpu topology: {p['cpu_topology']}", flush=True)
         for r in p["pipeline"]:
           print(f"host pipeline, {r['workers']} worker(s): {r['img_s']:.0f} img/s; one-core OpenCV decode in "
                 f"alternating rounds {r['decode_one_core_img_s']:.0f} img/s: "
-                f"{r['over_workers_x_decode']:.2f} x workers x one-core decode", flush=True)
+                f"{r['over_workers_x_decode']:.2f} x workers x one-core decode; {r['workers']} processes "
+                f"decoding at once {r['decode_n_processes_img_s']:.0f} img/s: {r['over_n_process_decode']:.2f} "
+                f"of it; CPU cores busy: training process {r['training_process_cpu_cores']:.2f}, workers "
+                f"{r['workers_cpu_cores']:.2f}", flush=True)
       elif section == "e2e" and args.e2e_steps and args.pipeline_data_dir:
         report["end_to_end"] = end_to_end(args.e2e_config, os.path.expanduser(args.pipeline_data_dir),
                                           args.pipeline_name, args.e2e_steps)

@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# The whole benchmark suite in one GPU run (experiments/results/benchmark/README.md has the results).
+# The benchmark suite on the GPU machine, in two parts that each fit one device call (about 6 minutes of
+# work each; the last full run took 8+ minutes and lost its final section to the time limit).
 #
-# On the workplace GPU machine (Python 3.12, jax with CUDA, no TensorFlow/TFDS): carry .whl/ (from
-# ../shared/tools/device-wheels.sh) and data_prepared/ (the shared Imagenette prepared with
+#   bash experiments/gpu_suite.sh a   # matmul rate, project vs plain steps, the step taken apart, PyTorch
+#   bash experiments/gpu_suite.sh b   # host pipeline, end to end, float32 and batch 1024, XLA flag sets
+#
+# Extra arguments go to experiments/benchmark.py. On the workplace GPU machine (Python 3.12, jax with CUDA,
+# no TensorFlow/TFDS): carry .whl/ (from ../shared/tools/device-wheels.sh) and data_prepared/ (the shared
+# Imagenette prepared with
 #   python -m alexnet_jax.data.prepare --source=folder:../shared/datasets/imagenette2-128 \
 #     --name=imagenette2_128 --data_dir=data_prepared
-# ), then run `bash experiments/gpu_suite.sh`. Results go to $OUT (default /tmp/bench_out).
-# Sections run most important first and the JSON is rewritten after each, so a cut-short run keeps what
-# it measured.
+# ). Results go to $OUT (default /tmp/bench_out), as gpu_<part>.json and log_<part>.txt. The JSON is
+# rewritten after each section, so a cut-short run keeps what it measured.
 set -uo pipefail
+PART=${1:-a}
+shift || true
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=/tmp/site || exit 1
@@ -17,13 +23,31 @@ OUT=${OUT:-/tmp/bench_out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv \
-  > "$OUT/nvidia_smi.csv" 2>&1
-python3 experiments/benchmark.py \
-  --sections=matmul,variants,steps,torch,pipeline,e2e,steps_extra,flags \
-  --presets=owt,paper --dtypes=bfloat16 --batch_sizes=256 --extra_dtypes=float32 --extra_batch_sizes=1024 \
-  --variants="pool_impl=masked;conv1_impl=space_to_depth;tower_impl=grouped;pool_impl=masked,conv1_impl=space_to_depth;step=jit" \
-  --torch_compile --pipeline_data_dir=data_prepared --pipeline_seconds=3 --workers=1,4,0 \
-  --e2e_config=configs/alexnet.py:imagenette,dtype=bfloat16,batch=256,workers=-1 --e2e_steps=300 \
-  --xla_flag_sets="--xla_gpu_enable_command_buffer=;--xla_gpu_enable_triton_gemm=false;--xla_gpu_enable_cublaslt=true" \
-  --flag_timeout_s=90 --out="$OUT/gpu.json" "$@" 2>&1 | tee "$OUT/log.txt"
-nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv >> "$OUT/nvidia_smi.csv" 2>&1
+  > "$OUT/nvidia_smi_$PART.csv" 2>&1
+lscpu > "$OUT/lscpu.txt" 2>&1
+COMMON=(--presets=owt,paper --dtypes=bfloat16 --batch_sizes=256 --model_options=conv1_impl=auto
+        --baseline_options=default)
+case "$PART" in
+  a)
+    # steps: the project's step (space-to-depth conv1 on GPUs) against plain jit steps of the same model
+    # and of the plain direct-conv1 model; variants: each layer option, and the step without pmap,
+    # augmentation or metrics, to see what each costs.
+    python3 experiments/benchmark.py --sections=matmul,steps,variants,torch "${COMMON[@]}" \
+      --variants="default;pool_impl=masked;conv1_impl=direct;tower_impl=grouped;step=jit;augment=off;metrics=loss;augment=off,metrics=loss,step=jit" \
+      --torch_compile --out="$OUT/gpu_a.json" "$@" 2>&1 | tee "$OUT/log_a.txt"
+    ;;
+  b)
+    python3 experiments/benchmark.py --sections=pipeline,e2e,steps_extra,flags "${COMMON[@]}" \
+      --extra_dtypes=float32 --extra_batch_sizes=1024 \
+      --pipeline_data_dir=data_prepared --pipeline_seconds=3 --workers=1,4,8,0 \
+      --e2e_config=configs/alexnet.py:imagenette,dtype=bfloat16,batch=256,workers=-1 --e2e_steps=300 \
+      --xla_flag_sets="--xla_gpu_enable_triton_gemm=false;--xla_gpu_enable_cublaslt=true" \
+      --flag_timeout_s=100 --out="$OUT/gpu_b.json" "$@" 2>&1 | tee "$OUT/log_b.txt"
+    ;;
+  *)
+    echo "usage: bash experiments/gpu_suite.sh a|b [benchmark.py arguments]" >&2
+    exit 2
+    ;;
+esac
+nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv \
+  >> "$OUT/nvidia_smi_$PART.csv" 2>&1

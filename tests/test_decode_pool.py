@@ -126,9 +126,16 @@ def test_close_stops_the_workers_and_frees_the_shared_memory(synthetic_data_dir)
   pool = loader._pool
   names = [block.name.lstrip("/") for row in pool._blocks for block in row]
   assert all(os.path.exists(f"/dev/shm/{name}") for name in names)
+  pids = loader.worker_pids()
+  assert len(set(pids)) == 2 and os.getpid() not in pids
+  for pid in pids:
+    os.kill(pid, 0)  # alive: no error
   loader.close()
   loader.close()  # twice is fine
   assert not any(process.is_alive() for process in pool._processes)
+  for pid in pids:  # stopped and reaped
+    with pytest.raises(ProcessLookupError):
+      os.kill(pid, 0)
   assert not any(os.path.exists(f"/dev/shm/{name}") for name in names)
 
 

@@ -162,3 +162,19 @@ def test_the_pmapped_step_compiles_once(caplog):
   finally:
     jax.config.update("jax_log_compiles", False)
   assert counts[0] >= 1 and counts[1:] == [0, 0], counts
+
+
+def test_correct_top_k_against_a_sorted_reference_with_ties():
+  """Against numpy: a stable sort by decreasing logit (ties to the lower class index), label in the first
+  k. Logits drawn from few values, so ties at the k-th place are common."""
+  rng = np.random.default_rng(0)
+  logits = rng.integers(0, 4, size=(500, 10)).astype(np.float32)
+  labels = rng.integers(0, 10, size=500).astype(np.int32)
+  order = np.argsort(-logits, axis=-1, kind="stable")
+  for k in (1, 3, 5, 10, 12):
+    expected = (order[:, :k] == labels[:, None]).any(axis=-1)
+    got = np.asarray(steps.correct_top_k(jnp.asarray(logits), jnp.asarray(labels), k))
+    np.testing.assert_array_equal(got, expected.astype(np.float32))
+  nan_label = logits.copy()
+  nan_label[np.arange(500), labels] = np.nan
+  assert float(steps.correct_top_k(jnp.asarray(nan_label), jnp.asarray(labels), 5).sum()) == 0.0

@@ -258,6 +258,9 @@ class DecodePool:
       return {"image": out_images, "label": out_labels}
     return {"image": out_images[:count], "label": out_labels[:count]}
 
+  def pids(self) -> List[int]:
+    return [process.pid for process in self._processes]
+
   def close(self) -> None:
     """Stops the workers and frees the shared memory; safe to call twice."""
     if self._finalizer.alive:

@@ -134,6 +134,10 @@ class BatchLoader:
         pass
     self._returned = self._submitted = int(state["batches_returned"])
 
+  def worker_pids(self) -> list:
+    """Process ids of the decoding workers (none when decoding in this process): for monitoring."""
+    return self._pool.pids() if self._pool is not None else []
+
   def close(self) -> None:
     if self._pool is not None:
       self._pool.close()
