@@ -299,7 +299,9 @@ def torch_step(variant, batch, width, steps, warmup, compile_model):
 def _decode_for(encoded, seconds, barrier, results):
   """One process of `parallel_decode_rate`: decodes `encoded` in a loop for `seconds` after the barrier."""
   import cv2
+  from alexnet_jax.data import decode_pool
   cv2.setNumThreads(1)
+  decode_pool.keep_freed_memory()  # as the decoding workers do: a fresh process otherwise decodes slower
   barrier.wait()
   start, count = time.perf_counter(), 0
   while time.perf_counter() - start < seconds:

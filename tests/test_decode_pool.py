@@ -206,3 +206,58 @@ def test_batches_held_by_the_caller_are_never_overwritten(synthetic_data_dir):
     np.testing.assert_array_equal(image_view, copies[1]["image"][5:])
   finally:
     loader.close()
+
+
+def _page_faults_of_heap_churn(cycles=50):
+  """Minor page faults per cycle of allocating four 256 KB arrays and freeing them: the pattern of a JPEG
+  decode (output plus decoder buffers, freed together)."""
+  import resource
+
+  def cycle():
+    blocks = [np.ones(256 * 1024, np.uint8) for _ in range(4)]
+    del blocks
+
+  for _ in range(5):
+    cycle()
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+  for _ in range(cycles):
+    cycle()
+  return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / cycles
+
+
+def _churn_into_labels(records, images, labels):
+  """A decode_into for the pool: reports the worker's page faults per churn cycle in labels[0]."""
+  labels[:] = int(round(_page_faults_of_heap_churn()))
+  images[:] = 0
+
+
+def _faults_in_a_fresh_process(keep):
+  import subprocess
+  import sys
+  code = ("import sys; sys.path.insert(0, 'tests'); import test_decode_pool as t; "
+          "from alexnet_jax.data import decode_pool; "
+          f"ok = decode_pool.keep_freed_memory() if {keep} else True; "
+          "print(ok, t._page_faults_of_heap_churn())")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       cwd=os.path.join(os.path.dirname(__file__), ".."))
+  ok, faults = out.stdout.split()
+  return ok == "True", float(faults)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="Linux page-fault counts")
+def test_decoding_workers_keep_freed_memory_instead_of_faulting_it_in_again():
+  """In a fresh process glibc hands the churned megabyte back to the kernel every cycle (about 250 page
+  faults, one per 4 KB page); with keep_freed_memory, and in a decoding worker, it does not."""
+  applied, faults_with = _faults_in_a_fresh_process(keep=True)
+  if not applied:
+    pytest.skip("this C library has no mallopt (not glibc)")
+  _, faults_without = _faults_in_a_fresh_process(keep=False)
+  assert faults_without > 100, faults_without  # the behaviour the setting exists for
+  assert faults_with < 5, faults_with
+  pool = DecodePool(_records_that_are_not_examples, (4,), _churn_into_labels, image_size=8, batch_size=2,
+                    num_workers=1)
+  try:
+    pool.submit(0, [0, 1])
+    assert pool.collect(0)["label"][0] < 5
+  finally:
+    pool.close()
