@@ -371,8 +371,9 @@ def pipeline_rates(data_dir, name, batch, seconds, workers_list, rounds=3):
   from alexnet_jax.data import pipeline, sources
   info = sources.dataset_info(data_dir, name)
   source = sources.open_split(info, "train")
-  encoded = [sources.parse_example(record)["image"]
-             for record in sources.read_records(source, range(min(len(source), 2000)))]
+  # A seeded random sample: the JPEGs the loader decodes come from the whole split, in random order.
+  sample = np.random.default_rng(0).choice(len(source), min(len(source), 2000), replace=False)
+  encoded = [sources.parse_example(record)["image"] for record in sources.read_records(source, sample)]
   import cv2
   cv2.setNumThreads(1)
   round_seconds = seconds / rounds
