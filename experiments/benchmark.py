@@ -439,9 +439,30 @@ def end_to_end(config_spec, data_dir, name, steps):
     summary = train.train_and_evaluate(config, workdir)
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
       perf = [json.loads(l)["perf/images_per_sec"] for l in f if '"perf"' in l]
+  from alexnet_jax.data import pipeline
+  workers = config.dataset.num_workers
   # The first interval holds compilation: report the steady intervals.
   return {"config": config_spec, "dataset": name, "steps": steps, "img_s_steady": float(np.mean(perf[1:] or perf)),
-          "img_s_all": summary["train_images_per_sec"]}
+          "img_s_all": summary["train_images_per_sec"], "preset": config.model.preset,
+          "dtype": config.model.dtype, "batch": config.batch_size, "width": config.model.width_multiplier,
+          "workers": pipeline.default_num_workers() if workers < 0 else workers}
+
+
+def end_to_end_against_limits(report):
+  """Issue #7's end-to-end target in numbers, from rows of the same run: end to end over the project step
+  of the same preset, dtype, batch and width (synthetic batches on the device), and over the decode limit of
+  the workers it used (workers x the one-core decode rate of the pipeline section)."""
+  e2e = report["end_to_end"]
+  step = next((r for r in report.get("jax", []) if (r["preset"], r["dtype"], r["batch"], r["width"]) ==
+               (e2e["preset"], e2e["dtype"], e2e["batch"], e2e["width"]) and r.get("step") == "pmap"), None)
+  if step is not None:
+    e2e["step_img_s"] = step["full_img_s"]
+    e2e["over_step"] = e2e["img_s_steady"] / step["full_img_s"]
+  decode = [r for r in report.get("pipeline", {}).get("pipeline", []) if r["workers"] == e2e["workers"]]
+  if decode:
+    e2e["decode_limit_img_s"] = e2e["workers"] * decode[0]["decode_one_core_img_s"]
+    e2e["over_decode_limit"] = e2e["img_s_steady"] / e2e["decode_limit_img_s"]
+  return e2e
 
 
 SECTIONS = ("matmul", "steps", "torch", "variants", "pipeline", "e2e", "steps_extra", "flags")
@@ -652,8 +673,10 @@ def main():
       elif section == "e2e" and args.e2e_steps and args.pipeline_data_dir:
         report["end_to_end"] = end_to_end(args.e2e_config, os.path.expanduser(args.pipeline_data_dir),
                                           args.pipeline_name, args.e2e_steps)
-        print(f"end to end ({args.e2e_config}): {report['end_to_end']['img_s_steady']:.0f} img/s steady",
-              flush=True)
+        e2e = end_to_end_against_limits(report)
+        print(f"end to end ({args.e2e_config}): {e2e['img_s_steady']:.0f} img/s steady; over the project step "
+              f"of this run: {e2e.get('over_step', float('nan')):.2f}; over {e2e['workers']} workers x one-core "
+              f"decode: {e2e.get('over_decode_limit', float('nan')):.2f}", flush=True)
       elif section == "flags" and args.xla_flag_sets:
         section_flags(args, report)
     except Exception:

@@ -3,7 +3,10 @@
 # work each; the last full run took 8+ minutes and lost its final section to the time limit).
 #
 #   bash experiments/gpu_suite.sh a   # matmul rate, project vs plain steps, the step taken apart, PyTorch
-#   bash experiments/gpu_suite.sh b   # host pipeline, end to end, float32 and batch 1024, XLA flag sets
+#   bash experiments/gpu_suite.sh b   # host pipeline, steps again, end to end against both, XLA flag sets
+#
+# (float32 and batch 1024 rows: `bash experiments/gpu_suite.sh a --sections=steps_extra`, a later --sections
+# replacing the part's own.)
 #
 # Extra arguments go to experiments/benchmark.py. On the workplace GPU machine (Python 3.12, jax with CUDA,
 # no TensorFlow/TFDS): carry .whl/ (from ../shared/tools/device-wheels.sh) and data_prepared/ (the shared
@@ -37,8 +40,8 @@ case "$PART" in
       --torch_compile --out="$OUT/gpu_a.json" "$@" 2>&1 | tee "$OUT/log_a.txt"
     ;;
   b)
-    python3 experiments/benchmark.py --sections=pipeline,e2e,steps_extra,flags "${COMMON[@]}" \
-      --extra_dtypes=float32 --extra_batch_sizes=1024 \
+    # e2e is compared with the steps and pipeline rows of this same run (issue #7's end-to-end target).
+    python3 experiments/benchmark.py --sections=pipeline,steps,e2e,flags "${COMMON[@]}" \
       --pipeline_data_dir=data_prepared --pipeline_seconds=3 --workers=1,4,8,0 \
       --e2e_config=configs/alexnet.py:imagenette,dtype=bfloat16,batch=256,workers=-1 --e2e_steps=300 \
       --xla_flag_sets="--xla_gpu_enable_triton_gemm=false;--xla_gpu_enable_cublaslt=true" \
