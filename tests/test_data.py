@@ -69,6 +69,7 @@ def test_imagenette_subset_prepares_and_reads_back(imagenette_subset_dir):
   source = sources.open_split(info, "val")
   for i in range(len(source)):
     example = sources.parse_example(source[i])
+    assert sources.parse_example(source[i], file_name=False) == {"image": example["image"], "label": example["label"]}
     path = example["file_name"]
     assert wnids[example["label"]] == os.path.basename(os.path.dirname(path))  # the label is the folder
     image = sources.decode_image(example["image"])

@@ -35,7 +35,7 @@ def decode_into(serialized: Sequence[bytes], images: np.ndarray, labels: np.ndar
   JPEG decode as nearly the whole per-example cost."""
   image_size = images.shape[1]
   for i, record in enumerate(serialized):
-    example = sources.parse_example(record)
+    example = sources.parse_example(record, file_name=False)
     image = sources.decode_image(example["image"])
     if image.shape[:2] != (image_size, image_size):
       image = sources.fit_to_size(image, image_size)
