@@ -66,7 +66,7 @@ def keep_freed_memory(trim_threshold: int = 64 << 20, mmap_threshold: int = 16 <
   still get their own mapping."""
   try:
     mallopt = ctypes.CDLL(None).mallopt
-  except (OSError, AttributeError):  # no C library symbols, or one without mallopt (macOS)
+  except (OSError, AttributeError, TypeError):  # no C library to load, or one without mallopt (macOS)
     return False
   mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
   return bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold)) and bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold))
