@@ -105,6 +105,9 @@ def test_split_records_span_files_in_order(tmp_path):
   assert len(records) == 12
   keys = [11, 0, 5, 3, 2, 10, 4]
   assert [r.decode() for r in records.__getitems__(keys)] == [want[k] for k in keys]
+  keys = [6, 5, 7, 5, 9, 8, 1, 2, 2]  # runs across a file boundary, in any order, and repeats
+  assert [r.decode() for r in records.__getitems__(keys)] == [want[k] for k in keys]
+  assert records.__getitems__([]) == []
   assert records[7].decode() == want[7]
   with pytest.raises(IndexError, match=r"\[0, 12\)"):
     records.__getitems__([3, 12])

@@ -196,9 +196,15 @@ class SplitRecords:
   """Random access to the serialized records of one (sub-)split, read straight from its ArrayRecord files.
 
   The same records, in the same order, as `builder.as_data_source(split)` with RAW_BYTES: TFDS's file
-  instructions say which file slices make the split. Reading them here, one `read` per file and batch,
-  skips two wrappers that cost a Python call and a thread-pool hop per record (7-20 us per record on the
-  2-core development machine, against 8-12 us for the read itself)."""
+  instructions say which file slices make the split. Reading them here skips two wrappers that cost a
+  Python call and a thread-pool hop per record (7-20 us per record on the 2-core development machine,
+  against 8-12 us for the read itself).
+
+  Each run of consecutive records is one range read, in the calling thread. ArrayRecord's read of a list
+  of positions fans out to its own thread pool: 39-44 us per record for lists of 1-4 positions (one
+  record per file is the common case for a batch drawn from ImageNet's 1024 train files) against 8-13 us
+  for range reads, and 12.6 against 11.1 us even for 128 positions of one file; and those threads spent
+  8-17 us more CPU per 128 px image than the wall time, taken from the other decoding workers."""
 
   def __init__(self, slices: Sequence[Tuple[str, int, int]]):
     """slices: (path, first record, record count) of each file, in split order."""
@@ -230,13 +236,21 @@ class SplitRecords:
     records: List[bytes] = [b""] * keys.size
     for i in np.unique(files).tolist():
       where = np.flatnonzero(files == i)
-      try:
-        read = self._reader(i).read(positions[where].tolist())
-      except RuntimeError as e:  # the reader's I/O and format errors
-        raise DatasetError(f"Cannot read records of {self._paths[i]!r} ({e}). The file is damaged: "
-                           f"prepare the dataset again.") from None
-      for j, record in zip(where.tolist(), read):
-        records[j] = record
+      where = where[np.argsort(positions[where], kind="stable")]
+      ordered = positions[where]
+      # Runs of consecutive records, each read with one range read in this thread.
+      starts = np.flatnonzero(np.diff(ordered, prepend=-2) != 1)
+      ends = np.append(starts[1:], ordered.size)
+      reader = self._reader(i)
+      for start, end in zip(starts.tolist(), ends.tolist()):
+        first = int(ordered[start])
+        try:
+          read = reader.read(first, first + end - start)
+        except (RuntimeError, IndexError) as e:  # the reader's I/O and format errors; a file cut short
+          raise DatasetError(f"Cannot read records of {self._paths[i]!r} ({e}). The file is damaged: "
+                             f"prepare the dataset again.") from None
+        for j, record in zip(where[start:end].tolist(), read):
+          records[j] = record
     return records
 
   def __getitem__(self, key: int) -> bytes:
