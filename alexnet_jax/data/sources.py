@@ -201,10 +201,10 @@ class SplitRecords:
   against 8-12 us for the read itself).
 
   Each run of consecutive records is one range read, in the calling thread. ArrayRecord's read of a list
-  of positions fans out to its own thread pool: 39-44 us per record for lists of 1-4 positions (one
-  record per file is the common case for a batch drawn from ImageNet's 1024 train files) against 8-13 us
-  for range reads, and 12.6 against 11.1 us even for 128 positions of one file; and those threads spent
-  8-17 us more CPU per 128 px image than the wall time, taken from the other decoding workers."""
+  of positions fans out to its own thread pool: 38 us per record for lists of 1-4 positions (one record
+  per file is the common case for a batch drawn from ImageNet's 1024 train files) against 9-13 us for
+  range reads; and even for 128 positions of one file its threads spend 23 us of CPU per record against
+  11 (`experiments/record_reads.py`, 2-core development machine), CPU the other decoding workers lose."""
 
   def __init__(self, slices: Sequence[Tuple[str, int, int]]):
     """slices: (path, first record, record count) of each file, in split order."""
