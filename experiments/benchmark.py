@@ -296,19 +296,24 @@ def torch_step(variant, batch, width, steps, warmup, compile_model):
 # ------------------------------------------------------------------------------------------ (b), (d)
 
 
-def _decode_for(encoded, seconds, barrier, results):
-  """One process of `parallel_decode_rate`: decodes `encoded` in a loop for `seconds` after the barrier."""
+def decode_rate(encoded, seconds):
+  """Images/s of one-thread `cv2.imdecode` of the JPEGs `encoded`, looped over for at least `seconds`."""
   import cv2
-  from alexnet_jax.data import decode_pool
   cv2.setNumThreads(1)
-  decode_pool.keep_freed_memory()  # as the decoding workers do: a fresh process otherwise decodes slower
-  barrier.wait()
   start, count = time.perf_counter(), 0
   while time.perf_counter() - start < seconds:
     for data in encoded:
       cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
       count += 1
-  results.put(count / (time.perf_counter() - start))
+  return count / (time.perf_counter() - start)
+
+
+def _decode_for(encoded, seconds, barrier, results):
+  """One process of `parallel_decode_rate`: `decode_rate` after the barrier."""
+  from alexnet_jax.data import decode_pool
+  decode_pool.keep_freed_memory()  # as the decoding workers do: a fresh process otherwise decodes slower
+  barrier.wait()
+  results.put(decode_rate(encoded, seconds))
 
 
 def parallel_decode_rate(encoded, processes, seconds):
@@ -374,17 +379,7 @@ def pipeline_rates(data_dir, name, batch, seconds, workers_list, rounds=3):
   # A seeded random sample: the JPEGs the loader decodes come from the whole split, in random order.
   sample = np.random.default_rng(0).choice(len(source), min(len(source), 2000), replace=False)
   encoded = [sources.parse_example(record)["image"] for record in sources.read_records(source, sample)]
-  import cv2
-  cv2.setNumThreads(1)
   round_seconds = seconds / rounds
-
-  def decode_round():
-    start, count = time.perf_counter(), 0
-    while time.perf_counter() - start < round_seconds:
-      for data in encoded:
-        cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        count += 1
-    return count / (time.perf_counter() - start)
 
   def loader_round(it, pids):
     start, images = time.perf_counter(), 0
@@ -405,7 +400,7 @@ def pipeline_rates(data_dir, name, batch, seconds, workers_list, rounds=3):
       pids = it.worker_pids()
       decode_rates, loader_rates, main_cpu, workers_cpu = [], [], [], []
       for _ in range(rounds):
-        decode_rates.append(decode_round())
+        decode_rates.append(decode_rate(encoded, round_seconds))
         rate, main_share, workers_share = loader_round(it, pids)
         loader_rates.append(rate)
         main_cpu.append(main_share)
@@ -414,11 +409,11 @@ def pipeline_rates(data_dir, name, batch, seconds, workers_list, rounds=3):
       if hasattr(it, "close"):
         it.close()
     n = max(workers, 1)
-    parallel = parallel_decode_rate(encoded, n, round_seconds) if n > 1 else max(decode_rates)
-    decode_rate, rate = max(decode_rates), max(loader_rates)
+    one_core, rate = max(decode_rates), max(loader_rates)
+    parallel = parallel_decode_rate(encoded, n, round_seconds) if n > 1 else one_core
     best = loader_rates.index(rate)
-    results["pipeline"].append({"workers": workers, "img_s": rate, "decode_one_core_img_s": decode_rate,
-                                "over_workers_x_decode": rate / (n * decode_rate),
+    results["pipeline"].append({"workers": workers, "img_s": rate, "decode_one_core_img_s": one_core,
+                                "over_workers_x_decode": rate / (n * one_core),
                                 "decode_n_processes_img_s": parallel,
                                 "over_n_process_decode": rate / parallel,
                                 "training_process_cpu_cores": main_cpu[best],
