@@ -7,9 +7,10 @@ paper-style results table with plots.
 The default sweep is the paper's two ablations (section 3.3: LRN, section 3.4: overlapping pooling), 2x2.
 The first value of each axis is the baseline. Each run is `python -m alexnet_jax.main` in
 `<workdir>/runs/<name>/seed<k>`: a finished run (summary.json present) is skipped, an interrupted one
-resumes from its checkpoint, so a killed sweep continues where it stopped. `--parallel=N` runs N at once
-(on a machine with several GPUs, each run gets its own). Results: results.csv, results.md, curves.png,
-ablation.png in the workdir.
+resumes from its checkpoint, so a killed sweep continues where it stopped; a workdir whose runs were made
+with another config (other --set values, say) is refused rather than mixed in. `--parallel=N` runs N at
+once: with `--gpus=G` each run gets one of G GPUs, otherwise they share the GPUs and each gets a share of
+their memory. Results: results.csv, results.md, curves.png, ablation.png in the workdir.
 """
 
 import csv
@@ -21,7 +22,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from absl import app, flags
 import numpy as np
@@ -77,15 +78,68 @@ def load_config(spec: str):
   return module.get_config(arg or None)
 
 
+def run_config(spec: str, overrides: Sequence[str], point: Dict[str, object], seed: Optional[int] = None):
+  """The config one run of the sweep trains: the file's get_config(arg), the --set overrides, the point's
+  values, and the seed, applied in the order `Run.command` passes them to main."""
+  config = load_config(spec)
+  for item in overrides:
+    key, _, value = item.partition("=")
+    configlib.set_path(config, key, configlib.parse_value(value))
+  for key, value in point.items():
+    configlib.set_path(config, key, value)
+  if seed is not None:
+    configlib.set_path(config, "seed", seed)
+  return config
+
+
 def validate(spec: str, axes, overrides: Sequence[str]) -> None:
   """Applies every override and sweep value to the config before anything runs: a typo fails now."""
   for point in grid(axes) or [{}]:
-    config = load_config(spec)
-    for item in overrides:
-      key, _, value = item.partition("=")
-      configlib.set_path(config, key, configlib.parse_value(value))
-    for key, value in point.items():
-      configlib.set_path(config, key, value)
+    run_config(spec, overrides, point)
+
+
+def config_differences(stored, intended, prefix: str = "") -> List[str]:
+  """'key: stored -> intended' for every leaf where two JSON config trees differ."""
+  if isinstance(stored, dict) and isinstance(intended, dict):
+    found = []
+    for key in sorted(set(stored) | set(intended)):
+      path = f"{prefix}.{key}" if prefix else str(key)
+      if key not in stored or key not in intended:
+        found.append(f"{path}: {stored.get(key, '(absent)')!r} -> {intended.get(key, '(absent)')!r}")
+      else:
+        found += config_differences(stored[key], intended[key], path)
+    return found
+  return [] if stored == intended else [f"{prefix}: {stored!r} -> {intended!r}"]
+
+
+def check_existing_runs(runs: Sequence["Run"], spec: str, overrides: Sequence[str]) -> None:
+  """Refuses a workdir whose run folders hold runs of another config.
+
+  A finished run is skipped and an interrupted one resumed, so a sweep re-run with other --set values or
+  another config into the same workdir would report the old runs' results under the new command (and main
+  would resume a half-run under a mixed config). Each run's config.json (written by main when it starts)
+  is compared with the config this sweep would give it; nothing is run or written when any differs."""
+  stale = []
+  for run in runs:
+    path = os.path.join(run.workdir, "config.json")
+    if not os.path.exists(path):
+      continue
+    try:
+      with open(path) as f:
+        stored = json.load(f)
+    except (OSError, ValueError) as e:
+      raise configlib.ConfigError(f"Cannot read {path} ({e}): move {run.workdir} aside and run again.") from None
+    intended = json.loads(run_config(spec, overrides, run.point, run.seed).to_json_best_effort())
+    differences = config_differences(stored, intended)
+    if differences:
+      stale.append((run, differences))
+  if stale:
+    run, differences = stale[0]
+    raise configlib.ConfigError(
+        f"{len(stale)} of the sweep's run folders hold runs of another config; this sweep would report their "
+        f"results as its own. E.g. {run.workdir}: {'; '.join(differences[:4])}"
+        f"{' ...' if len(differences) > 4 else ''}. Use a new --workdir, or move the old runs aside; "
+        f"nothing was run or changed.")
 
 
 @dataclasses.dataclass
@@ -110,29 +164,52 @@ def plan(workdir: str, axes, seeds: int) -> List[Run]:
           for p in grid(axes) for s in range(seeds)]
 
 
+def runs_per_gpu(parallel: int, gpus: int) -> int:
+  """How many runs share one GPU's memory at most: each gets its own with --gpus >= --parallel; with
+  --gpus=0 or 1 every run sees the same GPU(s)."""
+  return max(1, math.ceil(parallel / gpus) if gpus > 1 else parallel)
+
+
+def run_environment(base: Dict[str, str], gpu: Optional[int], parallel: int, gpus: int) -> Dict[str, str]:
+  """The environment of one run: its GPU (`gpu` of --gpus), and, where runs share a GPU, a share of its
+  memory. JAX preallocates 75% of a GPU's memory per process, so a second process on the same GPU would
+  fail to allocate; each gets 0.9 / (runs per GPU) instead, unless the user set JAX's memory variables."""
+  env = dict(base)
+  if gpu is not None:
+    env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+  sharing = runs_per_gpu(parallel, gpus)
+  if sharing > 1 and not any(k in base for k in ("XLA_PYTHON_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_PREALLOCATE",
+                                                  "XLA_PYTHON_CLIENT_ALLOCATOR")):
+    env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 / sharing:.2f}"
+  return env
+
+
 def execute(runs: List[Run], spec: str, overrides: Sequence[str], parallel: int, gpus: int) -> None:
-  """Runs what is not finished, `parallel` at a time; each run's output goes to its workdir's log."""
+  """Runs what is not finished, `parallel` at a time, each new run on the GPU with the fewest running
+  (with --gpus > 1); each run's output goes to its workdir's run.log."""
   todo = [r for r in runs if not r.done]
   for r in runs:
     if r.done:
       print(f"skip {r.name} seed {r.seed}: finished ({r.workdir}/summary.json)")
-  active: List[Tuple[Run, subprocess.Popen, object]] = []
+  active: List[Tuple[Run, subprocess.Popen, object, Optional[int]]] = []
   failed = []
-  slot = 0
   while todo or active:
     while todo and len(active) < parallel:
       run = todo.pop(0)
       os.makedirs(run.workdir, exist_ok=True)
       log = open(os.path.join(run.workdir, "run.log"), "a")
-      env = dict(os.environ)
+      gpu = None
       if parallel > 1 and gpus > 1:
-        env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
-      slot += 1
-      print(f"run  {run.name} seed {run.seed} -> {run.workdir}", flush=True)
-      active.append((run, subprocess.Popen(run.command(spec, overrides), stdout=log, stderr=log, env=env), log))
+        busy = [g for _, _, _, g in active]
+        gpu = min(range(gpus), key=busy.count)
+      print(f"run  {run.name} seed {run.seed} -> {run.workdir}" + (f" (GPU {gpu})" if gpu is not None else ""),
+            flush=True)
+      process = subprocess.Popen(run.command(spec, overrides), stdout=log, stderr=log,
+                                 env=run_environment(dict(os.environ), gpu, parallel, gpus))
+      active.append((run, process, log, gpu))
     time.sleep(0.5)
     for item in list(active):
-      run, process, log = item
+      run, process, log, _ = item
       if process.poll() is not None:
         log.close()
         active.remove(item)
@@ -284,6 +361,11 @@ def main(argv):
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   runs = plan(workdir, axes, FLAGS.seeds)
+  try:
+    check_existing_runs(runs, FLAGS.config, FLAGS.set)
+  except configlib.ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   os.makedirs(workdir, exist_ok=True)
   started = time.time()
   try:
@@ -308,5 +390,6 @@ if __name__ == "__main__":
   flags.DEFINE_integer("seeds", 3, "Seeds per configuration.")
   flags.DEFINE_multi_string("set", [], "Extra key=value overrides applied to every run (e.g. num_epochs=5).")
   flags.DEFINE_integer("parallel", 1, "Runs at once.")
-  flags.DEFINE_integer("gpus", 0, "GPUs to spread parallel runs over (CUDA_VISIBLE_DEVICES).")
+  flags.DEFINE_integer("gpus", 0, "GPUs to spread parallel runs over, one GPU per run (CUDA_VISIBLE_DEVICES); "
+                       "0: every run sees every GPU, with a share of its memory.")
   app.run(main)

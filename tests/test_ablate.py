@@ -1,6 +1,8 @@
-"""The ablation runner: a 2x2 sweep with 1 seed on the smoke config, its files, and skipping on re-run."""
+"""The ablation runner: a 2x2 sweep with 1 seed on the smoke config, its files, skipping on re-run, refusing
+a workdir of another config, and how parallel runs share GPUs."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -22,6 +24,56 @@ def test_sweep_parsing_and_validation():
     ablate.validate(f"{REPO}/configs/alexnet.py:smoke", ablate.parse_sweep("model.use_lrm=True,False"), [])
   with pytest.raises(configlib.ConfigError, match="is a bool"):
     ablate.validate(f"{REPO}/configs/alexnet.py:smoke", ablate.parse_sweep("model.use_lrn=yes,no"), [])
+
+
+def test_config_differences_names_each_changed_leaf():
+  stored = {"seed": 0, "model": {"use_lrn": True, "width": 1.0}, "tags": [1, 2], "old": 1}
+  intended = {"seed": 0, "model": {"use_lrn": False, "width": 1.0}, "tags": [1, 3], "new": 2}
+  assert ablate.config_differences(stored, intended) == [
+      "model.use_lrn: True -> False", "new: '(absent)' -> 2", "old: 1 -> '(absent)'", "tags: [1, 2] -> [1, 3]"]
+  assert ablate.config_differences(stored, json.loads(json.dumps(stored))) == []
+
+
+def test_existing_run_of_another_config_is_refused_before_anything_runs(tmp_path):
+  spec = f"{REPO}/configs/alexnet.py:smoke"
+  runs = ablate.plan(str(tmp_path), ablate.parse_sweep("model.use_lrn=True,False"), seeds=2)
+  ablate.check_existing_runs(runs, spec, ["num_epochs=2"])  # no run folders yet: nothing to refuse
+  # A run that main started with the same settings (its config.json as main writes it: another seed per run).
+  same = runs[1]
+  assert (same.point, same.seed) == ({"model.use_lrn": True}, 1)
+  os.makedirs(same.workdir)
+  config = ablate.load_config(spec)
+  config.num_epochs, config.seed = 2.0, 1
+  (tmp_path / "runs" / same.name / "seed1" / "config.json").write_text(config.to_json_best_effort())
+  ablate.check_existing_runs(runs, spec, ["num_epochs=2"])
+  # The same folder under a sweep with another --set value, or with the seed it does not have.
+  with pytest.raises(configlib.ConfigError, match=r"1 of the sweep's run folders .*seed1: num_epochs: 2.0 -> 5.0\. "
+                                                  r"Use a new --workdir"):
+    ablate.check_existing_runs(runs, spec, ["num_epochs=5"])
+  config.seed = 0
+  (tmp_path / "runs" / same.name / "seed1" / "config.json").write_text(config.to_json_best_effort())
+  with pytest.raises(configlib.ConfigError, match="seed: 0 -> 1"):
+    ablate.check_existing_runs(runs, spec, ["num_epochs=2"])
+  (tmp_path / "runs" / same.name / "seed1" / "config.json").write_text("{cut short")
+  with pytest.raises(configlib.ConfigError, match="Cannot read .*config.json"):
+    ablate.check_existing_runs(runs, spec, ["num_epochs=2"])
+
+
+def test_parallel_runs_get_a_gpu_each_or_a_share_of_its_memory():
+  base = {"PATH": "/bin"}
+  # One run at a time: the environment is left alone.
+  assert ablate.run_environment(base, None, parallel=1, gpus=0) == base
+  # 4 runs over 4 GPUs: one GPU each, the usual preallocation.
+  assert ablate.run_environment(base, 2, parallel=4, gpus=4) == {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "2"}
+  # 4 runs over 2 GPUs: two per GPU, 0.45 of its memory each; 3 runs on the same GPU(s): 0.3 each.
+  assert ablate.run_environment(base, 1, parallel=4, gpus=2) == {
+      "PATH": "/bin", "CUDA_VISIBLE_DEVICES": "1", "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.45"}
+  assert ablate.run_environment(base, None, parallel=3, gpus=0) == {
+      "PATH": "/bin", "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.30"}
+  assert ablate.runs_per_gpu(5, 2) == 3 and ablate.runs_per_gpu(2, 1) == 2 and ablate.runs_per_gpu(2, 8) == 1
+  # The user's own memory setting wins.
+  mine = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+  assert ablate.run_environment(mine, None, parallel=3, gpus=0) == mine
 
 
 @pytest.mark.slow
@@ -53,3 +105,13 @@ def test_two_by_two_sweep_writes_results_and_skips_finished_runs(tmp_path, synth
   assert again.returncode == 0, again.stderr[-3000:]
   assert again.stdout.count("skip ") == 4 and "run  " not in again.stdout
   assert {p: p.stat().st_mtime for p in summaries} == summaries
+
+  # The same workdir under another --set value: refused before anything runs, nothing rewritten.
+  results_md = (workdir / "results.md").read_text()
+  changed = [c.replace("num_train_steps=50", "num_train_steps=60") for c in command]
+  refused = subprocess.run(changed, capture_output=True, text=True, timeout=600, env=env)
+  assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-3000:]
+  assert "4 of the sweep's run folders hold runs of another config" in refused.stderr
+  assert "num_train_steps: 50 -> 60" in refused.stderr and "run  " not in refused.stdout
+  assert {p: p.stat().st_mtime for p in summaries} == summaries
+  assert (workdir / "results.md").read_text() == results_md
