@@ -365,6 +365,39 @@ def cpu_topology():
   return topology
 
 
+def worker_stage_costs(source, image_size, batch, batches=16):
+  """Microseconds per image of each stage of a decoding worker's job, in this process: reading a batch of
+  random records (`sources.read_records`), then per record, as `pipeline.decode_into` does it (each decoded
+  image freed before the next is decoded): parse, decode, fit to size, copy into the batch array. Against
+  the one-core decode rate they say where a worker's time beyond the decode goes."""
+  from alexnet_jax.data import sources
+  rng = np.random.default_rng(1)
+  out = np.empty((batch, image_size, image_size, 3), np.uint8)
+  totals = dict.fromkeys(("read", "parse", "decode", "fit", "copy"), 0.0)
+  clock, count = time.perf_counter, 0
+  for b in range(batches + 1):  # the first batch warms up (opens the files' readers), uncounted
+    if b == 1:
+      totals, count = dict.fromkeys(totals, 0.0), 0
+    keys = rng.choice(len(source), min(batch, len(source)), replace=False)
+    start = clock()
+    records = sources.read_records(source, keys)
+    totals["read"] += clock() - start
+    for i, record in enumerate(records):
+      t0 = clock()
+      example = sources.parse_example(record, file_name=False)
+      t1 = clock()
+      image = sources.decode_image(example["image"])
+      t2 = clock()
+      image = sources.fit_to_size(image, image_size)
+      t3 = clock()
+      out[i] = image
+      t4 = clock()
+      for stage, seconds in zip(("parse", "decode", "fit", "copy"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+        totals[stage] += seconds
+    count += len(records)
+  return {stage: seconds / count * 1e6 for stage, seconds in totals.items()}
+
+
 def pipeline_rates(data_dir, name, batch, seconds, workers_list, rounds=3):
   """Host pipeline images/s beside the one-core OpenCV decode rate of the same JPEGs (the limit).
 
@@ -390,7 +423,11 @@ def pipeline_rates(data_dir, name, batch, seconds, workers_list, rounds=3):
     workers_cpu = sum(_cpu_seconds(pid) - before for pid, before in zip(pids, workers_start))
     return images / wall, (time.process_time() - cpu_start) / wall, workers_cpu / wall
 
-  results = {"dataset": name, "rounds": rounds, "cpu_topology": cpu_topology(), "pipeline": []}
+  size = info.image_size or 256
+  results = {"dataset": name, "rounds": rounds, "cpu_topology": cpu_topology(), "pipeline": [],
+             "worker_stages_us_per_image": worker_stage_costs(source, size, batch)}
+  print(f"worker stages, us per image in one process: " +
+        ", ".join(f"{k} {v:.1f}" for k, v in results["worker_stages_us_per_image"].items()), flush=True)
   for workers in workers_list:
     it = iter(pipeline.train_loader(pipeline.LoaderConfig(data_dir=data_dir, name=name, split="train",
                                                            batch_size=batch, num_workers=workers)))
