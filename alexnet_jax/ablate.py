@@ -170,6 +170,11 @@ def runs_per_gpu(parallel: int, gpus: int) -> int:
   return max(1, math.ceil(parallel / gpus) if gpus > 1 else parallel)
 
 
+def least_busy_gpu(busy: Sequence[int], gpus: int) -> int:
+  """The GPU (of 0..gpus-1) running the fewest of the `busy` runs' GPUs; the lowest such index."""
+  return min(range(gpus), key=list(busy).count)
+
+
 def run_environment(base: Dict[str, str], gpu: Optional[int], parallel: int, gpus: int) -> Dict[str, str]:
   """The environment of one run: its GPU (`gpu` of --gpus), and, where runs share a GPU, a share of its
   memory. JAX preallocates 75% of a GPU's memory per process, so a second process on the same GPU would
@@ -200,8 +205,7 @@ def execute(runs: List[Run], spec: str, overrides: Sequence[str], parallel: int,
       log = open(os.path.join(run.workdir, "run.log"), "a")
       gpu = None
       if parallel > 1 and gpus > 1:
-        busy = [g for _, _, _, g in active]
-        gpu = min(range(gpus), key=busy.count)
+        gpu = least_busy_gpu([g for _, _, _, g in active], gpus)
       print(f"run  {run.name} seed {run.seed} -> {run.workdir}" + (f" (GPU {gpu})" if gpu is not None else ""),
             flush=True)
       process = subprocess.Popen(run.command(spec, overrides), stdout=log, stderr=log,

@@ -426,7 +426,7 @@ def pipeline_rates(data_dir, name, batch, seconds, workers_list, rounds=3):
   size = info.image_size or 256
   results = {"dataset": name, "rounds": rounds, "cpu_topology": cpu_topology(), "pipeline": [],
              "worker_stages_us_per_image": worker_stage_costs(source, size, batch)}
-  print(f"worker stages, us per image in one process: " +
+  print("worker stages, us per image in one process: " +
         ", ".join(f"{k} {v:.1f}" for k, v in results["worker_stages_us_per_image"].items()), flush=True)
   for workers in workers_list:
     it = iter(pipeline.train_loader(pipeline.LoaderConfig(data_dir=data_dir, name=name, split="train",

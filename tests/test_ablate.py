@@ -71,6 +71,10 @@ def test_parallel_runs_get_a_gpu_each_or_a_share_of_its_memory():
   assert ablate.run_environment(base, None, parallel=3, gpus=0) == {
       "PATH": "/bin", "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.30"}
   assert ablate.runs_per_gpu(5, 2) == 3 and ablate.runs_per_gpu(2, 1) == 2 and ablate.runs_per_gpu(2, 8) == 1
+  # A new run goes to the GPU with the fewest runs: after GPU 1's run ends, 1 again, not the next in turn.
+  assert ablate.least_busy_gpu([], 3) == 0
+  assert ablate.least_busy_gpu([0, 2], 3) == 1
+  assert ablate.least_busy_gpu([0, 2, 0, 1, 2], 3) == 1
   # The user's own memory setting wins.
   mine = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
   assert ablate.run_environment(mine, None, parallel=3, gpus=0) == mine
