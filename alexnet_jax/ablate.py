@@ -361,11 +361,7 @@ def main(argv):
   try:
     axes = parse_sweep(FLAGS.sweep)
     validate(FLAGS.config, axes, FLAGS.set)
-  except configlib.ConfigError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  runs = plan(workdir, axes, FLAGS.seeds)
-  try:
+    runs = plan(workdir, axes, FLAGS.seeds)
     check_existing_runs(runs, FLAGS.config, FLAGS.set)
   except configlib.ConfigError as e:
     print(f"error: {e}", file=sys.stderr)

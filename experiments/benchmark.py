@@ -373,11 +373,9 @@ def worker_stage_costs(source, image_size, batch, batches=16):
   from alexnet_jax.data import sources
   rng = np.random.default_rng(1)
   out = np.empty((batch, image_size, image_size, 3), np.uint8)
-  totals = dict.fromkeys(("read", "parse", "decode", "fit", "copy"), 0.0)
-  clock, count = time.perf_counter, 0
-  for b in range(batches + 1):  # the first batch warms up (opens the files' readers), uncounted
-    if b == 1:
-      totals, count = dict.fromkeys(totals, 0.0), 0
+  clock = time.perf_counter
+
+  def one_batch(totals):
     keys = rng.choice(len(source), min(batch, len(source)), replace=False)
     start = clock()
     records = sources.read_records(source, keys)
@@ -394,7 +392,12 @@ def worker_stage_costs(source, image_size, batch, batches=16):
       t4 = clock()
       for stage, seconds in zip(("parse", "decode", "fit", "copy"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
         totals[stage] += seconds
-    count += len(records)
+    return len(records)
+
+  stages = ("read", "parse", "decode", "fit", "copy")
+  one_batch(dict.fromkeys(stages, 0.0))  # warm-up (opens the files' readers), not counted
+  totals = dict.fromkeys(stages, 0.0)
+  count = sum(one_batch(totals) for _ in range(batches))
   return {stage: seconds / count * 1e6 for stage, seconds in totals.items()}
 
 
