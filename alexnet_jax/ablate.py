@@ -78,6 +78,13 @@ def load_config(spec: str):
   return module.get_config(arg or None)
 
 
+def check_counts(seeds: int, parallel: int, gpus: int) -> None:
+  """--seeds and --parallel of at least 1 (0 would run nothing, or wait forever), --gpus of at least 0."""
+  for flag, value, least in (("seeds", seeds, 1), ("parallel", parallel, 1), ("gpus", gpus, 0)):
+    if value < least:
+      raise configlib.ConfigError(f"--{flag}={value}: use {least} or more.")
+
+
 def run_config(spec: str, overrides: Sequence[str], point: Dict[str, object], seed: Optional[int] = None):
   """The config one run of the sweep trains: the file's get_config(arg), the --set overrides, the point's
   values, and the seed, applied in the order `Run.command` passes them to main."""
@@ -359,6 +366,7 @@ def main(argv):
   del argv
   workdir = os.path.abspath(os.path.expanduser(FLAGS.workdir))
   try:
+    check_counts(FLAGS.seeds, FLAGS.parallel, FLAGS.gpus)
     axes = parse_sweep(FLAGS.sweep)
     validate(FLAGS.config, axes, FLAGS.set)
     runs = plan(workdir, axes, FLAGS.seeds)

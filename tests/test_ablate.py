@@ -26,6 +26,13 @@ def test_sweep_parsing_and_validation():
     ablate.validate(f"{REPO}/configs/alexnet.py:smoke", ablate.parse_sweep("model.use_lrn=yes,no"), [])
 
 
+def test_counts_that_would_run_nothing_or_wait_forever_are_refused():
+  ablate.check_counts(seeds=1, parallel=1, gpus=0)
+  for counts, flag in (((0, 1, 0), "--seeds=0"), ((3, 0, 0), "--parallel=0"), ((3, 2, -1), "--gpus=-1")):
+    with pytest.raises(configlib.ConfigError, match=f"{flag}: use"):
+      ablate.check_counts(*counts)
+
+
 def test_config_differences_names_each_changed_leaf():
   stored = {"seed": 0, "model": {"use_lrn": True, "width": 1.0}, "tags": [1, 2], "old": 1}
   intended = {"seed": 0, "model": {"use_lrn": False, "width": 1.0}, "tags": [1, 3], "new": 2}
