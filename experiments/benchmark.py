@@ -296,34 +296,43 @@ def torch_step(variant, batch, width, steps, warmup, compile_model):
 # ------------------------------------------------------------------------------------------ (b), (d)
 
 
-def decode_rate(encoded, seconds):
-  """Images/s of one-thread `cv2.imdecode` of the JPEGs `encoded`, looped over for at least `seconds`."""
+def decode_rate(encoded, seconds, decoder="opencv"):
+  """Images/s of one thread decoding the JPEGs `encoded`, looped over for at least `seconds`.
+
+  decoder "opencv": `cv2.imdecode`, the one-core limit issue #4's target is set against; "project":
+  `sources.decode_image`, what the decoding workers use (simplejpeg where it is installed)."""
   import cv2
+  from alexnet_jax.data import sources
   cv2.setNumThreads(1)
+  if decoder == "opencv":
+    decode = lambda data: cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+  else:
+    decode = sources.decode_image
   start, count = time.perf_counter(), 0
   while time.perf_counter() - start < seconds:
     for data in encoded:
-      cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+      decode(data)
       count += 1
   return count / (time.perf_counter() - start)
 
 
-def _decode_for(encoded, seconds, barrier, results):
+def _decode_for(encoded, seconds, decoder, barrier, results):
   """One process of `parallel_decode_rate`: `decode_rate` after the barrier."""
   from alexnet_jax.data import decode_pool
   decode_pool.keep_freed_memory()  # as the decoding workers do: a fresh process otherwise decodes slower
   barrier.wait()
-  results.put(decode_rate(encoded, seconds))
+  results.put(decode_rate(encoded, seconds, decoder))
 
 
-def parallel_decode_rate(encoded, processes, seconds):
-  """Images/s of `processes` processes doing nothing but `cv2.imdecode`, started together: what this
-  machine's cores decode at once. Against one core times N it shows what the hardware gives away (shared
-  cores of hyper-threads, lower all-core clocks, memory bandwidth) before any pipeline overhead."""
+def parallel_decode_rate(encoded, processes, seconds, decoder="project"):
+  """Images/s of `processes` processes doing nothing but decode (the workers' decoder by default),
+  started together: what this machine's cores decode at once. Against one core times N it shows what the
+  hardware gives away (shared cores of hyper-threads, lower all-core clocks, memory bandwidth) before any
+  pipeline overhead."""
   import multiprocessing
   context = multiprocessing.get_context("spawn")
   barrier, results = context.Barrier(processes), context.Queue()
-  workers = [context.Process(target=_decode_for, args=(encoded, seconds, barrier, results), daemon=True)
+  workers = [context.Process(target=_decode_for, args=(encoded, seconds, decoder, barrier, results), daemon=True)
              for _ in range(processes)]
   for worker in workers:
     worker.start()
@@ -367,9 +376,9 @@ def cpu_topology():
 
 def worker_stage_costs(source, image_size, batch, batches=16):
   """Microseconds per image of each stage of a decoding worker's job, in this process: reading a batch of
-  random records (`sources.read_records`), then per record, as `pipeline.decode_into` does it (each decoded
-  image freed before the next is decoded): parse, decode, fit to size, copy into the batch array. Against
-  the one-core decode rate they say where a worker's time beyond the decode goes."""
+  random records (`sources.read_records`), then per record, as `pipeline.decode_into` does it: parse, then
+  decode into the batch array (`sources.decode_fitted_into`: decode, fit to size where needed, write).
+  Against the one-core decode rates they say where a worker's time beyond the decode goes."""
   from alexnet_jax.data import sources
   rng = np.random.default_rng(1)
   out = np.empty((batch, image_size, image_size, 3), np.uint8)
@@ -384,17 +393,13 @@ def worker_stage_costs(source, image_size, batch, batches=16):
       t0 = clock()
       example = sources.parse_example(record, file_name=False)
       t1 = clock()
-      image = sources.decode_image(example["image"])
+      sources.decode_fitted_into(example["image"], out[i])
       t2 = clock()
-      image = sources.fit_to_size(image, image_size)
-      t3 = clock()
-      out[i] = image
-      t4 = clock()
-      for stage, seconds in zip(("parse", "decode", "fit", "copy"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
-        totals[stage] += seconds
+      totals["parse"] += t1 - t0
+      totals["decode_into_batch"] += t2 - t1
     return len(records)
 
-  stages = ("read", "parse", "decode", "fit", "copy")
+  stages = ("read", "parse", "decode_into_batch")
   one_batch(dict.fromkeys(stages, 0.0))  # warm-up (opens the files' readers), not counted
   totals = dict.fromkeys(stages, 0.0)
   count = sum(one_batch(totals) for _ in range(batches))
@@ -402,11 +407,12 @@ def worker_stage_costs(source, image_size, batch, batches=16):
 
 
 def pipeline_rates(data_dir, name, batch, seconds, workers_list, rounds=3):
-  """Host pipeline images/s beside the one-core OpenCV decode rate of the same JPEGs (the limit).
+  """Host pipeline images/s beside the one-core decode rates of the same JPEGs: OpenCV's (the limit of
+  issue #4's target) and the project decoder's (`sources.decode_image`, the workers' own limit).
 
-  For each worker count, decode rounds and loader rounds alternate (`rounds` of each, the best counts),
-  so a slow patch of a shared machine hits both sides of the ratio; the loader's workers sit idle, their
-  slots full, while the decode round runs. Also measured per worker count: N processes decoding at once
+  For each worker count, decode rounds (half the round with each decoder) and loader rounds alternate
+  (`rounds` of each, the best counts), so a slow patch of a shared machine hits both sides of the ratios;
+  the loader's workers sit idle, their slots full, while the decode round runs. Also measured per worker count: N processes decoding at once
   (`parallel_decode_rate`, the machine's own N-core limit) and the CPU the training process and the
   workers spent per loader round, which says who is the bottleneck."""
   from alexnet_jax.data import pipeline, sources
@@ -438,9 +444,10 @@ def pipeline_rates(data_dir, name, batch, seconds, workers_list, rounds=3):
       for _ in range(3):
         next(it)
       pids = it.worker_pids()
-      decode_rates, loader_rates, main_cpu, workers_cpu = [], [], [], []
+      decode_rates, project_rates, loader_rates, main_cpu, workers_cpu = [], [], [], [], []
       for _ in range(rounds):
-        decode_rates.append(decode_rate(encoded, round_seconds))
+        decode_rates.append(decode_rate(encoded, round_seconds / 2, "opencv"))
+        project_rates.append(decode_rate(encoded, round_seconds / 2, "project"))
         rate, main_share, workers_share = loader_round(it, pids)
         loader_rates.append(rate)
         main_cpu.append(main_share)
@@ -449,16 +456,19 @@ def pipeline_rates(data_dir, name, batch, seconds, workers_list, rounds=3):
       if hasattr(it, "close"):
         it.close()
     n = max(workers, 1)
-    one_core, rate = max(decode_rates), max(loader_rates)
-    parallel = parallel_decode_rate(encoded, n, round_seconds) if n > 1 else one_core
+    one_core, project_one_core, rate = max(decode_rates), max(project_rates), max(loader_rates)
+    parallel = parallel_decode_rate(encoded, n, round_seconds) if n > 1 else project_one_core
     best = loader_rates.index(rate)
     results["pipeline"].append({"workers": workers, "img_s": rate, "decode_one_core_img_s": one_core,
                                 "over_workers_x_decode": rate / (n * one_core),
+                                "decode_project_one_core_img_s": project_one_core,
+                                "over_workers_x_project_decode": rate / (n * project_one_core),
                                 "decode_n_processes_img_s": parallel,
                                 "over_n_process_decode": rate / parallel,
                                 "training_process_cpu_cores": main_cpu[best],
                                 "workers_cpu_cores": workers_cpu[best],
-                                "round_img_s": loader_rates, "round_decode_img_s": decode_rates})
+                                "round_img_s": loader_rates, "round_decode_img_s": decode_rates,
+                                "round_project_decode_img_s": project_rates})
   return results
 
 
@@ -486,7 +496,8 @@ def end_to_end(config_spec, data_dir, name, steps):
 def end_to_end_against_limits(report):
   """Issue #7's end-to-end target in numbers, from rows of the same run: end to end over the project step
   of the same preset, dtype, batch and width (synthetic batches on the device), and over the decode limit of
-  the workers it used (workers x the one-core decode rate of the pipeline section)."""
+  the workers it used (workers x the one-core decode rate of the pipeline section: OpenCV's, and the project
+  decoder's, the faster one)."""
   e2e = report["end_to_end"]
   step = next((r for r in report.get("jax", []) if (r["preset"], r["dtype"], r["batch"], r["width"]) ==
                (e2e["preset"], e2e["dtype"], e2e["batch"], e2e["width"]) and r.get("step") == "pmap"), None)
@@ -497,6 +508,8 @@ def end_to_end_against_limits(report):
   if decode:
     e2e["decode_limit_img_s"] = e2e["workers"] * decode[0]["decode_one_core_img_s"]
     e2e["over_decode_limit"] = e2e["img_s_steady"] / e2e["decode_limit_img_s"]
+    e2e["project_decode_limit_img_s"] = e2e["workers"] * decode[0]["decode_project_one_core_img_s"]
+    e2e["over_project_decode_limit"] = e2e["img_s_steady"] / e2e["project_decode_limit_img_s"]
   return e2e
 
 
@@ -652,7 +665,7 @@ def main():
             "versions": {"python": platform.python_version(), "jax": jax.__version__},
             "xla_flags": os.environ.get("XLA_FLAGS", ""),
             "time": time.strftime("%Y-%m-%d %H:%M:%S"), "errors": {}}
-  for module in ("jaxlib", "flax", "optax", "tensorflow_datasets", "array_record", "torch", "cv2"):
+  for module in ("jaxlib", "flax", "optax", "tensorflow_datasets", "array_record", "torch", "cv2", "simplejpeg"):
     try:
       imported = __import__(module)
       # array_record has no __version__: its installed distribution says it.
@@ -701,7 +714,9 @@ def main():
         for r in p["pipeline"]:
           print(f"host pipeline, {r['workers']} worker(s): {r['img_s']:.0f} img/s; one-core OpenCV decode in "
                 f"alternating rounds {r['decode_one_core_img_s']:.0f} img/s: "
-                f"{r['over_workers_x_decode']:.2f} x workers x one-core decode; {r['workers']} processes "
+                f"{r['over_workers_x_decode']:.2f} x workers x one-core decode; the project's decoder "
+                f"{r['decode_project_one_core_img_s']:.0f} img/s: {r['over_workers_x_project_decode']:.2f} x "
+                f"workers x it; {r['workers']} processes "
                 f"decoding at once {r['decode_n_processes_img_s']:.0f} img/s: {r['over_n_process_decode']:.2f} "
                 f"of it; CPU cores busy: training process {r['training_process_cpu_cores']:.2f}, workers "
                 f"{r['workers_cpu_cores']:.2f}", flush=True)
@@ -711,7 +726,8 @@ def main():
         e2e = end_to_end_against_limits(report)
         print(f"end to end ({args.e2e_config}): {e2e['img_s_steady']:.0f} img/s steady; over the project step "
               f"of this run: {e2e.get('over_step', float('nan')):.2f}; over {e2e['workers']} workers x one-core "
-              f"decode: {e2e.get('over_decode_limit', float('nan')):.2f}", flush=True)
+              f"decode: {e2e.get('over_decode_limit', float('nan')):.2f} (OpenCV), "
+              f"{e2e.get('over_project_decode_limit', float('nan')):.2f} (the project's decoder)", flush=True)
       elif section == "flags" and args.xla_flag_sets:
         section_flags(args, report)
     except Exception:

@@ -181,6 +181,90 @@ def test_decode_greyscale_png_and_fit_to_size():
   np.testing.assert_allclose(fitted[..., 0], smooth[::2, ::2][:, 5:25], atol=6)
 
 
+def _jpeg(image, **save_options) -> bytes:
+  """An array or a PIL image (e.g. CMYK) as JPEG bytes."""
+  import io
+  buffer = io.BytesIO()
+  (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(buffer, format="JPEG", **save_options)
+  return buffer.getvalue()
+
+
+def _photo_like(height: int, width: int, seed: int = 0) -> np.ndarray:
+  """Smooth colour gradients plus noise: chroma detail that 4:2:0 subsampling and upsampling change."""
+  rng = np.random.default_rng(seed)
+  y, x = np.mgrid[0:height, 0:width] / max(height, width)
+  base = np.stack([np.sin(6 * x + c) * np.cos(4 * y - c) for c in (0.0, 1.0, 2.0)], -1) * 100 + 128
+  return np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+
+
+def _opencv_rgb(data: bytes) -> np.ndarray:
+  """The reference decoder: OpenCV's imdecode, EXIF orientation ignored, BGR turned to RGB by hand."""
+  import cv2
+  bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+  return np.ascontiguousarray(bgr[..., ::-1])
+
+
+def _jpeg_kinds():
+  photo = _photo_like(48, 64)
+  exif = Image.Exif()
+  exif[0x0112] = 6  # "rotate 90 degrees clockwise to display": the decoders must all ignore it
+  return {"4:2:0": _jpeg(photo, quality=90), "4:4:4": _jpeg(photo, quality=95, subsampling=0),
+          "progressive": _jpeg(photo, quality=85, progressive=True),
+          "greyscale": _jpeg(photo[..., 0], quality=90), "exif-rotated": _jpeg(photo, quality=90, exif=exif),
+          "cmyk": _jpeg(Image.fromarray(photo).convert("CMYK"), quality=95)}
+
+
+@pytest.mark.parametrize("kind", ["4:2:0", "4:4:4", "progressive", "greyscale", "exif-rotated", "cmyk"])
+@pytest.mark.parametrize("decoder", ["simplejpeg", "opencv", "pillow"])
+def test_every_jpeg_decoder_gives_the_same_pixels(kind, decoder, monkeypatch):
+  pytest.importorskip("simplejpeg")
+  data = _jpeg_kinds()[kind]
+  if decoder != "simplejpeg":
+    monkeypatch.setattr(sources, "simplejpeg", None)
+  if decoder == "pillow":
+    monkeypatch.setattr(sources, "cv2", None)
+  image = sources.decode_image(data)
+  expected = _opencv_rgb(data)
+  assert image.shape == expected.shape == (48, 64, 3)  # stored orientation, greyscale as 3 channels
+  if decoder == "pillow":  # Pillow's libjpeg-turbo may differ in the last bit of a few pixels
+    assert np.abs(image.astype(int) - expected).max() <= 2
+  else:
+    assert np.array_equal(image, expected)
+
+
+def test_files_simplejpeg_refuses_go_to_the_other_decoders():
+  pytest.importorskip("simplejpeg")
+  import io
+  png = io.BytesIO()
+  Image.fromarray(_photo_like(20, 30)).save(png, format="PNG")
+  assert sources._decode_jpeg_turbo(png.getvalue()) is None
+  assert np.array_equal(sources.decode_image(png.getvalue()), _photo_like(20, 30))
+  cut_short = _jpeg_kinds()["4:2:0"][:-50]
+  assert sources._decode_jpeg_turbo(cut_short) is None  # damaged: the others try, then the one clear error
+  with pytest.raises(sources.DatasetError, match="Cannot decode image 'a/b.jpg'.*prepare the dataset again"):
+    sources.decode_image(cut_short, path="a/b.jpg")
+
+
+@pytest.mark.parametrize("with_simplejpeg", [True, False])
+def test_decode_fitted_into_writes_only_its_slot(with_simplejpeg, monkeypatch):
+  if with_simplejpeg:
+    pytest.importorskip("simplejpeg")
+  else:
+    monkeypatch.setattr(sources, "simplejpeg", None)
+  size = 32
+  stored = _jpeg(_photo_like(size, size, seed=1), quality=90)  # as prepared at this size: decoded in place
+  smaller = _jpeg(_photo_like(24, 30, seed=2), quality=90)  # fits in the slot's bytes, but must be resized
+  larger = _jpeg(_photo_like(40, 64, seed=3), quality=90)  # larger than the slot
+  import io
+  png = io.BytesIO()
+  Image.fromarray(_photo_like(size, 48, seed=4)).save(png, format="PNG")
+  for data in (stored, smaller, larger, png.getvalue()):
+    batch = np.full((3, size, size, 3), 7, np.uint8)
+    sources.decode_fitted_into(data, batch[1])
+    assert (batch[0] == 7).all() and (batch[2] == 7).all()
+    assert np.array_equal(batch[1], sources.fit_to_size(_opencv_rgb(data), size))
+
+
 def test_reading_never_imports_tensorflow(synthetic_data_dir):
   code = f"""
 import sys

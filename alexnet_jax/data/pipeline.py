@@ -33,13 +33,9 @@ def decode_into(serialized: Sequence[bytes], images: np.ndarray, labels: np.ndar
   """Serialized examples -> images[i] (uint8 [S, S, 3]) and labels[i]; each image's shorter side brought
   to S and centre-cropped if it is not S x S already. Decoding straight into the batch array leaves the
   JPEG decode as nearly the whole per-example cost."""
-  image_size = images.shape[1]
   for i, record in enumerate(serialized):
     example = sources.parse_example(record, file_name=False)
-    image = sources.decode_image(example["image"])
-    if image.shape[:2] != (image_size, image_size):
-      image = sources.fit_to_size(image, image_size)
-    images[i] = image
+    sources.decode_fitted_into(example["image"], images[i])
     labels[i] = example["label"]
 
 
