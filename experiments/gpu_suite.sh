@@ -9,7 +9,7 @@
 # replacing the part's own.)
 #
 # Extra arguments go to experiments/benchmark.py. On the workplace GPU machine (Python 3.12, jax with CUDA,
-# no TensorFlow/TFDS): carry .whl/ (from ../shared/tools/device-wheels.sh) and data_prepared/ (the shared
+# no TensorFlow/TFDS): carry .whl/ (from `bash ../shared/tools/device-wheels.sh simplejpeg`) and data_prepared/ (the shared
 # Imagenette prepared with
 #   python -m alexnet_jax.data.prepare --source=folder:../shared/datasets/imagenette2-128 \
 #     --name=imagenette2_128 --data_dir=data_prepared

@@ -74,6 +74,7 @@ def test_imagenette_subset_prepares_and_reads_back(imagenette_subset_dir):
     assert wnids[example["label"]] == os.path.basename(os.path.dirname(path))  # the label is the folder
     image = sources.decode_image(example["image"])
     assert image.shape == (128, 128, 3) and image.dtype == np.uint8
+    assert np.array_equal(image, _opencv_rgb(example["image"]))  # real photos: OpenCV's pixels exactly
 
 
 @pytest.mark.parametrize("split", ["train", "val", "train[:37]", "train[10%:25%]", "val[-9:]"])
