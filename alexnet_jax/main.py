@@ -72,8 +72,7 @@ def main(argv):
   try:
     summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except (sources.DatasetError, train.TrainingError, checkpointing.CheckpointError, configlib.ConfigError) as e:
-    logging.error("%s", e)
-    print(f"error: {e}", file=sys.stderr)
+    print(f"error: {e}", file=sys.stderr)  # once: absl's log line would repeat it
     sys.exit(1)
   if summary.get("eval_only"):
     shown = {k: round(v, 4) for k, v in summary["final"].items() if k.endswith("error")}

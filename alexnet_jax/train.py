@@ -118,8 +118,9 @@ def ensure_dataset(config) -> sources.DatasetInfo:
   try:
     return sources.dataset_info(data_dir, d.name)
   except sources.DatasetError:
-    if not (d.auto_prepare and d.name == "synthetic_shapes"):
-      raise
+    if not (d.auto_prepare and d.name == "synthetic_shapes") or (os.path.exists(data_dir) and
+                                                                not os.path.isdir(data_dir)):
+      raise  # a data_dir that is a file is the user's to fix: its message says so
   if jax.process_index() == 0:
     logging.info("Preparing the embedded synthetic_shapes dataset in %s (once).", data_dir)
     try:

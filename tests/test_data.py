@@ -1,6 +1,7 @@
 """The input pipeline: synthetic determinism, preparing and reading real Imagenette, iterator state,
 reading without TensorFlow, and every error path."""
 
+import functools
 import glob
 import os
 import subprocess
@@ -12,7 +13,7 @@ from PIL import Image
 
 from alexnet_jax.data import pipeline, prepare, sources, synthetic
 
-from conftest import SHARED_IMAGENETTE
+from conftest import REPO, SHARED_IMAGENETTE
 
 
 def test_synthetic_is_a_pure_function_of_seed_split_index():
@@ -333,7 +334,15 @@ def test_data_dir_that_is_a_file(tmp_path):
     sources.dataset_info(str(f), "synthetic_shapes")
   result = subprocess.run([sys.executable, "-m", "alexnet_jax.data.prepare", f"--data_dir={f}"],
                           capture_output=True, text=True, timeout=300)
-  assert result.returncode != 0 and "is a file" in result.stderr
+  assert result.returncode == 2 and result.stderr.count("is a file, not a folder") == 1, result.stderr[-2000:]
+  # Training's on-the-fly preparation of the embedded set says the same instead of trying to prepare.
+  from alexnet_jax import ablate, train
+  config = ablate.load_config(f"{REPO / 'configs' / 'alexnet.py'}:smoke")
+  assert config.dataset.auto_prepare and config.dataset.name == "synthetic_shapes"
+  config.dataset.data_dir = str(f)
+  with pytest.raises(sources.DatasetError, match="is a file, not a folder. Point --config.dataset.data_dir"):
+    train.ensure_dataset(config)
+  assert f.read_text() == "x"
 
 
 def make_folder(root, layout):
@@ -377,6 +386,88 @@ def test_catalog_source_never_downloads_unless_asked(tmp_path):
     prepare.prepare_catalog("mnist", str(tmp_path))
   with pytest.raises(sources.DatasetError, match="--manual_dir"):
     prepare.prepare_catalog("imagenet2012", str(tmp_path))
+
+
+@functools.cache
+def _tiny_catalog_builder():
+  """A TFDS catalog dataset built from files in manual_dir, as imagenet2012 is from its tars (registered
+  with TFDS once per session, under the name `tiny_manual_photos`)."""
+  import tensorflow_datasets as tfds
+
+  class TinyManualPhotos(tfds.core.GeneratorBasedBuilder):
+    VERSION = tfds.core.Version("2.0.0")
+    MANUAL_DOWNLOAD_INSTRUCTIONS = "Put <split>/<label>_<n>.jpg files in manual_dir."
+
+    def _info(self):
+      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+          "image": tfds.features.Image(encoding_format="jpeg"),
+          "label": tfds.features.ClassLabel(names=["ant", "bee", "cat"]),
+          "file_name": tfds.features.Text()}))
+
+    def _split_generators(self, dl_manager):
+      return {split: self._generate_examples(dl_manager.manual_dir / split) for split in ("train", "validation")}
+
+    def _generate_examples(self, folder):
+      for path in sorted(folder.glob("*.jpg")):
+        yield path.name, {"image": str(path), "label": int(path.name[0]), "file_name": path.name}
+
+  return TinyManualPhotos
+
+
+def _tiny_catalog_files(manual_dir):
+  """Photos of varied sizes and aspect ratios: {(split, file name): (label, JPEG bytes)}."""
+  files = {}
+  for split, shapes in (("train", [(40, 60), (64, 48), (50, 50), (36, 90)]), ("validation", [(45, 70), (80, 40)])):
+    os.makedirs(manual_dir / split)
+    for n, (height, width) in enumerate(shapes):
+      name, data = f"{n % 3}_{n}.jpg", _jpeg(_photo_like(height, width, seed=n), quality=95)
+      (manual_dir / split / name).write_bytes(data)
+      files[split, name] = (n % 3, data)
+  return files
+
+
+@pytest.mark.slow
+def test_catalog_dataset_stored_at_a_size(tmp_path):
+  _tiny_catalog_builder()
+  files = _tiny_catalog_files(tmp_path / "manual")
+  data_dir = tmp_path / "data"
+  target = prepare.prepare_catalog("tiny_manual_photos", str(data_dir), manual_dir=str(tmp_path / "manual"),
+                                   image_size=32)
+  assert target == str(data_dir / "tiny_manual_photos" / prepare.VERSION)
+  assert (data_dir / prepare.FULL_SIZE_DIR / "tiny_manual_photos" / "2.0.0" / "dataset_info.json").is_file()
+  info = sources.dataset_info(str(data_dir), "tiny_manual_photos")  # what training finds by the name
+  assert info.path == target and info.image_size == 32 and info.class_names == ("ant", "bee", "cat")
+  assert info.split_sizes == {"train": 4, "validation": 2}
+  for split in ("train", "validation"):
+    source = sources.open_split(info, split)
+    for i in range(len(source)):
+      example = sources.parse_example(source[i])
+      label, original = files[split, example["file_name"]]
+      image = sources.decode_image(example["image"])
+      expected = sources.fit_to_size(_opencv_rgb(original), 32)
+      assert example["label"] == label and image.shape == (32, 32, 3)
+      assert np.abs(image.astype(int) - expected).mean() < 3  # re-encoded as JPEG at quality 95
+
+
+@pytest.mark.slow
+def test_a_sized_catalog_copy_is_refused_where_tfds_own_build_would_shadow_it(tmp_path):
+  _tiny_catalog_builder()
+  _tiny_catalog_files(tmp_path / "manual")
+  data_dir = tmp_path / "data"
+  full = prepare.prepare_catalog("tiny_manual_photos", str(data_dir), manual_dir=str(tmp_path / "manual"))
+  assert sources.dataset_info(str(data_dir), "tiny_manual_photos").image_size == 0  # as TFDS stores them
+  before = sorted(p.relative_to(data_dir) for p in data_dir.rglob("*"))
+  with pytest.raises(sources.DatasetError, match=r"already holds a build of 'tiny_manual_photos' \(version "
+                     r"2.0.0\).*--name=tiny_manual_photos_sized.*nothing was changed"):
+    prepare.prepare_catalog("tiny_manual_photos", str(data_dir), manual_dir=str(tmp_path / "manual"),
+                            image_size=32)
+  assert sorted(p.relative_to(data_dir) for p in data_dir.rglob("*")) == before and os.path.isdir(full)
+  with pytest.raises(sources.DatasetError, match="--name=tiny_32 renames a TFDS dataset only when"):
+    prepare.prepare_catalog("tiny_manual_photos", str(data_dir), manual_dir=str(tmp_path / "manual"),
+                            stored_name="tiny_32")
+  sized = prepare.prepare_catalog("tiny_manual_photos", str(data_dir), manual_dir=str(tmp_path / "manual"),
+                                  image_size=32, stored_name="tiny_32")
+  assert sources.dataset_info(str(data_dir), "tiny_32").path == sized
 
 
 def test_unknown_source_and_missing_split(synthetic_data_dir):

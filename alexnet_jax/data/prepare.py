@@ -12,14 +12,17 @@ catalog dataset by name, built by TFDS's own builder (ImageNet from the tars in 
 downloaded unless `--download` is given.
 
 `--image_size=256` stores every image as the paper does (section 2): shorter side rescaled to 256, then
-the central 256x256 patch, re-encoded as JPEG, so training decodes small fixed-size images. With
-`--image_size=0` folder images are stored byte for byte as they are.
+the central 256x256 patch, re-encoded as JPEG, so training decodes small fixed-size images (a TFDS dataset
+is first built by TFDS at full size, in DATA_DIR/tfds_full_size, then stored at the size under its own
+name). With `--image_size=0` folder images are stored byte for byte as they are, and TFDS datasets as TFDS
+builds them.
 
 This is the only module that needs TensorFlow (TFDS writes its examples with it). It writes into a
 temporary folder beside the target and renames it into place at the end, so an interrupted or failed run
 leaves any dataset already prepared there untouched.
 """
 
+import glob
 import io
 import os
 import shutil
@@ -76,10 +79,17 @@ def folder_examples(files, image_size, split):
     yield key, {"image": io.BytesIO(data), "label": label, "file_name": os.path.relpath(path)}
 
 
+def _check_data_dir(data_dir):
+  if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+    raise sources.DatasetError(f"data_dir {data_dir!r} is a file, not a folder: give a folder for prepared "
+                               f"datasets (it is created if missing).")
+
+
 def _store(name, data_dir, split_examples, class_names, image_size, description):
   """Writes the dataset into a temporary folder and moves it to data_dir/name/VERSION on success."""
   import tensorflow_datasets as tfds
   target = os.path.join(data_dir, name, VERSION)
+  _check_data_dir(data_dir)
   os.makedirs(data_dir, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=f".{name}-", dir=data_dir)
   try:
@@ -131,11 +141,24 @@ def _common_square_size(paths) -> int:
   return width if width == height else 0
 
 
-def prepare_catalog(name, data_dir, *, manual_dir=None, download=False):
-  """Builds a TFDS catalog dataset (e.g. imagenet2012 from its manual_dir tars) in array_record format."""
+def prepare_catalog(name, data_dir, *, manual_dir=None, download=False, image_size=0, stored_name=None):
+  """Builds a TFDS catalog dataset (e.g. imagenet2012 from its manual_dir tars) in array_record format.
+
+  image_size 0: TFDS's own build, in data_dir (images as TFDS stores them: ImageNet's full-size photos).
+  image_size S > 0: TFDS's build goes to data_dir/tfds_full_size (kept: a second run reuses it), then
+  every image is fitted to S x S (section 2: shorter side to S, central crop) and stored as
+  data_dir/<stored_name or name>/1.0.0, so training decodes small fixed-size JPEGs."""
   import tensorflow_datasets as tfds
+  if stored_name and not image_size:
+    raise sources.DatasetError(f"--name={stored_name} renames a TFDS dataset only when it is stored at a size "
+                               f"(--image_size=256, say); TFDS's own build keeps the name {name!r}.")
+  stored_name = stored_name or name
+  _check_data_dir(data_dir)
+  if image_size:
+    _check_not_shadowed(data_dir, stored_name)
+  build_dir = os.path.join(data_dir, FULL_SIZE_DIR) if image_size else data_dir
   try:
-    builder = tfds.builder(name, data_dir=data_dir, try_gcs=False)
+    builder = tfds.builder(name, data_dir=build_dir, try_gcs=False)
   except Exception as e:  # unknown name
     raise sources.DatasetError(f"TFDS has no dataset {name!r} ({e}). See the TFDS catalog for names.")
   needs_manual = bool(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None))
@@ -150,7 +173,41 @@ def prepare_catalog(name, data_dir, *, manual_dir=None, download=False):
                                f"again with --download, or prepare a local copy with --source=folder:PATH.")
   config = tfds.download.DownloadConfig(manual_dir=os.path.expanduser(manual_dir) if manual_dir else None)
   builder.download_and_prepare(download_config=config, file_format="array_record")
-  return builder.data_dir
+  if not image_size:
+    return builder.data_dir
+  info = sources.dataset_info(build_dir, name, path=builder.data_dir)
+  splits = {split: catalog_examples(info, split, image_size) for split in info.split_sizes}
+  target = _store(stored_name, data_dir, splits, info.class_names, image_size,
+                  f"TFDS {name} {os.path.basename(builder.data_dir)}, images fitted to {image_size}x{image_size}.")
+  logging.info("TFDS's full-size build stays in %s for another --image_size; delete it if you need the space.",
+               builder.data_dir)
+  return target
+
+
+FULL_SIZE_DIR = "tfds_full_size"  # under data_dir: TFDS's own build of a catalog dataset stored at a size
+
+
+def _check_not_shadowed(data_dir, name):
+  """Refuses to store `name` at a size in data_dir where TFDS's own build of it (another version) lies:
+  readers take the newest version, which would be that build, not the copy prepared here."""
+  for info_file in glob.glob(os.path.join(data_dir, name, "**", "dataset_info.json"), recursive=True):
+    version_dir = os.path.dirname(info_file)
+    if os.path.basename(version_dir) != VERSION:
+      raise sources.DatasetError(
+          f"{version_dir!r} already holds a build of {name!r} (version {os.path.basename(version_dir)}), which "
+          f"training would read instead of the {VERSION} copy this command stores. Store it under another "
+          f"name (--name={name}_sized, then --config.dataset.name={name}_sized) or in another --data_dir; "
+          f"nothing was changed.")
+
+
+def catalog_examples(info, split, image_size):
+  """The examples of a built TFDS dataset's split, each image fitted to image_size and re-encoded."""
+  source = sources.open_split(info, split)
+  for key in _progress(range(len(source)), len(source), f"{info.name} {split} -> {image_size}px"):
+    example = sources.parse_example(source[key])
+    image = sources.decode_image(example["image"], path=f"{info.path} {split}[{key}]")
+    yield key, {"image": io.BytesIO(_jpeg_bytes(sources.fit_to_size(image, image_size))),
+                "label": example["label"], "file_name": example.get("file_name", f"{split}/{key}")}
 
 
 def parse_source(source):
@@ -167,8 +224,6 @@ def parse_source(source):
 def main(argv):
   del argv
   data_dir = os.path.expanduser(FLAGS.data_dir)
-  if os.path.exists(data_dir) and not os.path.isdir(data_dir):
-    raise app.UsageError(f"--data_dir {data_dir!r} is a file; give a folder (it is created if missing).")
   try:
     kind, value = parse_source(FLAGS.source)
     if kind == "synthetic":
@@ -180,9 +235,9 @@ def main(argv):
       path = prepare_folder(value, data_dir, name=name, image_size=FLAGS.image_size,
                             splits=tuple(FLAGS.splits), limit=FLAGS.limit)
     else:
-      path = prepare_catalog(value, data_dir, manual_dir=FLAGS.manual_dir, download=FLAGS.download)
-  except sources.DatasetError as e:
-    logging.error("%s", e)
+      path = prepare_catalog(value, data_dir, manual_dir=FLAGS.manual_dir, download=FLAGS.download,
+                             image_size=FLAGS.image_size, stored_name=FLAGS.name)
+  except sources.DatasetError as e:  # one line saying what is wrong and what to do
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   print(f"Prepared {FLAGS.source} in {path}")
@@ -192,9 +247,11 @@ def define_flags():
   flags.DEFINE_string("source", "synthetic_shapes",
                       "synthetic_shapes | folder:PATH (PATH/<split>/<class>/*.jpg) | tfds:NAME (TFDS catalog).")
   flags.DEFINE_string("data_dir", "~/alexnet_data", "Where prepared datasets live (data_dir/<name>/<version>).")
-  flags.DEFINE_string("name", None, "Dataset name for synthetic/folder sources (default: the folder's name).")
+  flags.DEFINE_string("name", None, "Name to store the dataset under (default: the folder's name, the TFDS "
+                      "name, synthetic_shapes). Not for TFDS sources without --image_size (TFDS names those).")
   flags.DEFINE_integer("image_size", 0, "Store images at this square size (shorter side, centre crop; the "
-                       "paper: 256). 0 keeps folder images as they are (synthetic default: 72).")
+                       "paper: 256). 0 keeps folder and TFDS images as they are (synthetic default: 72). A "
+                       "TFDS dataset is built full size first, in DATA_DIR/tfds_full_size.")
   flags.DEFINE_list("splits", ["train", "val"], "Split folders of a folder source.")
   flags.DEFINE_integer("limit", None, "Keep at most this many images per split (an evenly spread subset).")
   flags.DEFINE_integer("train_size", 6000, "synthetic_shapes: training examples.")

@@ -198,8 +198,10 @@ def find_prepared(data_dir: str, name: str) -> str:
   return os.path.dirname(max(candidates, key=version_key))
 
 
-def dataset_info(data_dir: str, name: str) -> DatasetInfo:
-  path = find_prepared(data_dir, name)
+def dataset_info(data_dir: str, name: str, *, path: str = None) -> DatasetInfo:
+  """What training needs to know of prepared dataset `name` in data_dir (its newest version there), or of
+  the one version folder `path` (which holds dataset_info.json) when that is given."""
+  path = path or find_prepared(data_dir, name)
   with open(os.path.join(path, "dataset_info.json")) as f:
     info = json.load(f)
   with open(os.path.join(path, "features.json")) as f:
