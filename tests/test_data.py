@@ -353,6 +353,28 @@ def make_folder(root, layout):
         Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(root / split / cls / f"{i}.jpg")
 
 
+@pytest.mark.slow
+def test_worker_processes_prepare_the_same_records_in_the_same_order(tmp_path):
+  root = tmp_path / "photos"
+  for split in ("train", "val"):
+    for n in range(5):
+      os.makedirs(root / split / f"class{n % 2}", exist_ok=True)
+      image = _photo_like(30 + 7 * n, 50 - 3 * n, seed=n + 10 * (split == "val"))
+      if n == 3:
+        Image.fromarray(image).save(root / split / f"class{n % 2}" / f"{n}.png")  # re-encoded as JPEG
+      else:
+        (root / split / f"class{n % 2}" / f"{n}.jpg").write_bytes(_jpeg(image, quality=90))
+  records = {}
+  for workers in (1, 2):
+    data_dir = tmp_path / f"data{workers}"
+    prepare.prepare_folder(str(root), str(data_dir), name="photos", image_size=24, workers=workers)
+    info = sources.dataset_info(str(data_dir), "photos")
+    records[workers] = [sources.parse_example(sources.open_split(info, split)[i])
+                        for split in ("train", "val") for i in range(5)]
+  assert records[1] == records[2]
+  assert len({r["image"] for r in records[1]}) == 10  # every image stored, none twice
+
+
 def test_folder_errors(tmp_path):
   with pytest.raises(sources.DatasetError, match="does not exist"):
     sources.list_image_folder(str(tmp_path / "nope"))
@@ -432,7 +454,7 @@ def test_catalog_dataset_stored_at_a_size(tmp_path):
   files = _tiny_catalog_files(tmp_path / "manual")
   data_dir = tmp_path / "data"
   target = prepare.prepare_catalog("tiny_manual_photos", str(data_dir), manual_dir=str(tmp_path / "manual"),
-                                   image_size=32)
+                                   image_size=32, workers=2)
   assert target == str(data_dir / "tiny_manual_photos" / prepare.VERSION)
   assert (data_dir / prepare.FULL_SIZE_DIR / "tiny_manual_photos" / "2.0.0" / "dataset_info.json").is_file()
   info = sources.dataset_info(str(data_dir), "tiny_manual_photos")  # what training finds by the name

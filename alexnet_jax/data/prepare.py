@@ -24,6 +24,7 @@ leaves any dataset already prepared there untouched.
 
 import glob
 import io
+import multiprocessing
 import os
 import shutil
 import sys
@@ -67,15 +68,34 @@ def synthetic_examples(split, count, image_size, seed):
     yield index, {"image": io.BytesIO(_jpeg_bytes(image)), "label": label, "file_name": f"{split}/{index}"}
 
 
-def folder_examples(files, image_size, split):
-  for key, (path, label) in enumerate(_progress(files, len(files), f"folder {split}")):
-    with open(path, "rb") as f:
-      data = f.read()
-    image = sources.decode_image(data, path=path)  # validates every file, even when stored as is
-    if image_size and image.shape[:2] != (image_size, image_size):
-      data = _jpeg_bytes(sources.fit_to_size(image, image_size))
-    elif not path.lower().endswith((".jpg", ".jpeg")):
-      data = _jpeg_bytes(image)
+def _in_order(job, items, workers):
+  """job(item) for each item, in order: in this process (workers <= 1), or in `workers` spawned processes
+  (decoding, resizing and re-encoding ImageNet's photos takes ~5 ms each: two hours on one core)."""
+  if workers <= 1:
+    yield from map(job, items)
+    return
+  context = multiprocessing.get_context("spawn")  # fork would copy TensorFlow's threads' state
+  with context.Pool(workers) as pool:  # left early (an error while writing): the pool is terminated
+    yield from pool.imap(job, items, chunksize=32)
+
+
+def _folder_example(item):
+  """(path, label, image_size) -> the example's image bytes: as they are (a JPEG of the right size), else
+  fitted and re-encoded. Every file is decoded, so a broken one fails here with its path."""
+  path, label, image_size = item
+  with open(path, "rb") as f:
+    data = f.read()
+  image = sources.decode_image(data, path=path)
+  if image_size and image.shape[:2] != (image_size, image_size):
+    data = _jpeg_bytes(sources.fit_to_size(image, image_size))
+  elif not path.lower().endswith((".jpg", ".jpeg")):
+    data = _jpeg_bytes(image)
+  return data
+
+
+def folder_examples(files, image_size, split, workers=1):
+  images = _in_order(_folder_example, [(path, label, image_size) for path, label in files], workers)
+  for key, ((path, label), data) in enumerate(_progress(zip(files, images), len(files), f"folder {split}")):
     yield key, {"image": io.BytesIO(data), "label": label, "file_name": os.path.relpath(path)}
 
 
@@ -115,12 +135,13 @@ def prepare_synthetic(data_dir, *, train_size=6000, val_size=1000, image_size=72
                 f"Procedural shapes ({synthetic.NUM_CLASSES} classes), seed {seed}, {image_size}px.")
 
 
-def prepare_folder(root, data_dir, *, name, image_size=0, splits=("train", "val"), limit=None):
-  """Prepares root/<split>/<class>/* ; `limit` keeps an evenly spread subset of each split (tests)."""
+def prepare_folder(root, data_dir, *, name, image_size=0, splits=("train", "val"), limit=None, workers=1):
+  """Prepares root/<split>/<class>/* ; `limit` keeps an evenly spread subset of each split (tests);
+  `workers` processes decode (and resize, re-encode) the images."""
   class_names, files = sources.list_image_folder(root, splits)
   if limit:
     files = {s: f[::max(1, len(f) // limit)][:limit] for s, f in files.items()}
-  examples = {s: folder_examples(f, image_size, s) for s, f in files.items()}
+  examples = {s: folder_examples(f, image_size, s, workers) for s, f in files.items()}
   stored_size = image_size or _common_square_size(path for f in files.values() for path, _ in f)
   return _store(name, data_dir, examples, class_names, stored_size, f"Images from {os.path.abspath(root)}.")
 
@@ -141,7 +162,8 @@ def _common_square_size(paths) -> int:
   return width if width == height else 0
 
 
-def prepare_catalog(name, data_dir, *, manual_dir=None, download=False, image_size=0, stored_name=None):
+def prepare_catalog(name, data_dir, *, manual_dir=None, download=False, image_size=0, stored_name=None,
+                    workers=1):
   """Builds a TFDS catalog dataset (e.g. imagenet2012 from its manual_dir tars) in array_record format.
 
   image_size 0: TFDS's own build, in data_dir (images as TFDS stores them: ImageNet's full-size photos).
@@ -176,7 +198,7 @@ def prepare_catalog(name, data_dir, *, manual_dir=None, download=False, image_si
   if not image_size:
     return builder.data_dir
   info = sources.dataset_info(build_dir, name, path=builder.data_dir)
-  splits = {split: catalog_examples(info, split, image_size) for split in info.split_sizes}
+  splits = {split: catalog_examples(info, split, image_size, workers) for split in info.split_sizes}
   target = _store(stored_name, data_dir, splits, info.class_names, image_size,
                   f"TFDS {name} {os.path.basename(builder.data_dir)}, images fitted to {image_size}x{image_size}.")
   logging.info("TFDS's full-size build stays in %s for another --image_size; delete it if you need the space.",
@@ -200,14 +222,26 @@ def _check_not_shadowed(data_dir, name):
           f"nothing was changed.")
 
 
-def catalog_examples(info, split, image_size):
+_OPEN_SPLITS = {}  # (dataset path, split) -> its records, opened once per process
+
+
+def _catalog_example(item):
+  """(info, split, key, image_size) -> (label, file name, the image fitted and re-encoded)."""
+  info, split, key, image_size = item
+  if (info.path, split) not in _OPEN_SPLITS:
+    _OPEN_SPLITS[info.path, split] = sources.open_split(info, split)
+  example = sources.parse_example(_OPEN_SPLITS[info.path, split][key])
+  image = sources.decode_image(example["image"], path=f"{info.path} {split}[{key}]")
+  return (example["label"], example.get("file_name", f"{split}/{key}"),
+          _jpeg_bytes(sources.fit_to_size(image, image_size)))
+
+
+def catalog_examples(info, split, image_size, workers=1):
   """The examples of a built TFDS dataset's split, each image fitted to image_size and re-encoded."""
-  source = sources.open_split(info, split)
-  for key in _progress(range(len(source)), len(source), f"{info.name} {split} -> {image_size}px"):
-    example = sources.parse_example(source[key])
-    image = sources.decode_image(example["image"], path=f"{info.path} {split}[{key}]")
-    yield key, {"image": io.BytesIO(_jpeg_bytes(sources.fit_to_size(image, image_size))),
-                "label": example["label"], "file_name": example.get("file_name", f"{split}/{key}")}
+  count = len(sources.open_split(info, split))
+  examples = _in_order(_catalog_example, ((info, split, key, image_size) for key in range(count)), workers)
+  for key, (label, file_name, data) in enumerate(_progress(examples, count, f"{info.name} {split} -> {image_size}px")):
+    yield key, {"image": io.BytesIO(data), "label": label, "file_name": file_name}
 
 
 def parse_source(source):
@@ -224,6 +258,7 @@ def parse_source(source):
 def main(argv):
   del argv
   data_dir = os.path.expanduser(FLAGS.data_dir)
+  workers = FLAGS.workers if FLAGS.workers > 0 else (os.cpu_count() or 1)
   try:
     kind, value = parse_source(FLAGS.source)
     if kind == "synthetic":
@@ -233,10 +268,10 @@ def main(argv):
     elif kind == "folder":
       name = FLAGS.name or os.path.basename(os.path.normpath(value)).replace("-", "_").lower()
       path = prepare_folder(value, data_dir, name=name, image_size=FLAGS.image_size,
-                            splits=tuple(FLAGS.splits), limit=FLAGS.limit)
+                            splits=tuple(FLAGS.splits), limit=FLAGS.limit, workers=workers)
     else:
       path = prepare_catalog(value, data_dir, manual_dir=FLAGS.manual_dir, download=FLAGS.download,
-                             image_size=FLAGS.image_size, stored_name=FLAGS.name)
+                             image_size=FLAGS.image_size, stored_name=FLAGS.name, workers=workers)
   except sources.DatasetError as e:  # one line saying what is wrong and what to do
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
@@ -253,6 +288,8 @@ def define_flags():
                        "paper: 256). 0 keeps folder and TFDS images as they are (synthetic default: 72). A "
                        "TFDS dataset is built full size first, in DATA_DIR/tfds_full_size.")
   flags.DEFINE_list("splits", ["train", "val"], "Split folders of a folder source.")
+  flags.DEFINE_integer("workers", 0, "Processes that decode, resize and re-encode folder and TFDS images "
+                       "(0: one per core).")
   flags.DEFINE_integer("limit", None, "Keep at most this many images per split (an evenly spread subset).")
   flags.DEFINE_integer("train_size", 6000, "synthetic_shapes: training examples.")
   flags.DEFINE_integer("val_size", 1000, "synthetic_shapes: validation examples.")
