@@ -354,7 +354,7 @@ def make_folder(root, layout):
 
 
 @pytest.mark.slow
-def test_worker_processes_prepare_the_same_records_in_the_same_order(tmp_path):
+def test_worker_processes_prepare_the_same_records_in_the_same_order_and_chroma_is_a_choice(tmp_path):
   root = tmp_path / "photos"
   for split in ("train", "val"):
     for n in range(5):
@@ -373,6 +373,20 @@ def test_worker_processes_prepare_the_same_records_in_the_same_order(tmp_path):
                         for split in ("train", "val") for i in range(5)]
   assert records[1] == records[2]
   assert len({r["image"] for r in records[1]}) == 10  # every image stored, none twice
+  from PIL import JpegImagePlugin
+  import io
+
+  def chroma(data):  # PIL: 0 is 4:4:4, 2 is 4:2:0
+    with Image.open(io.BytesIO(data)) as image:
+      return JpegImagePlugin.get_sampling(image)
+
+  assert {chroma(r["image"]) for r in records[1]} == {0}  # every image here was resized: 4:4:4 by default
+  prepare.prepare_folder(str(root), str(tmp_path / "data420"), name="photos", image_size=24, chroma="4:2:0")
+  info = sources.dataset_info(str(tmp_path / "data420"), "photos")
+  assert {chroma(sources.parse_example(sources.open_split(info, "val")[i])["image"]) for i in range(5)} == {2}
+  with pytest.raises(sources.DatasetError, match=r"Unknown chroma subsampling '4:1:1': use one of \['4:4:4', '4:2:0'\]"):
+    prepare.prepare_folder(str(root), str(tmp_path / "data411"), name="photos", image_size=24, chroma="4:1:1")
+  assert not (tmp_path / "data411").exists()
 
 
 def test_folder_errors(tmp_path):
