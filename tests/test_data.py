@@ -3,6 +3,7 @@ reading without TensorFlow, and every error path."""
 
 import functools
 import glob
+import io
 import os
 import subprocess
 import sys
@@ -170,7 +171,6 @@ def test_greyscale_photos_read_as_three_equal_channels(tmp_path):
 
 
 def test_decode_greyscale_png_and_fit_to_size():
-  import io
   grey = (np.arange(40 * 60) % 256).astype(np.uint8).reshape(40, 60)
   buffer = io.BytesIO()
   Image.fromarray(grey).save(buffer, format="PNG")
@@ -185,7 +185,6 @@ def test_decode_greyscale_png_and_fit_to_size():
 
 def _jpeg(image, **save_options) -> bytes:
   """An array or a PIL image (e.g. CMYK) as JPEG bytes."""
-  import io
   buffer = io.BytesIO()
   (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(buffer, format="JPEG", **save_options)
   return buffer.getvalue()
@@ -236,7 +235,6 @@ def test_every_jpeg_decoder_gives_the_same_pixels(kind, decoder, monkeypatch):
 
 def test_files_simplejpeg_refuses_go_to_the_other_decoders():
   pytest.importorskip("simplejpeg")
-  import io
   png = io.BytesIO()
   Image.fromarray(_photo_like(20, 30)).save(png, format="PNG")
   assert sources._decode_jpeg_turbo(png.getvalue()) is None
@@ -257,7 +255,6 @@ def test_decode_fitted_into_writes_only_its_slot(with_simplejpeg, monkeypatch):
   stored = _jpeg(_photo_like(size, size, seed=1), quality=90)  # as prepared at this size: decoded in place
   smaller = _jpeg(_photo_like(24, 30, seed=2), quality=90)  # fits in the slot's bytes, but must be resized
   larger = _jpeg(_photo_like(40, 64, seed=3), quality=90)  # larger than the slot
-  import io
   png = io.BytesIO()
   Image.fromarray(_photo_like(size, 48, seed=4)).save(png, format="PNG")
   for data in (stored, smaller, larger, png.getvalue()):
@@ -374,7 +371,6 @@ def test_worker_processes_prepare_the_same_records_in_the_same_order_and_chroma_
   assert records[1] == records[2]
   assert len({r["image"] for r in records[1]}) == 10  # every image stored, none twice
   from PIL import JpegImagePlugin
-  import io
 
   def chroma(data):  # PIL: 0 is 4:4:4, 2 is 4:2:0
     with Image.open(io.BytesIO(data)) as image:

@@ -79,8 +79,10 @@ def synthetic_examples(split, count, image_size, seed):
 
 
 def _in_order(job, items, workers):
-  """job(item) for each item, in order: in this process (workers <= 1), or in `workers` spawned processes
-  (decoding, resizing and re-encoding ImageNet's photos takes ~5 ms each: two hours on one core)."""
+  """job(item) for each item, in order: in this process (workers <= 1), or in `workers` spawned processes.
+  Decoding, resizing and re-encoding took 1.4 ms per image for the shared Imagenette brought to 256 px
+  (2-core development machine, writing included); ImageNet's 1.33 million larger photos take hours on one
+  core."""
   if workers <= 1:
     yield from map(job, items)
     return

@@ -4,8 +4,8 @@ A prepared dataset is a TFDS dataset in array_record format under `data_dir/<nam
 written by `python -m alexnet_jax.data.prepare`. TFDS's builder (`tfds.builder_from_directory`) says which
 array_record file slices make a split; the records are read straight from those files, with TFDS's feature
 decoding skipped: the host decodes JPEG/PNG bytes itself, always to 3 RGB channels, so greyscale photos need
-no special case. JPEGs go to libjpeg-turbo through simplejpeg, anything it refuses (PNG, CMYK JPEGs, damaged
-files) to OpenCV, then Pillow: all three give the same pixels for a JPEG they all read (EXIF orientation
+no special case. JPEGs go to libjpeg-turbo through simplejpeg, anything it refuses (PNG, damaged files) to
+OpenCV, then Pillow: all three give the same pixels for a JPEG they all read (EXIF orientation
 ignored, as TensorFlow, torchvision and Pillow do), so which of them is installed never changes the data.
 """
 
@@ -93,7 +93,8 @@ _JPEG_START = b"\xff\xd8"  # the start-of-image marker every JPEG file begins wi
 def _decode_jpeg_turbo(data: bytes, out: np.ndarray = None):
   """A JPEG -> uint8 [H, W, 3] RGB through simplejpeg, written into `out` when it is given and large enough
   (the array returned then views `out`'s first H * W * 3 bytes); None where simplejpeg is not installed
-  or does not take this file: not a JPEG, a CMYK JPEG, a damaged one, or an `out` too small.
+  or does not take this file: not a JPEG, a damaged one, or an `out` too small. (Greyscale and CMYK JPEGs
+  come out as OpenCV gives them: tests/test_data.py compares every kind.)
 
   The same libjpeg-turbo and the same settings as OpenCV's imdecode (accurate integer DCT, smooth chroma
   upsampling), so the same pixels, at 62 against 93 us per 128 px 4:2:0 JPEG of the shared Imagenette and
