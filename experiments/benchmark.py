@@ -332,8 +332,8 @@ def parallel_decode_rate(encoded, processes, seconds, decoder="project"):
   import multiprocessing
   context = multiprocessing.get_context("spawn")
   barrier, results = context.Barrier(processes), context.Queue()
-  workers = [context.Process(target=_decode_for, args=(encoded, seconds, decoder, barrier, results), daemon=True)
-             for _ in range(processes)]
+  workers = [context.Process(target=_decode_for, args=(encoded, seconds, decoder, barrier, results),
+                             daemon=True) for _ in range(processes)]
   for worker in workers:
     worker.start()
   try:
@@ -412,9 +412,9 @@ def pipeline_rates(data_dir, name, batch, seconds, workers_list, rounds=3):
 
   For each worker count, decode rounds (half the round with each decoder) and loader rounds alternate
   (`rounds` of each, the best counts), so a slow patch of a shared machine hits both sides of the ratios;
-  the loader's workers sit idle, their slots full, while the decode round runs. Also measured per worker count: N processes decoding at once
-  (`parallel_decode_rate`, the machine's own N-core limit) and the CPU the training process and the
-  workers spent per loader round, which says who is the bottleneck."""
+  the loader's workers sit idle, their slots full, while the decode round runs. Also measured per worker
+  count: N processes decoding at once (`parallel_decode_rate`, the machine's own N-core limit) and the CPU
+  the training process and the workers spent per loader round, which says who is the bottleneck."""
   from alexnet_jax.data import pipeline, sources
   info = sources.dataset_info(data_dir, name)
   source = sources.open_split(info, "train")

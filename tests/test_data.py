@@ -380,7 +380,8 @@ def test_worker_processes_prepare_the_same_records_in_the_same_order_and_chroma_
   prepare.prepare_folder(str(root), str(tmp_path / "data420"), name="photos", image_size=24, chroma="4:2:0")
   info = sources.dataset_info(str(tmp_path / "data420"), "photos")
   assert {chroma(sources.parse_example(sources.open_split(info, "val")[i])["image"]) for i in range(5)} == {2}
-  with pytest.raises(sources.DatasetError, match=r"Unknown chroma subsampling '4:1:1': use one of \['4:4:4', '4:2:0'\]"):
+  with pytest.raises(sources.DatasetError,
+                     match=r"Unknown chroma subsampling '4:1:1': use one of \['4:4:4', '4:2:0'\]"):
     prepare.prepare_folder(str(root), str(tmp_path / "data411"), name="photos", image_size=24, chroma="4:1:1")
   assert not (tmp_path / "data411").exists()
 

@@ -215,8 +215,8 @@ def prepare_catalog(name, data_dir, *, manual_dir=None, download=False, image_si
   info = sources.dataset_info(build_dir, name, path=builder.data_dir)
   splits = {split: catalog_examples(info, split, image_size, workers, chroma) for split in info.split_sizes}
   target = _store(stored_name, data_dir, splits, info.class_names, image_size,
-                  f"TFDS {name} {os.path.basename(builder.data_dir)}, images fitted to {image_size}x{image_size}, "
-                  f"JPEG {chroma}.")
+                  f"TFDS {name} {os.path.basename(builder.data_dir)}, images fitted to "
+                  f"{image_size}x{image_size}, JPEG {chroma}.")
   logging.info("TFDS's full-size build stays in %s for another --image_size; delete it if you need the space.",
                builder.data_dir)
   return target
@@ -257,7 +257,8 @@ def catalog_examples(info, split, image_size, workers=1, chroma="4:4:4"):
   count = len(sources.open_split(info, split))
   examples = _in_order(_catalog_example, ((info, split, key, image_size, chroma) for key in range(count)),
                        workers)
-  for key, (label, file_name, data) in enumerate(_progress(examples, count, f"{info.name} {split} -> {image_size}px")):
+  examples = _progress(examples, count, f"{info.name} {split} -> {image_size}px")
+  for key, (label, file_name, data) in enumerate(examples):
     yield key, {"image": io.BytesIO(data), "label": label, "file_name": file_name}
 
 
