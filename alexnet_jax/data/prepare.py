@@ -313,7 +313,8 @@ def define_flags():
                     "colour at half resolution.")
   flags.DEFINE_integer("workers", 0, "Processes that decode, resize and re-encode folder and TFDS images "
                        "(0: one per core).")
-  flags.DEFINE_integer("limit", None, "Keep at most this many images per split (an evenly spread subset).")
+  flags.DEFINE_integer("limit", None, "Folder sources: keep at most this many images per split (an evenly "
+                       "spread subset).")
   flags.DEFINE_integer("train_size", 6000, "synthetic_shapes: training examples.")
   flags.DEFINE_integer("val_size", 1000, "synthetic_shapes: validation examples.")
   flags.DEFINE_integer("seed", 0, "synthetic_shapes: the seed every example derives from.")
