@@ -22,7 +22,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from absl import app, flags
 import numpy as np
@@ -182,7 +182,7 @@ def least_busy_gpu(busy: Sequence[int], gpus: int) -> int:
   return min(range(gpus), key=list(busy).count)
 
 
-def run_environment(base: Dict[str, str], gpu: Optional[int], parallel: int, gpus: int) -> Dict[str, str]:
+def run_environment(base: Mapping[str, str], gpu: Optional[int], parallel: int, gpus: int) -> Dict[str, str]:
   """The environment of one run: its GPU (`gpu` of --gpus), and, where runs share a GPU, a share of its
   memory. JAX preallocates 75% of a GPU's memory per process, so a second process on the same GPU would
   fail to allocate; each gets 0.9 / (runs per GPU) instead, unless the user set JAX's memory variables."""
@@ -216,7 +216,7 @@ def execute(runs: List[Run], spec: str, overrides: Sequence[str], parallel: int,
       print(f"run  {run.name} seed {run.seed} -> {run.workdir}" + (f" (GPU {gpu})" if gpu is not None else ""),
             flush=True)
       process = subprocess.Popen(run.command(spec, overrides), stdout=log, stderr=log,
-                                 env=run_environment(dict(os.environ), gpu, parallel, gpus))
+                                 env=run_environment(os.environ, gpu, parallel, gpus))
       active.append((run, process, log, gpu))
     time.sleep(0.5)
     for item in list(active):

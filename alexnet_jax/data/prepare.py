@@ -254,7 +254,7 @@ def _catalog_example(item):
 
 def catalog_examples(info, split, image_size, workers=1, chroma="4:4:4"):
   """The examples of a built TFDS dataset's split, each image fitted to image_size and re-encoded."""
-  count = len(sources.open_split(info, split))
+  count = info.split_sizes[split]
   examples = _in_order(_catalog_example, ((info, split, key, image_size, chroma) for key in range(count)),
                        workers)
   examples = _progress(examples, count, f"{info.name} {split} -> {image_size}px")
