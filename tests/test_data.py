@@ -342,6 +342,13 @@ def test_data_dir_that_is_a_file(tmp_path):
   assert f.read_text() == "x"
 
 
+def test_prepare_refuses_a_negative_worker_count(tmp_path):
+  result = subprocess.run([sys.executable, "-m", "alexnet_jax.data.prepare", f"--data_dir={tmp_path / 'data'}",
+                           "--workers=-2"], capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2 and result.stderr.count("--workers=-2: use 0 (one process per core)") == 1
+  assert not (tmp_path / "data").exists()
+
+
 def make_folder(root, layout):
   for split, classes in layout.items():
     for cls, n in classes.items():

@@ -278,6 +278,8 @@ def main(argv):
   data_dir = os.path.expanduser(FLAGS.data_dir)
   workers = FLAGS.workers if FLAGS.workers > 0 else (os.cpu_count() or 1)
   try:
+    if FLAGS.workers < 0:
+      raise sources.DatasetError(f"--workers={FLAGS.workers}: use 0 (one process per core) or more.")
     kind, value = parse_source(FLAGS.source)
     if kind == "synthetic":
       path = prepare_synthetic(data_dir, train_size=FLAGS.train_size, val_size=FLAGS.val_size,
