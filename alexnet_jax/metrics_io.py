@@ -63,5 +63,7 @@ class MetricWriter:
       self._tb.flush()
 
   def close(self) -> None:
+    """Flushes and closes the TensorBoard file; safe to call twice."""
     if self._tb is not None:
       self._tb.close()
+      self._tb = None

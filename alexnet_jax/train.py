@@ -11,6 +11,7 @@ plateau state), `metrics.jsonl`, `tensorboard/`, `config.json`, `summary.json`. 
 readable checkpoint automatically; SIGTERM / SIGINT make it save at the next step boundary and exit cleanly.
 """
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -304,160 +305,163 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                config.model.preset, f"{models.param_count(state.params):,}", total_steps, steps_per_epoch,
                global_batch, num_devices * jax.process_count())
 
-  manager = checkpointing.create_manager(os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints)
-  restored = checkpointing.restore_latest(manager, state, workdir)
-  o = config.optim
-  min_factor = o.plateau_min_lr / optim.base_learning_rate(o, global_batch)
-  loop = LoopState(plateau=optim.PlateauState().to_dict(), best={})
-  data_state, start_step = None, 0
-  if restored is not None:
-    state, data_state, extra, start_step = restored
-    loop = LoopState(**extra)
-    logging.info("Resumed from the checkpoint at step %d in %s.", start_step, workdir)
-  if is_logger and not config.eval_only:
-    save_config(config, workdir, start_step)
-    metrics_io.truncate_after(os.path.join(workdir, "metrics.jsonl"), start_step)
-  writer = metrics_io.MetricWriter(workdir, enabled=is_logger and not config.eval_only)
+  # However the run ends (finished, preempted, an error), the decoding workers stop, a checkpoint being written
+  # is finished, and the metric files and progress bar are closed.
+  with contextlib.ExitStack() as cleanup:
+    manager = checkpointing.create_manager(os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints)
+    cleanup.callback(manager.close)  # waits for a checkpoint still being written
+    restored = checkpointing.restore_latest(manager, state, workdir)
+    o = config.optim
+    min_factor = o.plateau_min_lr / optim.base_learning_rate(o, global_batch)
+    loop = LoopState(plateau=optim.PlateauState().to_dict(), best={})
+    data_state, start_step = None, 0
+    if restored is not None:
+      state, data_state, extra, start_step = restored
+      loop = LoopState(**extra)
+      logging.info("Resumed from the checkpoint at step %d in %s.", start_step, workdir)
+    if is_logger and not config.eval_only:
+      save_config(config, workdir, start_step)
+      metrics_io.truncate_after(os.path.join(workdir, "metrics.jsonl"), start_step)
+    writer = metrics_io.MetricWriter(workdir, enabled=is_logger and not config.eval_only)
+    cleanup.callback(writer.close)
 
-  state = steps.replicate(state)  # the sharding every step returns: the step compiles once
-  train_preprocess, eval_preprocessors = make_preprocessors(config)
-  p_train = steps.pmap_train_step(preprocess=train_preprocess, label_smoothing=config.label_smoothing)
-  p_evals = {v: steps.pmap_eval_step(preprocess=p) for v, p in eval_preprocessors.items()}
-  view_sets = {kind: [v.strip() for v in spec.split(",") if v.strip()]
-               for kind, spec in (("periodic", config.augment.eval_views), ("final", config.augment.final_eval_views))}
-  mesh = Mesh(np.array(jax.local_devices()), ("batch",))
+    state = steps.replicate(state)  # the sharding every step returns: the step compiles once
+    train_preprocess, eval_preprocessors = make_preprocessors(config)
+    p_train = steps.pmap_train_step(preprocess=train_preprocess, label_smoothing=config.label_smoothing)
+    p_evals = {v: steps.pmap_eval_step(preprocess=p) for v, p in eval_preprocessors.items()}
+    view_sets = {kind: [v.strip() for v in spec.split(",") if v.strip()]
+                 for kind, spec in (("periodic", config.augment.eval_views), ("final", config.augment.final_eval_views))}
+    mesh = Mesh(np.array(jax.local_devices()), ("batch",))
 
-  def run_eval(step, kind="periodic"):
-    results = evaluate({v: p_evals[v] for v in view_sets[kind]}, state, config, info, mesh)
-    writer.write("eval", step, results, epoch=round(step / steps_per_epoch, 3))
-    return results
+    def run_eval(step, kind="periodic"):
+      results = evaluate({v: p_evals[v] for v in view_sets[kind]}, state, config, info, mesh)
+      writer.write("eval", step, results, epoch=round(step / steps_per_epoch, 3))
+      return results
 
-  if config.eval_only:
-    if restored is None:
-      raise TrainingError(f"eval_only needs a checkpoint, and {workdir}/checkpoints has none.")
-    results = run_eval(start_step, "final")
-    summary = {"eval_only": True, "step": start_step, "final": results}
-    if is_logger:
-      _write_json(os.path.join(workdir, "eval.json"), summary)
-    return summary
+    if config.eval_only:
+      if restored is None:
+        raise TrainingError(f"eval_only needs a checkpoint, and {workdir}/checkpoints has none.")
+      results = run_eval(start_step, "final")
+      summary = {"eval_only": True, "step": start_step, "final": results}
+      if is_logger:
+        _write_json(os.path.join(workdir, "eval.json"), summary)
+      return summary
 
-  train_iter = iter(pipeline.train_loader(loader_config(
-      config, config.dataset.train_split, batch_size=per_process_batch, shuffle=True)))
-  if data_state is not None:
-    train_iter.set_state(data_state)
-  data_state_at = {}  # step -> the iterator state after the batches of steps < step were drawn
+    train_iter = pipeline.train_loader(loader_config(
+        config, config.dataset.train_split, batch_size=per_process_batch, shuffle=True))
+    cleanup.callback(train_iter.close)  # the decoding workers
+    if data_state is not None:
+      train_iter.set_state(data_state)
+    data_state_at = {}  # step -> the iterator state after the batches of steps < step were drawn
 
-  def host_batches():
+    def host_batches():
+      step = start_step
+      while True:
+        data_state_at[step] = train_iter.get_state()
+        yield next(train_iter)
+        step += 1
+
+    # The iterator state that matches a checkpoint at step s is the one before batch s was drawn; batches are
+    # drawn ahead for the prefetch queue, so host_batches records it per step.
+    batches = device_prefetch(host_batches(), mesh, config.prefetch_to_device)
+
+    def checkpoint(step):
+      checkpointing.save(manager, step, state, data_state_at[step], loop.to_dict())
+      for s in [s for s in data_state_at if s < step]:
+        del data_state_at[s]
+
+    progress = None
+    if is_logger and config.progress_bar:
+      from tqdm import tqdm
+      progress = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, file=sys.stderr)
+      cleanup.callback(progress.close)
+
+    pending, pending_since = [], start_step
+    last_log_time = time.time()
+    interval_start = last_log_time
+    last_good_checkpoint = start_step if restored is not None else None
+    preempted = None
+    latest_eval = {}
     step = start_step
-    while True:
-      data_state_at[step] = train_iter.get_state()
-      yield next(train_iter)
-      step += 1
-
-  # The iterator state that matches a checkpoint at step s is the one before batch s was drawn; batches are
-  # drawn ahead for the prefetch queue, so host_batches records it per step.
-  batches = device_prefetch(host_batches(), mesh, config.prefetch_to_device)
-
-  def checkpoint(step):
-    checkpointing.save(manager, step, state, data_state_at[step], loop.to_dict())
-    for s in [s for s in data_state_at if s < step]:
-      del data_state_at[s]
-
-  progress = None
-  if is_logger and config.progress_bar:
-    from tqdm import tqdm
-    progress = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, file=sys.stderr)
-
-  pending, pending_since = [], start_step
-  last_log_time = time.time()
-  interval_start = last_log_time
-  last_good_checkpoint = start_step if restored is not None else None
-  preempted = None
-  latest_eval = {}
-  step = start_step
-  with Preemption() as preemption:
-    while step < total_steps:
-      batch = next(batches)
-      state, metrics = p_train(state, batch, step_rng)
-      pending.append(metrics)
-      step += 1
-      if progress is not None:
-        progress.update(1)
-      log_now = step % config.log_every_steps == 0 or step == total_steps
-      checkpoint_now = step % config.checkpoint_every_steps == 0
-      eval_now = step % eval_every == 0 or step == total_steps
-      if log_now or checkpoint_now or eval_now or preemption.requested:
-        values, per_step = _summarise_train(pending)
-        bad = [i for i, m in enumerate(per_step) if not math.isfinite(m["loss"])]
-        if bad and config.on_nonfinite == "stop":
-          manager.wait_until_finished()
-          where = (f"the last good checkpoint is step {last_good_checkpoint} in {manager.directory}, untouched"
-                   if last_good_checkpoint is not None else "no checkpoint was written")
-          raise TrainingError(f"Non-finite training loss at step {pending_since + 1 + bad[0]} (learning rate "
-                              f"{per_step[bad[0]].get('learning_rate', float('nan')):.3g}); {where}. Lower "
-                              f"optim.learning_rate, or set on_nonfinite=skip to drop such updates.")
-        now = time.time()
-        images = (step - pending_since) * global_batch
-        loop.train_time_s += now - interval_start
-        loop.images_seen += images
-        writer.write("train", step, values, epoch=round(step / steps_per_epoch, 3))
-        writer.write("perf", step, {"perf/images_per_sec": images / max(now - interval_start, 1e-9),
-                                    "perf/wall_time_s": now - start_time})
+    with Preemption() as preemption:
+      while step < total_steps:
+        batch = next(batches)
+        state, metrics = p_train(state, batch, step_rng)
+        pending.append(metrics)
+        step += 1
         if progress is not None:
-          progress.set_postfix(epoch=f"{step / steps_per_epoch:.2f}", loss=f"{values['train/loss']:.3f}",
-                               img_s=f"{images / max(now - interval_start, 1e-9):.0f}")
-        pending, pending_since = [], step
-        if eval_now:
-          results = run_eval(step, "final" if step == total_steps else "periodic")
-          latest_eval = {**results, "step": step}
-          top1 = results["eval/top1_error"]
-          if not loop.best or top1 < loop.best["eval/top1_error"]:
-            loop.best = {**results, "step": step}
-          if o.schedule == "plateau":
-            new = optim.plateau_update(optim.PlateauState.from_dict(loop.plateau), top1,
-                                       patience=o.plateau_patience, cut=o.plateau_cut,
-                                       cooldown=o.plateau_cooldown, min_factor=min_factor,
-                                       threshold=o.plateau_threshold)
-            if new.factor != loop.plateau["factor"]:
-              logging.info("Validation error plateaued: learning rate x%g (cut %d).", new.factor, new.cuts)
-              state = steps.replicate(
-                  state.replace(opt_state=optim.with_learning_rate_factor(state.opt_state, new.factor)))
-            loop.plateau = new.to_dict()
-        interval_start = time.time()
-        if checkpoint_now or preemption.requested:
+          progress.update(1)
+        log_now = step % config.log_every_steps == 0 or step == total_steps
+        checkpoint_now = step % config.checkpoint_every_steps == 0
+        eval_now = step % eval_every == 0 or step == total_steps
+        if log_now or checkpoint_now or eval_now or preemption.requested:
+          values, per_step = _summarise_train(pending)
+          bad = [i for i, m in enumerate(per_step) if not math.isfinite(m["loss"])]
+          if bad and config.on_nonfinite == "stop":
+            manager.wait_until_finished()
+            where = (f"the last good checkpoint is step {last_good_checkpoint} in {manager.directory}, untouched"
+                     if last_good_checkpoint is not None else "no checkpoint was written")
+            raise TrainingError(f"Non-finite training loss at step {pending_since + 1 + bad[0]} (learning rate "
+                                f"{per_step[bad[0]].get('learning_rate', float('nan')):.3g}); {where}. Lower "
+                                f"optim.learning_rate, or set on_nonfinite=skip to drop such updates.")
+          now = time.time()
+          images = (step - pending_since) * global_batch
+          loop.train_time_s += now - interval_start
+          loop.images_seen += images
+          writer.write("train", step, values, epoch=round(step / steps_per_epoch, 3))
+          writer.write("perf", step, {"perf/images_per_sec": images / max(now - interval_start, 1e-9),
+                                      "perf/wall_time_s": now - start_time})
+          if progress is not None:
+            progress.set_postfix(epoch=f"{step / steps_per_epoch:.2f}", loss=f"{values['train/loss']:.3f}",
+                                 img_s=f"{images / max(now - interval_start, 1e-9):.0f}")
+          pending, pending_since = [], step
+          if eval_now:
+            results = run_eval(step, "final" if step == total_steps else "periodic")
+            latest_eval = {**results, "step": step}
+            top1 = results["eval/top1_error"]
+            if not loop.best or top1 < loop.best["eval/top1_error"]:
+              loop.best = {**results, "step": step}
+            if o.schedule == "plateau":
+              new = optim.plateau_update(optim.PlateauState.from_dict(loop.plateau), top1,
+                                         patience=o.plateau_patience, cut=o.plateau_cut,
+                                         cooldown=o.plateau_cooldown, min_factor=min_factor,
+                                         threshold=o.plateau_threshold)
+              if new.factor != loop.plateau["factor"]:
+                logging.info("Validation error plateaued: learning rate x%g (cut %d).", new.factor, new.cuts)
+                state = steps.replicate(
+                    state.replace(opt_state=optim.with_learning_rate_factor(state.opt_state, new.factor)))
+              loop.plateau = new.to_dict()
+          interval_start = time.time()
+          if checkpoint_now or preemption.requested:
+            checkpoint(step)
+            last_good_checkpoint = step
+          if preemption.requested:
+            preempted = preemption.requested
+            break
+
+      if not preempted:
+        if last_good_checkpoint != step:
           checkpoint(step)
-          last_good_checkpoint = step
-        if preemption.requested:
-          preempted = preemption.requested
-          break
+    manager.wait_until_finished()
+    if progress is not None:
+      progress.close()
+    train_iter.close()  # its workers stop before the final evaluation starts its own
 
+    final = {}
     if not preempted:
-      if last_good_checkpoint != step:
-        checkpoint(step)
-  manager.wait_until_finished()
-  manager.close()
-  if progress is not None:
-    progress.close()
-  if hasattr(train_iter, "close"):
-    train_iter.close()
-
-  final = {}
-  if not preempted:
-    if latest_eval.get("step") == step:
-      final = {k: v for k, v in latest_eval.items() if k != "step"}
-    else:
-      final = run_eval(step, "final")
-  summary = {
-      "step": step, "total_steps": total_steps, "epochs": step / steps_per_epoch, "preempted": preempted,
-      "final": final, "best": loop.best, "plateau": loop.plateau,
-      "train_time_s": loop.train_time_s, "wall_time_s": time.time() - start_time,
-      "train_images_per_sec": loop.images_seen / max(loop.train_time_s, 1e-9),
-      "devices": num_devices * jax.process_count(), "device_kind": jax.devices()[0].device_kind,
-      "jax_version": jax.__version__, "parameters": models.param_count(state.params),
-      "config": json.loads(config.to_json_best_effort()),
-  }
-  if is_logger:
-    if not preempted:
+      if latest_eval.get("step") == step:
+        final = {k: v for k, v in latest_eval.items() if k != "step"}
+      else:
+        final = run_eval(step, "final")
+    summary = {
+        "step": step, "total_steps": total_steps, "epochs": step / steps_per_epoch, "preempted": preempted,
+        "final": final, "best": loop.best, "plateau": loop.plateau,
+        "train_time_s": loop.train_time_s, "wall_time_s": time.time() - start_time,
+        "train_images_per_sec": loop.images_seen / max(loop.train_time_s, 1e-9),
+        "devices": num_devices * jax.process_count(), "device_kind": jax.devices()[0].device_kind,
+        "jax_version": jax.__version__, "parameters": models.param_count(state.params),
+        "config": json.loads(config.to_json_best_effort()),
+    }
+    if is_logger and not preempted:
       _write_json(os.path.join(workdir, "summary.json"), summary)
-    writer.close()
   return summary

@@ -1,6 +1,7 @@
 """The trainer through its command line: end to end, exact resume after kill -9, SIGTERM, corrupt and
 non-finite checkpoints, and the error paths. Each run is a real `python -m alexnet_jax.main` subprocess on
-2 virtual CPU devices, so the pmapped path is the one under test."""
+2 virtual CPU devices, so the pmapped path is the one under test; the last test calls train_and_evaluate
+in this process, as a user's own program would."""
 
 import json
 import os
@@ -247,3 +248,46 @@ def test_imagenette_variant_runs_a_few_steps(tmp_path, imagenette_subset_dir):
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["step"] == 2 and summary["parameters"] == 60_965_224 - 4096 * 990 - 990  # 10 classes
   assert summary["final"]["eval/count"] == 8 and summary["final"]["eval_ten_crop/count"] == 8
+
+
+def _running(pid: int) -> bool:
+  """Whether process `pid` exists and has not exited (a zombie awaiting its parent has)."""
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+  except FileNotFoundError:
+    return False
+
+
+def test_a_run_that_fails_stops_its_decoding_workers(tmp_path, synthetic_data_dir, monkeypatch):
+  """train_and_evaluate called from a user's own process (a notebook, a sweep driver): an error in the
+  loop must not leave the decoding worker processes and their shared memory behind."""
+  from alexnet_jax import steps, train
+  from alexnet_jax.data import pipeline
+  from test_configs import cfg
+
+  worker_pids = []
+
+  def recording_loader(config):
+    loader = real_train_loader(config)
+    worker_pids.extend(loader.worker_pids())
+    return loader
+
+  def failing_step(*args, **kwargs):
+    def step(*a, **k):
+      raise RuntimeError("injected failure in the train step")
+    return step
+
+  real_train_loader = pipeline.train_loader
+  monkeypatch.setattr(pipeline, "train_loader", recording_loader)
+  monkeypatch.setattr(steps, "pmap_train_step", failing_step)
+  config = cfg.get_config("smoke")
+  config.dataset.data_dir, config.dataset.num_workers, config.dataset.auto_prepare = synthetic_data_dir, 2, False
+  config.model.width_multiplier, config.batch_size, config.progress_bar = 0.125, 16, False
+  with pytest.raises(RuntimeError, match="injected failure") as failure:
+    train.train_and_evaluate(config, str(tmp_path / "work"))
+  assert len(worker_pids) == 2  # the loader did start its workers
+  # `failure` holds the traceback, and with it the loop's frame and its loader, as an interactive session
+  # holds sys.last_traceback: the workers must stop anyway, not only when the loader is garbage-collected.
+  wait_for(lambda: not any(_running(p) for p in worker_pids), 10, "the decoding workers to exit")
+  assert failure.traceback  # kept alive until here
