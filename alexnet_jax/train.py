@@ -113,25 +113,28 @@ def loader_config(config, split, *, batch_size, shuffle):
 
 
 def ensure_dataset(config) -> sources.DatasetInfo:
-  """The prepared dataset's info; the embedded synthetic set is prepared on first use when allowed."""
+  """The prepared dataset's info; the embedded synthetic set is prepared on first use when allowed.
+
+  Every process that finds no copy prepares one: in a multi-process run on a shared file system they race
+  to the same folder and the first complete copy wins (`prepare._store(keep_existing=True)`); on hosts
+  with their own disks each writes its own. The copies are identical (synthetic.py), and no process waits
+  for another, so none can read a copy before it is complete."""
   d = config.dataset
   data_dir = os.path.expanduser(d.data_dir)
   try:
     return sources.dataset_info(data_dir, d.name)
-  except sources.DatasetError:
-    if not (d.auto_prepare and d.name == "synthetic_shapes") or (os.path.exists(data_dir) and
-                                                                not os.path.isdir(data_dir)):
-      raise  # a data_dir that is a file is the user's to fix: its message says so
-  if jax.process_index() == 0:
-    logging.info("Preparing the embedded synthetic_shapes dataset in %s (once).", data_dir)
-    try:
-      from alexnet_jax.data import prepare
-      prepare.prepare_synthetic(data_dir, image_size=d.image_size)
-    except ImportError as e:
-      raise sources.DatasetError(
-          f"synthetic_shapes is not prepared in {data_dir} and preparing it needs TensorFlow ({e}). Prepare it "
-          f"on a machine with the [prepare] extra: {sources.prepare_command('synthetic_shapes', data_dir)}, "
-          f"then copy {data_dir}/synthetic_shapes here.") from None
+  except sources.DatasetNotPrepared:  # only a missing copy: a data_dir that is a file, say, is the user's
+    if not (d.auto_prepare and d.name == "synthetic_shapes"):
+      raise
+  logging.info("Preparing the embedded synthetic_shapes dataset in %s (once).", data_dir)
+  try:
+    from alexnet_jax.data import prepare
+    prepare.prepare_synthetic(data_dir, image_size=d.image_size, keep_existing=True)
+  except ImportError as e:
+    raise sources.DatasetError(
+        f"synthetic_shapes is not prepared in {data_dir} and preparing it needs TensorFlow ({e}). Prepare it "
+        f"on a machine with the [prepare] extra: {sources.prepare_command('synthetic_shapes', data_dir)}, "
+        f"then copy {data_dir}/synthetic_shapes here.") from None
   return sources.dataset_info(data_dir, d.name)
 
 

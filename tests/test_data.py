@@ -5,6 +5,7 @@ import functools
 import glob
 import io
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -319,7 +320,7 @@ def test_eval_batches_are_equal_in_number_across_processes(synthetic_data_dir):
 
 
 def test_missing_dataset_names_path_and_command(tmp_path):
-  with pytest.raises(sources.DatasetError, match=r"No prepared dataset 'imagenet2012' in .*python -m "
+  with pytest.raises(sources.DatasetNotPrepared, match=r"No prepared dataset 'imagenet2012' in .*python -m "
                      r"alexnet_jax.data.prepare --source=imagenet2012"):
     sources.dataset_info(str(tmp_path), "imagenet2012")
 
@@ -340,6 +341,39 @@ def test_data_dir_that_is_a_file(tmp_path):
   with pytest.raises(sources.DatasetError, match="is a file, not a folder. Point --config.dataset.data_dir"):
     train.ensure_dataset(config)
   assert f.read_text() == "x"
+
+
+def test_auto_prepare_never_replaces_a_copy_it_cannot_use(tmp_path):
+  """Training prepares the embedded set only where there is no copy at all: one that is there but unusable
+  (here written as tfrecord) is reported with its fix and left as it is."""
+  from alexnet_jax import ablate, train
+  from alexnet_jax.data import prepare
+  target = pathlib.Path(prepare.prepare_synthetic(str(tmp_path), train_size=20, val_size=10, image_size=32))
+  info_file = target / "dataset_info.json"
+  info_file.write_text(info_file.read_text().replace('"array_record"', '"tfrecord"'))
+  before = {p.name: p.read_bytes() for p in target.iterdir()}
+  config = ablate.load_config(f"{REPO / 'configs' / 'alexnet.py'}:smoke")
+  config.dataset.data_dir = str(tmp_path)
+  assert config.dataset.auto_prepare
+  with pytest.raises(sources.DatasetError, match="is stored as 'tfrecord', not array_record"):
+    train.ensure_dataset(config)
+  assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+
+
+def test_preparers_racing_for_one_folder_keep_the_first_complete_copy(tmp_path):
+  """Processes of a multi-process run prepare the embedded set at once (train.ensure_dataset): a copy that
+  lands second is dropped, the first is never replaced under a reader; `prepare` itself replaces."""
+  from alexnet_jax.data import prepare
+  small = dict(train_size=20, val_size=10, image_size=32)
+  target = pathlib.Path(prepare.prepare_synthetic(str(tmp_path), **small))
+  marker = target / "first_copy"
+  marker.write_text("kept")
+  again = prepare.prepare_synthetic(str(tmp_path), keep_existing=True, **small)
+  assert pathlib.Path(again) == target and marker.read_text() == "kept"
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["synthetic_shapes"]  # no staging copy left behind
+  assert sources.dataset_info(str(tmp_path), "synthetic_shapes").split_sizes == {"train": 20, "val": 10}
+  prepare.prepare_synthetic(str(tmp_path), **small)  # the preparation command replaces the copy
+  assert not marker.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["synthetic_shapes"]
 
 
 def test_prepare_refuses_a_negative_worker_count(tmp_path):

@@ -1,5 +1,6 @@
 """Two processes x 2 CPU devices (gloo collectives on localhost) train exactly like 1 process x 4 devices,
-and a killed peer makes the survivor exit with an error in bounded time instead of hanging."""
+preparing the embedded dataset together on first use, and a killed peer makes the survivor exit with an
+error in bounded time instead of hanging."""
 
 import os
 import signal
@@ -24,10 +25,10 @@ def unused_port() -> int:
     return s.getsockname()[1]
 
 
-def deterministic_flags(data_dir, steps=8):
+def deterministic_flags(data_dir, steps=8, auto_prepare=False):
   """No randomness that depends on which device sees an example (dropout, crops, flips, lighting), so the
   two layouts see the same global batches and must reach the same parameters."""
-  flags = {"dataset.data_dir": data_dir, "dataset.num_workers": 0, "dataset.auto_prepare": False,
+  flags = {"dataset.data_dir": data_dir, "dataset.num_workers": 0, "dataset.auto_prepare": auto_prepare,
            "model.width_multiplier": 0.125, "model.dropout_rate": 0.0, "augment.crop_size": 72,
            "augment.flip": False, "augment.pca_std": 0.0, "batch_size": 16, "optim.schedule": "constant",
            "num_train_steps": steps, "checkpoint_every_steps": 4, "log_every_steps": 2,
@@ -47,17 +48,21 @@ def launch(workdir, flags, *, devices, process_id=None, num_processes=None, port
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one_process_with_as_many_devices(tmp_path, synthetic_data_dir):
-  single = launch(tmp_path / "single", deterministic_flags(synthetic_data_dir), devices=4)
+def test_two_processes_equal_one_process_with_as_many_devices(tmp_path):
+  """Both runs start from an empty data_dir, so each prepares the embedded dataset on first use; in the
+  two-process run both processes find it missing at once and prepare it together into one folder."""
+  single = launch(tmp_path / "single", deterministic_flags(tmp_path / "data_single", auto_prepare=True), devices=4)
   out, err = single.communicate(timeout=600)
   assert single.returncode == 0, err[-3000:]
 
   port = unused_port()
-  workers = [launch(tmp_path / "multi", deterministic_flags(synthetic_data_dir), devices=2, process_id=i,
-                    num_processes=2, port=port) for i in range(2)]
+  shared_data = tmp_path / "data_multi"
+  workers = [launch(tmp_path / "multi", deterministic_flags(shared_data, auto_prepare=True), devices=2,
+                    process_id=i, num_processes=2, port=port) for i in range(2)]
   outputs = [w.communicate(timeout=600) for w in workers]
   for w, (out, err) in zip(workers, outputs):
     assert w.returncode == 0, err[-3000:]
+  assert sorted(p.name for p in shared_data.iterdir()) == ["synthetic_shapes"]  # one copy, no staging left
   assert "2 process(es)" in outputs[0][1]
 
   import jax

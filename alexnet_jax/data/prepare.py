@@ -117,8 +117,12 @@ def _check_data_dir(data_dir):
                                f"datasets (it is created if missing).")
 
 
-def _store(name, data_dir, split_examples, class_names, image_size, description):
-  """Writes the dataset into a temporary folder and moves it to data_dir/name/VERSION on success."""
+def _store(name, data_dir, split_examples, class_names, image_size, description, *, keep_existing=False):
+  """Writes the dataset into a temporary folder and moves it to data_dir/name/VERSION on success.
+
+  An existing copy there is replaced, once the new one is complete; with `keep_existing` it is kept and
+  the new copy discarded instead, so that several processes may prepare the same dataset at once (the
+  first complete copy lands by an atomic rename, the others see it and drop theirs)."""
   import tensorflow_datasets as tfds
   target = os.path.join(data_dir, name, VERSION)
   _check_data_dir(data_dir)
@@ -130,21 +134,28 @@ def _store(name, data_dir, split_examples, class_names, image_size, description)
         split_datasets=split_examples, data_dir=staging, description=description,
         file_format="array_record", disable_shuffling=True)
     written = builder.data_dir
-    if os.path.exists(target):
-      shutil.rmtree(target)  # replaced only now that the new copy is complete
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    os.replace(written, target)
+    if os.path.exists(target) and not keep_existing:
+      shutil.rmtree(target)  # replaced only now that the new copy is complete
+    try:
+      os.rename(written, target)  # atomic; fails where another process's copy landed first
+    except OSError:
+      if not (keep_existing and os.path.isdir(target)):
+        raise
   finally:
     shutil.rmtree(staging, ignore_errors=True)
   return target
 
 
 def prepare_synthetic(data_dir, *, train_size=6000, val_size=1000, image_size=72, seed=0,
-                      name="synthetic_shapes"):
+                      name="synthetic_shapes", keep_existing=False):
+  """The embedded procedural dataset (synthetic.py); every example is a pure function of (seed, split,
+  index), so copies prepared anywhere are identical. `keep_existing`: see `_store`."""
   splits = {"train": synthetic_examples("train", train_size, image_size, seed),
             "val": synthetic_examples("val", val_size, image_size, seed)}
   return _store(name, data_dir, splits, synthetic.CLASS_NAMES, image_size,
-                f"Procedural shapes ({synthetic.NUM_CLASSES} classes), seed {seed}, {image_size}px.")
+                f"Procedural shapes ({synthetic.NUM_CLASSES} classes), seed {seed}, {image_size}px.",
+                keep_existing=keep_existing)
 
 
 def prepare_folder(root, data_dir, *, name, image_size=0, splits=("train", "val"), limit=None, workers=1,

@@ -37,6 +37,11 @@ class DatasetError(Exception):
   """Bad or missing data: the message names the path, what was expected and the command that fixes it."""
 
 
+class DatasetNotPrepared(DatasetError):
+  """No prepared copy of the dataset in data_dir at all (as opposed to one that is there but unusable):
+  the one case where training may prepare the embedded dataset itself."""
+
+
 def prepare_command(name: str, data_dir: str, source: str = None) -> str:
   source = source or name
   return f"python -m alexnet_jax.data.prepare --source={source} --data_dir={data_dir}"
@@ -188,7 +193,7 @@ def find_prepared(data_dir: str, name: str) -> str:
                        f"the folder that `{prepare_command(name, '<folder>')}` wrote.")
   candidates = glob.glob(os.path.join(data_dir, name, "**", "dataset_info.json"), recursive=True)
   if not candidates:
-    raise DatasetError(f"No prepared dataset {name!r} in {data_dir!r} (expected "
+    raise DatasetNotPrepared(f"No prepared dataset {name!r} in {data_dir!r} (expected "
                        f"{os.path.join(data_dir, name)}/<version>/dataset_info.json with array_record files). "
                        f"Prepare it with: {prepare_command(name, data_dir)}")
 
