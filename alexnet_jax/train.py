@@ -19,6 +19,7 @@ import math
 import os
 import signal
 import sys
+import tempfile
 import time
 
 from absl import logging
@@ -144,10 +145,10 @@ def check_workdir(workdir: str) -> str:
     raise WorkdirError(f"--workdir {workdir!r} is a file. Give a folder (it is created if missing).")
   try:
     os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, f".write_probe_{os.getpid()}")
-    with open(probe, "w") as f:
-      f.write("ok")
-    os.remove(probe)
+    # A uniquely named probe: the processes of a multi-host run share the workdir, and containers often
+    # give them the same pid.
+    with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write_probe_"):
+      pass
   except OSError as e:
     raise WorkdirError(f"Cannot write to --workdir {workdir!r} ({e.strerror}). Choose a folder you can "
                        f"write to.") from None
