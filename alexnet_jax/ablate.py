@@ -1,4 +1,4 @@
-"""Ablation sweeps in one command: a grid of config overrides x seeds, each run in its own workdir, and a
+r"""Ablation sweeps in one command: a grid of config overrides x seeds, each run in its own workdir, and a
 paper-style results table with plots.
 
     python -m alexnet_jax.ablate --config=configs/alexnet.py:imagenette --workdir=~/runs/ablation \

@@ -1,4 +1,4 @@
-"""Prepare a dataset once as a TFDS dataset in array_record format (the format training reads).
+r"""Prepare a dataset once as a TFDS dataset in array_record format (the format training reads).
 
     python -m alexnet_jax.data.prepare --source=synthetic_shapes --data_dir=~/alexnet_data
     python -m alexnet_jax.data.prepare --source=folder:../shared/datasets/imagenette2-128 \
