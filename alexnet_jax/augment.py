@@ -18,9 +18,12 @@ import numpy as np
 from jax import lax
 
 # The ImageNet RGB principal components used by fb.resnet.torch and MXNet's lighting augmentation (the
-# de facto standard: the paper does not publish its values). Eigenvalues scaled to 0-255 pixel units;
-# eigenvectors are the *columns* of IMAGENET_EIGVEC, ordered by decreasing eigenvalue.
-# `python -m alexnet_jax.data.stats` computes the same quantities for another dataset.
+# de facto standard: the paper does not publish its values). The eigenvalues are those of the covariance
+# of pixels scaled to [0, 1], times 255 (section 4.1's formula multiplies alpha by the eigenvalue itself,
+# so the pixel scale fixes the strength of the noise; with these, alpha ~ N(0, 0.1) shifts pixels by about
+# 5.5 levels along the first component). Eigenvectors are the *columns* of IMAGENET_EIGVEC, ordered by
+# decreasing eigenvalue. `python -m alexnet_jax.data.stats` computes the same quantities, in the same
+# convention, for another dataset.
 IMAGENET_EIGVAL = (55.46, 4.794, 1.148)
 IMAGENET_EIGVEC = ((-0.5675, 0.7192, 0.4009),
                    (-0.5808, -0.0045, -0.8140),
@@ -34,6 +37,9 @@ PAPER_PCA_STD = 0.1
 # Section 4.1: 224x224 patches from 256x256 images (227 makes conv1's VALID arithmetic exact).
 PAPER_STORED_SIZE = 256
 PAPER_CROP_SIZE = 224
+# The training crops and evaluation views below, by the names configs use.
+TRAIN_CROPS = ("random", "inception")
+EVAL_VIEWS = ("center", "ten_crop")
 
 
 def resize(images, size: int):

@@ -82,15 +82,31 @@ def _mean_pixels(config):
   if a.mean_image:
     path = os.path.expanduser(a.mean_image)
     if not os.path.exists(path):
-      raise TrainingError(f"augment.mean_image {path!r} does not exist: compute it with "
-                          f"`python -m alexnet_jax.data.stats --name={config.dataset.name} --out=stats.json`.")
+      raise TrainingError(f"augment.mean_image {path!r} does not exist: compute it with `python -m "
+                          f"alexnet_jax.data.stats --data_dir={config.dataset.data_dir} "
+                          f"--name={config.dataset.name} --out=stats.json`, then set "
+                          f"--config.augment.mean_image=stats.json.mean_image.npy.")
     return np.load(path)
   return np.asarray(a.mean_rgb, np.float32)
 
 
 def make_preprocessors(config):
-  """(train preprocess(batch, rng), {view name: eval preprocess(batch)}) from `config.augment`."""
+  """(train preprocess(batch, rng), {view name: eval preprocess(batch)}) from `config.augment`.
+
+  Called before anything is written: a misspelt crop or view fails here, in one line, not in the final
+  evaluation after hours of training."""
   a = config.augment
+  if a.crop not in augment.TRAIN_CROPS:
+    raise TrainingError(f"augment.crop={a.crop!r} is not one of {list(augment.TRAIN_CROPS)}: set "
+                        f"--config.augment.crop=random (the paper's) or inception.")
+  for key in ("eval_views", "final_eval_views"):
+    names = [v.strip() for v in a[key].split(",") if v.strip()]
+    unknown = [v for v in names if v not in augment.EVAL_VIEWS]
+    if unknown or "center" not in names:  # the centre view's error drives the plateau rule and `best`
+      problem = f"unknown view(s) {unknown}" if unknown else "it needs 'center'"
+      raise TrainingError(f"augment.{key}={a[key]!r}: {problem}. Give a comma-separated list of "
+                          f"{list(augment.EVAL_VIEWS)} that includes center, e.g. "
+                          f"--config.augment.{key}=center,ten_crop.")
   dtype = jnp.dtype(config.model.dtype)
   mean = _mean_pixels(config)
   std = tuple(a.std_rgb) or None
@@ -287,6 +303,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   per_process_batch = global_batch // jax.process_count()
 
   model = build_model(config)  # first: a bad model choice fails before any data is prepared
+  train_preprocess, eval_preprocessors = make_preprocessors(config)  # and so do bad augmentation settings
   info = ensure_dataset(config)
   if info.num_classes != config.model.num_classes:
     raise TrainingError(f"The dataset {info.name!r} has {info.num_classes} classes but model.num_classes is "
@@ -330,11 +347,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     cleanup.callback(writer.close)
 
     state = steps.replicate(state)  # the sharding every step returns: the step compiles once
-    train_preprocess, eval_preprocessors = make_preprocessors(config)
     p_train = steps.pmap_train_step(preprocess=train_preprocess, label_smoothing=config.label_smoothing)
     p_evals = {v: steps.pmap_eval_step(preprocess=p) for v, p in eval_preprocessors.items()}
-    view_sets = {kind: [v.strip() for v in spec.split(",") if v.strip()]
-                 for kind, spec in (("periodic", config.augment.eval_views), ("final", config.augment.final_eval_views))}
+    view_sets = {kind: [v.strip() for v in spec.split(",") if v.strip()] for kind, spec in
+                 (("periodic", config.augment.eval_views), ("final", config.augment.final_eval_views))}
     mesh = Mesh(np.array(jax.local_devices()), ("batch",))
 
     def run_eval(step, kind="periodic"):

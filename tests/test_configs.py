@@ -91,3 +91,19 @@ def test_auto_conv1_is_space_to_depth_on_gpus_only():
   assert resolve_conv1_impl("direct", "gpu") == "direct"
   config = cfg.get_config()
   assert config.model.conv1_impl == "auto" and build_model(config).conv1_impl == "direct"  # this CPU
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("crop", "centre", "augment.crop='centre' is not one of ['random', 'inception']"),
+    ("eval_views", "ten_crop", "augment.eval_views='ten_crop': it needs 'center'"),
+    ("final_eval_views", "center, tencrop", "unknown view(s) ['tencrop']"),
+])
+def test_bad_augmentation_choices_are_refused_before_training(key, value, expected):
+  from alexnet_jax import train
+  config = cfg.get_config("smoke")
+  config.augment[key] = value
+  with pytest.raises(train.TrainingError) as error:
+    train.make_preprocessors(config)
+  assert expected in str(error.value)
+  config.augment[key] = cfg.get_config("smoke").augment[key]
+  train.make_preprocessors(config)  # the defaults pass

@@ -224,7 +224,16 @@ def test_error_paths_leave_existing_work_untouched(tmp_path, synthetic_data_dir,
   assert other_model.returncode != 0
   assert "cannot be restored into this config's train state" in other_model.stderr
 
+  misspelt_view = run_main(workdir, tiny_flags(synthetic_data_dir, **{"augment.final_eval_views": "center,tencrop"}))
+  assert misspelt_view.returncode != 0 and "Traceback" not in misspelt_view.stderr
+  assert "augment.final_eval_views='center,tencrop': unknown view(s) ['tencrop']" in misspelt_view.stderr
+
   assert snapshot(workdir) == before
+
+  fresh = tmp_path / "fresh"
+  no_mean = run_main(fresh, tiny_flags(synthetic_data_dir, **{"augment.mean_image": tmp_path / "none.npy"}))
+  assert no_mean.returncode != 0 and "python -m alexnet_jax.data.stats --data_dir=" in no_mean.stderr
+  assert not any(fresh.iterdir())  # no config.json, checkpoints/ or tensorboard/ for a run that never started
 
   a_file = tmp_path / "file"
   a_file.write_text("keep me")

@@ -1,11 +1,14 @@
-"""Pixel statistics of a prepared dataset: what mean subtraction and PCA lighting need (sections 2, 4.1).
+r"""Pixel statistics of a prepared dataset: what mean subtraction and PCA lighting need (sections 2, 4.1).
 
     python -m alexnet_jax.data.stats --data_dir=~/alexnet_data --name=imagenette2_128 --out=stats.json
 
-Writes per-channel mean and standard deviation (0-255), the RGB covariance's principal axes and the
-standard deviation along each (sqrt of its eigenvalues, in the same pixel units as the shift that
-augment.pca_lighting adds), and the per-pixel mean image beside the JSON (`<out>.mean_image.npy`), which
-`--config.augment.mean=per_pixel` reads.
+Writes per-channel mean and standard deviation (0-255), the RGB covariance's principal axes
+(`pca_eigvec`, columns) and eigenvalues (`pca_eigval`) in the convention of augment.IMAGENET_EIGVAL (that
+of fb.resnet.torch and MXNet, whose values everyone uses): eigenvalues of the covariance of pixels scaled
+to [0, 1], times 255. On the shared Imagenette (ImageNet photos) this gives 55.0, 4.2, 0.85 beside
+ImageNet's 55.46, 4.79, 1.15. Use them as --config.augment.eigval / --config.augment.eigvec. The per-pixel
+mean image goes beside the JSON, to `<out>.mean_image.npy`: --config.augment.mean_image=<out>.mean_image.npy
+subtracts it (section 2) instead of the per-channel mean.
 """
 
 import json
@@ -18,7 +21,10 @@ from alexnet_jax.data import pipeline, sources
 
 
 def pixel_statistics(images_iter, image_size: int):
-  """Accumulates sums over uint8 batches [B, S, S, 3] in float64; returns a dict of statistics."""
+  """Accumulates sums over uint8 batches [B, S, S, 3] in float64; returns a dict of statistics.
+
+  `pca_eigval` is in IMAGENET_EIGVAL's convention (module docstring): the covariance of 0-255 pixels has
+  eigenvalues 255^2 times those of [0, 1] pixels, so dividing by 255 gives theirs times 255."""
   count = 0
   total = np.zeros(3)
   outer = np.zeros((3, 3))
@@ -40,7 +46,7 @@ def pixel_statistics(images_iter, image_size: int):
   eigval, eigvec = eigval[order], eigvec[:, order]
   eigvec = eigvec * np.sign(eigvec[0:1, :] + 1e-12)  # a fixed sign convention
   return {"mean_rgb": mean.tolist(), "std_rgb": np.sqrt(np.diag(cov)).tolist(),
-          "pca_eigval": np.sqrt(np.maximum(eigval, 0)).tolist(), "pca_eigvec": eigvec.tolist(),
+          "pca_eigval": (np.maximum(eigval, 0) / 255.0).tolist(), "pca_eigvec": eigvec.tolist(),
           "covariance": cov.tolist(), "num_images": num_images,
           "mean_image": mean_image / max(num_images, 1)}
 
