@@ -309,6 +309,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     raise TrainingError(f"The dataset {info.name!r} has {info.num_classes} classes but model.num_classes is "
                         f"{config.model.num_classes}: set --config.model.num_classes={info.num_classes}.")
   train_size = len(sources.open_split(info, config.dataset.train_split))  # sub-splits like 'train[:300]' too
+  sources.open_split(info, config.dataset.eval_split)  # a misspelt one fails now, not at the first evaluation
   steps_per_epoch = max(1, train_size // global_batch)
   total_steps = (config.num_train_steps if config.num_train_steps > 0
                  else int(math.ceil(config.num_epochs * steps_per_epoch)))

@@ -233,7 +233,9 @@ def test_error_paths_leave_existing_work_untouched(tmp_path, synthetic_data_dir,
   fresh = tmp_path / "fresh"
   no_mean = run_main(fresh, tiny_flags(synthetic_data_dir, **{"augment.mean_image": tmp_path / "none.npy"}))
   assert no_mean.returncode != 0 and "python -m alexnet_jax.data.stats --data_dir=" in no_mean.stderr
-  assert not any(fresh.iterdir())  # no config.json, checkpoints/ or tensorboard/ for a run that never started
+  no_split = run_main(fresh, tiny_flags(synthetic_data_dir, **{"dataset.eval_split": "validation"}))
+  assert no_split.returncode != 0 and "has no split 'validation': it has ['train', 'val']" in no_split.stderr
+  assert not any(fresh.iterdir())  # no config.json, checkpoints/ or tensorboard/ for runs that never started
 
   a_file = tmp_path / "file"
   a_file.write_text("keep me")
