@@ -10,7 +10,8 @@ The first value of each axis is the baseline. Each run is `python -m alexnet_jax
 resumes from its checkpoint, so a killed sweep continues where it stopped; a workdir whose runs were made
 with another config (other --set values, say) is refused rather than mixed in. `--parallel=N` runs N at
 once: with `--gpus=G` each run gets one of G GPUs, otherwise they share the GPUs and each gets a share of
-their memory. Results: results.csv, results.md, curves.png, ablation.png in the workdir.
+their memory. Results: results.csv, results.md, curves.png, ablation.png in the workdir; where some runs
+fail, those of the finished ones, marked partial (exit status 1).
 """
 
 import csv
@@ -319,7 +320,9 @@ def write_results(workdir: str, rows: List[dict], header_lines: Sequence[str]) -
     f.write("\n".join(lines) + "\n")
 
 
-def plot(workdir: str, rows: List[dict]) -> None:
+def plot(workdir: str, rows: List[dict], baseline: str) -> None:
+  """curves.png: validation error per epoch of every configuration; ablation.png: each configuration's
+  difference to `baseline` (the first row, when it has finished runs) beside the paper's."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -340,7 +343,8 @@ def plot(workdir: str, rows: List[dict]) -> None:
   fig.savefig(os.path.join(workdir, "curves.png"), dpi=120)
   plt.close(fig)
 
-  others = rows[1:]
+  has_baseline = rows[0]["config"] == baseline
+  others = rows[1:] if has_baseline else rows  # without a finished baseline there are no differences
   fig, ax = plt.subplots(figsize=(7, 4.5))
   x = np.arange(len(others))
   for offset, key, label in ((-0.2, "eval/top1_error", "top-1"), (0.2, "eval/top5_error", "top-5")):
@@ -355,7 +359,7 @@ def plot(workdir: str, rows: List[dict]) -> None:
   ax.axhline(0, color="grey", lw=0.8)
   ax.set_xticks(x, [r["config"] for r in others], rotation=15, fontsize=8)
   ax.set_ylabel("error increase over the baseline (points)")
-  ax.set_title(f"baseline: {rows[0]['config']}")
+  ax.set_title(f"baseline: {baseline}" + ("" if has_baseline else " (no finished run: no differences)"))
   ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(os.path.join(workdir, "ablation.png"), dpi=120)
@@ -376,19 +380,26 @@ def main(argv):
     sys.exit(2)
   os.makedirs(workdir, exist_ok=True)
   started = time.time()
+  failure = None
   try:
     execute(runs, FLAGS.config, FLAGS.set, FLAGS.parallel, FLAGS.gpus)
-  except RuntimeError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+  except RuntimeError as e:  # some runs failed: the finished ones are still reported, marked partial
+    failure = e
   rows = aggregate(runs, axes)
-  header = [f"# Ablation: {FLAGS.config}", "",
-            f"Command: `python -m alexnet_jax.ablate --config={FLAGS.config} --sweep='{FLAGS.sweep}' "
-            f"--seeds={FLAGS.seeds}" + "".join(f" --set={s}" for s in FLAGS.set) + "`",
-            f"Runs: {len(runs)}; this invocation took {time.time() - started:.0f} s."]
-  write_results(workdir, rows, header)
-  plot(workdir, rows)
-  print(open(os.path.join(workdir, "results.md")).read())
+  if rows:
+    header = [f"# Ablation: {FLAGS.config}", "",
+              f"Command: `python -m alexnet_jax.ablate --config={FLAGS.config} --sweep='{FLAGS.sweep}' "
+              f"--seeds={FLAGS.seeds}" + "".join(f" --set={s}" for s in FLAGS.set) + "`",
+              f"Runs: {len(runs)}; this invocation took {time.time() - started:.0f} s."]
+    if failure:
+      header += ["", f"**Partial results**: {sum(r.done for r in runs)} of {len(runs)} runs finished; the table "
+                     f"holds only those. {failure}"]
+    write_results(workdir, rows, header)
+    plot(workdir, rows, run_name({k: v[0] for k, v in axes}))
+    print(open(os.path.join(workdir, "results.md")).read())
+  if failure:
+    print(f"error: {failure}", file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -126,3 +126,24 @@ def test_two_by_two_sweep_writes_results_and_skips_finished_runs(tmp_path, synth
   assert "num_train_steps: 50 -> 60" in refused.stderr and "run  " not in refused.stdout
   assert {p: p.stat().st_mtime for p in summaries} == summaries
   assert (workdir / "results.md").read_text() == results_md
+
+
+@pytest.mark.slow
+def test_a_sweep_with_a_failed_run_still_reports_the_finished_ones_as_partial(tmp_path, synthetic_data_dir):
+  workdir = tmp_path / "sweep"
+  sets = [f"dataset.data_dir={synthetic_data_dir}", "dataset.num_workers=0", "dataset.auto_prepare=False",
+          "model.width_multiplier=0.125", "batch_size=16", "num_train_steps=10", "eval_every_epochs=100.0",
+          "augment.final_eval_views=center", "progress_bar=False"]
+  command = [sys.executable, "-m", "alexnet_jax.ablate", f"--config={REPO}/configs/alexnet.py:smoke",
+             f"--workdir={workdir}", "--seeds=1", "--sweep=model.pool_impl=xla,no_such_impl"]
+  command += [f"--set={s}" for s in sets]
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+  assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-3000:]
+  assert "FAILED pool_impl=no_such_impl seed 0" in result.stdout
+  assert "1 run(s) failed; re-run the same command to retry them" in result.stderr
+  table = (workdir / "results.md").read_text()
+  assert "**Partial results**: 1 of 2 runs finished" in table
+  assert [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| pool_impl=")] == [
+      "pool_impl=xla"]
+  assert (workdir / "curves.png").stat().st_size > 0
