@@ -7,6 +7,9 @@ Default (`configs/alexnet.py`, same as `:imagenet`): ILSVRC-2012 prepared with
 --image_size=256`; the `paper` preset (two towers, LRN, overlapping pooling, dropout 0.5); batch 128; SGD
 with momentum 0.9 and weight decay 5e-4; learning rate 0.01 divided by 10 when the validation error stops
 improving; 90 epochs; random crops from the 256x256 images plus flips and PCA lighting; 10-crop evaluation.
+Weight decay is decoupled (SGDW) by default, which at the same 5e-4 decays the weights 10x less per step
+than the paper's rule (whose momentum accumulates the decay, optim.py): `wd_mode=coupled` is the paper's
+exact update, `wd=5e-3` its decoupled equivalent (tests/test_optim.py).
 Crops are 227x227: the paper's text says 224 (section 4.1), but its network (55x55 after conv1, 9216
 inputs to fc6) needs 227 with a VALID conv1; `crop=224` is one override away. Result: not run here (no
 ImageNet, no GPU time for it); the paper reports 40.7% / 18.2% top-1 / top-5 error (1 CNN, 10 crops).

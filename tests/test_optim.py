@@ -74,6 +74,25 @@ def test_modes_differ():
   assert not np.allclose(a["w"], b["w"])
 
 
+def test_decoupled_decay_matches_the_papers_strength_at_wd_over_one_minus_momentum():
+  """With no gradient, the paper's coupled rule shrinks weights by lr * wd / (1 - momentum) per step once
+  its momentum has built up (the decay accumulates in the buffer); decoupled SGDW shrinks them by lr * wd.
+  So the paper's 5e-4 is decoupled 5e-3, and decoupled 5e-4 decays 10x less: what the docs say."""
+  lr, wd, momentum, steps = 0.1, 0.01, 0.9, 100
+  zero = [{"w": np.zeros(4, np.float32)}] * steps
+  start = {"w": np.ones(4, np.float32)}
+  paper, _ = run_optax(optim.sgd(lambda c: lr, weight_decay=wd, weight_decay_mode="coupled"), start, zero)
+  same_wd, _ = run_optax(optim.sgd(lambda c: lr, weight_decay=wd, weight_decay_mode="decoupled"), start, zero)
+  scaled, _ = run_optax(optim.sgd(lambda c: lr, weight_decay=wd / (1 - momentum), weight_decay_mode="decoupled"),
+                        start, zero)
+  # Hand-computed: decoupled is exactly (1 - lr wd')^steps; coupled lags it by the ~1/(1 - momentum) steps
+  # its buffer takes to fill.
+  np.testing.assert_allclose(same_wd["w"], (1 - lr * wd) ** steps, rtol=1e-5)  # 0.905
+  np.testing.assert_allclose(scaled["w"], (1 - lr * wd / (1 - momentum)) ** steps, rtol=1e-5)  # 0.366
+  assert abs(float(paper["w"][0]) - float(scaled["w"][0])) < 0.05 * float(scaled["w"][0])
+  assert float(same_wd["w"][0]) > 2 * float(paper["w"][0])
+
+
 def test_mask_keeps_biases_out_of_decay():
   params = {"kernel": np.ones((2, 2), np.float32), "bias": np.ones((2,), np.float32)}
   zeros = {k: np.zeros_like(v) for k, v in params.items()}
