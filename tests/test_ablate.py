@@ -87,16 +87,24 @@ def test_parallel_runs_get_a_gpu_each_or_a_share_of_its_memory():
   assert ablate.run_environment(mine, None, parallel=3, gpus=0) == mine
 
 
+SWEEP_ENV = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+
+
+def sweep_command(workdir, data_dir, *sets, sweep=None):
+  """`python -m alexnet_jax.ablate` over the smoke variant at 1/8 width on the session dataset, one seed."""
+  sets = [f"dataset.data_dir={data_dir}", "dataset.num_workers=0", "dataset.auto_prepare=False",
+          "model.width_multiplier=0.125", "batch_size=16", "progress_bar=False", *sets]
+  command = [sys.executable, "-m", "alexnet_jax.ablate", f"--config={REPO}/configs/alexnet.py:smoke",
+             f"--workdir={workdir}", "--seeds=1"] + [f"--set={s}" for s in sets]
+  return command + ([f"--sweep={sweep}"] if sweep else [])
+
+
 @pytest.mark.slow
 def test_two_by_two_sweep_writes_results_and_skips_finished_runs(tmp_path, synthetic_data_dir):
   workdir = tmp_path / "sweep"
-  sets = [f"dataset.data_dir={synthetic_data_dir}", "dataset.num_workers=0", "dataset.auto_prepare=False",
-          "model.width_multiplier=0.125", "batch_size=16", "num_train_steps=50", "eval_every_epochs=1.0",
-          "log_every_steps=25", "progress_bar=False"]
-  command = [sys.executable, "-m", "alexnet_jax.ablate", f"--config={REPO}/configs/alexnet.py:smoke",
-             f"--workdir={workdir}", "--seeds=1"] + [f"--set={s}" for s in sets]
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  result = subprocess.run(command, capture_output=True, text=True, timeout=1200, env=env)
+  command = sweep_command(workdir, synthetic_data_dir, "num_train_steps=50", "eval_every_epochs=1.0",
+                          "log_every_steps=25")
+  result = subprocess.run(command, capture_output=True, text=True, timeout=1200, env=SWEEP_ENV)
   assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
   for name in ("results.csv", "results.md", "curves.png", "ablation.png"):
     assert (workdir / name).stat().st_size > 0, name
@@ -112,7 +120,7 @@ def test_two_by_two_sweep_writes_results_and_skips_finished_runs(tmp_path, synth
   summaries = {p: p.stat().st_mtime for p in workdir.glob("runs/*/seed0/summary.json")}
   assert len(summaries) == 4
 
-  again = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+  again = subprocess.run(command, capture_output=True, text=True, timeout=600, env=SWEEP_ENV)
   assert again.returncode == 0, again.stderr[-3000:]
   assert again.stdout.count("skip ") == 4 and "run  " not in again.stdout
   assert {p: p.stat().st_mtime for p in summaries} == summaries
@@ -120,7 +128,7 @@ def test_two_by_two_sweep_writes_results_and_skips_finished_runs(tmp_path, synth
   # The same workdir under another --set value: refused before anything runs, nothing rewritten.
   results_md = (workdir / "results.md").read_text()
   changed = [c.replace("num_train_steps=50", "num_train_steps=60") for c in command]
-  refused = subprocess.run(changed, capture_output=True, text=True, timeout=600, env=env)
+  refused = subprocess.run(changed, capture_output=True, text=True, timeout=600, env=SWEEP_ENV)
   assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-3000:]
   assert "4 of the sweep's run folders hold runs of another config" in refused.stderr
   assert "num_train_steps: 50 -> 60" in refused.stderr and "run  " not in refused.stdout
@@ -131,14 +139,9 @@ def test_two_by_two_sweep_writes_results_and_skips_finished_runs(tmp_path, synth
 @pytest.mark.slow
 def test_a_sweep_with_a_failed_run_still_reports_the_finished_ones_as_partial(tmp_path, synthetic_data_dir):
   workdir = tmp_path / "sweep"
-  sets = [f"dataset.data_dir={synthetic_data_dir}", "dataset.num_workers=0", "dataset.auto_prepare=False",
-          "model.width_multiplier=0.125", "batch_size=16", "num_train_steps=10", "eval_every_epochs=100.0",
-          "augment.final_eval_views=center", "progress_bar=False"]
-  command = [sys.executable, "-m", "alexnet_jax.ablate", f"--config={REPO}/configs/alexnet.py:smoke",
-             f"--workdir={workdir}", "--seeds=1", "--sweep=model.pool_impl=xla,no_such_impl"]
-  command += [f"--set={s}" for s in sets]
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+  command = sweep_command(workdir, synthetic_data_dir, "num_train_steps=10", "eval_every_epochs=100.0",
+                          "augment.final_eval_views=center", sweep="model.pool_impl=xla,no_such_impl")
+  result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=SWEEP_ENV)
   assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-3000:]
   assert "FAILED pool_impl=no_such_impl seed 0" in result.stdout
   assert "1 run(s) failed; re-run the same command to retry them" in result.stderr
