@@ -194,8 +194,8 @@ def find_prepared(data_dir: str, name: str) -> str:
   candidates = glob.glob(os.path.join(data_dir, name, "**", "dataset_info.json"), recursive=True)
   if not candidates:
     raise DatasetNotPrepared(f"No prepared dataset {name!r} in {data_dir!r} (expected "
-                       f"{os.path.join(data_dir, name)}/<version>/dataset_info.json with array_record files). "
-                       f"Prepare it with: {prepare_command(name, data_dir)}")
+                             f"{os.path.join(data_dir, name)}/<version>/dataset_info.json with array_record "
+                             f"files). Prepare it with: {prepare_command(name, data_dir)}")
 
   def version_key(path):
     version = os.path.basename(os.path.dirname(path))
