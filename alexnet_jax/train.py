@@ -155,6 +155,20 @@ def ensure_dataset(config) -> sources.DatasetInfo:
   return sources.dataset_info(data_dir, d.name)
 
 
+def check_crop_fits(config, info: sources.DatasetInfo) -> None:
+  """The crops (section 4.1: 224 or 227 from 256) fit in the images the device gets: the loader's size
+  (dataset.image_size, else the stored one), or augment.resize_to when the device resizes first."""
+  host = pipeline.host_image_size(config.dataset.image_size, info)
+  a = config.augment
+  device = a.resize_to or host
+  if a.crop_size > device:
+    where = (f"augment.resize_to={a.resize_to}" if a.resize_to else
+             f"{info.name!r} is read at {host}x{host}" + ("" if config.dataset.image_size else " (its stored size)"))
+    raise TrainingError(f"augment.crop_size={a.crop_size} does not fit in the {device}x{device} images the device "
+                        f"gets ({where}): resize them on the device first with --config.augment.resize_to=256 "
+                        f"(as the imagenette variant does), or crop smaller.")
+
+
 def check_workdir(workdir: str) -> str:
   workdir = os.path.abspath(os.path.expanduser(workdir))
   if os.path.exists(workdir) and not os.path.isdir(workdir):
@@ -308,6 +322,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if info.num_classes != config.model.num_classes:
     raise TrainingError(f"The dataset {info.name!r} has {info.num_classes} classes but model.num_classes is "
                         f"{config.model.num_classes}: set --config.model.num_classes={info.num_classes}.")
+  check_crop_fits(config, info)
   train_size = len(sources.open_split(info, config.dataset.train_split))  # sub-splits like 'train[:300]' too
   sources.open_split(info, config.dataset.eval_split)  # a misspelt one fails now, not at the first evaluation
   steps_per_epoch = max(1, train_size // global_batch)

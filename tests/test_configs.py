@@ -107,3 +107,22 @@ def test_bad_augmentation_choices_are_refused_before_training(key, value, expect
   assert expected in str(error.value)
   config.augment[key] = cfg.get_config("smoke").augment[key]
   train.make_preprocessors(config)  # the defaults pass
+
+
+def test_a_crop_larger_than_the_images_is_refused():
+  import dataclasses
+  from alexnet_jax import train
+  from alexnet_jax.data import sources
+  info = sources.DatasetInfo(name="imagenette2_128", path="/nowhere", num_classes=10, class_names=(),
+                             split_sizes={"train": 1}, image_size=128)
+  config = cfg.get_config("imagenette")
+  train.check_crop_fits(config, info)  # 128 px resized to 256 on the device, then 227 crops
+  config.augment.resize_to = 0
+  with pytest.raises(train.TrainingError, match=r"crop_size=227 does not fit in the 128x128 images .*"
+                                                r"--config.augment.resize_to=256"):
+    train.check_crop_fits(config, info)
+  config.augment.crop_size = 128
+  train.check_crop_fits(config, info)
+  config.dataset.image_size = 0
+  with pytest.raises(sources.DatasetError, match="stores images of varied sizes"):
+    train.check_crop_fits(config, dataclasses.replace(info, image_size=0))

@@ -65,8 +65,9 @@ class LoaderConfig:
     return default_num_workers() if self.num_workers < 0 else self.num_workers
 
 
-def _image_size(config: LoaderConfig, info: sources.DatasetInfo) -> int:
-  size = config.image_size or info.image_size
+def host_image_size(requested: int, info: sources.DatasetInfo) -> int:
+  """The side of the square uint8 images a loader yields: `requested`, or the stored size when it is 0."""
+  size = requested or info.image_size
   if not size:
     raise sources.DatasetError(f"Dataset {info.name!r} stores images of varied sizes: set "
                                f"--config.dataset.image_size (e.g. 256, the paper's) or prepare it with "
@@ -142,7 +143,7 @@ class BatchLoader:
 def train_loader(config: LoaderConfig) -> BatchLoader:
   """An endless iterator of {'image': uint8 [B, S, S, 3], 'label': int32 [B]} (BatchLoader)."""
   info = sources.dataset_info(config.data_dir, config.name)
-  size = _image_size(config, info)
+  size = host_image_size(config.image_size, info)
   source = sources.open_split(info, config.split)
   if len(source) < config.batch_size * config.process_count:
     raise sources.DatasetError(f"Split {config.split!r} of {info.name!r} has {len(source)} examples, fewer "
@@ -170,7 +171,7 @@ def eval_num_batches(num_examples: int, batch_size: int, process_count: int) -> 
 def eval_batches(config: LoaderConfig) -> Iterator[dict]:
   """Every example of the split once, in fixed-shape batches with `mask`; equal batch counts per process."""
   info = sources.dataset_info(config.data_dir, config.name)
-  size = _image_size(config, info)
+  size = host_image_size(config.image_size, info)
   source = sources.open_split(info, config.split)
   num_batches = eval_num_batches(len(source), config.batch_size, config.process_count)
   index_batches = order.eval_order(len(source), config.batch_size, process_index=config.process_index,
