@@ -324,6 +324,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                         f"{config.model.num_classes}: set --config.model.num_classes={info.num_classes}.")
   check_crop_fits(config, info)
   train_size = len(sources.open_split(info, config.dataset.train_split))  # sub-splits like 'train[:300]' too
+  if train_size < global_batch:  # the loader says the same, but only once the workdir has been written
+    raise TrainingError(f"Split {config.dataset.train_split!r} of {info.name!r} has {train_size} examples, fewer "
+                        f"than one batch of {global_batch}: lower --config.batch_size or use a larger split.")
   sources.open_split(info, config.dataset.eval_split)  # a misspelt one fails now, not at the first evaluation
   steps_per_epoch = max(1, train_size // global_batch)
   total_steps = (config.num_train_steps if config.num_train_steps > 0

@@ -237,6 +237,8 @@ def test_error_paths_leave_existing_work_untouched(tmp_path, synthetic_data_dir,
   assert no_split.returncode != 0 and "has no split 'validation': it has ['train', 'val']" in no_split.stderr
   too_large = run_main(fresh, tiny_flags(synthetic_data_dir, **{"augment.crop_size": 80}))  # stored at 72 px
   assert too_large.returncode != 0 and "augment.crop_size=80 does not fit in the 72x72 images" in too_large.stderr
+  tiny_split = run_main(fresh, tiny_flags(synthetic_data_dir, **{"dataset.train_split": "train[:10]"}))
+  assert tiny_split.returncode != 0 and "has 10 examples, fewer than one batch of 16" in tiny_split.stderr
   assert not any(fresh.iterdir())  # no config.json, checkpoints/ or tensorboard/ for runs that never started
 
   a_file = tmp_path / "file"
