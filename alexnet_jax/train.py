@@ -90,6 +90,11 @@ def _mean_pixels(config):
   return np.asarray(a.mean_rgb, np.float32)
 
 
+def view_names(spec: str) -> list:
+  """'center, ten_crop' -> ['center', 'ten_crop']: the evaluation views a config string names."""
+  return [v.strip() for v in spec.split(",") if v.strip()]
+
+
 def make_preprocessors(config):
   """(train preprocess(batch, rng), {view name: eval preprocess(batch)}) from `config.augment`.
 
@@ -100,7 +105,7 @@ def make_preprocessors(config):
     raise TrainingError(f"augment.crop={a.crop!r} is not one of {list(augment.TRAIN_CROPS)}: set "
                         f"--config.augment.crop=random (the paper's) or inception.")
   for key in ("eval_views", "final_eval_views"):
-    names = [v.strip() for v in a[key].split(",") if v.strip()]
+    names = view_names(a[key])
     unknown = [v for v in names if v not in augment.EVAL_VIEWS]
     if unknown or "center" not in names:  # the centre view's error drives the plateau rule and `best`
       problem = f"unknown view(s) {unknown}" if unknown else "it needs 'center'"
@@ -114,7 +119,7 @@ def make_preprocessors(config):
       augment.train_preprocess, resize_to=a.resize_to or None, crop_size=a.crop_size, crop=a.crop,
       flip=a.flip, pca_std=a.pca_std, eigval=tuple(a.eigval), eigvec=tuple(map(tuple, a.eigvec)),
       mean=mean, std=std, dtype=dtype)
-  views = {v.strip() for spec in (a.eval_views, a.final_eval_views) for v in spec.split(",") if v.strip()}
+  views = set(view_names(a.eval_views)) | set(view_names(a.final_eval_views))
   evals = {v: functools.partial(augment.eval_preprocess, resize_to=a.resize_to or None,
                                 crop_size=a.crop_size, views=v, mean=mean, std=std, dtype=dtype)
            for v in views}
@@ -324,9 +329,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                         f"{config.model.num_classes}: set --config.model.num_classes={info.num_classes}.")
   check_crop_fits(config, info)
   train_size = len(sources.open_split(info, config.dataset.train_split))  # sub-splits like 'train[:300]' too
-  if train_size < global_batch:  # the loader says the same, but only once the workdir has been written
-    raise TrainingError(f"Split {config.dataset.train_split!r} of {info.name!r} has {train_size} examples, fewer "
-                        f"than one batch of {global_batch}: lower --config.batch_size or use a larger split.")
+  # The loader checks this too, but only once the workdir has been written.
+  pipeline.check_split_holds_a_batch(info, config.dataset.train_split, train_size, global_batch)
   sources.open_split(info, config.dataset.eval_split)  # a misspelt one fails now, not at the first evaluation
   steps_per_epoch = max(1, train_size // global_batch)
   total_steps = (config.num_train_steps if config.num_train_steps > 0
@@ -368,8 +372,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     state = steps.replicate(state)  # the sharding every step returns: the step compiles once
     p_train = steps.pmap_train_step(preprocess=train_preprocess, label_smoothing=config.label_smoothing)
     p_evals = {v: steps.pmap_eval_step(preprocess=p) for v, p in eval_preprocessors.items()}
-    view_sets = {kind: [v.strip() for v in spec.split(",") if v.strip()] for kind, spec in
-                 (("periodic", config.augment.eval_views), ("final", config.augment.final_eval_views))}
+    view_sets = {"periodic": view_names(config.augment.eval_views),
+                 "final": view_names(config.augment.final_eval_views)}
     mesh = Mesh(np.array(jax.local_devices()), ("batch",))
 
     def run_eval(step, kind="periodic"):

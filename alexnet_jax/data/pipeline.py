@@ -140,15 +140,20 @@ class BatchLoader:
       self._pool.close()
 
 
+def check_split_holds_a_batch(info: sources.DatasetInfo, split: str, num_examples: int, global_batch: int) -> None:
+  """Training draws whole global batches: a split with fewer examples than one cannot feed a step."""
+  if num_examples < global_batch:
+    raise sources.DatasetError(f"Split {split!r} of {info.name!r} has {num_examples} examples, fewer than one "
+                               f"batch of {global_batch} (the global batch, all processes together): lower "
+                               f"--config.batch_size or use a larger split.")
+
+
 def train_loader(config: LoaderConfig) -> BatchLoader:
   """An endless iterator of {'image': uint8 [B, S, S, 3], 'label': int32 [B]} (BatchLoader)."""
   info = sources.dataset_info(config.data_dir, config.name)
   size = host_image_size(config.image_size, info)
   source = sources.open_split(info, config.split)
-  if len(source) < config.batch_size * config.process_count:
-    raise sources.DatasetError(f"Split {config.split!r} of {info.name!r} has {len(source)} examples, fewer "
-                               f"than one global batch of {config.batch_size * config.process_count}: lower "
-                               f"--config.batch_size or use a larger split.")
+  check_split_holds_a_batch(info, config.split, len(source), config.batch_size * config.process_count)
   index_batches = order.TrainOrder(len(source), config.batch_size, seed=config.seed, shuffle=config.shuffle,
                                    process_index=config.process_index, process_count=config.process_count)
   return BatchLoader(index_batches, info, config.split, image_size=size, batch_size=config.batch_size,
