@@ -28,12 +28,12 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from absl import app, flags
 import numpy as np
 
-from alexnet_jax import configlib
+from alexnet_jax import configlib, effects
 
 FLAGS = flags.FLAGS
 
 DEFAULT_SWEEP = "model.use_lrn=True,False;model.overlapping_pool=True,False"
-# The paper's reported effects of removing each component, in points of top-1 / top-5 error
+# The paper's reported effects of removing each component, in points of (top-1, top-5) error
 # (section 3.3: "Response normalization reduces our top-1 and top-5 error rates by 1.4% and 1.2%";
 #  section 3.4: overlapping pooling "reduces the top-1 and top-5 error rates by 0.4% and 0.3%").
 PAPER_EFFECTS = {("model.use_lrn", False): (1.4, 1.2), ("model.overlapping_pool", False): (0.4, 0.3)}
@@ -238,16 +238,22 @@ def execute(runs: List[Run], spec: str, overrides: Sequence[str], parallel: int,
 
 
 def read_run(run: Run) -> dict:
+  """A finished run's final errors, speed, classes and its curves: (epoch, validation top-1 error) and
+  (epoch, training top-1 error) per record of metrics.jsonl."""
   with open(os.path.join(run.workdir, "summary.json")) as f:
     summary = json.load(f)
-  curve = []
+  curve, train_curve = [], []
   with open(os.path.join(run.workdir, "metrics.jsonl")) as f:
     for line in f:
       record = json.loads(line)
+      epoch = record.get("epoch", record["step"])
       if record["kind"] == "eval":
-        curve.append((record.get("epoch", record["step"]), record["eval/top1_error"]))
-  return {"final": summary["final"], "images_per_sec": summary["train_images_per_sec"],
-          "wall_time_s": summary["wall_time_s"], "curve": curve}
+        curve.append((epoch, record["eval/top1_error"]))
+      elif record["kind"] == "train":
+        train_curve.append((epoch, record["train/top1_error"]))
+  return {"seed": run.seed, "final": summary["final"], "images_per_sec": summary["train_images_per_sec"],
+          "wall_time_s": summary["wall_time_s"], "num_classes": summary["config"]["model"]["num_classes"],
+          "curve": curve, "train_curve": train_curve}
 
 
 def mean_std(values):
@@ -257,33 +263,54 @@ def mean_std(values):
   return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else float("nan"), len(values)
 
 
-def aggregate(runs: List[Run], axes) -> List[dict]:
-  """One row per configuration: means, stds, differences to the baseline with standard errors."""
+def per_seed(results: Sequence[dict], metric: str) -> Dict[int, float]:
+  """{seed: metric in percent} over the runs that trained (effects.did_not_train)."""
+  return {r["seed"]: 100 * r["final"].get(metric, float("nan")) for r in results if not r["failed"]}
+
+
+def paper_effect(point: Mapping[str, object], baseline_point: Mapping[str, object]):
+  """The paper's (top-1, top-5) effect of the components a configuration removes, summed; None when the
+  paper reports none for one of them (or nothing is removed)."""
+  changed = [(k, v) for k, v in point.items() if v != baseline_point.get(k)]
+  effects = [PAPER_EFFECTS.get(c) for c in changed]
+  if not changed or not all(effects):
+    return None
+  return tuple(sum(e[i] for e in effects) for i in (0, 1))
+
+
+def aggregate(runs: List[Run], baseline_name: str, baseline_point: Mapping[str, object]) -> List[dict]:
+  """One row per configuration: mean and std over the seeds that trained, the runs that did not, and each
+  metric's seed-paired difference to the baseline with its 95% t interval (effects.py)."""
   by_name: Dict[str, List[dict]] = {}
   points: Dict[str, dict] = {}
   for run in runs:
     if run.done:
-      by_name.setdefault(run.name, []).append(read_run(run))
+      result = read_run(run)
+      result["failed"] = effects.did_not_train(result["final"].get("eval/top1_error", float("nan")),
+                                               result["num_classes"])
+      by_name.setdefault(run.name, []).append(result)
       points[run.name] = run.point
-  baseline_name = run_name({k: v[0] for k, v in axes})
+  base = by_name.get(baseline_name)
   rows = []
   for name, results in by_name.items():
-    row = {"config": name, "seeds": len(results)}
+    row = {"config": name, "seeds": len(results),
+           "did not train": ",".join(str(r["seed"]) for r in results if r["failed"])}
     for metric in METRICS:
-      mean, std, n = mean_std([100 * r["final"].get(metric, float("nan")) for r in results])
-      row[f"{metric} mean"], row[f"{metric} std"] = mean, std
-      base = by_name.get(baseline_name)
+      values = per_seed(results, metric)
+      row[f"{metric} mean"], row[f"{metric} std"], _ = mean_std(values.values())
+      row[f"{metric} per seed"] = " ".join(f"{s}:{v:.2f}" for s, v in sorted(values.items()))
       if base is not None:
-        b_mean, b_std, b_n = mean_std([100 * r["final"].get(metric, float("nan")) for r in base])
-        se = math.sqrt((std ** 2 / n if n > 1 else 0.0) + (b_std ** 2 / b_n if b_n > 1 else 0.0))
-        row[f"{metric} diff"], row[f"{metric} diff se"] = mean - b_mean, (se if n > 1 and b_n > 1 else float("nan"))
+        interval = effects.paired_difference(per_seed(base, metric), values)
+        row[f"{metric} diff"], row[f"{metric} diff low"], row[f"{metric} diff high"] = (
+            interval.mean, interval.low, interval.high)
+        row[f"{metric} pairs"] = interval.n
     row["images_per_sec"] = mean_std([r["images_per_sec"] for r in results])[0]
     row["wall_time_s"] = mean_std([r["wall_time_s"] for r in results])[0]
-    changed = [(k, v) for k, v in points[name].items() if v != dict(axes)[k][0]]
-    paper = [PAPER_EFFECTS.get(c) for c in changed]
-    row["paper effect top1/top5"] = (" + ".join(f"+{p[0]}/+{p[1]}" for p in paper if p)
-                                     if changed and all(paper) else "")
+    paper = paper_effect(points[name], baseline_point)
+    row["paper effect top1/top5"] = f"+{paper[0]:g}/+{paper[1]:g}" if paper else ""
+    row["_paper"] = paper
     row["_curves"] = [r["curve"] for r in results]
+    row["_train_curves"] = [r["train_curve"] for r in results]
     rows.append(row)
   rows.sort(key=lambda r: (r["config"] != baseline_name, r["config"]))
   return rows
@@ -295,46 +322,69 @@ def _fmt(mean, std):
   return f"{mean:.2f} ± {std:.2f}" if math.isfinite(std) else f"{mean:.2f}"
 
 
+def format_difference(row: Mapping[str, object], metric: str) -> str:
+  """'+2.00 [+1.10, +2.90]': the paired mean difference and its 95% interval; the mean alone for one pair."""
+  mean = row.get(f"{metric} diff", float("nan"))
+  if not math.isfinite(mean):
+    return "–"
+  low, high = row[f"{metric} diff low"], row[f"{metric} diff high"]
+  if not math.isfinite(low):
+    return f"{mean:+.2f} (1 pair)"
+  return f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
 def write_results(workdir: str, rows: List[dict], header_lines: Sequence[str]) -> None:
   columns = [k for k in rows[0] if not k.startswith("_")]
   with open(os.path.join(workdir, "results.csv"), "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=columns)
     writer.writeheader()
     for row in rows:
-      writer.writerow({k: row[k] for k in columns})
+      writer.writerow({k: row.get(k, "") for k in columns})
   lines = list(header_lines) + [
-      "", "Errors in percent (mean ± std over seeds). Δ: difference to the baseline (first row) ± its standard "
-      "error. Paper: the increase in error the paper reports for removing that component (section 3.3 / 3.4).",
+      "", "Errors in percent: mean ± std over the seeds that trained. Δ: the seed-paired difference to the "
+      "baseline (first row), mean [95% t interval] over the seeds both trained. Did not train: seeds whose final "
+      "top-1 accuracy stayed under 1.5x chance, left out of means and differences. Paper: the increase in error "
+      "the paper reports for removing that component (section 3.3 / 3.4).",
       "",
-      "| config | seeds | top-1 (centre) | top-5 (centre) | top-1 (10-crop) | top-5 (10-crop) | Δ top-1 | Δ top-5 "
-      "| Δ top-1 (10-crop) | paper Δ top-1/top-5 | images/s | wall s |",
-      "|" + "---|" * 12]
+      "| config | seeds | did not train | top-1 (centre) | top-5 (centre) | top-1 (10-crop) | top-5 (10-crop) "
+      "| Δ top-1 | Δ top-5 | Δ top-1 (10-crop) | paper Δ top-1/top-5 | images/s | wall s |",
+      "|" + "---|" * 13]
   for r in rows:
     m = lambda k: _fmt(r[f"{k} mean"], r[f"{k} std"])
-    d = lambda k: _fmt(r.get(f"{k} diff", float("nan")), r.get(f"{k} diff se", float("nan")))
-    lines.append(f"| {r['config']} | {r['seeds']} | {m('eval/top1_error')} | {m('eval/top5_error')} | "
-                 f"{m('eval_ten_crop/top1_error')} | {m('eval_ten_crop/top5_error')} | {d('eval/top1_error')} | "
-                 f"{d('eval/top5_error')} | {d('eval_ten_crop/top1_error')} | {r['paper effect top1/top5'] or '–'} | "
-                 f"{r['images_per_sec']:.0f} | {r['wall_time_s']:.0f} |")
+    d = lambda k: format_difference(r, k)
+    lines.append(f"| {r['config']} | {r['seeds']} | {r['did not train'] or '–'} | {m('eval/top1_error')} | "
+                 f"{m('eval/top5_error')} | {m('eval_ten_crop/top1_error')} | {m('eval_ten_crop/top5_error')} | "
+                 f"{d('eval/top1_error')} | {d('eval/top5_error')} | {d('eval_ten_crop/top1_error')} | "
+                 f"{r['paper effect top1/top5'] or '–'} | {r['images_per_sec']:.0f} | {r['wall_time_s']:.0f} |")
+  lines += ["", "Per seed (seed:top-1 error, centre):", ""]
+  lines += [f"- {r['config']}: {r['eval/top1_error per seed'] or '–'}" for r in rows]
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
 
 
-def plot(workdir: str, rows: List[dict], baseline: str) -> None:
-  """curves.png: validation error per epoch of every configuration; ablation.png: each configuration's
-  difference to `baseline` (the first row, when it has finished runs) beside the paper's."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  fig, ax = plt.subplots(figsize=(7, 4.5))
+def plot_curves(ax, rows: Sequence[dict], key: str = "_curves") -> None:
+  """Per configuration: the mean error per epoch over its seeds, and the band from the lowest to the
+  highest seed (the spread, so one seed that did not train shows)."""
   for row in rows:
-    curves = [c for c in row["_curves"] if c]
+    curves = [c for c in row[key] if c]
     if not curves:
       continue
     length = min(len(c) for c in curves)
     epochs = [p[0] for p in curves[0][:length]]
-    errors = np.mean([[100 * p[1] for p in c[:length]] for c in curves], axis=0)
-    ax.plot(epochs, errors, marker="o", markersize=3, label=row["config"])
+    errors = np.asarray([[100 * p[1] for p in c[:length]] for c in curves])
+    line, = ax.plot(epochs, errors.mean(axis=0), marker="o", markersize=2, label=row["config"])
+    if len(curves) > 1:
+      ax.fill_between(epochs, errors.min(axis=0), errors.max(axis=0), color=line.get_color(), alpha=0.15)
+
+
+def plot(workdir: str, rows: List[dict], baseline: str) -> None:
+  """curves.png: validation error per epoch of every configuration (mean and seed range); ablation.png:
+  each configuration's seed-paired difference to `baseline` (95% interval) beside the paper's."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  plot_curves(ax, rows)
   ax.set_xlabel("epoch")
   ax.set_ylabel("validation top-1 error (%, centre crop)")
   ax.grid(alpha=0.3)
@@ -348,13 +398,14 @@ def plot(workdir: str, rows: List[dict], baseline: str) -> None:
   fig, ax = plt.subplots(figsize=(7, 4.5))
   x = np.arange(len(others))
   for offset, key, label in ((-0.2, "eval/top1_error", "top-1"), (0.2, "eval/top5_error", "top-5")):
-    diffs = [r.get(f"{key} diff", np.nan) for r in others]
-    errs = [r.get(f"{key} diff se", np.nan) for r in others]
-    ax.bar(x + offset, diffs, 0.4, yerr=np.nan_to_num(errs), capsize=4, label=f"measured Δ {label}")
+    diffs = np.asarray([r.get(f"{key} diff", np.nan) for r in others], np.float64)
+    low = np.asarray([r.get(f"{key} diff low", np.nan) for r in others], np.float64)
+    high = np.asarray([r.get(f"{key} diff high", np.nan) for r in others], np.float64)
+    errs = np.nan_to_num(np.stack([diffs - low, high - diffs]))
+    ax.bar(x + offset, diffs, 0.4, yerr=errs, capsize=4, label=f"measured Δ {label} (95% CI)")
   for i, r in enumerate(others):
-    if r["paper effect top1/top5"]:
-      paper = [sum(float(p.split("/")[j]) for p in r["paper effect top1/top5"].split(" + ")) for j in (0, 1)]
-      ax.scatter([i - 0.2, i + 0.2], paper, color="black", marker="_", s=400, zorder=3,
+    if r["_paper"]:
+      ax.scatter([i - 0.2, i + 0.2], r["_paper"], color="black", marker="_", s=400, zorder=3,
                  label="paper" if i == 0 else None)
   ax.axhline(0, color="grey", lw=0.8)
   ax.set_xticks(x, [r["config"] for r in others], rotation=15, fontsize=8)
@@ -385,7 +436,8 @@ def main(argv):
     execute(runs, FLAGS.config, FLAGS.set, FLAGS.parallel, FLAGS.gpus)
   except RuntimeError as e:  # some runs failed: the finished ones are still reported, marked partial
     failure = e
-  rows = aggregate(runs, axes)
+  baseline_point = {k: v[0] for k, v in axes}
+  rows = aggregate(runs, run_name(baseline_point), baseline_point)
   if rows:
     header = [f"# Ablation: {FLAGS.config}", "",
               f"Command: `python -m alexnet_jax.ablate --config={FLAGS.config} --sweep='{FLAGS.sweep}' "
@@ -395,7 +447,7 @@ def main(argv):
       header += ["", f"**Partial results**: {sum(r.done for r in runs)} of {len(runs)} runs finished; the table "
                      f"holds only those. {failure}"]
     write_results(workdir, rows, header)
-    plot(workdir, rows, run_name({k: v[0] for k, v in axes}))
+    plot(workdir, rows, run_name(baseline_point))
     print(open(os.path.join(workdir, "results.md")).read())
   if failure:
     print(f"error: {failure}", file=sys.stderr)

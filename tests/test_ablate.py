@@ -3,6 +3,7 @@ a workdir of another config, and how parallel runs share GPUs."""
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -150,3 +151,49 @@ def test_a_sweep_with_a_failed_run_still_reports_the_finished_ones_as_partial(tm
   assert [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| pool_impl=")] == [
       "pool_impl=xla"]
   assert (workdir / "curves.png").stat().st_size > 0
+
+
+def _fake_finished_run(run, top1, top5=0.1, num_classes=10):
+  """A run folder as main leaves it: summary.json and metrics.jsonl with one eval record."""
+  os.makedirs(run.workdir)
+  final = {"eval/top1_error": top1, "eval/top5_error": top5, "eval_ten_crop/top1_error": top1 - 0.01,
+           "eval_ten_crop/top5_error": top5}
+  summary = {"final": final, "train_images_per_sec": 100.0, "wall_time_s": 60.0,
+             "config": {"model": {"num_classes": num_classes}}}
+  with open(os.path.join(run.workdir, "summary.json"), "w") as f:
+    json.dump(summary, f)
+  with open(os.path.join(run.workdir, "metrics.jsonl"), "w") as f:
+    f.write(json.dumps({"kind": "train", "step": 5, "epoch": 1.0, "train/top1_error": top1 + 0.05}) + "\n")
+    f.write(json.dumps({"kind": "eval", "step": 5, "epoch": 1.0, **final}) + "\n")
+
+
+def test_differences_are_seed_paired_with_t_intervals_and_failed_runs_are_set_apart(tmp_path):
+  axes = ablate.parse_sweep("model.use_lrn=True,False;model.dropout_rate=0.5,0.0")
+  runs = [r for r in ablate.plan(str(tmp_path), axes, seeds=3) if r.point["model.dropout_rate"] == 0.5 or
+          r.point["model.use_lrn"]]
+  baseline = {0: 0.30, 1: 0.40, 2: 0.50}
+  for run in runs:
+    if run.point == {"model.use_lrn": True, "model.dropout_rate": 0.5}:
+      _fake_finished_run(run, baseline[run.seed])
+    elif not run.point["model.use_lrn"]:  # exactly +2 points on every seed
+      _fake_finished_run(run, baseline[run.seed] + 0.02)
+    else:  # no dropout: seed 1 stayed at chance; the others 1 and 3 points worse
+      _fake_finished_run(run, {0: 0.31, 1: 0.905, 2: 0.53}[run.seed])
+  base_point = {"model.use_lrn": True, "model.dropout_rate": 0.5}
+  rows = {r["config"]: r for r in ablate.aggregate(runs, ablate.run_name(base_point), base_point)}
+  base, no_lrn = rows["use_lrn=True,dropout_rate=0.5"], rows["use_lrn=False,dropout_rate=0.5"]
+  key = "eval/top1_error"
+  assert (base[f"{key} diff"], base[f"{key} diff low"], base[f"{key} diff high"]) == (0.0, 0.0, 0.0)
+  assert no_lrn[f"{key} diff"] == pytest.approx(2.0)
+  assert (no_lrn[f"{key} diff low"], no_lrn[f"{key} diff high"]) == pytest.approx((2.0, 2.0))
+  assert no_lrn["paper effect top1/top5"] == "+1.4/+1.2"
+  no_dropout = rows["use_lrn=True,dropout_rate=0.0"]
+  assert no_dropout["did not train"] == "1" and no_dropout[f"{key} pairs"] == 2
+  assert no_dropout[f"{key} mean"] == pytest.approx(42.0)  # (31 + 53) / 2: the chance-level seed left out
+  half = 12.706 * math.sqrt(2.0) / math.sqrt(2)  # differences 1 and 3: t(0.975, 1) * sd / sqrt(n)
+  assert no_dropout[f"{key} diff"] == pytest.approx(2.0)
+  assert no_dropout[f"{key} diff high"] == pytest.approx(2.0 + half, abs=1e-2)
+  ablate.write_results(str(tmp_path), list(rows.values()), ["# test"])
+  table = (tmp_path / "results.md").read_text()
+  assert "| +2.00 [+2.00, +2.00] |" in table and "| +0.00 [+0.00, +0.00] |" in table
+  assert "- use_lrn=True,dropout_rate=0.0: 0:31.00 2:53.00" in table
