@@ -11,6 +11,7 @@ plateau state), `metrics.jsonl`, `tensorboard/`, `config.json`, `summary.json`. 
 readable checkpoint automatically; SIGTERM / SIGINT make it save at the next step boundary and exit cleanly.
 """
 
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -240,6 +241,40 @@ class Preemption:
       signal.signal(sig, handler)
 
 
+# Steps dispatched but not yet computed, at most: enough to keep an accelerator fed while the host prepares
+# the next step, few enough that progress counts finished work and a stop request waits for two steps only.
+MAX_STEPS_IN_FLIGHT = 2
+
+
+class InFlight:
+  """Bounds how far the host runs ahead of the devices.
+
+  JAX dispatches steps asynchronously: without a bound the loop queues as many steps as the loader can
+  feed, the progress bar counts dispatched steps, and a stop request waits for the whole queue to compute
+  before the state can be saved. `add` takes a step's outputs and waits for the oldest ones until at most
+  `limit` are outstanding; it returns how many steps it saw finish."""
+
+  def __init__(self, limit: int = MAX_STEPS_IN_FLIGHT):
+    self.limit = limit
+    self._queue = collections.deque()
+
+  def add(self, outputs) -> int:
+    self._queue.append(outputs)
+    finished = 0
+    while len(self._queue) > self.limit:
+      self.wait(self._queue.popleft())
+      finished += 1
+    return finished
+
+  def clear(self) -> None:
+    """Forgets the queue once its outputs have been fetched (fetching waits for them)."""
+    self._queue.clear()
+
+  @staticmethod
+  def wait(outputs) -> None:
+    jax.block_until_ready(outputs)
+
+
 def device_prefetch(iterator, mesh, size: int):
   """Host batches -> [devices, per_device, ...] arrays on the local devices, `size` batches ahead."""
   sharding = NamedSharding(mesh, PartitionSpec("batch"))
@@ -426,19 +461,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     preempted = None
     latest_eval = {}
     step = start_step
+    in_flight = InFlight()
     with Preemption() as preemption:
       while step < total_steps:
         batch = next(batches)
         state, metrics = p_train(state, batch, step_rng)
         pending.append(metrics)
+        finished = in_flight.add(metrics)
         step += 1
         if progress is not None:
-          progress.update(1)
+          progress.update(finished)
         log_now = step % config.log_every_steps == 0 or step == total_steps
         checkpoint_now = step % config.checkpoint_every_steps == 0
         eval_now = step % eval_every == 0 or step == total_steps
         if log_now or checkpoint_now or eval_now or preemption.requested:
-          values, per_step = _summarise_train(pending)
+          values, per_step = _summarise_train(pending)  # fetching waits for every step dispatched
+          in_flight.clear()
+          if progress is not None:
+            progress.update(step - progress.n)
           bad = [i for i, m in enumerate(per_step) if not math.isfinite(m["loss"])]
           if bad and config.on_nonfinite == "stop":
             manager.wait_until_finished()

@@ -140,19 +140,20 @@ def test_exact_resume_after_kill_minus_nine(tmp_path, synthetic_data_dir, traine
 
 
 @pytest.mark.slow
-def test_sigterm_checkpoints_and_exits_cleanly_then_resumes(tmp_path, synthetic_data_dir):
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_checkpoints_and_exits_cleanly_then_resumes(tmp_path, synthetic_data_dir, stop_signal):
   workdir = tmp_path / "work"
   flags = tiny_flags(synthetic_data_dir, num_train_steps=100000, checkpoint_every_steps=100000)
   process = subprocess.Popen(main_command(workdir, flags), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, env=env())
   try:
     wait_for(lambda: (workdir / "metrics.jsonl").exists() and len(records(workdir)) >= 2, 300, "training steps")
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(stop_signal)
     stdout, stderr = process.communicate(timeout=120)
   finally:
     process.kill()
   assert process.returncode == 0, stderr[-3000:]
-  assert "Stopped by SIGTERM" in stdout
+  assert f"Stopped by {stop_signal.name}" in stdout
   steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
   assert len(steps) == 1 and steps[0] >= 8  # saved at the step it had reached, not at a periodic step
   assert not (workdir / "summary.json").exists()
@@ -306,3 +307,44 @@ def test_a_run_that_fails_stops_its_decoding_workers(tmp_path, synthetic_data_di
   # holds sys.last_traceback: the workers must stop anyway, not only when the loader is garbage-collected.
   wait_for(lambda: not any(_running(p) for p in worker_pids), 10, "the decoding workers to exit")
   assert failure.traceback  # kept alive until here
+
+
+def test_the_loop_runs_at_most_two_steps_ahead_of_the_devices(tmp_path, synthetic_data_dir, monkeypatch):
+  """Each call of the train step counts the earlier calls whose outputs the loop has not yet waited for:
+  never more than MAX_STEPS_IN_FLIGHT, so a stop request waits for two steps' compute, not a queue of
+  hundreds, and the progress bar counts finished steps."""
+  from alexnet_jax import steps, train
+  from test_configs import cfg
+
+  waited, outstanding_at_call = set(), []
+
+  class RecordingInFlight(train.InFlight):
+    @staticmethod
+    def wait(outputs):
+      waited.add(id(outputs))
+      jax_block(outputs)
+
+  def counting_step(*args, **kwargs):
+    real = real_pmap_train_step(*args, **kwargs)
+    returned = []
+
+    def step(*a, **k):
+      outstanding_at_call.append(sum(id(m) not in waited for m in returned))
+      state, metrics = real(*a, **k)
+      returned.append(metrics)
+      return state, metrics
+    return step
+
+  import jax
+  jax_block = jax.block_until_ready
+  real_pmap_train_step = steps.pmap_train_step
+  monkeypatch.setattr(train, "InFlight", RecordingInFlight)
+  monkeypatch.setattr(steps, "pmap_train_step", counting_step)
+  config = cfg.get_config("smoke")
+  config.dataset.data_dir, config.dataset.num_workers, config.dataset.auto_prepare = synthetic_data_dir, 0, False
+  config.model.width_multiplier, config.batch_size, config.progress_bar = 0.125, 16, False
+  config.num_train_steps, config.log_every_steps, config.eval_every_epochs = 12, 1000, 100.0
+  config.augment.final_eval_views = "center"
+  train.train_and_evaluate(config, str(tmp_path / "work"))
+  assert len(outstanding_at_call) == 12
+  assert max(outstanding_at_call) == train.MAX_STEPS_IN_FLIGHT  # reached, and never passed
