@@ -38,7 +38,7 @@ PAPER_PCA_STD = 0.1
 PAPER_STORED_SIZE = 256
 PAPER_CROP_SIZE = 224
 # The training crops and evaluation views below, by the names configs use.
-TRAIN_CROPS = ("random", "inception")
+TRAIN_CROPS = ("random", "inception", "center")  # center: no crop augmentation (the section 4.1 ablation)
 EVAL_VIEWS = ("center", "ten_crop")
 
 
@@ -148,7 +148,8 @@ def train_preprocess(batch, rng, *, resize_to: Optional[int], crop_size: int, cr
                      flip: bool = True, pca_std: float = PAPER_PCA_STD, eigval=IMAGENET_EIGVAL,
                      eigvec=IMAGENET_EIGVEC, mean=IMAGENET_MEAN_RGB, std=None, dtype=jnp.float32):
   """The training view of a uint8 batch: resize (e.g. 128 -> 256), random crop (or Inception crop), mean
-  subtraction, flip, PCA lighting, optional scaling. `crop` is 'random' (section 4.1) or 'inception'.
+  subtraction, flip, PCA lighting, optional scaling. `crop` is 'random' (section 4.1), 'inception', or
+  'center' (the same centre patch every time: training without crop augmentation).
 
   The paper crops patches of mean-subtracted images; cropping first and subtracting the same patch of the
   mean is identical and touches (crop/stored)^2 of the pixels, so the random crop runs on uint8 data."""
@@ -165,8 +166,10 @@ def train_preprocess(batch, rng, *, resize_to: Optional[int], crop_size: int, cr
     images = images - mean
   elif crop == "inception":
     images = random_resized_crop(images.astype(jnp.float32) - mean, k_crop, crop_size)
+  elif crop == "center":
+    images = center_crop(images.astype(jnp.float32) - mean, crop_size)
   else:
-    raise ValueError(f"Unknown crop {crop!r}: expected 'random' or 'inception'.")
+    raise ValueError(f"Unknown crop {crop!r}: expected one of {TRAIN_CROPS}.")
   if flip:
     images = random_flip(images, k_flip)
   if pca_std:

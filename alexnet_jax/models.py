@@ -6,12 +6,16 @@ Presets (`PRESETS`):
              (two towers, `towers=2`); conv3 and the fully connected layers see everything. LRN after the
              ReLU of conv1 and conv2 (section 3.3), max-pooling after LRN1, LRN2 and conv5 (section 3.4).
   one_tower  the same widths with every layer connected to all channels (no groups).
+  paper_one_gpu  the one-GPU net section 3.2 compares the two towers with: half the kernels in conv1-conv4
+             (48-128-192-192), conv5 and the fully connected layers at full size (footnote 2), no groups.
   owt        torchvision's "one weird trick" AlexNet (Krizhevsky, 2014): 64-192-384-256-256, 224 input,
              conv1 padding 2, no LRN. Its parameters load from a torchvision state_dict (convert.py).
 
 The switches are independent of the preset: `use_lrn`, `overlapping_pool` (3x3 stride 2, section 3.4,
 vs 2x2 stride 2: both give 55 -> 27 -> 13 -> 6 at the canonical input, so fc6 keeps 9216 inputs),
-`dropout_rate`, `num_classes`, `width_multiplier` and any input size (fc6's fan-in follows the input), so a
+`dropout_rate`, `activation` (ReLU, or tanh for section 3.1's comparison), `lrn_alpha` (0 leaves LRN's
+constant gain alone, x / k^beta: a control for the scale LRN applies), `num_classes`, `width_multiplier`
+and any input size (fc6's fan-in follows the input), so a
 tiny model trains on a CPU in a minute.
 
 `tower_impl`, `pool_impl` and `conv1_impl` choose how layers are computed, never what they compute: the
@@ -27,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from alexnet_jax.lrn import local_response_norm
+from alexnet_jax.lrn import PAPER_ALPHA, local_response_norm
 from alexnet_jax.pooling import max_pool
 
 
@@ -62,11 +66,15 @@ def _alexnet_convs(widths, conv1_padding, towers):
 
 PAPER_WIDTHS = (96, 256, 384, 384, 256)  # section 3.5
 OWT_WIDTHS = (64, 192, 384, 256, 256)    # torchvision.models.alexnet
+ONE_GPU_WIDTHS = tuple(w // 2 for w in PAPER_WIDTHS[:4]) + PAPER_WIDTHS[4:]  # section 3.2, footnote 2
 
 PRESETS = {
     # Section 3.5: conv2, conv4, conv5 connect only to the maps on their own GPU; conv3 to all of them.
     "paper": Preset(_alexnet_convs(PAPER_WIDTHS, 0, (2, 1, 2, 2)), 4096, True, 227, lrn_towers=2),
     "one_tower": Preset(_alexnet_convs(PAPER_WIDTHS, 0, (1, 1, 1, 1)), 4096, True, 227),
+    # Section 3.2, footnote 2: the one-GPU comparison net halves conv1-conv4 but not conv5 or the fc layers.
+    "paper_one_gpu": Preset(_alexnet_convs(ONE_GPU_WIDTHS, 0, (1, 1, 1, 1)),
+                            4096, True, 227),
     "owt": Preset(_alexnet_convs(OWT_WIDTHS, 2, (1, 1, 1, 1)), 4096, False, 224),
 }
 
@@ -77,6 +85,8 @@ PAPER_INIT_STD = 0.01
 BIAS_ONE_LAYERS = ("conv2", "conv4", "conv5", "fc6", "fc7")
 
 TOWER_IMPLS = ("grouped", "split")
+# Section 3.1: ReLU, and the saturating tanh it is compared with (figure 1).
+ACTIVATIONS = {"relu": nn.relu, "tanh": jnp.tanh}
 CONV1_IMPLS = ("direct", "space_to_depth")
 
 
@@ -193,6 +203,8 @@ class AlexNet(nn.Module):
   lrn_per_tower: bool = True
   overlapping_pool: bool = True
   dropout_rate: float = 0.5  # section 4.2
+  activation: str = "relu"  # section 3.1
+  lrn_alpha: float = PAPER_ALPHA  # section 3.3; 0 keeps only the constant gain k^-beta
   width_multiplier: float = 1.0
   init_scheme: str = "paper"
   tower_impl: str = "split"
@@ -222,14 +234,17 @@ class AlexNet(nn.Module):
     towers = self.spec.lrn_towers
     if towers > 1 and self.lrn_per_tower:
       split = x.reshape(x.shape[:-1] + (towers, x.shape[-1] // towers))
-      return local_response_norm(split).reshape(x.shape)
-    return local_response_norm(x)
+      return local_response_norm(split, alpha=self.lrn_alpha).reshape(x.shape)
+    return local_response_norm(x, alpha=self.lrn_alpha)
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     spec = self.spec
     if self.conv1_impl not in CONV1_IMPLS:
       raise ValueError(f"Unknown conv1 impl {self.conv1_impl!r}: expected one of {CONV1_IMPLS}.")
+    if self.activation not in ACTIVATIONS:
+      raise ValueError(f"Unknown activation {self.activation!r}: expected one of {sorted(ACTIVATIONS)}.")
+    activation = ACTIVATIONS[self.activation]
     x = x.astype(self.dtype)
     for index, conv in enumerate(spec.convs):
       name = f"conv{index + 1}"
@@ -239,7 +254,7 @@ class AlexNet(nn.Module):
                     kernel_init=kernel_initializer(self.init_scheme),
                     bias_init=bias_initializer(self.init_scheme, name), dtype=self.dtype,
                     param_dtype=self.param_dtype, name=name)(x)
-      x = nn.relu(x)
+      x = activation(x)
       self.sow("intermediates", f"relu{index + 1}", x)
       if index in (0, 1):  # LRN then pooling after conv1 and conv2 (sections 3.3, 3.4)
         x = self.pool(self.lrn(x))
@@ -253,7 +268,7 @@ class AlexNet(nn.Module):
       x = nn.Dense(fc, kernel_init=kernel_initializer(self.init_scheme),
                    bias_init=bias_initializer(self.init_scheme, name), dtype=self.dtype,
                    param_dtype=self.param_dtype, name=name)(x)
-      x = nn.relu(x)
+      x = activation(x)
     x = nn.Dense(self.num_classes, kernel_init=kernel_initializer(self.init_scheme),
                  bias_init=bias_initializer(self.init_scheme, "fc8"), dtype=self.dtype,
                  param_dtype=self.param_dtype, name="fc8")(x)

@@ -47,6 +47,7 @@ class WorkdirError(TrainingError):
 
 
 MODEL_CHOICES = {"preset": tuple(models.PRESETS), "init_scheme": ("paper", "he"),
+                 "activation": tuple(models.ACTIVATIONS),
                  "tower_impl": models.TOWER_IMPLS, "pool_impl": pooling.POOL_IMPLS,
                  "conv1_impl": ("auto",) + tuple(models.CONV1_IMPLS)}
 
@@ -71,7 +72,8 @@ def build_model(config: ml_collections.ConfigDict) -> models.AlexNet:
                           f"--config.model.{key}={allowed[0]} (or another of them).")
   return models.AlexNet(preset=m.preset, num_classes=m.num_classes, use_lrn=m.use_lrn,
                         lrn_per_tower=m.lrn_per_tower, overlapping_pool=m.overlapping_pool,
-                        dropout_rate=m.dropout_rate, width_multiplier=m.width_multiplier,
+                        dropout_rate=m.dropout_rate, activation=m.activation, lrn_alpha=m.lrn_alpha,
+                        width_multiplier=m.width_multiplier,
                         init_scheme=m.init_scheme, tower_impl=m.tower_impl, pool_impl=m.pool_impl,
                         conv1_impl=resolve_conv1_impl(m.conv1_impl, jax.default_backend()),
                         dtype=jnp.dtype(m.dtype),
@@ -104,7 +106,7 @@ def make_preprocessors(config):
   a = config.augment
   if a.crop not in augment.TRAIN_CROPS:
     raise TrainingError(f"augment.crop={a.crop!r} is not one of {list(augment.TRAIN_CROPS)}: set "
-                        f"--config.augment.crop=random (the paper's) or inception.")
+                        f"--config.augment.crop=random (the paper's), inception or center.")
   for key in ("eval_views", "final_eval_views"):
     names = view_names(a[key])
     unknown = [v for v in names if v not in augment.EVAL_VIEWS]
@@ -291,20 +293,20 @@ def device_prefetch(iterator, mesh, size: int):
   yield from queue
 
 
-def evaluate(p_eval_steps, state, config, info, mesh) -> dict:
-  """Errors on the whole eval split for each view ('center', 'ten_crop'); padded batches are masked."""
+def evaluate(p_eval_steps, state, config, info, mesh, split: str, name: str = "eval") -> dict:
+  """Errors on the whole of `split` for each view ('center', 'ten_crop'), recorded as `name`/... for the
+  centre view and `name`_view/... for the others; padded batches are masked."""
   results = {}
-  d = config.dataset
   per_process = config.batch_size // jax.process_count()
   for view, p_eval in p_eval_steps.items():
     totals = None
-    batches = pipeline.eval_batches(loader_config(config, d.eval_split, batch_size=per_process, shuffle=False))
+    batches = pipeline.eval_batches(loader_config(config, split, batch_size=per_process, shuffle=False))
     for batch in device_prefetch(batches, mesh, 1):
       sums = p_eval(state, batch)
       totals = sums if totals is None else jax.tree_util.tree_map(jnp.add, totals, sums)
     totals = jax.tree_util.tree_map(local_value, totals)
     count = max(totals["count"], 1.0)
-    prefix = "eval" if view == "center" else f"eval_{view}"
+    prefix = name if view == "center" else f"{name}_{view}"
     results.update({f"{prefix}/loss": totals["loss_sum"] / count,
                     f"{prefix}/top1_error": 1.0 - totals["top1"] / count,
                     f"{prefix}/top5_error": 1.0 - totals["top5"] / count,
@@ -366,7 +368,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   train_size = len(sources.open_split(info, config.dataset.train_split))  # sub-splits like 'train[:300]' too
   # The loader checks this too, but only once the workdir has been written.
   pipeline.check_split_holds_a_batch(info, config.dataset.train_split, train_size, global_batch)
-  sources.open_split(info, config.dataset.eval_split)  # a misspelt one fails now, not at the first evaluation
+  for split in (config.dataset.eval_split, config.dataset.train_eval_split):
+    if split:  # a misspelt one fails now, not at the first evaluation
+      sources.open_split(info, split)
   steps_per_epoch = max(1, train_size // global_batch)
   total_steps = (config.num_train_steps if config.num_train_steps > 0
                  else int(math.ceil(config.num_epochs * steps_per_epoch)))
@@ -412,7 +416,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     mesh = Mesh(np.array(jax.local_devices()), ("batch",))
 
     def run_eval(step, kind="periodic"):
-      results = evaluate({v: p_evals[v] for v in view_sets[kind]}, state, config, info, mesh)
+      results = evaluate({v: p_evals[v] for v in view_sets[kind]}, state, config, info, mesh,
+                         config.dataset.eval_split)
+      if kind == "final" and config.dataset.train_eval_split:  # training images as evaluation sees them
+        results.update(evaluate({"center": p_evals["center"]}, state, config, info, mesh,
+                                config.dataset.train_eval_split, name="train_eval"))
       writer.write("eval", step, results, epoch=round(step / steps_per_epoch, 3))
       return results
 

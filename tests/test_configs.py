@@ -94,7 +94,7 @@ def test_auto_conv1_is_space_to_depth_on_gpus_only():
 
 
 @pytest.mark.parametrize("key,value,expected", [
-    ("crop", "centre", "augment.crop='centre' is not one of ['random', 'inception']"),
+    ("crop", "centre", "augment.crop='centre' is not one of ['random', 'inception', 'center']"),
     ("eval_views", "ten_crop", "augment.eval_views='ten_crop': it needs 'center'"),
     ("final_eval_views", "center, tencrop", "unknown view(s) ['tencrop']"),
 ])

@@ -1,0 +1,132 @@
+r"""The paper's claims, measured: one command runs the reproduction study and writes its report.
+
+    python -m experiments.study --workdir=~/runs/study
+
+trains every arm below (`configs/alexnet.py:study`, the CPU geometry, plus the arm's overrides) for its
+seeds, each as `python -m alexnet_jax.main` in `<workdir>/runs/<arm>/seed<k>` (alexnet_jax.ablate's runner:
+finished runs are skipped, interrupted ones resume, a workdir of another config is refused), then copies
+each finished run's summary.json and metrics.jsonl to `--report_dir` and writes the report there
+(experiments/study_report.py). Seeds run in rounds (seed 0 of every arm, then seed 1, ...), so a study cut
+short has every claim measured once before any is measured twice. `--report_only` rewrites the report from
+the copies (after copying the finished runs of --workdir, where it exists). The canonical geometry on a GPU: `--config=configs/alexnet.py:imagenette` with `--set`s.
+"""
+
+import dataclasses
+import os
+import shutil
+import sys
+import time
+from typing import Dict, List
+
+from absl import app, flags
+
+from alexnet_jax import ablate, configlib
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+  """One configuration of the study: the study config plus `overrides`, trained for `seeds` seeds."""
+  name: str
+  overrides: Dict[str, object]
+  seeds: int
+  what: str
+
+
+# The baseline is the paper's network at the study geometry. Claims with small paper effects (LRN,
+# overlapping pooling) get 5 seeds, the others 3; the controls 2 (and the paper's init 1: it shows a failure).
+ARMS = (
+    Arm("baseline", {}, 5, "the paper's network: two towers, LRN, overlapping pooling, dropout, augmentation"),
+    Arm("no_lrn", {"model.use_lrn": False}, 5, "section 3.3: without local response normalisation"),
+    Arm("no_overlap", {"model.overlapping_pool": False}, 5, "section 3.4: 2x2 stride-2 pooling"),
+    Arm("tanh", {"model.activation": "tanh"}, 3, "section 3.1: tanh in place of ReLU"),
+    Arm("one_gpu_half", {"model.preset": "paper_one_gpu"}, 3,
+        "section 3.2: the one-GPU net with half the kernels in conv1-conv4 (footnote 2)"),
+    Arm("no_dropout", {"model.dropout_rate": 0.0}, 3, "section 4.2: without dropout"),
+    Arm("no_crop_flip", {"augment.crop": "center", "augment.flip": False}, 3,
+        "section 4.1: the centre patch, unflipped, at every presentation"),
+    Arm("no_pca", {"augment.pca_std": 0.0}, 3, "section 4.1: without PCA lighting noise"),
+    Arm("lrn_gain_only", {"model.lrn_alpha": 0.0}, 3,
+        "control for LRN: its constant gain alone, x / k^beta (alpha = 0)"),
+    Arm("one_tower", {"model.preset": "one_tower"}, 3,
+        "control for the towers: full width, every layer connected to all channels"),
+    Arm("no_lrn_lr_half", {"model.use_lrn": False, "optim.learning_rate": 0.01}, 2,
+        "control for LRN: no LRN at half the baseline's learning rate"),
+    Arm("no_lrn_lr_double", {"model.use_lrn": False, "optim.learning_rate": 0.04}, 2,
+        "control for LRN: no LRN at twice the baseline's learning rate"),
+    Arm("paper_init", {"model.init_scheme": "paper"}, 1,
+        "section 5's initialisation, N(0, 0.01) with biases of 1: the departure's evidence"),
+)
+
+
+def plan(workdir: str, arms=ARMS) -> List[ablate.Run]:
+  """Every (arm, seed) as an ablate.Run, in rounds of seeds: seed 0 of each arm, then seed 1, ..."""
+  rounds = max(a.seeds for a in arms)
+  return [ablate.Run(a.name, dict(a.overrides), seed, os.path.join(workdir, "runs", a.name, f"seed{seed}"))
+          for seed in range(rounds) for a in arms if seed < a.seeds]
+
+
+def copy_finished(runs: List[ablate.Run], report_dir: str) -> int:
+  """Copies summary.json and metrics.jsonl (and config.json) of each finished run to
+  report_dir/runs/<arm>/seed<k>; returns how many runs were copied."""
+  copied = 0
+  for run in runs:
+    if not run.done:
+      continue
+    target = os.path.join(report_dir, "runs", run.name, f"seed{run.seed}")
+    os.makedirs(target, exist_ok=True)
+    for name in ("summary.json", "metrics.jsonl", "config.json"):
+      shutil.copyfile(os.path.join(run.workdir, name), os.path.join(target, name))
+    copied += 1
+  return copied
+
+
+def write_report(report_dir: str, **kwargs) -> None:
+  from experiments import study_report  # imported here: the runs never need it
+  study_report.write_report(report_dir, ARMS, **kwargs)
+  print(f"Report: {report_dir}/README.md")
+
+
+def main(argv):
+  del argv
+  report_dir = os.path.abspath(FLAGS.report_dir)
+  workdir = os.path.abspath(os.path.expanduser(FLAGS.workdir))
+  runs = plan(workdir)
+  if FLAGS.report_only:
+    if os.path.isdir(workdir):
+      print(f"Copied {copy_finished(runs, report_dir)} finished runs from {workdir}.")
+    write_report(report_dir, command=None)
+    return
+  try:
+    ablate.check_counts(1, FLAGS.parallel, FLAGS.gpus)
+    for arm in ARMS:
+      ablate.validate(FLAGS.config, [(k, [v]) for k, v in arm.overrides.items()], FLAGS.set)
+    ablate.check_existing_runs(runs, FLAGS.config, FLAGS.set)
+  except configlib.ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  os.makedirs(workdir, exist_ok=True)
+  started, failure = time.time(), None
+  try:
+    ablate.execute(runs, FLAGS.config, FLAGS.set, FLAGS.parallel, FLAGS.gpus)
+  except RuntimeError as e:  # the finished runs are still reported; the failed ones are named
+    failure = e
+  copy_finished(runs, report_dir)
+  write_report(report_dir, command="python -m experiments.study " + " ".join(sys.argv[1:]),
+               invocation_s=time.time() - started)
+  if failure:
+    print(f"error: {failure}", file=sys.stderr)
+    sys.exit(1)
+
+
+FLAGS = flags.FLAGS
+
+if __name__ == "__main__":
+  flags.DEFINE_string("config", "configs/alexnet.py:study", "Config file and arg, as for alexnet_jax.main.")
+  flags.DEFINE_string("workdir", "~/runs/study", "The study's runs: runs/<arm>/seed<k>.")
+  flags.DEFINE_string("report_dir", "experiments/results/study",
+                      "Where the report (README.md, figures) and the runs' summaries and metrics go.")
+  flags.DEFINE_multi_string("set", [], "key=value overrides for every run (e.g. a GPU geometry).")
+  flags.DEFINE_integer("parallel", 1, "Runs at once.")
+  flags.DEFINE_integer("gpus", 0, "GPUs to spread parallel runs over (see alexnet_jax.ablate).")
+  flags.DEFINE_bool("report_only", False, "Rewrite the report from report_dir/runs without training.")
+  app.run(main)
