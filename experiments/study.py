@@ -5,7 +5,7 @@ r"""The paper's claims, measured: one command runs the reproduction study and wr
 trains every arm below (`configs/alexnet.py:study`, the CPU geometry, plus the arm's overrides) for its
 seeds, each as `python -m alexnet_jax.main` in `<workdir>/runs/<arm>/seed<k>` (alexnet_jax.ablate's runner:
 finished runs are skipped, interrupted ones resume, a workdir of another config is refused), then copies
-each finished run's summary.json and metrics.jsonl to `--report_dir` and writes the report there
+each finished run's summary.json, metrics.jsonl and final conv1 kernels to `--report_dir` and writes the report there
 (experiments/study_report.py). Seeds run in rounds (seed 0 of every arm, then seed 1, ...), so a study cut
 short has every claim measured once before any is measured twice. `--report_only` rewrites the report from
 the copies (after copying the finished runs of --workdir, where it exists). The canonical geometry on a GPU: `--config=configs/alexnet.py:imagenette` with `--set`s.
@@ -16,9 +16,10 @@ import os
 import shutil
 import sys
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 from absl import app, flags
+import numpy as np
 
 from alexnet_jax import ablate, configlib
 
@@ -58,6 +59,46 @@ ARMS = (
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class Claim:
+  """A claim of the paper and the arm that tests it against the baseline.
+
+  `kind`: 'error' (removing the component raises the error), 'overfit' (it also widens the gap between
+  validation and training error), 'speed' (the arm needs more epochs to a fixed training error).
+  `paper_effect`: the paper's (top-1, top-5) error increase of the arm over the baseline, where it gives
+  numbers (None for a part it does not give)."""
+  number: int
+  section: str
+  claim: str
+  arm: str
+  kind: str
+  paper: str
+  paper_effect: Optional[Tuple[Optional[float], Optional[float]]] = None
+  anchors: str = ""
+
+
+CLAIMS = (
+    Claim(1, "3.1, figure 1", "ReLU trains much faster than tanh", "tanh", "speed",
+          "a 4-layer CIFAR-10 net reached 25% training error 6x faster with ReLU"),
+    Claim(2, "3.2", "two towers beat a one-GPU net with half the kernels in conv1-conv4", "one_gpu_half",
+          "error", "+1.7 / +1.2 for the one-GPU net", (1.7, 1.2)),
+    Claim(3, "3.3", "local response normalisation lowers the error", "no_lrn", "error",
+          "+1.4 / +1.2 without LRN; CIFAR-10 4-layer net 11% -> 13%", (1.4, 1.2),
+          "Mishkin et al. 2016 (CaffeNet, 128 px ImageNet): top-1 accuracy 0.470 with LRN, 0.471 without "
+          "(-0.1 without); VGG table 3: A 29.6 / 10.4 vs A-LRN 29.7 / 10.5 (-0.1 / -0.1 without)"),
+    Claim(4, "3.4", "overlapping pooling lowers the error (and overfits slightly less)", "no_overlap", "overfit",
+          "+0.4 / +0.3 with 2x2 stride-2 pooling", (0.4, 0.3),
+          "Mishkin et al. 2016: top-1 accuracy 0.471 with 3x3/2, 0.484 with 2x2/2 (-1.3 with 2x2; their "
+          "2x2 changes the output size, unlike the paper's comparison)"),
+    Claim(5, "4.1", "PCA lighting lowers the top-1 error by over 1%", "no_pca", "error",
+          "over +1 top-1 without it", (1.0, None)),
+    Claim(6, "4.1", "random crops and flips prevent substantial overfitting", "no_crop_flip", "overfit",
+          "\"without this scheme, our network suffers from substantial overfitting\""),
+    Claim(7, "4.2", "dropout prevents substantial overfitting and roughly doubles the epochs to converge",
+          "no_dropout", "overfit", "overfits substantially without; about 2x the iterations with it"),
+)
+
+
 def plan(workdir: str, arms=ARMS) -> List[ablate.Run]:
   """Every (arm, seed) as an ablate.Run, in rounds of seeds: seed 0 of each arm, then seed 1, ..."""
   rounds = max(a.seeds for a in arms)
@@ -76,13 +117,25 @@ def copy_finished(runs: List[ablate.Run], report_dir: str) -> int:
     os.makedirs(target, exist_ok=True)
     for name in ("summary.json", "metrics.jsonl", "config.json"):
       shutil.copyfile(os.path.join(run.workdir, name), os.path.join(target, name))
+    kernels = os.path.join(target, "conv1_kernels.npy")
+    if not os.path.exists(kernels):
+      np.save(kernels, final_conv1_kernels(run.workdir))
     copied += 1
   return copied
 
 
+def final_conv1_kernels(workdir: str) -> np.ndarray:
+  """conv1's kernel [k, k, 3, n] from the newest checkpoint of a finished run (figure 3's analogue)."""
+  import orbax.checkpoint as ocp
+  root = os.path.join(workdir, "checkpoints")
+  step = max(int(p) for p in os.listdir(root) if p.isdigit())
+  state = ocp.StandardCheckpointer().restore(os.path.join(root, str(step), "state"))
+  return np.asarray(state["params"]["conv1"]["kernel"], np.float32)
+
+
 def write_report(report_dir: str, **kwargs) -> None:
   from experiments import study_report  # imported here: the runs never need it
-  study_report.write_report(report_dir, ARMS, **kwargs)
+  study_report.write_report(report_dir, ARMS, CLAIMS, **kwargs)
   print(f"Report: {report_dir}/README.md")
 
 

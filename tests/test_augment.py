@@ -118,3 +118,15 @@ def test_imagenette_statistics_come_out_near_the_imagenet_constants(imagenette_s
   assert eigval[1] < eigval[0] / 5 and eigval[2] < eigval[1], eigval
   cosine = abs(eigvec[:, 0] @ np.asarray(augment.IMAGENET_EIGVEC)[:, 0])
   assert cosine > 0.99, cosine
+
+
+def test_center_training_crop_is_the_evaluation_centre_view():
+  """crop='center', no flip, no lighting: training sees exactly the evaluation's centre patch every time."""
+  images = np.random.default_rng(0).integers(0, 256, (3, 20, 20, 3), dtype=np.uint8)
+  batch = {"image": jnp.asarray(images), "label": jnp.zeros(3, jnp.int32)}
+  kwargs = dict(resize_to=None, crop_size=14, mean=(100.0, 110.0, 120.0), std=(50.0, 50.0, 50.0))
+  trained = augment.train_preprocess(batch, jax.random.key(3), crop="center", flip=False, pca_std=0.0, **kwargs)
+  expected = (images[:, 3:17, 3:17].astype(np.float32) - np.array([100.0, 110.0, 120.0])) / 50.0
+  np.testing.assert_allclose(trained["image"], expected, rtol=1e-6)
+  evaluated = augment.eval_preprocess(batch, views="center", **kwargs)
+  np.testing.assert_allclose(trained["image"], evaluated["image"], rtol=1e-6)

@@ -195,3 +195,50 @@ def test_performance_options_keep_parameters_and_function(options):
 def test_unknown_conv1_impl_is_a_clear_error():
   with pytest.raises(ValueError, match="Unknown conv1 impl 'fft'"):
     tiny(conv1_impl="fft").init(jax.random.key(0), jnp.zeros((1, 67, 67, 3)), train=False)
+
+
+# Section 3.2, footnote 2: the one-GPU net halves conv1-conv4 (48-128-192-192), keeps conv5 (256) and fc:
+#   conv1 11*11*3*48+48 = 17,472          conv2 5*5*48*128+128 = 153,728
+#   conv3 3*3*128*192+192 = 221,376       conv4 3*3*192*192+192 = 331,968
+#   conv5 3*3*192*256+256 = 442,624       fc6, fc7, fc8 as in the paper preset
+PAPER_ONE_GPU_PARAMS = 17_472 + 153_728 + 221_376 + 331_968 + 442_624 + 37_752_832 + 16_781_312 + 4_097_000
+
+
+def test_the_papers_one_gpu_comparison_net_has_the_hand_counted_parameters():
+  model = AlexNet(preset="paper_one_gpu", num_classes=1000)
+  params, _, inter = init_shapes(model, models.canonical_image_size("paper_one_gpu"))
+  assert param_count(params) == PAPER_ONE_GPU_PARAMS == 59_798_312
+  assert {n: p["kernel"].shape[-1] for n, p in params.items() if n.startswith("conv")} == {
+      "conv1": 48, "conv2": 128, "conv3": 192, "conv4": 192, "conv5": 256}
+  assert inter["pool5"][0].shape[1:] == (6, 6, 256)
+
+
+def _conv1_by_hand(params, x):
+  kernel, bias = np.asarray(params["conv1"]["kernel"]), np.asarray(params["conv1"]["bias"])
+  out = jax.lax.conv_general_dilated(x, kernel, (4, 4), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return np.asarray(out) + bias
+
+
+def test_tanh_replaces_relu_after_every_layer():
+  model = tiny(activation="tanh")
+  x = jax.random.normal(jax.random.key(1), (2, 67, 67, 3))
+  variables = model.init(jax.random.key(0), x, train=False)
+  _, state = model.apply(variables, x, train=False, mutable=["intermediates"])
+  inter = state["intermediates"]
+  np.testing.assert_allclose(inter["relu1"][0], np.tanh(_conv1_by_hand(variables["params"], x)), atol=1e-5)
+  assert float(inter["relu3"][0].min()) < 0  # not clipped at zero anywhere down the net
+  with pytest.raises(ValueError, match="Unknown activation 'sigmoid'"):
+    tiny(activation="sigmoid").init(jax.random.key(0), x, train=False)
+
+
+def test_lrn_with_alpha_zero_is_its_constant_gain_alone():
+  """b = a / (k + 0)^beta = a / 2^0.75 (section 3.3's formula with alpha = 0), then the 3x3/2 pooling."""
+  model = tiny(lrn_alpha=0.0)
+  x = jax.random.normal(jax.random.key(1), (2, 67, 67, 3))
+  variables = model.init(jax.random.key(0), x, train=False)
+  _, state = model.apply(variables, x, train=False, mutable=["intermediates"])
+  relu1 = np.asarray(state["intermediates"]["relu1"][0]) / 2.0 ** 0.75
+  side = (relu1.shape[1] - 3) // 2 + 1
+  pooled = np.stack([np.stack([relu1[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3].max(axis=(1, 2)) for j in range(side)],
+                              axis=1) for i in range(side)], axis=1)
+  np.testing.assert_allclose(state["intermediates"]["pool1"][0], pooled, rtol=1e-6)

@@ -348,3 +348,11 @@ def test_the_loop_runs_at_most_two_steps_ahead_of_the_devices(tmp_path, syntheti
   train.train_and_evaluate(config, str(tmp_path / "work"))
   assert len(outstanding_at_call) == 12
   assert max(outstanding_at_call) == train.MAX_STEPS_IN_FLIGHT  # reached, and never passed
+
+
+def test_the_study_reads_conv1_from_the_newest_checkpoint(trained_workdir):
+  from experiments import study
+  kernel = study.final_conv1_kernels(str(trained_workdir))
+  assert kernel.shape[:3] == (11, 11, 3)
+  np.testing.assert_array_equal(kernel, np.asarray(final_params(trained_workdir, 24)["conv1"]["kernel"]))
+  assert not np.array_equal(kernel, np.asarray(final_params(trained_workdir, 12)["conv1"]["kernel"]))

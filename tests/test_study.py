@@ -1,0 +1,96 @@
+"""The reproduction study's plan and report, on made-up runs whose statistics are computed by hand."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from experiments import study, study_report
+
+
+def test_runs_go_in_rounds_of_seeds_and_every_arm_is_a_valid_config():
+  runs = study.plan("/w")
+  first_round = [r for r in runs if r.seed == 0]
+  assert runs[:len(first_round)] == first_round and len(first_round) == len(study.ARMS)
+  assert len(runs) == sum(a.seeds for a in study.ARMS)
+  assert {a.name for a in study.ARMS if a.seeds >= 5} == {"baseline", "no_lrn", "no_overlap"}
+  assert all(a.seeds >= 3 for a in study.ARMS if a.name in {c.arm for c in study.CLAIMS})
+  assert runs[0].workdir == "/w/runs/baseline/seed0"
+  from alexnet_jax import ablate
+  for arm in study.ARMS:
+    ablate.validate("configs/alexnet.py:study", [(k, [v]) for k, v in arm.overrides.items()], [])
+
+
+def _fake_run(folder, seed, val_top1, train_top1, kernel):
+  """A run as study.copy_finished leaves it: summary.json, metrics.jsonl, conv1_kernels.npy."""
+  os.makedirs(folder)
+  final = {"eval/top1_error": val_top1, "eval/top5_error": val_top1 / 3, "eval_ten_crop/top1_error": val_top1,
+           "eval_ten_crop/top5_error": val_top1 / 3, "train_eval/top1_error": train_top1}
+  summary = {"final": final, "train_images_per_sec": 300.0, "wall_time_s": 600.0, "epochs": 4.0,
+             "parameters": 1000, "device_kind": "cpu", "devices": 1, "jax_version": "0",
+             "config": {
+                 "model": {"num_classes": 10, "preset": "paper", "width_multiplier": 0.25, "init_scheme": "he"},
+                 "dataset": {"name": "fake"}, "augment": {"resize_to": 76, "crop_size": 67}, "batch_size": 64,
+                 "num_epochs": 4.0, "optim": {"learning_rate": 0.02, "schedule": "cosine", "warmup_epochs": 0.5,
+                                              "momentum": 0.9, "weight_decay": 5e-4, "weight_decay_mode": "coupled"}}}
+  with open(os.path.join(folder, "summary.json"), "w") as f:
+    json.dump(summary, f)
+  with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
+    for epoch in range(1, 5):  # training error falls 0.8, 0.6, 0.4, 0.2 (+ val_top1 - 0.3)
+      f.write(json.dumps({"kind": "train", "step": epoch, "epoch": float(epoch),
+                          "train/top1_error": 1.0 - 0.2 * epoch + (val_top1 - 0.3)}) + "\n")
+      f.write(json.dumps({"kind": "eval", "step": epoch, "epoch": float(epoch),
+                          "eval/top1_error": val_top1 + 0.1 * (4 - epoch)}) + "\n")
+  np.save(os.path.join(folder, "conv1_kernels.npy"), kernel)
+
+
+def _kernels(colourful_half: bool):
+  """12 kernels: grey ones, and (when asked) single-channel ones in the second half."""
+  w = np.zeros((3, 3, 3, 12))
+  w[..., :] = 1.0
+  if colourful_half:
+    w[:, :, 1:, 6:] = 0.0  # red only: colour share 2/3
+  return w
+
+
+def test_the_report_pairs_seeds_sets_failed_runs_apart_and_reads_the_kernels(tmp_path):
+  base = {0: 0.30, 1: 0.40, 2: 0.50}
+  for seed, top1 in base.items():
+    _fake_run(tmp_path / "runs" / "baseline" / f"seed{seed}", seed, top1, top1 - 0.10, _kernels(True))
+    # no LRN: exactly 2 points worse on every seed
+    _fake_run(tmp_path / "runs" / "no_lrn" / f"seed{seed}", seed, top1 + 0.02, top1 - 0.08, _kernels(True))
+    # one tower: no colour split between its halves
+    _fake_run(tmp_path / "runs" / "one_tower" / f"seed{seed}", seed, top1, top1 - 0.1, _kernels(False))
+  # tanh: seed 1 stayed at chance; the others 1 point behind ReLU each epoch of training error (+0.01)
+  for seed, top1 in ((0, 0.31), (1, 0.90), (2, 0.51)):
+    _fake_run(tmp_path / "runs" / "tanh" / f"seed{seed}", seed, top1, top1 - 0.1, _kernels(True))
+  study_report.write_report(str(tmp_path), study.ARMS, study.CLAIMS, command="test")
+  text = (tmp_path / "README.md").read_text()
+  assert "**Partial results: 12 of 41 runs finished.**" in text
+  no_lrn_row = next(line for line in text.splitlines() if line.startswith("| 3 |"))
+  assert no_lrn_row.count("+2.00 [+2.00, +2.00]") == 2  # top-1 centre and 10-crop
+  assert no_lrn_row.endswith("| confirmed |")
+  assert "| tanh | section 3.1: tanh in place of ReLU | 3 / 3 | 1 of 3 (seed 1) |" in text
+  # Claim 1: threshold = the baseline's mean training error at epoch 1 (a quarter of 4): 0.8 + mean(0, .1, .2)
+  assert "Epochs to a training error of 90.0%" in text
+  # Kernels: the baseline's towers differ by 2/3 - 0 in colour share on every seed, the control's halves by 0.
+  assert "| baseline | 0 | 0.667 | 0.000 | 0.667 |" in text and "| one_tower | 2 | 0.000 | 0.000 | 0.000 |" in text
+  assert "the specialisation is reproduced" in text
+  for figure in ("figure1_relu_tanh.png", "figure3_conv1_kernels.png", "figure3_colour_share.png", "curves.png"):
+    assert (tmp_path / figure).stat().st_size > 0
+
+
+def test_finished_runs_are_copied_with_their_final_conv1_kernels(tmp_path, monkeypatch):
+  from alexnet_jax import ablate
+  run = ablate.Run("baseline", {}, 0, str(tmp_path / "work"))
+  os.makedirs(run.workdir)
+  for name in ("summary.json", "metrics.jsonl", "config.json"):
+    (tmp_path / "work" / name).write_text("{}")
+  kernel = np.arange(11 * 11 * 3 * 4, dtype=np.float32).reshape(11, 11, 3, 4)
+  monkeypatch.setattr(study, "final_conv1_kernels", lambda workdir: kernel)
+  unfinished = ablate.Run("baseline", {}, 1, str(tmp_path / "other"))
+  assert study.copy_finished([run, unfinished], str(tmp_path / "report")) == 1
+  copied = tmp_path / "report" / "runs" / "baseline" / "seed0"
+  assert sorted(os.listdir(copied)) == ["config.json", "conv1_kernels.npy", "metrics.jsonl", "summary.json"]
+  np.testing.assert_array_equal(np.load(copied / "conv1_kernels.npy"), kernel)
