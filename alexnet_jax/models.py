@@ -87,7 +87,7 @@ BIAS_ONE_LAYERS = ("conv2", "conv4", "conv5", "fc6", "fc7")
 TOWER_IMPLS = ("grouped", "split")
 # Section 3.1: ReLU, and the saturating tanh it is compared with (figure 1).
 ACTIVATIONS = {"relu": nn.relu, "tanh": jnp.tanh}
-CONV1_IMPLS = ("direct", "space_to_depth")
+CONV1_IMPLS = ("direct", "space_to_depth", "im2col")
 
 
 def kernel_initializer(init: str):
@@ -114,8 +114,9 @@ class TowerConv(nn.Module):
              Grouped kernels are far from peak on GPUs (DESIGN.md: the two-tower model trained slower than
              the one-tower one despite 35% fewer FLOPs), and on the CPU the split form trains the paper
              preset about 2x faster (experiments/results/benchmark).
-  `space_to_depth` computes a strided, ungrouped convolution as the equal stride-1 convolution of
-  space-to-depth blocks (`space_to_depth_conv`); the kernel parameter keeps its shape.
+  `conv_impl` computes an ungrouped convolution as lax's direct convolution ('direct'), as the equal
+  stride-1 convolution of space-to-depth blocks ('space_to_depth', `space_to_depth_conv`), or as one matrix
+  multiply of its patches ('im2col', `im2col_conv`); the kernel parameter keeps its shape.
   """
   features: int
   kernel_size: int
@@ -123,7 +124,7 @@ class TowerConv(nn.Module):
   padding: int
   towers: int = 1
   impl: str = "split"
-  space_to_depth: bool = False
+  conv_impl: str = "direct"
   kernel_init: Any = nn.initializers.normal(PAPER_INIT_STD)
   bias_init: Any = nn.initializers.zeros
   dtype: Any = jnp.float32
@@ -144,8 +145,10 @@ class TowerConv(nn.Module):
         inputs, k, window_strides=(self.stride, self.stride),
         padding=[(self.padding, self.padding)] * 2,
         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
-    if self.space_to_depth and self.towers == 1 and self.stride > 1:
+    if self.conv_impl == "space_to_depth" and self.towers == 1 and self.stride > 1:
       y = space_to_depth_conv(x, kernel, self.stride, self.padding)
+    elif self.conv_impl == "im2col" and self.towers == 1:
+      y = im2col_conv(x, kernel, self.stride, self.padding)
     elif self.towers == 1 or self.impl == "grouped":
       y = conv(x, kernel, self.towers)
     elif self.impl == "split":
@@ -182,6 +185,23 @@ def space_to_depth_conv(x, kernel, stride: int, padding: int):
   kernel = kernel.reshape(taps, stride, taps, stride, channels, features)
   kernel = kernel.transpose(0, 2, 1, 3, 4, 5).reshape(taps, taps, stride * stride * channels, features)
   return lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def im2col_conv(x, kernel, stride: int, padding: int):
+  """conv(x, kernel, stride, symmetric padding) as one matrix multiply of its patches.
+
+  Each output pixel's k x k x C input patch is gathered by k*k strided slices (cheap copies), laid out in
+  the kernel's HWIO order, and multiplied with the kernel reshaped to [k*k*C, F]. conv1's three input
+  channels make a poor convolution for XLA:CPU and a good matrix multiply (experiments/results/benchmark).
+  x: [B, H, W, C]; kernel: [k, k, C, F]."""
+  k = kernel.shape[0]
+  x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+  out_h = (x.shape[1] - k) // stride + 1
+  out_w = (x.shape[2] - k) // stride + 1
+  patches = jnp.concatenate(
+      [x[:, i:i + stride * (out_h - 1) + 1:stride, j:j + stride * (out_w - 1) + 1:stride, :]
+       for i in range(k) for j in range(k)], axis=-1)
+  return patches @ kernel.reshape(-1, kernel.shape[-1])
 
 
 def scaled(width: int, multiplier: float, towers: int) -> int:
@@ -250,7 +270,7 @@ class AlexNet(nn.Module):
       name = f"conv{index + 1}"
       x = TowerConv(features=scaled(conv.features, self.width_multiplier, conv.towers),
                     kernel_size=conv.kernel, stride=conv.stride, padding=conv.padding, towers=conv.towers,
-                    impl=self.tower_impl, space_to_depth=index == 0 and self.conv1_impl == "space_to_depth",
+                    impl=self.tower_impl, conv_impl=self.conv1_impl if index == 0 else "direct",
                     kernel_init=kernel_initializer(self.init_scheme),
                     bias_init=bias_initializer(self.init_scheme, name), dtype=self.dtype,
                     param_dtype=self.param_dtype, name=name)(x)

@@ -53,14 +53,12 @@ MODEL_CHOICES = {"preset": tuple(models.PRESETS), "init_scheme": ("paper", "he")
 
 
 def resolve_conv1_impl(choice: str, backend: str) -> str:
-  """`auto`: conv1 as a space-to-depth convolution on GPUs, the direct strided one elsewhere.
-
-  Same parameters and function either way. Measured (experiments/results/benchmark/README.md): on an H200
-  (bf16, batch 256, project step) space-to-depth took the paper preset from 23.4k to 31.1k img/s and owt
-  from 36.2k to 43.8k; on the 2-core CPU it was slower (0.58x owt, 0.89x paper)."""
+  """`auto`: conv1 as a space-to-depth convolution on GPUs, as one matrix multiply of its patches
+  (im2col) elsewhere: the fastest measured on each (experiments/results/benchmark/README.md). Same
+  parameters and function either way (tests/test_models.py)."""
   if choice != "auto":
     return choice
-  return "space_to_depth" if backend == "gpu" else "direct"
+  return "space_to_depth" if backend == "gpu" else "im2col"
 
 
 def build_model(config: ml_collections.ConfigDict) -> models.AlexNet:

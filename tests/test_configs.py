@@ -83,14 +83,14 @@ def test_command_line_overrides_fail_before_anything_runs(tmp_path, flag, messag
   assert not workdir.exists()  # nothing ran, nothing was written
 
 
-def test_auto_conv1_is_space_to_depth_on_gpus_only():
+def test_auto_conv1_is_space_to_depth_on_gpus_and_im2col_elsewhere():
   from alexnet_jax.train import resolve_conv1_impl
   assert resolve_conv1_impl("auto", "gpu") == "space_to_depth"
-  assert resolve_conv1_impl("auto", "cpu") == "direct" and resolve_conv1_impl("auto", "tpu") == "direct"
+  assert resolve_conv1_impl("auto", "cpu") == "im2col" and resolve_conv1_impl("auto", "tpu") == "im2col"
   assert resolve_conv1_impl("space_to_depth", "cpu") == "space_to_depth"
   assert resolve_conv1_impl("direct", "gpu") == "direct"
   config = cfg.get_config()
-  assert config.model.conv1_impl == "auto" and build_model(config).conv1_impl == "direct"  # this CPU
+  assert config.model.conv1_impl == "auto" and build_model(config).conv1_impl == "im2col"  # this CPU
 
 
 @pytest.mark.parametrize("key,value,expected", [

@@ -156,8 +156,9 @@ def test_bad_preset_is_a_clear_error():
     AlexNet(preset="vgg").init(jax.random.key(0), jnp.zeros((1, 227, 227, 3)), train=False)
 
 
+@pytest.mark.parametrize("impl", ["space_to_depth_conv", "im2col_conv"])
 @pytest.mark.parametrize("size,padding", [(227, 0), (224, 2), (67, 0), (70, 3)])
-def test_space_to_depth_conv_equals_the_strided_convolution(size, padding):
+def test_conv1_forms_equal_the_strided_convolution(size, padding, impl):
   """Against lax's direct 11x11 stride-4 convolution: outputs and both gradients."""
   from jax import lax
   rng = np.random.default_rng(size)
@@ -165,7 +166,7 @@ def test_space_to_depth_conv_equals_the_strided_convolution(size, padding):
   kernel = jnp.asarray(rng.normal(size=(11, 11, 3, 8)) * 0.05, jnp.float32)
   direct = lambda x, k: lax.conv_general_dilated(x, k, (4, 4), [(padding, padding)] * 2,
                                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  blocked = lambda x, k: models.space_to_depth_conv(x, k, 4, padding)
+  blocked = lambda x, k: getattr(models, impl)(x, k, 4, padding)
   want, got = direct(x, kernel), blocked(x, kernel)
   out = (size + 2 * padding - 11) // 4 + 1
   assert got.shape == want.shape == (2, out, out, 8)
@@ -175,7 +176,8 @@ def test_space_to_depth_conv_equals_the_strided_convolution(size, padding):
     np.testing.assert_allclose(got_g, want_g, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("options", [dict(conv1_impl="space_to_depth"), dict(pool_impl="masked"),
+@pytest.mark.parametrize("options", [dict(conv1_impl="space_to_depth"), dict(conv1_impl="im2col"),
+                                     dict(pool_impl="masked"),
                                      dict(tower_impl="split"),
                                      dict(conv1_impl="space_to_depth", pool_impl="masked", tower_impl="split")])
 def test_performance_options_keep_parameters_and_function(options):
