@@ -25,10 +25,10 @@ import sys
 import time
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from absl import app, flags
+from absl import flags
 import numpy as np
 
-from alexnet_jax import configlib, effects
+from alexnet_jax import cli, configlib, effects
 
 FLAGS = flags.FLAGS
 
@@ -463,4 +463,4 @@ if __name__ == "__main__":
   flags.DEFINE_integer("parallel", 1, "Runs at once.")
   flags.DEFINE_integer("gpus", 0, "GPUs to spread parallel runs over, one GPU per run (CUDA_VISIBLE_DEVICES); "
                        "0: every run sees every GPU, with a share of its memory.")
-  app.run(main)
+  cli.run(main)

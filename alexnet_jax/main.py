@@ -3,7 +3,7 @@
 ARGS is a variant (smoke, imagenette, imagenet, owt) and/or key=value overrides (lrn=False,overlap=False,...);
 every knob is also a flag, e.g. --config.model.use_lrn=False. A workdir that holds a checkpoint is resumed.
 Multi-process runs (one process per host): --coordinator_address=HOST:PORT --num_processes=N
---process_id=I, or --distributed=auto where JAX detects the cluster (SLURM, ...).
+--process_id=I, or --distributed where JAX detects the cluster (SLURM, ...).
 """
 
 import os
@@ -11,6 +11,8 @@ import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from alexnet_jax import cli
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "A config file, e.g. configs/alexnet.py:smoke.", lock_config=True)
@@ -78,6 +80,11 @@ def main(argv):
     shown = {k: round(v, 4) for k, v in summary["final"].items() if k.endswith("error")}
     print(f"Evaluated the checkpoint at step {summary['step']}: {shown}. Written to "
           f"{os.path.join(os.path.abspath(FLAGS.workdir), 'eval.json')}")
+  elif summary.get("already_finished"):
+    shown = {k: round(v, 4) for k, v in summary.get("final", {}).items() if k.endswith("error")}
+    print(f"Already finished at step {summary['step']}: {shown}; nothing was run or written. Summary in "
+          f"{os.path.join(os.path.abspath(FLAGS.workdir), 'summary.json')}; --config.eval_only=True evaluates "
+          f"the checkpoint again, a larger --config.num_epochs trains on.")
   elif summary.get("preempted"):
     print(f"Stopped by {summary['preempted']} at step {summary['step']}; the checkpoint is in "
           f"{os.path.abspath(FLAGS.workdir)}. Run the same command to resume.")
@@ -105,4 +112,4 @@ def parse_flags(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  cli.run(main, flags_parser=parse_flags)

@@ -85,8 +85,8 @@ def _mean_pixels(config):
     if not os.path.exists(path):
       raise TrainingError(f"augment.mean_image {path!r} does not exist: compute it with `python -m "
                           f"alexnet_jax.data.stats --data_dir={config.dataset.data_dir} "
-                          f"--name={config.dataset.name} --out=stats.json`, then set "
-                          f"--config.augment.mean_image=stats.json.mean_image.npy.")
+                          f"--name={config.dataset.name}`, then set --config.augment.mean_image="
+                          f"{config.dataset.data_dir}/{config.dataset.name}.train_stats.json.mean_image.npy.")
     return np.load(path)
   return np.asarray(a.mean_rgb, np.float32)
 
@@ -149,7 +149,8 @@ def ensure_dataset(config) -> sources.DatasetInfo:
   except sources.DatasetNotPrepared:  # only a missing copy: a data_dir that is a file, say, is the user's
     if not (d.auto_prepare and d.name == "synthetic_shapes"):
       raise
-  logging.info("Preparing the embedded synthetic_shapes dataset in %s (once).", data_dir)
+  logging.info("Writing the embedded synthetic_shapes dataset to %s: generated here, nothing is downloaded "
+               "(once; later runs read it).", data_dir)
   try:
     from alexnet_jax.data import prepare
     prepare.prepare_synthetic(data_dir, image_size=d.image_size, keep_existing=True)
@@ -191,11 +192,32 @@ def check_workdir(workdir: str) -> str:
   return workdir
 
 
+def json_safe(value):
+  """`value` with every non-finite float as None: standard JSON has no Infinity or NaN."""
+  if isinstance(value, dict):
+    return {k: json_safe(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [json_safe(v) for v in value]
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  return value
+
+
 def _write_json(path, value):
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
-    json.dump(value, f, indent=2, default=str)
+    json.dump(json_safe(value), f, indent=2, default=str, allow_nan=False)
   os.replace(tmp, path)
+
+
+def finished_summary(workdir: str, step: int, total_steps: int):
+  """The summary of a run that already reached `total_steps` (None when it has not, or wrote none)."""
+  path = os.path.join(workdir, "summary.json")
+  if step < total_steps or not os.path.exists(path):
+    return None
+  with open(path) as f:
+    summary = json.load(f)
+  return summary if summary.get("step") == step else None
 
 
 def save_config(config, workdir, resumed_step):
@@ -400,6 +422,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       state, data_state, extra, start_step = restored
       loop = LoopState(**extra)
       logging.info("Resumed from the checkpoint at step %d in %s.", start_step, workdir)
+      done = None if config.eval_only else finished_summary(workdir, start_step, total_steps)
+      if done is not None:  # nothing to train: say so, write nothing (eval_only re-evaluates)
+        return {**done, "already_finished": True}
     if is_logger and not config.eval_only:
       save_config(config, workdir, start_step)
       metrics_io.truncate_after(os.path.join(workdir, "metrics.jsonl"), start_step)
@@ -544,13 +569,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         final = run_eval(step, "final")
     summary = {
         "step": step, "total_steps": total_steps, "epochs": step / steps_per_epoch, "preempted": preempted,
-        "final": final, "best": loop.best, "plateau": loop.plateau,
+        "final": final, "best": loop.best,
         "train_time_s": loop.train_time_s, "wall_time_s": time.time() - start_time,
         "train_images_per_sec": loop.images_seen / max(loop.train_time_s, 1e-9),
         "devices": num_devices * jax.process_count(), "device_kind": jax.devices()[0].device_kind,
         "jax_version": jax.__version__, "parameters": models.param_count(state.params),
         "config": json.loads(config.to_json_best_effort()),
     }
+    if o.schedule == "plateau":
+      summary["plateau"] = loop.plateau
     if is_logger and not preempted:
       _write_json(os.path.join(workdir, "summary.json"), summary)
   return summary

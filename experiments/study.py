@@ -18,10 +18,10 @@ import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
-from absl import app, flags
+from absl import flags
 import numpy as np
 
-from alexnet_jax import ablate, configlib
+from alexnet_jax import ablate, cli, configlib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,4 +182,4 @@ if __name__ == "__main__":
   flags.DEFINE_integer("parallel", 1, "Runs at once.")
   flags.DEFINE_integer("gpus", 0, "GPUs to spread parallel runs over (see alexnet_jax.ablate).")
   flags.DEFINE_bool("report_only", False, "Rewrite the report from report_dir/runs without training.")
-  app.run(main)
+  cli.run(main)

@@ -14,11 +14,11 @@ import os
 import platform
 import time
 
-from absl import app, flags
+from absl import flags
 import jax
 import numpy as np
 
-from alexnet_jax import ablate, optim, steps, train
+from alexnet_jax import ablate, cli, optim, steps, train
 
 FLAGS = flags.FLAGS
 TRAIN_IMAGES, VAL_IMAGES = 9469, 3925
@@ -100,4 +100,4 @@ if __name__ == "__main__":
   flags.DEFINE_integer("calls", 8, "Steps per timed round.")
   flags.DEFINE_integer("repeats", 3, "Timed rounds (the best counts).")
   flags.DEFINE_string("out", "", "Where to write the JSON record.")
-  app.run(main)
+  cli.run(main)

@@ -170,6 +170,12 @@ def setup_section(loaded, command, invocation_s) -> List[str]:
 
 def departures_section(loaded) -> List[str]:
   """Every way the study's recipe differs from section 5's, why, and the evidence where the study has it."""
+  finished = loaded.get("baseline", [])
+  if not finished:
+    return ["## Departures from the paper's recipe (section 5)", "", "No baseline run has finished yet.", ""]
+  c = finished[0]["summary"]["config"]
+  m, a, o = c["model"], c["augment"], c["optim"]
+  widths = "-".join(str(round(w * m["width_multiplier"])) for w in (96, 256, 384, 384, 256))
   init = loaded.get("paper_init", [])
   if init:
     errors = ", ".join(f"{100 * r['final'].get('eval/top1_error', math.nan):.1f}% (seed {r['seed']}, "
@@ -181,17 +187,22 @@ def departures_section(loaded) -> List[str]:
       ("ILSVRC-2012, 1000 classes, 1.2M images", "Imagenette2, 10 classes, 9,469 images",
        "a CPU budget; the errors are not comparable in level to the paper's, only the directions and sizes "
        "of the differences are"),
-      ("256 px images, 227 (text: 224) crops", "128 px photos resized to 76, 67 crops",
-       "the step rate on 2 CPU cores; the same 227/256 crop ratio and the same layer geometry"),
-      ("conv widths 96-256-384-384-256, fc 4096", "x0.25: 24-64-96-96-64, fc 1024",
+      ("256 px images, 227 (text: 224) crops", f"128 px photos resized to {a['resize_to']}, {a['crop_size']} crops",
+       "the step rate on 2 CPU cores (geometry.json: the candidates timed); the same crop ratio and layer "
+       "geometry"),
+      ("conv widths 96-256-384-384-256, fc 4096",
+       f"x{m['width_multiplier']:g}: {widths}, fc {round(4096 * m['width_multiplier'])}",
        "the step rate; every layer, tower, LRN and pooling in place"),
-      ("~90 epochs, lr 0.01 divided by 10 on plateaus", "20 epochs, cosine from lr 0.02, 0.5 warm-up epochs",
-       "a fixed budget needs a schedule that ends; the convergence table shows the runs flat at the end"),
+      ("~90 epochs, lr 0.01 divided by 10 on plateaus",
+       f"{c['num_epochs']:g} epochs, {o['schedule']} from lr {o['learning_rate']:g}, {o['warmup_epochs']:g} "
+       f"warm-up epochs", "a fixed budget needs a schedule that ends; the convergence table shows whether the "
+       "runs are flat at the end"),
       ("N(0, 0.01) weights, biases 1 in conv2, 4, 5, fc6, 7", "He-normal weights, zero biases",
        init_evidence),
       ("mean subtraction only (section 2)", "mean subtraction and division by ImageNet's per-channel std",
        "He initialisation assumes inputs of unit variance"),
-      ("batch 128", "batch 64", "more steps per epoch on the small training set; not measured against 128"),
+      ("batch 128", f"batch {c['batch_size']}", "more steps per epoch on the small training set; not measured "
+       "against 128"),
   ]
   lines = ["## Departures from the paper's recipe (section 5)", "",
            "Weight decay is the paper's rule exactly (5e-4, coupled: the decay enters the momentum), and so "

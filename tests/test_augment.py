@@ -1,5 +1,8 @@
 """Device-side augmentation and evaluation views against hand-computed NumPy results."""
 
+import os
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -130,3 +133,26 @@ def test_center_training_crop_is_the_evaluation_centre_view():
   np.testing.assert_allclose(trained["image"], expected, rtol=1e-6)
   evaluated = augment.eval_preprocess(batch, views="center", **kwargs)
   np.testing.assert_allclose(trained["image"], evaluated["image"], rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_stats_command_writes_beside_the_dataset_not_into_the_current_folder(tmp_path, synthetic_data_dir):
+  """The command line: default output beside the dataset; its mean equals the decoded pixels' mean."""
+  import json
+  import subprocess
+  import sys
+  from conftest import REPO
+  from alexnet_jax.data import pipeline
+  result = subprocess.run([sys.executable, "-m", "alexnet_jax.data.stats", f"--data_dir={synthetic_data_dir}",
+                           "--name=synthetic_shapes", "--split=val"], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert list(tmp_path.iterdir()) == []  # nothing in the folder it ran from
+  out = pathlib.Path(synthetic_data_dir) / "synthetic_shapes.val_stats.json"
+  assert f"Written to {out}" in result.stdout
+  stats = json.loads(out.read_text())
+  config = pipeline.LoaderConfig(data_dir=synthetic_data_dir, name="synthetic_shapes", split="val", batch_size=32,
+                                 image_size=0, seed=0, num_workers=0, shuffle=False)
+  pixels = np.concatenate([b["image"][b["mask"] > 0] for b in pipeline.eval_batches(config)]).astype(np.float64)
+  np.testing.assert_allclose(stats["mean_rgb"], pixels.reshape(-1, 3).mean(0), rtol=1e-6)
+  np.testing.assert_allclose(np.load(str(out) + ".mean_image.npy"), pixels.mean(0), rtol=1e-5)

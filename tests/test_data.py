@@ -554,3 +554,13 @@ def test_unknown_source_and_missing_split(synthetic_data_dir):
     sources.open_split(info, "train[5:3]")
   with pytest.raises(sources.DatasetError, match=r"Cannot read split 'train\[abc\]'.*'train\[:300\]'"):
     sources.open_split(info, "train[abc]")
+
+
+def test_preparing_the_embedded_set_prints_no_download_message(tmp_path, capfd):
+  """TFDS announces 'Downloading and preparing dataset Unknown size' and warns about its staging folder
+  while it writes examples we generate: neither reaches the user."""
+  from alexnet_jax.data import prepare
+  prepare.prepare_synthetic(str(tmp_path), train_size=8, val_size=4, image_size=16, seed=0)
+  out, err = capfd.readouterr()
+  assert "Downloading" not in out + err and "has no dataset_info.json" not in out + err
+  assert (tmp_path / "synthetic_shapes" / "1.0.0" / "dataset_info.json").exists()

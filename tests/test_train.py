@@ -356,3 +356,20 @@ def test_the_study_reads_conv1_from_the_newest_checkpoint(trained_workdir):
   assert kernel.shape[:3] == (11, 11, 3)
   np.testing.assert_array_equal(kernel, np.asarray(final_params(trained_workdir, 24)["conv1"]["kernel"]))
   assert not np.array_equal(kernel, np.asarray(final_params(trained_workdir, 12)["conv1"]["kernel"]))
+
+
+def _strict_json(text):
+  def refuse(constant):
+    raise ValueError(f"not standard JSON: {constant}")
+  return json.loads(text, parse_constant=refuse)
+
+
+def test_a_finished_run_run_again_says_so_and_writes_nothing(tmp_path, synthetic_data_dir, trained_workdir):
+  workdir = copy_of(trained_workdir, tmp_path)
+  before = {p.name: p.read_bytes() for p in workdir.iterdir() if p.is_file()}
+  result = run_main(workdir, tiny_flags(synthetic_data_dir))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Already finished at step 24" in result.stdout and "nothing was run or written" in result.stdout
+  assert {p.name: p.read_bytes() for p in workdir.iterdir() if p.is_file()} == before
+  summary = _strict_json((workdir / "summary.json").read_text())  # no Infinity / NaN anywhere
+  assert "plateau" not in summary  # a constant schedule has no plateau state to report

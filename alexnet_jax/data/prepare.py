@@ -22,17 +22,20 @@ temporary folder beside the target and renames it into place at the end, so an i
 leaves any dataset already prepared there untouched.
 """
 
+import contextlib
 import glob
 import io
+import logging as logging_std
 import multiprocessing
 import os
 import shutil
 import sys
 import tempfile
 
-from absl import app, flags, logging
+from absl import flags, logging
 import numpy as np
 
+from alexnet_jax import cli
 from alexnet_jax.data import sources, synthetic
 
 FLAGS = flags.FLAGS
@@ -117,6 +120,31 @@ def _check_data_dir(data_dir):
                                f"datasets (it is created if missing).")
 
 
+class _DropTfdsNoise(logging_std.Filter):
+  """TFDS's warning that the staging folder has no dataset_info.json yet (it is being written)."""
+
+  def filter(self, record):
+    return "has no dataset_info.json" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_tfds():
+  """TFDS's own console lines while it writes a dataset from examples we give it: 'Downloading and
+  preparing dataset Unknown size ...' (nothing is downloaded), its progress bars and a staging-folder
+  warning. Our own progress bars and messages say what happens instead."""
+  import tensorflow_datasets as tfds
+  noise = _DropTfdsNoise()
+  logger = logging_std.getLogger("absl")
+  logger.addFilter(noise)
+  tfds.disable_progress_bar()
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      yield
+  finally:
+    tfds.enable_progress_bar()
+    logger.removeFilter(noise)
+
+
 def _store(name, data_dir, split_examples, class_names, image_size, description, *, keep_existing=False):
   """Writes the dataset into a temporary folder and moves it to data_dir/name/VERSION on success.
 
@@ -129,10 +157,11 @@ def _store(name, data_dir, split_examples, class_names, image_size, description,
   os.makedirs(data_dir, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=f".{name}-", dir=data_dir)
   try:
-    builder = tfds.dataset_builders.store_as_tfds_dataset(
-        name=name, version=VERSION, features=_features(class_names, image_size),
-        split_datasets=split_examples, data_dir=staging, description=description,
-        file_format="array_record", disable_shuffling=True)
+    with _quiet_tfds():
+      builder = tfds.dataset_builders.store_as_tfds_dataset(
+          name=name, version=VERSION, features=_features(class_names, image_size),
+          split_datasets=split_examples, data_dir=staging, description=description,
+          file_format="array_record", disable_shuffling=True)
     written = builder.data_dir
     os.makedirs(os.path.dirname(target), exist_ok=True)
     if os.path.exists(target) and not keep_existing:
@@ -338,4 +367,4 @@ def define_flags():
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -1,6 +1,8 @@
 r"""Pixel statistics of a prepared dataset: what mean subtraction and PCA lighting need (sections 2, 4.1).
 
-    python -m alexnet_jax.data.stats --data_dir=~/alexnet_data --name=imagenette2_128 --out=stats.json
+    python -m alexnet_jax.data.stats --data_dir=~/alexnet_data --name=imagenette2_128
+
+writes `~/alexnet_data/imagenette2_128.train_stats.json` beside the dataset (or `--out`).
 
 Writes per-channel mean and standard deviation (0-255), the RGB covariance's principal axes
 (`pca_eigvec`, columns) and eigenvalues (`pca_eigval`) in the convention of augment.IMAGENET_EIGVAL (that
@@ -12,11 +14,13 @@ subtracts it (section 2) instead of the per-channel mean.
 """
 
 import json
+import os
 import sys
 
-from absl import app, flags
+from absl import flags
 import numpy as np
 
+from alexnet_jax import cli
 from alexnet_jax.data import pipeline, sources
 
 
@@ -74,10 +78,17 @@ def main(argv):
   except sources.DatasetError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  np.save(FLAGS.out + ".mean_image.npy", stats.pop("mean_image").astype(np.float32))
-  with open(FLAGS.out, "w") as f:
+  out = output_path(FLAGS.out, FLAGS.data_dir, FLAGS.name, FLAGS.split)
+  np.save(out + ".mean_image.npy", stats.pop("mean_image").astype(np.float32))
+  with open(out, "w") as f:
     json.dump(stats, f, indent=2)
   print(json.dumps({k: stats[k] for k in ("mean_rgb", "std_rgb", "pca_eigval", "pca_eigvec")}, indent=2))
+  print(f"Written to {out} and {out}.mean_image.npy (--config.augment.mean_image takes the second).")
+
+
+def output_path(out: str, data_dir: str, name: str, split: str) -> str:
+  """--out, or `<data_dir>/<name>.<split>_stats.json` beside the dataset (never the current folder)."""
+  return os.path.expanduser(out) if out else os.path.join(os.path.expanduser(data_dir), f"{name}.{split}_stats.json")
 
 
 if __name__ == "__main__":
@@ -85,5 +96,6 @@ if __name__ == "__main__":
   flags.DEFINE_string("name", None, "The prepared dataset.", required=True)
   flags.DEFINE_string("split", "train", "The split to measure.")
   flags.DEFINE_integer("image_size", 0, "Bring images to this size first (0: as stored).")
-  flags.DEFINE_string("out", "stats.json", "Output JSON; the mean image goes to <out>.mean_image.npy.")
-  app.run(main)
+  flags.DEFINE_string("out", "", "Output JSON (default: <data_dir>/<name>.<split>_stats.json); the mean image "
+                      "goes to <out>.mean_image.npy.")
+  cli.run(main)
