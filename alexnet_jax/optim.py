@@ -93,11 +93,18 @@ def base_learning_rate(optim_config, batch_size: int) -> float:
   return lr * batch_size / base if base else lr
 
 
-def create_schedule(optim_config, *, batch_size: int, steps_per_epoch: int, num_epochs: float):
-  """The step -> learning-rate function (before any plateau factor)."""
+def total_steps(config, steps_per_epoch: int) -> int:
+  """The run's length in steps: `num_train_steps` where set (> 0), else `num_epochs` of them."""
+  if config.num_train_steps > 0:
+    return int(config.num_train_steps)
+  return max(1, int(math.ceil(float(config.num_epochs) * steps_per_epoch)))
+
+
+def create_schedule(optim_config, *, batch_size: int, steps_per_epoch: int, total_steps: int):
+  """The step -> learning-rate function (before any plateau factor) of a run of `total_steps`."""
   lr = base_learning_rate(optim_config, batch_size)
   warmup_steps = int(round(float(optim_config.get("warmup_epochs", 0.0)) * steps_per_epoch))
-  total_steps = max(1, int(math.ceil(num_epochs * steps_per_epoch)))
+  total_steps = max(1, int(total_steps))
   kind = optim_config.schedule
   if kind in ("plateau", "constant"):
     main = optax.constant_schedule(lr)
@@ -118,10 +125,11 @@ def create_schedule(optim_config, *, batch_size: int, steps_per_epoch: int, num_
 
 
 def create_optimizer(config, steps_per_epoch: int):
-  """Returns (optax transform, schedule) from `config.optim`, `config.batch_size` and `config.num_epochs`."""
+  """Returns (optax transform, schedule) from `config.optim`, `config.batch_size` and the run's length
+  (`total_steps`)."""
   optim_config = config.optim
-  schedule = create_schedule(optim_config, batch_size=int(config.batch_size),
-                             steps_per_epoch=steps_per_epoch, num_epochs=float(config.num_epochs))
+  schedule = create_schedule(optim_config, batch_size=int(config.batch_size), steps_per_epoch=steps_per_epoch,
+                             total_steps=total_steps(config, steps_per_epoch))
   tx = sgd(schedule, momentum=float(optim_config.momentum), nesterov=bool(optim_config.nesterov),
            weight_decay=float(optim_config.weight_decay),
            weight_decay_mode=optim_config.weight_decay_mode, mask=decay_mask(optim_config.weight_decay_mask))
@@ -177,6 +185,8 @@ def plateau_update(state: PlateauState, value: float, *, patience: int, cut: flo
     cooldown_left -= 1
     bad = 0
   factor, cuts = state.factor, state.cuts
-  if bad >= patience and factor > min_factor:
-    factor, cuts, bad, cooldown_left = max(factor * cut, min_factor), cuts + 1, 0, cooldown
+  cut_to = max(factor * cut, min_factor)
+  # A cut must lower the factor: at the floor (which 0.1 * 0.1 misses by a rounding error) none counts.
+  if bad >= patience and cut_to < factor * (1 - 1e-6):
+    factor, cuts, bad, cooldown_left = cut_to, cuts + 1, 0, cooldown
   return PlateauState(new_best, bad, cooldown_left, factor, cuts)

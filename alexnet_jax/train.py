@@ -392,8 +392,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if split:  # a misspelt one fails now, not at the first evaluation
       sources.open_split(info, split)
   steps_per_epoch = max(1, train_size // global_batch)
-  total_steps = (config.num_train_steps if config.num_train_steps > 0
-                 else int(math.ceil(config.num_epochs * steps_per_epoch)))
+  total_steps = optim.total_steps(config, steps_per_epoch)
   eval_every = max(1, int(round(config.eval_every_epochs * steps_per_epoch)))
 
   tx, schedule = optim.create_optimizer(config, steps_per_epoch)

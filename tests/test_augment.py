@@ -156,3 +156,19 @@ def test_stats_command_writes_beside_the_dataset_not_into_the_current_folder(tmp
   pixels = np.concatenate([b["image"][b["mask"] > 0] for b in pipeline.eval_batches(config)]).astype(np.float64)
   np.testing.assert_allclose(stats["mean_rgb"], pixels.reshape(-1, 3).mean(0), rtol=1e-6)
   np.testing.assert_allclose(np.load(str(out) + ".mean_image.npy"), pixels.mean(0), rtol=1e-5)
+
+
+def test_a_per_pixel_mean_is_cut_at_each_random_crops_offset():
+  """Section 2's mean image, numbered pixel by pixel: after the random crop (no flip, no lighting), image
+  minus mean must be the crop of image minus the same window of the mean, wherever the crop landed."""
+  batch_size, side, crop = 8, 12, 5
+  images = np.random.default_rng(0).integers(0, 256, (batch_size, side, side, 3)).astype(np.uint8)
+  mean = np.arange(side * side * 3, dtype=np.float32).reshape(side, side, 3)  # every pixel its own number
+  key = jax.random.key(7)
+  out = augment.train_preprocess({"image": jnp.asarray(images), "label": jnp.zeros(batch_size, jnp.int32)}, key,
+                                 resize_to=None, crop_size=crop, flip=False, pca_std=0.0, mean=mean)["image"]
+  offsets = np.asarray(augment.random_crop_offsets(jax.random.split(key, 3)[0], batch_size, side, side, crop))
+  assert len({tuple(o) for o in offsets}) > 1  # the crops land in different places
+  for i, (y, x) in enumerate(offsets):
+    want = images[i, y:y + crop, x:x + crop].astype(np.float32) - mean[y:y + crop, x:x + crop]
+    np.testing.assert_allclose(out[i], want, rtol=1e-6)

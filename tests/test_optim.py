@@ -129,7 +129,7 @@ def optim_config(**overrides):
 
 def schedule(steps_per_epoch=10, num_epochs=100, batch_size=128, **overrides):
   return optim.create_schedule(optim_config(**overrides), batch_size=batch_size,
-                               steps_per_epoch=steps_per_epoch, num_epochs=num_epochs)
+                               steps_per_epoch=steps_per_epoch, total_steps=num_epochs * steps_per_epoch)
 
 
 def test_step_schedule_divides_by_ten_at_the_given_epochs():
@@ -200,10 +200,57 @@ def test_plateau_cooldown_minimum_threshold_and_roundtrip():
 
 
 def test_create_optimizer_from_config():
-  config = ml_collections.ConfigDict(dict(batch_size=128, num_epochs=90, optim=optim_config(schedule="step")))
+  config = ml_collections.ConfigDict(dict(batch_size=128, num_epochs=90, num_train_steps=-1,
+                                          optim=optim_config(schedule="step")))
   tx, sched = optim.create_optimizer(config, steps_per_epoch=100)
   assert float(sched(3000)) == pytest.approx(0.001)
   params = {"w": jnp.ones((2, 2))}
   state = tx.init(params)
   assert optim.learning_rate_factor(state) == 1.0
   assert math.isclose(float(sched(0)), 0.01, rel_tol=1e-6)
+
+
+def test_a_cosine_schedule_ends_at_num_train_steps_when_it_is_set():
+  """num_train_steps overrides num_epochs for the run, and so for the schedule: the cosine reaches its
+  end at step 500 (it decayed over 90 epochs x 100 steps before)."""
+  config = ml_collections.ConfigDict(dict(batch_size=128, num_epochs=90, num_train_steps=500,
+                                          optim=optim_config(schedule="cosine")))
+  _, sched = optim.create_optimizer(config, steps_per_epoch=100)
+  assert float(sched(250)) == pytest.approx(0.005, rel=1e-5)  # half way: (1 + cos(pi / 2)) / 2 of 0.01
+  assert float(sched(500)) == pytest.approx(0.0, abs=1e-9)
+  config.num_train_steps = -1
+  assert optim.total_steps(config, 100) == 9000
+
+
+@pytest.mark.parametrize("mode", ["coupled", "decoupled"])
+@pytest.mark.parametrize("mask", ["all", "kernels"])
+def test_create_optimizer_wires_the_decay_mode_and_mask_from_the_config(mode, mask):
+  """The configured optimiser, two steps, against the update rule of its mode written out by hand; with
+  mask 'kernels' the bias follows plain SGD with momentum (no decay)."""
+  wd, lr, mu = 0.05, 0.1, 0.9  # a large decay, so a decay in the wrong place (or none) shows
+  config = ml_collections.ConfigDict(dict(batch_size=128, num_epochs=1, num_train_steps=-1, optim=optim_config(
+      schedule="constant", learning_rate=lr, weight_decay=wd, weight_decay_mode=mode, weight_decay_mask=mask)))
+  tx, _ = optim.create_optimizer(config, steps_per_epoch=10)
+  params, grads = random_problem(2)
+  got, _ = run_optax(tx, params, grads[:2])
+  for name in params:
+    decay = wd if (mask == "all" or params[name].ndim > 1) else 0.0
+    w = params[name].astype(np.float64)
+    buffer = np.zeros_like(w)
+    for g in grads[:2]:
+      if mode == "coupled":  # section 5: v <- mu v - lr wd w - lr g; w <- w + v
+        buffer = mu * buffer - lr * decay * w - lr * g[name]
+        w = w + buffer
+      else:  # SGDW: m <- mu m + g; w <- w - lr (m + wd w)
+        buffer = mu * buffer + g[name]
+        w = w - lr * (buffer + decay * w)
+    np.testing.assert_allclose(got[name], w, rtol=1e-5, atol=1e-7)
+
+
+def test_plateau_cuts_stop_at_the_floor_even_where_the_factor_misses_it_by_rounding():
+  """1e-4 / 0.01 = 0.01 as the floor, and 0.1 * 0.1 = 0.010000000000000002: two cuts reach it, a third
+  stall is no cut (it counted as one and logged a plateau that changed nothing)."""
+  state = optim.PlateauState()
+  for value in (1.0, 1.0, 1.0, 1.0, 1.0):
+    state = optim.plateau_update(state, value, patience=1, min_factor=1e-4 / 0.01)
+  assert state.cuts == 2 and state.factor == pytest.approx(0.01)
