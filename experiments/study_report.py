@@ -188,8 +188,8 @@ def departures_section(loaded) -> List[str]:
        "a CPU budget; the errors are not comparable in level to the paper's, only the directions and sizes "
        "of the differences are"),
       ("256 px images, 227 (text: 224) crops", f"128 px photos resized to {a['resize_to']}, {a['crop_size']} crops",
-       "the step rate on 2 CPU cores (geometry.json: the candidates timed); the same crop ratio and layer "
-       "geometry"),
+       "the step rate on 2 CPU cores (geometry.json: the candidates timed by experiments/study_geometry.py); "
+       "the same crop ratio and layer geometry"),
       ("conv widths 96-256-384-384-256, fc 4096",
        f"x{m['width_multiplier']:g}: {widths}, fc {round(4096 * m['width_multiplier'])}",
        "the step rate; every layer, tower, LRN and pooling in place"),
@@ -245,16 +245,15 @@ def overfitting_section(claims, loaded) -> List[str]:
            "seed-paired; positive means more overfitting without the component.", "",
            "| arm | gap per seed | gap, mean | Δ gap | verdict |", "|---|---|---|---|---|"]
   base_gaps = values(base, gap)
-  lines.append(f"| baseline | {fmt_seeds(base_gaps)} | {np.mean(list(base_gaps.values())) if base_gaps else math.nan:.1f} "
-               f"| – | – |")
+  mean_of = lambda d: f"{np.mean(list(d.values())):.1f}" if d else "–"
+  lines.append(f"| baseline | {fmt_seeds(base_gaps) or '–'} | {mean_of(base_gaps)} | – | – |")
   for claim in claims:
     if claim.kind != "overfit":
       continue
     gaps = values(loaded[claim.arm], gap)
     interval = effects.paired_difference(base_gaps, gaps)
-    lines.append(f"| {claim.arm} (claim {claim.number}) | {fmt_seeds(gaps)} | "
-                 f"{np.mean(list(gaps.values())) if gaps else math.nan:.1f} | {fmt_interval(interval)} | "
-                 f"{verdict_text(interval, claim)} |")
+    lines.append(f"| {claim.arm} (claim {claim.number}) | {fmt_seeds(gaps) or '–'} | {mean_of(gaps)} | "
+                 f"{fmt_interval(interval)} | {verdict_text(interval, claim)} |")
   return lines + [""]
 
 
@@ -283,8 +282,8 @@ def speed_section(claims, loaded) -> List[str]:
              if bounded and any(s in base_epochs for s in bounded) else math.nan)
     verdict = verdict_text(interval, claim) if claim.kind == "speed" else (
         "dropout's cost: negative Δ means the net without dropout got there sooner")
-    lines.append(f"| {claim.arm} | {fmt_seeds(epochs, 2, 'never')} | {fmt_interval(interval)} | "
-                 f"{ratio:.2f}x | {verdict} |")
+    lines.append(f"| {claim.arm} | {fmt_seeds(epochs, 2, 'never') or '–'} | {fmt_interval(interval)} | "
+                 f"{f'{ratio:.2f}x' if math.isfinite(ratio) else '–'} | {verdict} |")
   lines += ["", "![training error per epoch, ReLU against tanh](figure1_relu_tanh.png)", ""]
   return lines
 
