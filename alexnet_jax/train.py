@@ -52,6 +52,29 @@ MODEL_CHOICES = {"preset": tuple(models.PRESETS), "init_scheme": ("paper", "he")
                  "conv1_impl": ("auto",) + tuple(models.CONV1_IMPLS)}
 
 
+# Values no run can mean, refused before anything is written: (key, test, the range in words).
+VALUE_RANGES = (
+    ("optim.learning_rate", lambda v: v > 0, "> 0"),
+    ("optim.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("optim.weight_decay", lambda v: v >= 0, ">= 0"),
+    ("model.dropout_rate", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("batch_size", lambda v: v >= 1, ">= 1"),
+    ("augment.crop_size", lambda v: v > 0, "> 0"),
+)
+
+
+def check_values(config) -> None:
+  """One line for the first value outside its range (VALUE_RANGES), or a run with no length."""
+  for key, ok, allowed in VALUE_RANGES:
+    section, _, name = key.rpartition(".")
+    value = (config[section] if section else config)[name]
+    if not ok(value):
+      raise TrainingError(f"{key}={value!r} must be {allowed}: set --config.{key} to a value in that range.")
+  if config.num_train_steps <= 0 and config.num_epochs <= 0:
+    raise TrainingError(f"num_epochs={config.num_epochs!r} must be > 0 (or set num_train_steps > 0): the run "
+                        f"would have no steps.")
+
+
 def resolve_conv1_impl(choice: str, backend: str) -> str:
   """`auto`: conv1 as a space-to-depth convolution on GPUs, as one matrix multiply of its patches
   (im2col) elsewhere: the fastest measured on each (experiments/results/benchmark/README.md). Same
@@ -148,7 +171,11 @@ def ensure_dataset(config) -> sources.DatasetInfo:
     return sources.dataset_info(data_dir, d.name)
   except sources.DatasetNotPrepared:  # only a missing copy: a data_dir that is a file, say, is the user's
     if not (d.auto_prepare and d.name == "synthetic_shapes"):
-      raise
+      if not d.get("prepare_args"):
+        raise
+      raise sources.DatasetNotPrepared(
+          f"No prepared dataset {d.name!r} in {data_dir!r}. Prepare it with: python -m alexnet_jax.data.prepare "
+          f"{d.prepare_args} --data_dir={d.data_dir}") from None
   logging.info("Writing the embedded synthetic_shapes dataset to %s: generated here, nothing is downloaded "
                "(once; later runs read it).", data_dir)
   try:
@@ -369,6 +396,7 @@ class LoopState:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains `config` in `workdir` (resuming if it holds a checkpoint) and returns the summary."""
   start_time = time.time()
+  check_values(config)  # first: a value no run can mean fails before the workdir exists
   workdir = check_workdir(workdir)
   is_logger = jax.process_index() == 0
   num_devices = jax.local_device_count()

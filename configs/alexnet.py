@@ -68,6 +68,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.dataset = ml_collections.ConfigDict(dict(
       name="imagenet2012", data_dir="~/alexnet_data", train_split="train", eval_split="validation",
       train_eval_split="",  # e.g. 'train': also evaluated (centre view) at the end: the overfitting gap
+      # How `python -m alexnet_jax.data.prepare` makes it (all but --data_dir): the not-prepared message.
+      prepare_args="--source=tfds:imagenet2012 --manual_dir=~/imagenet_tars --image_size=256",
       image_size=augment.PAPER_STORED_SIZE,  # host batches are 256x256 (section 2)
       num_workers=-1,  # -1: one decoding process per core but one
       auto_prepare=False))  # only the embedded synthetic set can be prepared on the fly
@@ -107,7 +109,7 @@ def base_config() -> ml_collections.ConfigDict:
 
 def smoke(config):
   config.dataset.update(name="synthetic_shapes", data_dir="~/alexnet_data", eval_split="val",
-                        image_size=72, num_workers=1, auto_prepare=True)
+                        image_size=72, num_workers=1, auto_prepare=True, prepare_args="--source=synthetic_shapes")
   config.model.update(num_classes=10, width_multiplier=0.25, init_scheme="he")
   config.augment.update(crop_size=67, pca_std=0.1, mean_rgb=(127.5, 127.5, 127.5), std_rgb=(64.0, 64.0, 64.0))
   config.optim.update(learning_rate=0.02, schedule="cosine", warmup_epochs=0.5)
@@ -118,7 +120,8 @@ def smoke(config):
 
 
 def imagenette(config):
-  config.dataset.update(name="imagenette2_128", eval_split="val", image_size=128)
+  config.dataset.update(name="imagenette2_128", eval_split="val", image_size=128, prepare_args=(
+      "--source=folder:../shared/datasets/imagenette2-128 --name=imagenette2_128"))
   config.model.num_classes = 10
   config.augment.resize_to = augment.PAPER_STORED_SIZE  # 128 -> 256 on the device, then 227 crops
   config.num_epochs = 30.0

@@ -1,6 +1,7 @@
 """configs/alexnet.py: the paper's recipe, variants, key=value overrides and their errors."""
 
 import importlib.util
+import re
 import subprocess
 import sys
 
@@ -126,3 +127,28 @@ def test_a_crop_larger_than_the_images_is_refused():
   config.dataset.image_size = 0
   with pytest.raises(sources.DatasetError, match="stores images of varied sizes"):
     train.check_crop_fits(config, dataclasses.replace(info, image_size=0))
+
+
+@pytest.mark.parametrize("key,value,allowed", [
+    ("optim.learning_rate", -1.0, "> 0"), ("optim.learning_rate", 0.0, "> 0"),
+    ("optim.momentum", 1.0, "in [0, 1)"), ("optim.momentum", -0.1, "in [0, 1)"),
+    ("optim.weight_decay", -5e-4, ">= 0"), ("model.dropout_rate", 1.0, "in [0, 1)"),
+    ("batch_size", 0, ">= 1"), ("augment.crop_size", 0, "> 0"),
+])
+def test_values_no_run_can_mean_are_refused_before_the_workdir_exists(tmp_path, key, value, allowed):
+  from alexnet_jax import train
+  config = cfg.get_config("smoke")
+  configlib.set_path(config, key, value)
+  with pytest.raises(train.TrainingError, match=re.escape(f"{key}={value!r} must be {allowed}")):
+    train.train_and_evaluate(config, str(tmp_path / "work"))
+  assert not (tmp_path / "work").exists()
+
+
+def test_a_run_without_steps_is_refused():
+  from alexnet_jax import train
+  config = cfg.get_config("smoke")
+  config.num_epochs, config.num_train_steps = 0.0, -1
+  with pytest.raises(train.TrainingError, match="num_epochs=0.0 must be > 0"):
+    train.check_values(config)
+  config.num_train_steps = 10
+  train.check_values(config)  # num_train_steps alone gives the run its length

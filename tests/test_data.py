@@ -564,3 +564,22 @@ def test_preparing_the_embedded_set_prints_no_download_message(tmp_path, capfd):
   out, err = capfd.readouterr()
   assert "Downloading" not in out + err and "has no dataset_info.json" not in out + err
   assert (tmp_path / "synthetic_shapes" / "1.0.0" / "dataset_info.json").exists()
+
+
+@pytest.mark.slow
+def test_the_not_prepared_message_of_a_folder_dataset_is_a_command_that_works(tmp_path):
+  """configs/alexnet.py:imagenette before preparing: the command it prints prepares the dataset when run
+  as printed from the repository root (here with --limit, to keep it short)."""
+  from alexnet_jax import ablate, train
+  from conftest import REPO, SHARED_IMAGENETTE
+  if not SHARED_IMAGENETTE.is_dir():
+    pytest.skip(f"the shared Imagenette is not at {SHARED_IMAGENETTE}")
+  config = ablate.run_config(f"{REPO}/configs/alexnet.py:imagenette", [f"dataset.data_dir={tmp_path}"], {})
+  with pytest.raises(sources.DatasetNotPrepared) as error:
+    train.ensure_dataset(config)
+  command = str(error.value).split("Prepare it with: ", 1)[1]
+  assert command.startswith("python -m alexnet_jax.data.prepare --source=folder:")
+  argv = [sys.executable] + command.split()[1:] + ["--limit=4"]
+  result = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=REPO)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert train.ensure_dataset(config).num_classes == 10
