@@ -342,22 +342,24 @@ def device_prefetch(iterator, mesh, size: int):
 
 def evaluate(p_eval_steps, state, config, info, mesh, split: str, name: str = "eval") -> dict:
   """Errors on the whole of `split` for each view ('center', 'ten_crop'), recorded as `name`/... for the
-  centre view and `name`_view/... for the others; padded batches are masked."""
-  results = {}
+  centre view and `name`_view/... for the others; padded batches are masked. The split is decoded once:
+  every view's step runs on each batch."""
   per_process = config.batch_size // jax.process_count()
-  for view, p_eval in p_eval_steps.items():
-    totals = None
-    batches = pipeline.eval_batches(loader_config(config, split, batch_size=per_process, shuffle=False))
-    for batch in device_prefetch(batches, mesh, 1):
+  totals = {view: None for view in p_eval_steps}
+  batches = pipeline.eval_batches(loader_config(config, split, batch_size=per_process, shuffle=False))
+  for batch in device_prefetch(batches, mesh, 1):
+    for view, p_eval in p_eval_steps.items():
       sums = p_eval(state, batch)
-      totals = sums if totals is None else jax.tree_util.tree_map(jnp.add, totals, sums)
-    totals = jax.tree_util.tree_map(local_value, totals)
-    count = max(totals["count"], 1.0)
+      totals[view] = sums if totals[view] is None else jax.tree_util.tree_map(jnp.add, totals[view], sums)
+  results = {}
+  for view, view_totals in totals.items():
+    view_totals = jax.tree_util.tree_map(local_value, view_totals)
+    count = max(view_totals["count"], 1.0)
     prefix = name if view == "center" else f"{name}_{view}"
-    results.update({f"{prefix}/loss": totals["loss_sum"] / count,
-                    f"{prefix}/top1_error": 1.0 - totals["top1"] / count,
-                    f"{prefix}/top5_error": 1.0 - totals["top5"] / count,
-                    f"{prefix}/count": totals["count"]})
+    results.update({f"{prefix}/loss": view_totals["loss_sum"] / count,
+                    f"{prefix}/top1_error": 1.0 - view_totals["top1"] / count,
+                    f"{prefix}/top5_error": 1.0 - view_totals["top5"] / count,
+                    f"{prefix}/count": view_totals["count"]})
   return results
 
 

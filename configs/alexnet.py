@@ -16,17 +16,20 @@ ImageNet, no GPU time for it); the paper reports 40.7% / 18.2% top-1 / top-5 err
 
 Variants:
   smoke      The embedded synthetic_shapes set (prepared automatically on first use), a paper-geometry
-             AlexNet at 1/4 width on 67x67 crops, 8 epochs: about 2-3 minutes on 2 CPU cores.
+             AlexNet at 1/4 width on 67x67 crops, 8 epochs.
              python -m alexnet_jax.main --config=configs/alexnet.py:smoke --workdir=/tmp/alexnet_smoke
-             Result (2-core CPU, jax 0.10.2): final centre-crop top-1 error 0.258 (seed 0, tower_impl
-             split, the numpy record order of data/order.py); with grain's earlier record order 0.246
-             (split), 0.199 (seed 0) and 0.295 (seed 1) with tower_impl grouped; chance is 0.9.
+             Result (2-core CPU, jax 0.10.2, seed 0): final top-1 error 0.268 (centre) / 0.242 (10-crop),
+             chance 0.9; 5 min 42 s with preparation, beside another run on the same cores.
   imagenette The shared Imagenette2 (10 ImageNet classes, 128 px), prepared with
              python -m alexnet_jax.data.prepare --source=folder:../shared/datasets/imagenette2-128
              --name=imagenette2_128 --data_dir=~/alexnet_data
              at the canonical geometry: upsampled to 256 on the device, 227 crops; paper recipe otherwise.
-             Result: the full recipe was not run (no GPU this session). A CPU-budget run (quarter width,
-             1 epoch, He init, cosine) reached 77.0% top-1 error: experiments/results/imagenette_ablation.
+             A GPU job (full width at 227 px is far beyond a 2-core CPU). Result: not run here (no GPU).
+  study      The reproduction study's CPU geometry (experiments/study.py): imagenette at 1/4 width, 67 px
+             crops, 15 epochs.
+             python -m alexnet_jax.main --config=configs/alexnet.py:study --workdir=/tmp/study_run
+             Result (2-core CPU, jax 0.10.2, seed 0, beside other work): 43.0% / 40.9% top-1 error
+             (centre / 10-crop), 8.3% top-5, in 10.6 minutes; all seeds: experiments/results/study.
   imagenet   The default, spelled out.
   owt        torchvision's recipe for its "one weird trick" AlexNet: preset owt, 224 Inception crops,
              batch 256, lr 0.01 / 10 every 30 epochs, weight decay 1e-4 (PyTorch-style, coupled), no PCA.

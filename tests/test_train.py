@@ -403,3 +403,25 @@ def test_the_papers_plateau_schedule_cuts_in_the_loop_floors_at_min_lr_and_resum
   assert again["plateau"] == summary["plateau"] and again["best"] == summary["best"]
   assert {r["step"]: r["train/learning_rate"] for r in records(halves, ("train",))} == rates
   assert_trees_equal(final_params(whole, 24), final_params(halves, 24))
+
+
+def test_the_final_evaluation_decodes_the_split_once_for_all_views(tmp_path, synthetic_data_dir, monkeypatch):
+  """Centre and 10-crop views come from one pass over the decoded split (it was decoded once per view)."""
+  from alexnet_jax import train
+  from alexnet_jax.data import pipeline
+  from test_configs import cfg
+  passes = []
+  real_eval_batches = pipeline.eval_batches
+
+  def counting(config):
+    passes.append(config.split)
+    return real_eval_batches(config)
+
+  monkeypatch.setattr(pipeline, "eval_batches", counting)
+  config = cfg.get_config("smoke")
+  config.dataset.data_dir, config.dataset.num_workers, config.dataset.auto_prepare = synthetic_data_dir, 0, False
+  config.model.width_multiplier, config.batch_size, config.progress_bar = 0.125, 16, False
+  config.num_train_steps, config.eval_every_epochs = 4, 100.0
+  summary = train.train_and_evaluate(config, str(tmp_path / "work"))
+  assert passes == ["val"]
+  assert summary["final"]["eval/count"] == summary["final"]["eval_ten_crop/count"] == 100
