@@ -178,3 +178,21 @@ def test_correct_top_k_against_a_sorted_reference_with_ties():
   nan_label = logits.copy()
   nan_label[np.arange(500), labels] = np.nan
   assert float(steps.correct_top_k(jnp.asarray(nan_label), jnp.asarray(labels), 5).sum()) == 0.0
+
+
+def test_label_smoothing_reaches_the_loss_of_the_train_step():
+  """Loss = mean over examples of -sum_c q_c log softmax(z)_c with q = (1 - s) onehot + s / C."""
+  model = MLP()
+  state = steps.create_train_state(jax.random.key(0), model, jnp.zeros((1, 2)), optax.sgd(0.0))
+  batch = toy_problem(8)
+  smoothing = 0.2
+  _, metrics = steps.jit_train_step(label_smoothing=smoothing, donate=False)(state, batch, jax.random.key(3))
+  # The same dropout masks: recompute the logits as the step does (its dropout rng is the split of the
+  # step-folded key), then the loss by hand in float64.
+  _, dropout_rng = jax.random.split(steps.step_rng(jax.random.key(3), 0))
+  logits = np.asarray(model.apply({"params": state.params}, batch["image"], train=True,
+                                  rngs={"dropout": dropout_rng}), np.float64)
+  log_probs = logits - logits.max(1, keepdims=True)
+  log_probs -= np.log(np.exp(log_probs).sum(1, keepdims=True))
+  targets = (1 - smoothing) * np.eye(4)[batch["label"]] + smoothing / 4
+  np.testing.assert_allclose(float(metrics["loss"]), -(targets * log_probs).sum(1).mean(), rtol=1e-5)
