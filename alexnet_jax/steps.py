@@ -9,6 +9,8 @@ evaluation padding); device-side augmentation enters through the optional `prepr
     state = steps.replicate(state)                    # optional: avoids a second compilation
     p_train = steps.pmap_train_step()                 # or steps.jit_train_step() on one device
     state, metrics = p_train(state, steps.shard_batch(batch), rng)
+    s_train = steps.sharded_train_step()              # or jit over a mesh: the batch as it is
+    state, metrics = s_train(state, batch, rng)
 
 Data parallelism follows today's idiom: the state is never stacked per device (no
 `device_put_replicated`, no `flax.jax_utils.replicate`); `pmap` receives it with `in_axes=None` (broadcast)
@@ -198,6 +200,32 @@ def pmap_eval_step(step_fn: Callable = eval_step, *, axis_name: str = "batch", d
   """`step_fn` pmapped for evaluation: (state, sharded_batch) -> metric sums with a device axis."""
   fn = functools.partial(step_fn, axis_name=axis_name, **step_kwargs)
   return jax.pmap(fn, axis_name=axis_name, in_axes=(None, 0), out_axes=0, devices=devices)
+
+
+def sharded_train_step(step_fn: Callable = train_step, *, mesh: Optional[Mesh] = None, donate: bool = True,
+                       **step_kwargs):
+  """`step_fn` under `jax.jit` over a data-parallel mesh, today's idiom beside pmap: (state, batch, rng) ->
+  (state, metrics) with the batch [B, ...] sharded along the mesh's first axis and the state replicated.
+
+  The step is written for one device (axis_name=None): XLA partitions it and inserts the gradient
+  all-reduce itself. The batch has no device axis (B divisible by the mesh's size); metrics come back as
+  replicated scalars. One rng serves the whole global batch, so dropout masks and crops are drawn per
+  global batch, not per device as under pmap."""
+  mesh = mesh if mesh is not None else local_mesh()
+  replicated = NamedSharding(mesh, PartitionSpec())
+  by_example = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
+  return jax.jit(functools.partial(step_fn, axis_name=None, **step_kwargs),
+                 in_shardings=(replicated, by_example, replicated), out_shardings=(replicated, replicated),
+                 donate_argnums=(0,) if donate else ())
+
+
+def sharded_eval_step(step_fn: Callable = eval_step, *, mesh: Optional[Mesh] = None, **step_kwargs):
+  """`step_fn` for evaluation under `jax.jit` over a data-parallel mesh: (state, batch) -> metric sums."""
+  mesh = mesh if mesh is not None else local_mesh()
+  replicated = NamedSharding(mesh, PartitionSpec())
+  by_example = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
+  return jax.jit(functools.partial(step_fn, axis_name=None, **step_kwargs),
+                 in_shardings=(replicated, by_example), out_shardings=replicated)
 
 
 def jit_train_step(step_fn: Callable = train_step, *, donate: bool = True, **step_kwargs):

@@ -196,3 +196,30 @@ def test_label_smoothing_reaches_the_loss_of_the_train_step():
   log_probs -= np.log(np.exp(log_probs).sum(1, keepdims=True))
   targets = (1 - smoothing) * np.eye(4)[batch["label"]] + smoothing / 4
   np.testing.assert_allclose(float(metrics["loss"]), -(targets * log_probs).sum(1).mean(), rtol=1e-5)
+
+
+def test_jit_over_a_mesh_equals_pmap_over_eight_devices():
+  """The same two steps (dropout off) as jit over an 8-device mesh and as pmap: the same parameters,
+  metrics and evaluation sums; the state comes back replicated on every device of the mesh."""
+  assert jax.local_device_count() == 8
+  tx = optim.sgd(lambda c: 0.05, momentum=0.9, weight_decay=5e-4, weight_decay_mode="coupled")
+  rng = np.random.default_rng(1)
+  batch = {"image": rng.normal(size=(32, 67, 67, 3)).astype(np.float32),
+           "label": rng.integers(0, 10, size=32).astype(np.int32)}
+  sharded_state, pmap_state = tiny_alexnet_state(tx), tiny_alexnet_state(tx)
+  s_train, p_train = steps.sharded_train_step(donate=False), steps.pmap_train_step(donate=False)
+  for i in range(2):
+    sharded_state, s_metrics = s_train(sharded_state, batch, jax.random.key(i))
+    pmap_state, p_metrics = p_train(pmap_state, steps.shard_batch(batch), jax.random.key(i))
+  for path, a in jax.tree_util.tree_leaves_with_path(pmap_state.params):
+    b = functools.reduce(lambda t, k: t[k.key], path, sharded_state.params)
+    assert len(b.sharding.device_set) == 8 and b.sharding.is_fully_replicated
+    a, b = np.asarray(a), np.asarray(b)
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * np.abs(a).max(), err_msg=str(path))
+  for key in ("loss", "grad_norm", "top1", "count"):
+    np.testing.assert_allclose(float(s_metrics[key]), float(p_metrics[key][0]), rtol=1e-5)
+  eval_batch = {**batch, "mask": np.ones(32, np.float32)}
+  s_sums = steps.sharded_eval_step()(sharded_state, eval_batch)
+  p_sums = steps.pmap_eval_step()(pmap_state, steps.shard_batch(eval_batch))
+  for key in ("loss_sum", "top1", "top5", "count"):
+    np.testing.assert_allclose(float(s_sums[key]), float(p_sums[key][0]), rtol=1e-5)
