@@ -289,6 +289,7 @@ class AlexNet(nn.Module):
                    bias_init=bias_initializer(self.init_scheme, name), dtype=self.dtype,
                    param_dtype=self.param_dtype, name=name)(x)
       x = activation(x)
+      self.sow("intermediates", f"relu{name[2:]}", x)  # relu6, relu7: figure 4's features (inference.py)
     x = nn.Dense(self.num_classes, kernel_init=kernel_initializer(self.init_scheme),
                  bias_init=bias_initializer(self.init_scheme, "fc8"), dtype=self.dtype,
                  param_dtype=self.param_dtype, name="fc8")(x)

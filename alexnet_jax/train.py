@@ -136,18 +136,21 @@ def make_preprocessors(config):
       raise TrainingError(f"augment.{key}={a[key]!r}: {problem}. Give a comma-separated list of "
                           f"{list(augment.EVAL_VIEWS)} that includes center, e.g. "
                           f"--config.augment.{key}=center,ten_crop.")
-  dtype = jnp.dtype(config.model.dtype)
   mean = _mean_pixels(config)
-  std = tuple(a.std_rgb) or None
   train = functools.partial(
       augment.train_preprocess, resize_to=a.resize_to or None, crop_size=a.crop_size, crop=a.crop,
       flip=a.flip, pca_std=a.pca_std, eigval=tuple(a.eigval), eigvec=tuple(map(tuple, a.eigvec)),
-      mean=mean, std=std, dtype=dtype)
+      mean=mean, std=tuple(a.std_rgb) or None, dtype=jnp.dtype(config.model.dtype))
   views = set(view_names(a.eval_views)) | set(view_names(a.final_eval_views))
-  evals = {v: functools.partial(augment.eval_preprocess, resize_to=a.resize_to or None,
-                                crop_size=a.crop_size, views=v, mean=mean, std=std, dtype=dtype)
-           for v in views}
-  return train, evals
+  return train, {v: eval_preprocessor(config, v, mean) for v in views}
+
+
+def eval_preprocessor(config, view: str, mean=None):
+  """preprocess(batch) of evaluation view `view` ('center' or 'ten_crop') under `config.augment`."""
+  a = config.augment
+  return functools.partial(augment.eval_preprocess, resize_to=a.resize_to or None, crop_size=a.crop_size,
+                           views=view, mean=_mean_pixels(config) if mean is None else mean,
+                           std=tuple(a.std_rgb) or None, dtype=jnp.dtype(config.model.dtype))
 
 
 def loader_config(config, split, *, batch_size, shuffle):

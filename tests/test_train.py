@@ -425,3 +425,56 @@ def test_the_final_evaluation_decodes_the_split_once_for_all_views(tmp_path, syn
   summary = train.train_and_evaluate(config, str(tmp_path / "work"))
   assert passes == ["val"]
   assert summary["final"]["eval/count"] == summary["final"]["eval_ten_crop/count"] == 100
+
+
+def _val_batch(data_dir, n=16):
+  from alexnet_jax.data import pipeline
+  config = pipeline.LoaderConfig(data_dir=data_dir, name="synthetic_shapes", split="val", batch_size=n,
+                                 image_size=72, num_workers=0, shuffle=False)
+  return next(iter(pipeline.eval_batches(config)))
+
+
+def test_inference_scores_images_as_the_evaluation_step_does(trained_workdir, synthetic_data_dir):
+  """inference.load of the trained run: its top-1 on a validation batch equals the eval step's, for the
+  centre view and for the 10 crops."""
+  import jax
+  from alexnet_jax import inference, steps, train
+  net = inference.load(str(trained_workdir))
+  assert net.step == 24 and net.image_size == 72 and len(net.class_names) == 10
+  batch = _val_batch(synthetic_data_dir)
+  state = steps.TrainState.create(apply_fn=net.model.apply, params=net.params, tx=__import__("optax").sgd(0.0))
+  for views in ("center", "ten_crop"):
+    sums = jax.jit(lambda s, b: steps.eval_step(s, b, preprocess=train.eval_preprocessor(net.config, views)))(
+        state, batch)
+    logits = net.logits(batch["image"], views=views)
+    assert logits.shape == (16, 10)
+    assert int((logits.argmax(1) == batch["label"]).sum()) == int(sums["top1"])
+
+
+def test_fc7_features_are_the_activations_recomputed_from_the_parameters(trained_workdir, synthetic_data_dir):
+  """fc7 = relu(relu(pool5 W6 + b6) W7 + b7) by hand in float64 from the checkpoint's parameters."""
+  from alexnet_jax import inference, train
+  net = inference.load(str(trained_workdir))
+  images = _val_batch(synthetic_data_dir, n=3)["image"]
+  x = np.asarray(train.eval_preprocessor(net.config, "center")({"image": images})["image"])
+  _, state = net.model.apply({"params": net.params}, x, train=False, mutable=["intermediates"])
+  pool5 = np.asarray(state["intermediates"]["pool5"][0], np.float64).reshape(3, -1)
+  p = {k: {n: np.asarray(v, np.float64) for n, v in layer.items()} for k, layer in net.params.items()}
+  fc6 = np.maximum(pool5 @ p["fc6"]["kernel"] + p["fc6"]["bias"], 0)
+  fc7 = np.maximum(fc6 @ p["fc7"]["kernel"] + p["fc7"]["bias"], 0)
+  np.testing.assert_allclose(net.features(images, "fc7"), fc7, rtol=1e-4, atol=1e-5)
+  assert net.features(images, "conv1").shape[1:3] == (15, 15)  # 67 px crops: (67 - 11) / 4 + 1
+  with pytest.raises(inference.InferenceError, match=r"Unknown layer 'fc8': use one of \['conv1'"):
+    net.features(images, "fc8")
+  with pytest.raises(inference.InferenceError, match=r"Expected uint8 images \[B, 72, 72, 3\]"):
+    net.logits(np.zeros((1, 64, 64, 3), np.uint8))
+  assert net.fit(np.zeros((90, 120, 3), np.uint8)).shape == (72, 72, 3)
+
+
+def test_inference_refuses_a_workdir_without_a_checkpoint(tmp_path):
+  from alexnet_jax import inference
+  (tmp_path / "config.json").write_text("{}")
+  with pytest.raises(inference.InferenceError, match="holds no checkpoint"):
+    inference.load(str(tmp_path))
+  with pytest.raises(inference.InferenceError, match="has no config.json"):
+    inference.load(str(tmp_path / "nothing"))
