@@ -50,3 +50,29 @@ def torchvision_to_flax(state_dict, *, pool5_hw=(6, 6)):
       kernel = weight.T
     params[name] = {"kernel": np.ascontiguousarray(kernel), "bias": bias}
   return {"params": params}
+
+
+def flax_to_torchvision(params, *, pool5_hw=(6, 6)) -> dict:
+  """The inverse of `torchvision_to_flax`: the params of `AlexNet(preset='owt')` (with or without the
+  'params' level) as a torchvision `alexnet()` state_dict of numpy arrays; wrap each in `torch.from_numpy`
+  (or pass it to `load_state_dict` after that) to load it into `torchvision.models.alexnet()`."""
+  params = params.get("params", params)
+  missing = [name for name in TORCHVISION_LAYERS if name not in params]
+  if missing:
+    raise KeyError(f"Not the params of AlexNet(preset='owt'): missing {missing} (it has {sorted(params)}).")
+  state_dict = {}
+  for name, prefix in TORCHVISION_LAYERS.items():
+    kernel = np.asarray(params[name]["kernel"], np.float32)
+    if name.startswith("conv"):
+      weight = kernel.transpose(3, 2, 0, 1)  # [kh, kw, in, out] -> [out, in, kh, kw]
+    elif name == "fc6":
+      out = kernel.shape[1]
+      channels = kernel.shape[0] // (pool5_hw[0] * pool5_hw[1])
+      weight = (kernel.reshape(*pool5_hw, channels, out)  # [h, w, c, out]
+                .transpose(3, 2, 0, 1)                    # [out, c, h, w]
+                .reshape(out, -1))
+    else:
+      weight = kernel.T
+    state_dict[f"{prefix}.weight"] = np.ascontiguousarray(weight)
+    state_dict[f"{prefix}.bias"] = np.asarray(params[name]["bias"], np.float32)
+  return state_dict

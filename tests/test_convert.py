@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alexnet_jax.convert import torchvision_to_flax
+from alexnet_jax.convert import flax_to_torchvision, torchvision_to_flax
 from alexnet_jax.models import AlexNet
 
 try:
@@ -67,3 +67,62 @@ def test_torchvision_weights_give_the_same_logits():
 def test_wrong_state_dict_is_a_clear_error():
   with pytest.raises(KeyError, match="Not a torchvision alexnet"):
     torchvision_to_flax({"features.0.weight": np.zeros((64, 3, 11, 11))})
+
+
+@needs_torch
+def test_flax_to_torchvision_inverts_the_import_exactly_and_torch_gives_the_same_logits():
+  torch.manual_seed(1)
+  net = torchvision_alexnet(num_classes=10).eval()
+  with torch.no_grad():
+    for p in net.parameters():
+      p.normal_(0.0, 0.02)
+  original = net.state_dict()
+  back = flax_to_torchvision(torchvision_to_flax(original))
+  assert set(back) == set(original)
+  for key, tensor in original.items():
+    assert np.array_equal(back[key], tensor.numpy()), key
+  # Flax params -> a fresh torchvision module: its logits are the Flax model's.
+  import jax
+  variables = AlexNet(preset="owt", num_classes=10).init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)), train=False)
+  fresh = torchvision_alexnet(num_classes=10).eval()
+  fresh.load_state_dict({k: torch.from_numpy(v) for k, v in flax_to_torchvision(variables).items()})
+  images = np.random.default_rng(2).normal(size=(2, 224, 224, 3)).astype(np.float32)
+  flax_logits = AlexNet(preset="owt", num_classes=10).apply(variables, jnp.asarray(images), train=False)
+  with torch.no_grad():
+    torch_logits = fresh(torch.from_numpy(images.transpose(0, 3, 1, 2))).numpy()
+  np.testing.assert_allclose(torch_logits, np.asarray(flax_logits), rtol=1e-4,
+                             atol=1e-4 * np.abs(torch_logits).max())
+
+
+def test_params_of_another_preset_are_a_clear_error_on_export():
+  with pytest.raises(KeyError, match="Not the params of AlexNet\\(preset='owt'\\): missing \\['fc8'\\]"):
+    flax_to_torchvision({"params": {n: {} for n in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")}})
+
+
+@needs_torch
+def test_predict_runs_torchvision_weights_with_the_users_class_names(tmp_path):
+  """predict --torchvision_weights: the owt preset with the file's weights; its top class is the one
+  torchvision's own module gives the same photo, preprocessed as torchvision's recipe (256, centre 224)."""
+  import subprocess
+  import sys
+  from PIL import Image
+  from conftest import REPO
+  from alexnet_jax import augment
+  torch.manual_seed(0)
+  net = torchvision_alexnet(num_classes=3).eval()
+  with torch.no_grad():
+    for p in net.parameters():
+      p.normal_(0.0, 0.02)
+  torch.save(net.state_dict(), tmp_path / "weights.pth")
+  (tmp_path / "names.txt").write_text("cat\ndog\nfox\n")
+  photo = np.random.default_rng(0).integers(0, 256, (256, 256, 3)).astype(np.uint8)
+  Image.fromarray(photo).save(tmp_path / "photo.png")
+  centre = photo[16:240, 16:240].astype(np.float32)
+  x = (centre - np.array(augment.IMAGENET_MEAN_RGB)) / np.array(augment.IMAGENET_STD_RGB)
+  with torch.no_grad():
+    expected = ["cat", "dog", "fox"][int(net(torch.from_numpy(x.transpose(2, 0, 1)[None].astype(np.float32))).argmax())]
+  result = subprocess.run([sys.executable, "-m", "alexnet_jax.predict", f"--torchvision_weights={tmp_path}/weights.pth",
+                           f"--class_names={tmp_path}/names.txt", "--top=1", str(tmp_path / "photo.png")],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.strip().startswith(f"{tmp_path / 'photo.png'}: {expected} ")

@@ -35,3 +35,13 @@ def test_tile_has_one_tile_per_kernel_in_a_block_per_tower():
   assert len(bright) == n  # every kernel's brightest tap, once
   tower_of = bright[:, 0] >= 2 * (k + 1) + 2
   assert tower_of.sum() == 6  # the second tower's six kernels in the lower block
+
+
+def test_nearest_neighbours_against_a_loop_over_distances():
+  from alexnet_jax import inspect as look
+  rng = np.random.default_rng(3)
+  features, queries = rng.normal(size=(40, 6)), rng.normal(size=(4, 6))
+  found = look.nearest(queries, features, 5)
+  for q, row in zip(queries, found):
+    distances = [np.sqrt(np.sum((q - f) ** 2)) for f in features]
+    assert list(row) == list(np.argsort(distances)[:5])

@@ -163,8 +163,9 @@ def test_bad_preset_is_a_clear_error():
     AlexNet(preset="vgg").init(jax.random.key(0), jnp.zeros((1, 227, 227, 3)), train=False)
 
 
-@pytest.mark.parametrize("impl", ["space_to_depth_conv", "im2col_conv"])
-@pytest.mark.parametrize("size,padding", [(227, 0), (224, 2), (67, 0), (70, 3)])
+@pytest.mark.parametrize("impl,size,padding", [(impl, size, padding) for impl in ("space_to_depth_conv", "im2col_conv")
+                                               for size, padding in ((227, 0), (224, 2), (67, 0), (70, 3))
+                                               if impl == "space_to_depth_conv" or size < 100])
 def test_conv1_forms_equal_the_strided_convolution(size, padding, impl):
   """Against lax's direct 11x11 stride-4 convolution: outputs and both gradients."""
   from jax import lax

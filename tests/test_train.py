@@ -387,22 +387,21 @@ def test_the_papers_plateau_schedule_cuts_in_the_loop_floors_at_min_lr_and_resum
              "optim.plateau_threshold": 0.5, "optim.plateau_min_lr": 1e-4, "eval_every_epochs": 0.16,
              "optim.warmup_epochs": 0.0, "log_every_steps": 4, "checkpoint_every_steps": 8}
   whole, halves = tmp_path / "whole", tmp_path / "halves"
-  assert run_main(whole, tiny_flags(synthetic_data_dir, num_train_steps=24, **plateau)).returncode == 0
-  assert run_main(halves, tiny_flags(synthetic_data_dir, num_train_steps=12, **plateau)).returncode == 0
-  resumed = run_main(halves, tiny_flags(synthetic_data_dir, num_train_steps=24, **plateau))
-  assert resumed.returncode == 0 and "Resumed from the checkpoint at step 12" in resumed.stderr
+  assert run_main(whole, tiny_flags(synthetic_data_dir, num_train_steps=16, **plateau)).returncode == 0
+  assert run_main(halves, tiny_flags(synthetic_data_dir, num_train_steps=8, **plateau)).returncode == 0
+  resumed = run_main(halves, tiny_flags(synthetic_data_dir, num_train_steps=16, **plateau))
+  assert resumed.returncode == 0 and "Resumed from the checkpoint at step 8" in resumed.stderr
   rates = {r["step"]: r["train/learning_rate"] for r in records(whole, ("train",))}
-  # Evaluations at steps 4, 8, 12, ...: the first sets the best, the second (step 8) cuts to 1e-3, the
-  # third (12) to 1e-4 = plateau_min_lr, where it stays.
+  # Evaluations at steps 4, 8, 12, 16: the first sets the best, the second (step 8) cuts to 1e-3, the
+  # third (12) to 1e-4 = plateau_min_lr, and the fourth (16) finds it at the floor: no cut.
   assert rates[4] == pytest.approx(0.01) and rates[8] == pytest.approx(0.01)
   assert rates[12] == pytest.approx(1e-3) and rates[16] == pytest.approx(1e-4)
-  assert rates[24] == pytest.approx(1e-4)
   summary = _strict_json((whole / "summary.json").read_text())
   assert summary["plateau"]["cuts"] == 2 and summary["plateau"]["factor"] == pytest.approx(0.01)
   again = _strict_json((halves / "summary.json").read_text())
   assert again["plateau"] == summary["plateau"] and again["best"] == summary["best"]
   assert {r["step"]: r["train/learning_rate"] for r in records(halves, ("train",))} == rates
-  assert_trees_equal(final_params(whole, 24), final_params(halves, 24))
+  assert_trees_equal(final_params(whole, 16), final_params(halves, 16))
 
 
 def test_the_final_evaluation_decodes_the_split_once_for_all_views(tmp_path, synthetic_data_dir, monkeypatch):
@@ -478,3 +477,36 @@ def test_inference_refuses_a_workdir_without_a_checkpoint(tmp_path):
     inference.load(str(tmp_path))
   with pytest.raises(inference.InferenceError, match="has no config.json"):
     inference.load(str(tmp_path / "nothing"))
+
+
+def test_predict_prints_the_classes_the_network_scores_highest(trained_workdir, synthetic_data_dir, tmp_path):
+  """The command line on two PNG files of validation images: the top class of each is the argmax of
+  inference's logits; an unreadable file is one line naming it."""
+  from PIL import Image
+  from alexnet_jax import inference
+  batch = _val_batch(synthetic_data_dir, n=2)
+  for i, image in enumerate(batch["image"]):
+    Image.fromarray(image).save(tmp_path / f"val{i}.png")
+  net = inference.load(str(trained_workdir))
+  expected = [net.class_names[i] for i in net.logits(batch["image"]).argmax(1)]
+  command = [sys.executable, "-m", "alexnet_jax.predict", f"--workdir={trained_workdir}", "--json", "--top=3",
+             str(tmp_path)]
+  result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env())
+  assert result.returncode == 0, result.stderr[-2000:]
+  images = json.loads(result.stdout)["images"]
+  assert [images[str(tmp_path / f"val{i}.png")][0]["class"] for i in range(2)] == expected
+  assert all(len(v) == 3 and sum(c["probability"] for c in v) <= 1.0 + 1e-6 for v in images.values())
+  (tmp_path / "broken.jpg").write_bytes(b"not an image")
+  broken = subprocess.run(command[:-2] + [str(tmp_path / "broken.jpg")], capture_output=True, text=True,
+                          timeout=300, env=env())
+  assert broken.returncode == 1 and f"Cannot decode '{tmp_path / 'broken.jpg'}'" in broken.stderr
+
+
+def test_inspect_writes_figure_3_and_figure_4_of_a_run(trained_workdir, tmp_path):
+  out = tmp_path / "inside"
+  result = subprocess.run([sys.executable, "-m", "alexnet_jax.inspect", f"--workdir={trained_workdir}",
+                           f"--out={out}", "--queries=2", "--neighbours=3"], capture_output=True, text=True,
+                          timeout=300, env=env())
+  assert result.returncode == 0, result.stderr[-2000:]
+  for name in ("conv1_kernels.png", "neighbours.png"):
+    assert (out / name).stat().st_size > 1000 and f"Wrote {out / name}" in result.stdout
