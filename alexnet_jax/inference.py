@@ -27,6 +27,8 @@ from alexnet_jax.data import sources
 # Layer name -> the model's sown intermediate: conv layers after their activation (before LRN and pooling).
 LAYERS = {"conv1": "relu1", "conv2": "relu2", "conv3": "relu3", "conv4": "relu4", "conv5": "relu5",
           "fc6": "relu6", "fc7": "relu7"}
+# The repository's config file: its defaults complete the config of a run trained before a key existed.
+CONFIG_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "alexnet.py")
 BATCH = 64  # images per call of the jitted function; the last batch is padded, so it compiles once
 
 
@@ -124,13 +126,26 @@ def load(workdir: str, step: Optional[int] = None) -> Network:
   if not os.path.exists(path):
     raise InferenceError(f"{workdir} has no config.json: give the --workdir of a training run.")
   with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+    config = with_defaults(json.load(f))
   step = latest_step(workdir, step)
   state = ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", str(step), "state"))
   params = jax.tree_util.tree_map(jnp.asarray, state["params"])
   image_size = config.dataset.image_size or stored_size(config)
   return Network(config, train.build_model(config), params, class_names(config, config.model.num_classes),
                  int(image_size), step)
+
+
+def with_defaults(stored: dict) -> ml_collections.ConfigDict:
+  """A run's stored config over the current defaults: keys added since it was trained take their
+  defaults, which keep the behaviour it was trained with."""
+  from alexnet_jax import ablate
+
+  def merge(base, new):
+    for key, value in new.items():
+      base[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return base
+
+  return ml_collections.ConfigDict(merge(ablate.load_config(CONFIG_FILE).to_dict(), stored))
 
 
 def stored_size(config) -> int:

@@ -192,7 +192,7 @@ def im2col_conv(x, kernel, stride: int, padding: int):
 
   Each output pixel's k x k x C input patch is gathered by k*k strided slices (cheap copies), laid out in
   the kernel's HWIO order, and multiplied with the kernel reshaped to [k*k*C, F]. conv1's three input
-  channels make a poor convolution for XLA:CPU and a good matrix multiply (experiments/results/benchmark).
+  channels make a poor convolution for XLA:CPU and a good matrix multiply (experiments/results/study/NOTES.md).
   x: [B, H, W, C]; kernel: [k, k, C, F]."""
   k = kernel.shape[0]
   x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))

@@ -21,8 +21,6 @@ from alexnet_jax import cli
 
 FLAGS = flags.FLAGS
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-# The recipe --torchvision_weights runs under: the owt variant of the repository's config.
-CONFIG_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "alexnet.py")
 
 
 def image_paths(arguments) -> list:
@@ -74,7 +72,7 @@ def torchvision_network(weights_path: str, names_path: str = ""):
   except (OSError, RuntimeError, KeyError, TypeError) as e:
     raise ValueError(f"Cannot use {weights_path!r} as torchvision alexnet() weights ({e}).") from None
   num_classes = int(params["fc8"]["bias"].shape[0])
-  config = ablate.load_config(f"{CONFIG_FILE}:owt,model.num_classes={num_classes}")
+  config = ablate.load_config(f"{inference.CONFIG_FILE}:owt,model.num_classes={num_classes}")
   names = [f"class {i}" for i in range(num_classes)]
   if names_path:
     with open(names_path) as f:

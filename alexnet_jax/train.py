@@ -77,7 +77,8 @@ def check_values(config) -> None:
 
 def resolve_conv1_impl(choice: str, backend: str) -> str:
   """`auto`: conv1 as a space-to-depth convolution on GPUs, as one matrix multiply of its patches
-  (im2col) elsewhere: the fastest measured on each (experiments/results/benchmark/README.md). Same
+  (im2col) elsewhere: the fastest measured on each (experiments/results/benchmark/README.md and
+  experiments/results/study/NOTES.md). Same
   parameters and function either way (tests/test_models.py)."""
   if choice != "auto":
     return choice

@@ -510,3 +510,15 @@ def test_inspect_writes_figure_3_and_figure_4_of_a_run(trained_workdir, tmp_path
   assert result.returncode == 0, result.stderr[-2000:]
   for name in ("conv1_kernels.png", "neighbours.png"):
     assert (out / name).stat().st_size > 1000 and f"Wrote {out / name}" in result.stdout
+
+
+def test_inference_loads_a_run_trained_before_a_config_key_existed(trained_workdir, tmp_path):
+  """A workdir whose config.json lacks keys added later (model.activation, model.lrn_alpha): they take
+  their defaults, as the run was trained."""
+  from alexnet_jax import inference
+  workdir = copy_of(trained_workdir, tmp_path)
+  stored = json.loads((workdir / "config.json").read_text())
+  del stored["model"]["activation"], stored["model"]["lrn_alpha"]
+  (workdir / "config.json").write_text(json.dumps(stored))
+  net = inference.load(str(workdir))
+  assert net.config.model.activation == "relu" and net.config.model.width_multiplier == 0.125
