@@ -45,14 +45,20 @@ def torchvision_alexnet(num_classes):
     return AlexNet()
 
 
-@needs_torch
-def test_torchvision_weights_give_the_same_logits():
-  torch.manual_seed(0)
-  net = torchvision_alexnet(num_classes=1000).eval()
-  # Random weights with a larger scale than the default init so every layer's signal is far from zero.
+def random_torchvision_alexnet(num_classes, seed):
+  """torchvision's AlexNet in eval mode with N(0, 0.02) weights, a larger scale than its default init, so
+  every layer's signal is far from zero."""
+  torch.manual_seed(seed)
+  net = torchvision_alexnet(num_classes=num_classes).eval()
   with torch.no_grad():
     for p in net.parameters():
       p.normal_(0.0, 0.02)
+  return net
+
+
+@needs_torch
+def test_torchvision_weights_give_the_same_logits():
+  net = random_torchvision_alexnet(1000, seed=0)
   images = np.random.default_rng(0).normal(size=(2, 3, 224, 224)).astype(np.float32)
   with torch.no_grad():
     expected = net(torch.from_numpy(images)).numpy()
@@ -71,11 +77,7 @@ def test_wrong_state_dict_is_a_clear_error():
 
 @needs_torch
 def test_flax_to_torchvision_inverts_the_import_exactly_and_torch_gives_the_same_logits():
-  torch.manual_seed(1)
-  net = torchvision_alexnet(num_classes=10).eval()
-  with torch.no_grad():
-    for p in net.parameters():
-      p.normal_(0.0, 0.02)
+  net = random_torchvision_alexnet(10, seed=1)
   original = net.state_dict()
   back = flax_to_torchvision(torchvision_to_flax(original))
   assert set(back) == set(original)
@@ -108,11 +110,7 @@ def test_predict_runs_torchvision_weights_with_the_users_class_names(tmp_path):
   from PIL import Image
   from conftest import REPO
   from alexnet_jax import augment
-  torch.manual_seed(0)
-  net = torchvision_alexnet(num_classes=3).eval()
-  with torch.no_grad():
-    for p in net.parameters():
-      p.normal_(0.0, 0.02)
+  net = random_torchvision_alexnet(3, seed=0)
   torch.save(net.state_dict(), tmp_path / "weights.pth")
   (tmp_path / "names.txt").write_text("cat\ndog\nfox\n")
   photo = np.random.default_rng(0).integers(0, 256, (256, 256, 3)).astype(np.uint8)

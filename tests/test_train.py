@@ -73,6 +73,16 @@ def wait_for(predicate, timeout, what):
   raise AssertionError(f"timed out waiting for {what}")
 
 
+def in_process_config(data_dir, workers=0):
+  """The smoke variant at 1/8 width, 16-image batches on the session dataset, for train_and_evaluate
+  called in this process (as tiny_flags is for the command line)."""
+  from test_configs import cfg
+  config = cfg.get_config("smoke")
+  config.dataset.data_dir, config.dataset.num_workers, config.dataset.auto_prepare = data_dir, workers, False
+  config.model.width_multiplier, config.batch_size, config.progress_bar = 0.125, 16, False
+  return config
+
+
 @pytest.fixture(scope="module")
 def trained_workdir(tmp_path_factory, synthetic_data_dir):
   """One finished 24-step run (checkpoints at 12 and 24) that the tests below copy and then damage."""
@@ -282,7 +292,6 @@ def test_a_run_that_fails_stops_its_decoding_workers(tmp_path, synthetic_data_di
   loop must not leave the decoding worker processes and their shared memory behind."""
   from alexnet_jax import steps, train
   from alexnet_jax.data import pipeline
-  from test_configs import cfg
 
   worker_pids = []
 
@@ -299,9 +308,7 @@ def test_a_run_that_fails_stops_its_decoding_workers(tmp_path, synthetic_data_di
   real_train_loader = pipeline.train_loader
   monkeypatch.setattr(pipeline, "train_loader", recording_loader)
   monkeypatch.setattr(steps, "pmap_train_step", failing_step)
-  config = cfg.get_config("smoke")
-  config.dataset.data_dir, config.dataset.num_workers, config.dataset.auto_prepare = synthetic_data_dir, 2, False
-  config.model.width_multiplier, config.batch_size, config.progress_bar = 0.125, 16, False
+  config = in_process_config(synthetic_data_dir, workers=2)
   with pytest.raises(RuntimeError, match="injected failure") as failure:
     train.train_and_evaluate(config, str(tmp_path / "work"))
   assert len(worker_pids) == 2  # the loader did start its workers
@@ -316,7 +323,6 @@ def test_the_loop_runs_at_most_two_steps_ahead_of_the_devices(tmp_path, syntheti
   never more than MAX_STEPS_IN_FLIGHT, so a stop request waits for two steps' compute, not a queue of
   hundreds, and the progress bar counts finished steps."""
   from alexnet_jax import steps, train
-  from test_configs import cfg
 
   waited, outstanding_at_call = set(), []
 
@@ -342,9 +348,7 @@ def test_the_loop_runs_at_most_two_steps_ahead_of_the_devices(tmp_path, syntheti
   real_pmap_train_step = steps.pmap_train_step
   monkeypatch.setattr(train, "InFlight", RecordingInFlight)
   monkeypatch.setattr(steps, "pmap_train_step", counting_step)
-  config = cfg.get_config("smoke")
-  config.dataset.data_dir, config.dataset.num_workers, config.dataset.auto_prepare = synthetic_data_dir, 0, False
-  config.model.width_multiplier, config.batch_size, config.progress_bar = 0.125, 16, False
+  config = in_process_config(synthetic_data_dir, workers=0)
   config.num_train_steps, config.log_every_steps, config.eval_every_epochs = 12, 1000, 100.0
   config.augment.final_eval_views = "center"
   train.train_and_evaluate(config, str(tmp_path / "work"))
@@ -408,7 +412,6 @@ def test_the_final_evaluation_decodes_the_split_once_for_all_views(tmp_path, syn
   """Centre and 10-crop views come from one pass over the decoded split (it was decoded once per view)."""
   from alexnet_jax import train
   from alexnet_jax.data import pipeline
-  from test_configs import cfg
   passes = []
   real_eval_batches = pipeline.eval_batches
 
@@ -417,9 +420,7 @@ def test_the_final_evaluation_decodes_the_split_once_for_all_views(tmp_path, syn
     return real_eval_batches(config)
 
   monkeypatch.setattr(pipeline, "eval_batches", counting)
-  config = cfg.get_config("smoke")
-  config.dataset.data_dir, config.dataset.num_workers, config.dataset.auto_prepare = synthetic_data_dir, 0, False
-  config.model.width_multiplier, config.batch_size, config.progress_bar = 0.125, 16, False
+  config = in_process_config(synthetic_data_dir, workers=0)
   config.num_train_steps, config.eval_every_epochs = 4, 100.0
   summary = train.train_and_evaluate(config, str(tmp_path / "work"))
   assert passes == ["val"]
