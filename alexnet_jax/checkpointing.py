@@ -60,7 +60,7 @@ def _restore(manager, step, template):
 def _first_difference(expected, found) -> str:
   flat_e = dict(jax.tree_util.tree_leaves_with_path(expected, is_leaf=lambda x: isinstance(x, tuple)))
   flat_f = dict(jax.tree_util.tree_leaves_with_path(found, is_leaf=lambda x: isinstance(x, tuple)))
-  for path in flat_e.keys() | flat_f.keys():
+  for path in list(flat_e) + [p for p in flat_f if p not in flat_e]:  # in the template's order
     if flat_e.get(path) != flat_f.get(path):
       return (f"{jax.tree_util.keystr(path)}: this config has {flat_e.get(path)}, the checkpoint "
               f"{flat_f.get(path)}")
@@ -70,17 +70,19 @@ def _first_difference(expected, found) -> str:
 def restore_latest(manager: ocp.CheckpointManager, template, workdir: str) -> Optional[Tuple[Any, dict, dict, int]]:
   """(state, data_state, extra, step) from the newest readable checkpoint, or None when there is none."""
   steps = sorted(manager.all_steps(), reverse=True)
-  errors = []
   for step in steps:
     try:
       state, data_state, extra = _restore(manager, step, template)
-      if errors:
-        logging.warning("Resumed from checkpoint %d after %d unreadable newer one(s).", step, len(errors))
+      if step != steps[0]:
+        logging.warning("Resumed from checkpoint %d after %d unreadable newer one(s).", step, steps.index(step))
       return state, data_state, extra, step
     except Exception as e:  # orbax raises many kinds for a damaged checkpoint
-      errors.append((step, e))
-      if _looks_incompatible(e):
-        break
+      difference = written_by_another_config(manager, step, template)
+      if difference is not None:
+        raise CheckpointError(
+            f"The checkpoints in {manager.directory} (steps {steps}) cannot be restored into this config's "
+            f"train state ({difference}): they were written by another model or config. Use a new --workdir, "
+            f"or the config that wrote them (see config.json there).") from e
       aside = os.path.join(workdir, "corrupt_checkpoints", f"{step}-{int(time.time())}")
       logging.warning("Checkpoint at step %d in %s cannot be read (%s: %s). Moving it to %s and falling back "
                       "to the previous checkpoint.", step, manager.directory, type(e).__name__,
@@ -89,16 +91,21 @@ def restore_latest(manager: ocp.CheckpointManager, template, workdir: str) -> Op
         os.makedirs(os.path.dirname(aside), exist_ok=True)
         shutil.move(os.path.join(str(manager.directory), str(step)), aside)
       manager.reload()
-  if errors:
-    step, e = errors[-1]
-    raise CheckpointError(
-        f"The checkpoints in {manager.directory} (steps {steps}) cannot be restored into this config's "
-        f"train state: {type(e).__name__}: {str(e)[:500]}. They were written by another model or config. "
-        f"Use a new --workdir, or the config that wrote them (see config.json there).")
   return None
 
 
-def _looks_incompatible(error: Exception) -> bool:
-  """A shape or structure mismatch means another config, not a damaged file: never move those aside."""
-  text = str(error).lower()
-  return any(k in text for k in ("shape", "structure", "mismatch", "dtype")) and "corrupt" not in text
+def written_by_another_config(manager: ocp.CheckpointManager, step: int, template) -> Optional[str]:
+  """The first difference between the tree a checkpoint records (its metadata: names and shapes, readable
+  when the array files are damaged) and `template`'s; None when they agree or the metadata cannot be read.
+
+  A checkpoint that fails to restore is damage (moved aside, the previous one used) unless its own record
+  says another config wrote it: then nothing is moved, and the run stops."""
+  try:
+    recorded = manager.item_metadata(step)["state"]
+    recorded = getattr(recorded, "tree", recorded)
+    found = jax.tree_util.tree_map(lambda leaf: tuple(leaf.shape), recorded,
+                                   is_leaf=lambda leaf: hasattr(leaf, "shape"))
+  except Exception:  # no readable record: the damage reaches the metadata too
+    return None
+  expected = jax.tree_util.tree_map(np.shape, _host_tree(template))
+  return None if found == expected else _first_difference(expected, found)

@@ -36,6 +36,10 @@ PAPER_LR_CUT = 0.1
 
 WEIGHT_DECAY_MODES = ("decoupled", "coupled")
 SCHEDULES = ("plateau", "step", "cosine", "constant")
+# What a non-finite gradient does: stop the run, or skip the update (the state is left as it was). A run
+# that skips this many updates in a row has diverged, not met a bad batch: it stops too.
+ON_NONFINITE = ("stop", "skip")
+MAX_SKIPPED_IN_A_ROW = 10
 
 
 class ScheduledLRState(NamedTuple):
@@ -134,6 +138,22 @@ def create_optimizer(config, steps_per_epoch: int):
            weight_decay=float(optim_config.weight_decay),
            weight_decay_mode=optim_config.weight_decay_mode, mask=decay_mask(optim_config.weight_decay_mask))
   return tx, schedule
+
+
+def guard_nonfinite(tx: optax.GradientTransformation, on_nonfinite: str) -> optax.GradientTransformation:
+  """`tx` itself ('stop': the loop checks the loss) or `tx` skipping every update whose gradient is not
+  finite ('skip'; optax.apply_if_finite, never giving up: the loop stops after MAX_SKIPPED_IN_A_ROW)."""
+  if on_nonfinite == "stop":
+    return tx
+  if on_nonfinite == "skip":
+    return optax.apply_if_finite(tx, max_consecutive_errors=2 ** 31 - 1)
+  raise ValueError(f"Unknown on_nonfinite {on_nonfinite!r}: expected one of {ON_NONFINITE}.")
+
+
+def skipped_in_a_row(opt_state) -> int:
+  """How many updates in a row a 'skip' guard has dropped (0 without a guard)."""
+  count = optax.tree.get(opt_state, "notfinite_count", 0)
+  return int(count)
 
 
 def learning_rate_factor(opt_state) -> Optional[float]:

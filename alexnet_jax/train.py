@@ -22,13 +22,13 @@ import signal
 import sys
 import tempfile
 import time
+from typing import Optional
 
 from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from alexnet_jax import augment, checkpointing, metrics_io, models, optim, pooling, steps
@@ -387,6 +387,24 @@ def _summarise_train(metrics_list):
   return values, fetched
 
 
+def nonfinite_problem(on_nonfinite: str, per_step: list, first_step: int, skipped_in_a_row: int) -> Optional[str]:
+  """Why the run must stop for non-finite losses among the steps since `first_step` (their metrics in
+  `per_step`), or None: 'stop' stops at the first, 'skip' once MAX_SKIPPED_IN_A_ROW updates in a row were
+  dropped (the updates themselves were skipped by optim.guard_nonfinite)."""
+  bad = [i for i, m in enumerate(per_step) if not math.isfinite(m["loss"])]
+  if not bad:
+    return None
+  rate = per_step[bad[0]].get("learning_rate", float("nan"))
+  if on_nonfinite == "stop":
+    return f"Non-finite training loss at step {first_step + 1 + bad[0]} (learning rate {rate:.3g})"
+  if skipped_in_a_row >= optim.MAX_SKIPPED_IN_A_ROW:
+    return (f"{skipped_in_a_row} updates in a row had a non-finite loss and were skipped, up to step "
+            f"{first_step + len(per_step)} (learning rate {rate:.3g}): the run has diverged")
+  logging.warning("Skipped %d update(s) with a non-finite loss between steps %d and %d.", len(bad),
+                  first_step + 1, first_step + len(per_step))
+  return None
+
+
 @dataclasses.dataclass
 class LoopState:
   """Host-side bookkeeping saved with each checkpoint (JSON)."""
@@ -430,10 +448,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   eval_every = max(1, int(round(config.eval_every_epochs * steps_per_epoch)))
 
   tx, schedule = optim.create_optimizer(config, steps_per_epoch)
-  if config.on_nonfinite == "skip":
-    tx = optax.apply_if_finite(tx, max_consecutive_errors=10)
-  elif config.on_nonfinite != "stop":
-    raise TrainingError(f"on_nonfinite must be 'stop' or 'skip', got {config.on_nonfinite!r}.")
+  try:
+    tx = optim.guard_nonfinite(tx, config.on_nonfinite)
+  except ValueError as e:
+    raise TrainingError(f"{e} Set --config.on_nonfinite to one of them.") from None
   size = config.augment.crop_size
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
   state = steps.create_train_state(init_rng, model, jnp.zeros((1, size, size, 3), jnp.dtype(config.model.dtype)), tx)
@@ -543,14 +561,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           in_flight.clear()
           if progress is not None:
             progress.update(step - progress.n)
-          bad = [i for i, m in enumerate(per_step) if not math.isfinite(m["loss"])]
-          if bad and config.on_nonfinite == "stop":
+          problem = nonfinite_problem(config.on_nonfinite, per_step, pending_since,
+                                      optim.skipped_in_a_row(state.opt_state))
+          if problem:
             manager.wait_until_finished()
             where = (f"the last good checkpoint is step {last_good_checkpoint} in {manager.directory}, untouched"
                      if last_good_checkpoint is not None else "no checkpoint was written")
-            raise TrainingError(f"Non-finite training loss at step {pending_since + 1 + bad[0]} (learning rate "
-                                f"{per_step[bad[0]].get('learning_rate', float('nan')):.3g}); {where}. Lower "
-                                f"optim.learning_rate, or set on_nonfinite=skip to drop such updates.")
+            raise TrainingError(f"{problem}; {where}. Lower optim.learning_rate"
+                                + (", or set on_nonfinite=skip to drop such updates." if config.on_nonfinite == "stop"
+                                   else "."))
           now = time.time()
           images = (step - pending_since) * global_batch
           loop.train_time_s += now - interval_start

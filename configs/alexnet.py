@@ -104,7 +104,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
   config.eval_only = False
-  config.on_nonfinite = "stop"  # or "skip": drop non-finite updates (optax.apply_if_finite)
+  config.on_nonfinite = "stop"  # or "skip": drop non-finite updates (optim.MAX_SKIPPED_IN_A_ROW in a row stop)
   config.prefetch_to_device = 2
   config.progress_bar = True
   return config

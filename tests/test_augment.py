@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from alexnet_jax import augment
 from alexnet_jax.data import stats
@@ -90,6 +91,32 @@ def test_random_resized_crop_shapes_and_identity_at_full_area():
   assert out.shape == (3, 8, 8, 3)
   full = augment.random_resized_crop(x, jax.random.key(0), 16, area_range=(1.0, 1.0), ratio_range=(1.0, 1.0))
   np.testing.assert_allclose(full, x, atol=1e-3)
+
+
+def test_random_resized_crop_samples_area_aspect_and_position_as_specified():
+  """Inception crops of coordinate ramps (channel 0 holds the column, channel 1 the row): bilinear
+  upsampling keeps a ramp linear, so each output's slope is box side / output size and its first pixel
+  gives the box's corner. Over 400 crops, the measured area fraction must be uniform on area_range, every
+  aspect (width / height) the one asked for, and the corner uniform over the positions that fit."""
+  height = width = 64
+  rows, cols = np.meshgrid(np.arange(height, dtype=np.float32), np.arange(width, dtype=np.float32), indexing="ij")
+  ramp = np.stack([cols, rows, np.zeros_like(rows)], -1)
+  batch, size, ratio = 400, 96, 1.5  # area * ratio <= 0.9: no box is clipped
+  out = np.asarray(augment.random_resized_crop(jnp.asarray(np.broadcast_to(ramp, (batch, height, width, 3))),
+                                               jax.random.key(3), size, area_range=(0.1, 0.6),
+                                               ratio_range=(ratio, ratio)), np.float64)
+  box_w = np.median(np.diff(out[:, size // 2, :, 0], axis=-1), axis=-1) * size
+  box_h = np.median(np.diff(out[:, :, size // 2, 1], axis=-1), axis=-1) * size
+  np.testing.assert_allclose(box_w / box_h, ratio, rtol=1e-3)
+  area = box_w * box_h / (height * width)
+  assert scipy_stats.kstest(area, scipy_stats.uniform(0.1, 0.5).cdf).pvalue > 1e-3
+  # Output pixel j's centre maps to x0 + (j + 0.5) * w / size in pixel-edge coordinates, where the ramp
+  # reads that minus 0.5.
+  x0 = out[:, size // 2, size // 2, 0] + 0.5 - (size // 2 + 0.5) * box_w / size
+  y0 = out[:, size // 2, size // 2, 1] + 0.5 - (size // 2 + 0.5) * box_h / size
+  assert np.all(x0 > -0.01) and np.all(x0 + box_w < width + 0.01)
+  assert scipy_stats.kstest(x0 / (width - box_w), "uniform").pvalue > 1e-3
+  assert scipy_stats.kstest(y0 / (height - box_h), "uniform").pvalue > 1e-3
 
 
 def test_dataset_statistics_match_numpy():

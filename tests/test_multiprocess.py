@@ -47,23 +47,33 @@ def launch(workdir, flags, *, devices, process_id=None, num_processes=None, port
   return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
+def two_processes(workdir, flags):
+  """Runs both processes of a 2 x 2-device run to the end; their (stdout, stderr)."""
+  port = unused_port()
+  workers = [launch(workdir, flags, devices=2, process_id=i, num_processes=2, port=port) for i in range(2)]
+  outputs = [w.communicate(timeout=600) for w in workers]
+  for w, (out, err) in zip(workers, outputs):
+    assert w.returncode == 0, err[-3000:]
+  return outputs
+
+
 @pytest.mark.slow
-def test_two_processes_equal_one_process_with_as_many_devices(tmp_path):
+def test_two_processes_stopped_and_resumed_equal_one_process_with_as_many_devices(tmp_path):
   """Both runs start from an empty data_dir, so each prepares the embedded dataset on first use; in the
-  two-process run both processes find it missing at once and prepare it together into one folder."""
+  two-process run both processes find it missing at once and prepare it together into one folder. The
+  two-process run stops at step 4 and a second launch resumes it to 8 (the checkpoint written by process
+  0, read by both, and each process's data position); the one-process run goes straight to 8."""
   single = launch(tmp_path / "single", deterministic_flags(tmp_path / "data_single", auto_prepare=True), devices=4)
   out, err = single.communicate(timeout=600)
   assert single.returncode == 0, err[-3000:]
 
-  port = unused_port()
   shared_data = tmp_path / "data_multi"
-  workers = [launch(tmp_path / "multi", deterministic_flags(shared_data, auto_prepare=True), devices=2,
-                    process_id=i, num_processes=2, port=port) for i in range(2)]
-  outputs = [w.communicate(timeout=600) for w in workers]
-  for w, (out, err) in zip(workers, outputs):
-    assert w.returncode == 0, err[-3000:]
+  outputs = two_processes(tmp_path / "multi", deterministic_flags(shared_data, steps=4, auto_prepare=True))
   assert sorted(p.name for p in shared_data.iterdir()) == ["synthetic_shapes"]  # one copy, no staging left
   assert "2 process(es)" in outputs[0][1]
+  resumed = two_processes(tmp_path / "multi", deterministic_flags(shared_data, steps=8))
+  for _, err in resumed:
+    assert "Resumed from the checkpoint at step 4" in err, err[-3000:]
 
   import jax
   a, b = final_params(tmp_path / "single", 8), final_params(tmp_path / "multi", 8)

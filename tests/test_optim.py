@@ -254,3 +254,25 @@ def test_plateau_cuts_stop_at_the_floor_even_where_the_factor_misses_it_by_round
   for value in (1.0, 1.0, 1.0, 1.0, 1.0):
     state = optim.plateau_update(state, value, patience=1, min_factor=1e-4 / 0.01)
   assert state.cuts == 2 and state.factor == pytest.approx(0.01)
+
+
+def test_skip_guard_drops_non_finite_updates_and_counts_them_in_a_row():
+  """on_nonfinite=skip: a NaN gradient leaves the parameters and the momentum as they were (the update is
+  skipped, not applied late), however many come in a row; a finite one is the plain update; the count
+  restarts after it. 'stop' leaves the optimiser unwrapped."""
+  params, grads = random_problem()
+  plain = optim.sgd(lambda c: 0.1, weight_decay_mode="coupled")
+  guarded = optim.guard_nonfinite(plain, "skip")
+  nan = {k: np.full_like(v, np.nan) for k, v in params.items()}
+  expected, _ = run_optax(plain, params, grads[:1])
+  got, state = run_optax(guarded, params, [nan] * 12)
+  for k in params:
+    np.testing.assert_array_equal(got[k], params[k])
+  assert optim.skipped_in_a_row(state) == 12
+  got, state = run_optax(guarded, params, [nan] * 3 + grads[:1])
+  for k in params:
+    np.testing.assert_allclose(got[k], expected[k], rtol=1e-6)
+  assert optim.skipped_in_a_row(state) == 0 and optim.learning_rate_factor(state) == 1.0
+  assert optim.guard_nonfinite(plain, "stop") is plain
+  with pytest.raises(ValueError, match="Unknown on_nonfinite 'ignore'"):
+    optim.guard_nonfinite(plain, "ignore")

@@ -96,19 +96,52 @@ def test_step_rng_differs_per_device_and_per_step():
   assert not np.array_equal(a, b)
 
 
-def test_preprocess_hook_runs_on_the_device_inside_the_step():
-  state = steps.create_train_state(jax.random.key(0), MLP(), jnp.zeros((1, 2)), optax.sgd(0.0))
-  seen = {}
+class Linear(nn.Module):
+  """logits = x W + b, optionally after dropout of x: a model whose loss a test can write out."""
+  dropout_rate: float = 0.0
 
-  def preprocess(batch, rng):
-    seen["rng"] = rng
-    return {**batch, "image": batch["image"] * 0.0}  # erase the input: every logit row becomes equal
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    return nn.Dense(4)(nn.Dropout(self.dropout_rate, deterministic=not train)(x))
 
-  batch = toy_problem(8)
-  _, metrics = steps.jit_train_step(preprocess=preprocess, donate=False)(state, batch, jax.random.key(0))
-  _, plain = steps.jit_train_step(donate=False)(state, batch, jax.random.key(0))
-  assert "rng" in seen
-  assert float(metrics["loss"]) != pytest.approx(float(plain["loss"]))
+
+def numpy_loss(params, images, labels):
+  logits = np.asarray(images, np.float64) @ np.asarray(params["Dense_0"]["kernel"], np.float64)
+  logits += np.asarray(params["Dense_0"]["bias"], np.float64)
+  logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  return -logp[np.arange(len(labels)), labels].mean()
+
+
+def test_the_preprocess_hook_gets_each_devices_own_key_and_feeds_the_model():
+  """Under pmap the hook's key is the documented one, split(fold_in(fold_in(key, step), device))[0], so
+  every device draws its own crops: a hook that replaces the images by noise from its key gives the loss
+  written out in NumPy from each device's noise, averaged over the devices."""
+  state = steps.create_train_state(jax.random.key(0), Linear(), jnp.zeros((1, 2)), optax.sgd(0.0))
+  state = state.replace(step=jnp.asarray(3, jnp.int32))
+  batch = toy_problem(16)
+
+  def noise_for_images(batch, rng):
+    return {**batch, "image": jax.random.normal(rng, batch["image"].shape)}
+
+  _, metrics = steps.pmap_train_step(preprocess=noise_for_images, donate=False)(
+      state, steps.shard_batch(batch), jax.random.key(7))
+  losses = []
+  for device, labels in enumerate(batch["label"].reshape(8, 2)):
+    key = jax.random.split(jax.random.fold_in(jax.random.fold_in(jax.random.key(7), 3), device))[0]
+    losses.append(numpy_loss(state.params, jax.random.normal(key, (2, 2)), labels))
+  np.testing.assert_allclose(float(metrics["loss"][0]), np.mean(losses), rtol=1e-5)
+
+
+def test_dropout_masks_differ_across_devices():
+  """Every device gets the same examples: with one mask for all, the averaged loss over 8 devices would be
+  device 0's loss, which a 1-device pmap with the same key computes."""
+  state = steps.create_train_state(jax.random.key(0), Linear(dropout_rate=0.5), jnp.zeros((1, 16)), optax.sgd(0.0))
+  examples = {"image": np.ones((2, 16), np.float32), "label": np.array([0, 1], np.int32)}
+  everywhere = jax.tree_util.tree_map(lambda x: np.stack([x] * 8), examples)
+  _, eight = steps.pmap_train_step(donate=False)(state, everywhere, jax.random.key(1))
+  _, one = steps.pmap_train_step(donate=False, devices=jax.local_devices()[:1])(
+      state, jax.tree_util.tree_map(lambda x: x[None], examples), jax.random.key(1))
+  assert abs(float(eight["loss"][0]) - float(one["loss"][0])) > 1e-3
 
 
 def test_eval_mask_makes_padding_count_nothing():

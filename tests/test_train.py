@@ -41,9 +41,9 @@ def main_command(workdir, flags, variant="smoke"):
   return [sys.executable, "-m", "alexnet_jax.main", f"--config={CONFIG}:{variant}", f"--workdir={workdir}"] + flags
 
 
-def run_main(workdir, flags, variant="smoke", timeout=600):
+def run_main(workdir, flags, variant="smoke", timeout=600, **extra_env):
   return subprocess.run(main_command(workdir, flags, variant), capture_output=True, text=True, timeout=timeout,
-                        env=env())
+                        env={**env(), **extra_env})
 
 
 def records(workdir, kinds=("train", "eval")):
@@ -85,20 +85,13 @@ def in_process_config(data_dir, workers=0):
 
 @pytest.fixture(scope="module")
 def trained_workdir(tmp_path_factory, synthetic_data_dir):
-  """One finished 24-step run (checkpoints at 12 and 24) that the tests below copy and then damage."""
+  """One finished 24-step run (checkpoints at 12 and 24) that the tests below copy and then damage; its
+  compiled programs are kept in ../xla_cache (--compilation_cache_dir) for the resume test to load."""
   workdir = tmp_path_factory.mktemp("trained") / "work"
   cache = workdir.parent / "xla_cache"
   result = run_main(workdir, tiny_flags(synthetic_data_dir) + [f"--compilation_cache_dir={cache}"])
   assert result.returncode == 0, result.stderr[-3000:]
   return workdir
-
-
-@pytest.mark.slow
-def test_compilation_cache_dir_keeps_the_compiled_train_step(trained_workdir):
-  """--compilation_cache_dir turns on JAX's persistent cache: the run left compiled programs there (those
-  that took over a second to compile, the train step among them; JAX names the pmapped one `jit__fun`)."""
-  cache = trained_workdir.parent / "xla_cache"
-  assert cache.is_dir() and any(p.name.endswith("-cache") for p in cache.iterdir())
 
 
 def copy_of(workdir, tmp_path):
@@ -143,8 +136,13 @@ def test_exact_resume_after_kill_minus_nine(tmp_path, synthetic_data_dir, traine
   steps_on_disk = sorted(int(p.name) for p in (killed / "checkpoints").iterdir() if p.name.isdigit())
   assert steps_on_disk[0] == 12 and steps_on_disk[-1] < 24
 
-  result = run_main(killed, tiny_flags(synthetic_data_dir))
+  # The resume also shares the compilation cache the straight run wrote: its pmapped steps (JAX names
+  # them 'jit__fun') load from there instead of compiling, and train the same bits.
+  cache = straight.parent / "xla_cache"
+  result = run_main(killed, tiny_flags(synthetic_data_dir) + [f"--compilation_cache_dir={cache}"],
+                    JAX_LOG_COMPILES="1")
   assert result.returncode == 0, result.stderr[-3000:]
+  assert "Persistent compilation cache hit for 'jit__fun'" in result.stderr
   assert_trees_equal(final_params(straight, 24), final_params(killed, 24))
   assert records(killed) == records(straight)  # train and eval records, bit for bit, including after step 12
 
@@ -391,7 +389,10 @@ def test_the_papers_plateau_schedule_cuts_in_the_loop_floors_at_min_lr_and_resum
              "optim.plateau_threshold": 0.5, "optim.plateau_min_lr": 1e-4, "eval_every_epochs": 0.16,
              "optim.warmup_epochs": 0.0, "log_every_steps": 4, "checkpoint_every_steps": 8}
   whole, halves = tmp_path / "whole", tmp_path / "halves"
-  assert run_main(whole, tiny_flags(synthetic_data_dir, num_train_steps=16, **plateau)).returncode == 0
+  # The whole run also checkpoints every 4 steps keeping 2 (config.keep_checkpoints): 12 and 16 remain.
+  kept = {"checkpoint_every_steps": 4, "keep_checkpoints": 2}
+  assert run_main(whole, tiny_flags(synthetic_data_dir, num_train_steps=16, **{**plateau, **kept})).returncode == 0
+  assert sorted(int(p.name) for p in (whole / "checkpoints").iterdir() if p.name.isdigit()) == [12, 16]
   assert run_main(halves, tiny_flags(synthetic_data_dir, num_train_steps=8, **plateau)).returncode == 0
   resumed = run_main(halves, tiny_flags(synthetic_data_dir, num_train_steps=16, **plateau))
   assert resumed.returncode == 0 and "Resumed from the checkpoint at step 8" in resumed.stderr
@@ -523,3 +524,15 @@ def test_inference_loads_a_run_trained_before_a_config_key_existed(trained_workd
   (workdir / "config.json").write_text(json.dumps(stored))
   net = inference.load(str(workdir))
   assert net.config.model.activation == "relu" and net.config.model.width_multiplier == 0.125
+
+
+def test_non_finite_losses_stop_at_the_first_or_after_too_many_skipped_in_a_row():
+  from alexnet_jax import optim, train
+  logged = [{"loss": 1.0, "learning_rate": 0.01}, {"loss": float("nan"), "learning_rate": 0.01},
+            {"loss": 2.0, "learning_rate": 0.01}]
+  assert train.nonfinite_problem("stop", logged[:1], 40, 0) is None
+  assert train.nonfinite_problem("stop", logged, 40, 0) == "Non-finite training loss at step 42 (learning rate 0.01)"
+  assert train.nonfinite_problem("skip", logged, 40, 0) is None  # skipped, training goes on
+  many = train.nonfinite_problem("skip", [{"loss": float("inf"), "learning_rate": 0.5}] * 12, 40,
+                                 optim.MAX_SKIPPED_IN_A_ROW + 2)
+  assert many.startswith(f"{optim.MAX_SKIPPED_IN_A_ROW + 2} updates in a row") and "up to step 52" in many
