@@ -2,8 +2,8 @@
 
 Utilisation ("achieved TFLOP/s against the machine's matmul rate") needs the model's FLOPs on every
 backend. XLA's own count (`compiled.cost_analysis()`) is backend-specific: on GPUs it leaves out the
-convolutions handed to cuDNN (0.06 instead of ~4 GFLOP per image for the paper preset on an H200). The
-jaxpr is the same everywhere, so the count is too.
+convolutions handed to cuDNN (the figure is in experiments/results/benchmark/README.md). The jaxpr is the
+same everywhere, so the count is too.
 
 What is counted: 2 FLOPs (a multiply and an add) per multiply-accumulate of every `conv_general_dilated`
 and `dot_general`, including those in gradients; element-wise work (ReLU, LRN, pooling, the optimiser) is

@@ -110,10 +110,8 @@ class TowerConv(nn.Module):
   The kernel has Flax's grouped shape [k, k, in/towers, out] whatever `impl` is, so checkpoints move
   freely between implementations:
     grouped  one `feature_group_count=towers` convolution;
-    split    one ordinary convolution per tower on its channel slice, then a concatenation: the default.
-             Grouped kernels are far from peak on GPUs (DESIGN.md: the two-tower model trained slower than
-             the one-tower one despite 35% fewer FLOPs), and on the CPU the split form trains the paper
-             preset about 2x faster (experiments/results/benchmark).
+    split    one ordinary convolution per tower on its channel slice, then a concatenation: the default,
+             the faster of the two where measured (experiments/results/benchmark/README.md).
   `conv_impl` computes an ungrouped convolution as lax's direct convolution ('direct'), as the equal
   stride-1 convolution of space-to-depth blocks ('space_to_depth', `space_to_depth_conv`), or as one matrix
   multiply of its patches ('im2col', `im2col_conv`); the kernel parameter keeps its shape.

@@ -1,10 +1,8 @@
 """`train_and_evaluate(config, workdir)`: the training loop, evaluation, metrics and checkpoints.
 
-The way a batch travels (DESIGN.md): the loader yields host uint8 batches (data/order.py's order, decoded by
-worker processes) -> they are split across the local devices and put there two steps ahead -> the
-pmapped `steps.train_step` augments them on the device (`augment.train_preprocess`), runs the model,
-averages gradients with `lax.pmean` and applies the optax update -> metrics stay on the device until a log
-step, so the host never waits in between.
+How a batch travels is drawn in the README's "Layout" section: host uint8 batches from the loader, split
+across the local devices two steps ahead, augmented on the device inside the pmapped `steps.train_step`;
+metrics stay on the device until a log step, so the host never waits in between.
 
 Everything needed to resume lives in the workdir: `checkpoints/` (train state, data iterator state,
 plateau state), `metrics.jsonl`, `tensorboard/`, `config.json`, `summary.json`. A run resumes from its latest

@@ -1,12 +1,11 @@
 """Decoding worker processes that hand batches over through persistent shared memory.
 
 grain's `mp_prefetch` sends every batch in a new shared-memory block, and the kernel faults in and zeroes
-each page of a new block on first write: on the 2-core development machine that cost 64-68 us per 128 px
-image and 220-284 us per 256 px image (`experiments/shm_cost.py`), half a JPEG decode or more. Here each worker owns a few blocks
-("slots") for the life of the loader, so the pages are faulted once: the training process sends a worker
-the record indices of a batch and a slot; the worker reads the records, decodes into that slot and answers
-with the slot number; the training process copies the batch out (a few microseconds per image) and the slot
-is free again.
+each page of a new block on first write, at a cost of half a JPEG decode or more per image
+(`experiments/shm_cost.py`; figures in experiments/results/benchmark/README.md). Here each worker owns a
+few blocks ("slots") for the life of the loader, so the pages are faulted once: the training process sends
+a worker the record indices of a batch and a slot; the worker reads the records, decodes into that slot and
+answers with the slot number; the training process copies the batch out and the slot is free again.
 
 Batch k always goes to worker k % N, slot (k // N) % S, and is collected in order, so the output order is
 the submission order whatever the workers' speeds. `BatchLoader` (pipeline.py) decides which indices make
@@ -59,11 +58,9 @@ def keep_freed_memory(trim_threshold: int = 64 << 20, mmap_threshold: int = 16 <
 
   A JPEG decode allocates its output and the decoder's buffers, then frees them. In a process spawned to
   do nothing but decode, glibc's default thresholds (128 KB, adjusted as it goes) handed that memory back
-  after each image and faulted it in again for the next: 68 page faults per 256 px image and a decode 30%
-  slower than in the long-running benchmark process (2-core development machine). The decoding workers,
-  whose imports leave another heap behind, saw 0.5-5.5 faults per 256 px image without this and under 1
-  with it. A worker holds at most `trim_threshold` of freed heap more; blocks above `mmap_threshold`
-  still get their own mapping."""
+  after each image and faulted it in again for the next, page faults that slowed the decode (figures in
+  experiments/results/benchmark/README.md). A worker holds at most `trim_threshold` of freed heap more;
+  blocks above `mmap_threshold` still get their own mapping."""
   try:
     mallopt = ctypes.CDLL(None).mallopt
   except (OSError, AttributeError, TypeError):  # no C library to load, or one without mallopt (macOS)
@@ -89,8 +86,7 @@ def _worker_main(open_source: Callable, source_args: tuple, decode_into: Callabl
     except Exception as e:  # the source would not open: every request gets this answer
       source, open_error = None, _describe(e)
     # The imports (TFDS, array_record, protobuf) left a large heap of long-lived objects; without this,
-    # Python's periodic full collections rescanned all of it (py-spy: ~10% of a worker's samples in
-    # gc_collect_main).
+    # Python's periodic full collections rescanned all of it (seen with py-spy).
     gc.freeze()
     for slot, keys in _requests_until_stopped(requests):
       if open_error is not None:
@@ -170,9 +166,9 @@ def _shutdown(processes, requests, blocks):
 class OutputArrays:
   """The arrays batches are copied out into, reused once nothing else refers to them.
 
-  A fresh 6-25 MB array per batch costs page faults on first write: copying a batch out of its slot took
-  13-15 us per 128 px image into new arrays and 4-5 us into arrays written before (and 27-134 against
-  24-25 us at 256 px; 2-core development machine). An array is reused only when this list holds the one
+  A fresh 6-25 MB array per batch costs page faults on first write, which made copying a batch out of its
+  slot several times slower than into an array written before (experiments/results/benchmark/README.md).
+  An array is reused only when this list holds the one
   reference to it: anything still using a batch, a view of it (views refer to it) or an array JAX made
   from it without copying (JAX keeps a reference), keeps it out of reuse."""
 

@@ -8,11 +8,10 @@ is covered exactly once. Batch k of process p is its elements [k B, (k + 1) B).
 
 Because batch k is a function of k alone, a loader's whole state is how many batches it has returned.
 
-This replaced grain's MapDataset (shuffle, repeat, slice, batch), which computes indices one element at a
-time in Python: 27-30 us per image on the 2-core development machine, in the training process. At the
-GPU machine's data rates (tens of thousands of images/s, DESIGN.md) that alone would take most of a core
-from the process that drives the accelerator; here a batch costs a few numpy calls (well under 1 us per
-image) and one permutation per epoch (about 30 ms for ImageNet's 1.28M).
+Why not a per-element index pipeline (grain's MapDataset): computing indices one element at a time in
+Python, in the process that drives the accelerator, costs that process a large share of a core at GPU
+data rates; here a batch is a few vectorised numpy calls and an epoch one permutation (the measurement is
+in the README's "Layout" section).
 """
 
 import sys

@@ -42,9 +42,8 @@ FLAGS = flags.FLAGS
 VERSION = "1.0.0"
 JPEG_QUALITY = 95
 # Chroma subsampling of the JPEGs written. 4:4:4 (default) keeps colour at full resolution; 4:2:0 halves it
-# both ways, as most photos (ImageNet's among them) come, and decodes faster: 255 against 370 us per 256 px
-# image, mean error 0.5 against 0.04 grey levels (quality 95, shared Imagenette brought to 256 px,
-# simplejpeg, 2-core development machine). The host's decoding is what bounds training on a fast GPU.
+# both ways, as most photos (ImageNet's among them) come, and decodes faster at a small cost in colour
+# (figures in experiments/results/benchmark/README.md). The host's decoding bounds training on a fast GPU.
 CHROMA_SUBSAMPLINGS = ("4:4:4", "4:2:0")
 
 
@@ -83,9 +82,8 @@ def synthetic_examples(split, count, image_size, seed):
 
 def _in_order(job, items, workers):
   """job(item) for each item, in order: in this process (workers <= 1), or in `workers` spawned processes.
-  Decoding, resizing and re-encoding took 1.4 ms per image for the shared Imagenette brought to 256 px
-  (2-core development machine, writing included); ImageNet's 1.33 million larger photos take hours on one
-  core."""
+  Decoding, resizing and re-encoding cost about a millisecond per small image: ImageNet's 1.33 million
+  larger photos take hours on one core."""
   if workers <= 1:
     yield from map(job, items)
     return
@@ -351,8 +349,8 @@ def define_flags():
                        "TFDS dataset is built full size first, in DATA_DIR/tfds_full_size.")
   flags.DEFINE_list("splits", ["train", "val"], "Split folders of a folder source.")
   flags.DEFINE_enum("chroma_subsampling", "4:4:4", list(CHROMA_SUBSAMPLINGS), "Chroma subsampling of the "
-                    "JPEGs written (resized or re-encoded images): 4:2:0 decodes ~1.45x as fast at 256 px, with "
-                    "colour at half resolution.")
+                    "JPEGs written (resized or re-encoded images): 4:2:0 decodes faster, with colour at half "
+                    "resolution.")
   flags.DEFINE_integer("workers", 0, "Processes that decode, resize and re-encode folder and TFDS images "
                        "(0: one per core).")
   flags.DEFINE_integer("limit", None, "Folder sources: keep at most this many images per split (an evenly "

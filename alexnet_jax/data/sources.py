@@ -19,7 +19,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-try:  # OpenCV decodes JPEG about twice as fast as Pillow (DESIGN.md); both give RGB uint8 here.
+try:  # OpenCV where installed, else Pillow; both give RGB uint8 here.
   import cv2
   cv2.setNumThreads(1)  # one decode per worker process; parallelism comes from the workers
 except ImportError:  # pragma: no cover - exercised on machines without OpenCV
@@ -102,9 +102,8 @@ def _decode_jpeg_turbo(data: bytes, out: np.ndarray = None):
   come out as OpenCV gives them: tests/test_data.py compares every kind.)
 
   The same libjpeg-turbo and the same settings as OpenCV's imdecode (accurate integer DCT, smooth chroma
-  upsampling), so the same pixels, at 62 against 93 us per 128 px 4:2:0 JPEG of the shared Imagenette and
-  343 against 397 us per 256 px 4:4:4 JPEG as `prepare --image_size=256` writes them (one core, 2-core
-  development machine, simplejpeg 1.9.0, OpenCV 5.0.0): JPEG decoding is what bounds the input pipeline."""
+  upsampling), so the same pixels, faster (experiments/results/benchmark/README.md): JPEG decoding is what
+  bounds the input pipeline."""
   if simplejpeg is None or data[:2] != _JPEG_START:
     return None
   try:
