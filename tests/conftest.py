@@ -1,5 +1,6 @@
 """Test settings: 8 virtual CPU devices (set before JAX initialises) so pmap paths run as they would on a
-multi-GPU host, and a `slow` marker for end-to-end tests (they still run in CI)."""
+multi-GPU host, a compilation cache shared by the session's runs, and a `slow` marker for end-to-end tests
+(they still run in CI)."""
 
 import os
 
@@ -8,6 +9,17 @@ if "--xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
   os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=8"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+# One persistent XLA compilation cache for the session, which every `python -m alexnet_jax.main` the tests
+# start inherits: the end-to-end runs compile the same small programs again and again, and compiling is
+# most of such a run's time. Loaded programs are the ones compiled, so no result changes.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="alexnet_jax_tests_xla_cache_")
+  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 import pathlib  # noqa: E402
 

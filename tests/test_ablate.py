@@ -102,9 +102,10 @@ def sweep_command(workdir, data_dir, *sets, sweep=None):
 
 @pytest.mark.slow
 def test_two_by_two_sweep_writes_results_and_skips_finished_runs(tmp_path, synthetic_data_dir):
+  """Two runs at a time (--parallel=2): the 2 cores compile two configurations at once."""
   workdir = tmp_path / "sweep"
   command = sweep_command(workdir, synthetic_data_dir, "num_train_steps=50", "eval_every_epochs=1.0",
-                          "log_every_steps=25")
+                          "log_every_steps=25") + ["--parallel=2"]
   result = subprocess.run(command, capture_output=True, text=True, timeout=1200, env=SWEEP_ENV)
   assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
   for name in ("results.csv", "results.md", "curves.png", "ablation.png"):
