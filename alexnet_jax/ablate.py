@@ -70,6 +70,7 @@ def split_config_spec(spec: str) -> Tuple[str, str]:
 def load_config(spec: str):
   """get_config(arg) of a config file, as main would load it (for validating the sweep up front)."""
   import importlib.util
+
   path, arg = split_config_spec(spec)
   if not os.path.exists(path):
     raise configlib.ConfigError(f"Config file {path!r} does not exist.")
@@ -144,10 +145,11 @@ def check_existing_runs(runs: Sequence["Run"], spec: str, overrides: Sequence[st
   if stale:
     run, differences = stale[0]
     raise configlib.ConfigError(
-        f"{len(stale)} of the sweep's run folders hold runs of another config; this sweep would report their "
-        f"results as its own. E.g. {run.workdir}: {'; '.join(differences[:4])}"
-        f"{' ...' if len(differences) > 4 else ''}. Use a new --workdir, or move the old runs aside; "
-        f"nothing was run or changed.")
+      f"{len(stale)} of the sweep's run folders hold runs of another config; this sweep would report their "
+      f"results as its own. E.g. {run.workdir}: {'; '.join(differences[:4])}"
+      f"{' ...' if len(differences) > 4 else ''}. Use a new --workdir, or move the old runs aside; "
+      f"nothing was run or changed."
+    )
 
 
 @dataclasses.dataclass
@@ -168,8 +170,11 @@ class Run:
 
 
 def plan(workdir: str, axes, seeds: int) -> List[Run]:
-  return [Run(run_name(p), p, s, os.path.join(workdir, "runs", run_name(p), f"seed{s}"))
-          for p in grid(axes) for s in range(seeds)]
+  return [
+    Run(run_name(p), p, s, os.path.join(workdir, "runs", run_name(p), f"seed{s}"))
+    for p in grid(axes)
+    for s in range(seeds)
+  ]
 
 
 def runs_per_gpu(parallel: int, gpus: int) -> int:
@@ -191,8 +196,10 @@ def run_environment(base: Mapping[str, str], gpu: Optional[int], parallel: int, 
   if gpu is not None:
     env["CUDA_VISIBLE_DEVICES"] = str(gpu)
   sharing = runs_per_gpu(parallel, gpus)
-  if sharing > 1 and not any(k in base for k in ("XLA_PYTHON_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_PREALLOCATE",
-                                                  "XLA_PYTHON_CLIENT_ALLOCATOR")):
+  if sharing > 1 and not any(
+    k in base
+    for k in ("XLA_PYTHON_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_ALLOCATOR")
+  ):
     env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 / sharing:.2f}"
   return env
 
@@ -214,10 +221,12 @@ def execute(runs: List[Run], spec: str, overrides: Sequence[str], parallel: int,
       gpu = None
       if parallel > 1 and gpus > 1:
         gpu = least_busy_gpu([g for _, _, _, g in active], gpus)
-      print(f"run  {run.name} seed {run.seed} -> {run.workdir}" + (f" (GPU {gpu})" if gpu is not None else ""),
-            flush=True)
-      process = subprocess.Popen(run.command(spec, overrides), stdout=log, stderr=log,
-                                 env=run_environment(os.environ, gpu, parallel, gpus))
+      print(
+        f"run  {run.name} seed {run.seed} -> {run.workdir}" + (f" (GPU {gpu})" if gpu is not None else ""), flush=True
+      )
+      process = subprocess.Popen(
+        run.command(spec, overrides), stdout=log, stderr=log, env=run_environment(os.environ, gpu, parallel, gpus)
+      )
       active.append((run, process, log, gpu))
     time.sleep(0.5)
     for item in list(active):
@@ -227,11 +236,12 @@ def execute(runs: List[Run], spec: str, overrides: Sequence[str], parallel: int,
         active.remove(item)
         if process.returncode != 0 or not run.done:
           failed.append(run)
-          print(f"FAILED {run.name} seed {run.seed} (exit {process.returncode}): see {run.workdir}/run.log",
-                flush=True)
+          print(f"FAILED {run.name} seed {run.seed} (exit {process.returncode}): see {run.workdir}/run.log", flush=True)
   if failed:
-    raise RuntimeError(f"{len(failed)} run(s) failed; re-run the same command to retry them "
-                       f"(finished runs are kept): {[f'{r.name}/seed{r.seed}' for r in failed]}")
+    raise RuntimeError(
+      f"{len(failed)} run(s) failed; re-run the same command to retry them "
+      f"(finished runs are kept): {[f'{r.name}/seed{r.seed}' for r in failed]}"
+    )
 
 
 # ------------------------------------------------------------------------------------------ results
@@ -251,9 +261,15 @@ def read_run(run: Run) -> dict:
         curve.append((epoch, record["eval/top1_error"]))
       elif record["kind"] == "train":
         train_curve.append((epoch, record["train/top1_error"]))
-  return {"seed": run.seed, "final": summary["final"], "images_per_sec": summary["train_images_per_sec"],
-          "wall_time_s": summary["wall_time_s"], "num_classes": summary["config"]["model"]["num_classes"],
-          "curve": curve, "train_curve": train_curve}
+  return {
+    "seed": run.seed,
+    "final": summary["final"],
+    "images_per_sec": summary["train_images_per_sec"],
+    "wall_time_s": summary["wall_time_s"],
+    "num_classes": summary["config"]["model"]["num_classes"],
+    "curve": curve,
+    "train_curve": train_curve,
+  }
 
 
 def mean_std(values):
@@ -286,15 +302,19 @@ def aggregate(runs: List[Run], baseline_name: str, baseline_point: Mapping[str, 
   for run in runs:
     if run.done:
       result = read_run(run)
-      result["failed"] = effects.did_not_train(result["final"].get("eval/top1_error", float("nan")),
-                                               result["num_classes"])
+      result["failed"] = effects.did_not_train(
+        result["final"].get("eval/top1_error", float("nan")), result["num_classes"]
+      )
       by_name.setdefault(run.name, []).append(result)
       points[run.name] = run.point
   base = by_name.get(baseline_name)
   rows = []
   for name, results in by_name.items():
-    row = {"config": name, "seeds": len(results),
-           "did not train": ",".join(str(r["seed"]) for r in results if r["failed"])}
+    row = {
+      "config": name,
+      "seeds": len(results),
+      "did not train": ",".join(str(r["seed"]) for r in results if r["failed"]),
+    }
     for metric in METRICS:
       values = per_seed(results, metric)
       row[f"{metric} mean"], row[f"{metric} std"], _ = mean_std(values.values())
@@ -302,7 +322,10 @@ def aggregate(runs: List[Run], baseline_name: str, baseline_point: Mapping[str, 
       if base is not None:
         interval = effects.paired_difference(per_seed(base, metric), values)
         row[f"{metric} diff"], row[f"{metric} diff low"], row[f"{metric} diff high"] = (
-            interval.mean, interval.low, interval.high)
+          interval.mean,
+          interval.low,
+          interval.high,
+        )
         row[f"{metric} pairs"] = interval.n
     row["images_per_sec"] = mean_std([r["images_per_sec"] for r in results])[0]
     row["wall_time_s"] = mean_std([r["wall_time_s"] for r in results])[0]
@@ -341,21 +364,25 @@ def write_results(workdir: str, rows: List[dict], header_lines: Sequence[str]) -
     for row in rows:
       writer.writerow({k: row.get(k, "") for k in columns})
   lines = list(header_lines) + [
-      "", "Errors in percent: mean ± std over the seeds that trained. Δ: the seed-paired difference to the "
-      "baseline (first row), mean [95% t interval] over the seeds both trained. Did not train: seeds whose final "
-      "top-1 accuracy stayed under 1.5x chance, left out of means and differences. Paper: the increase in error "
-      "the paper reports for removing that component (section 3.3 / 3.4).",
-      "",
-      "| config | seeds | did not train | top-1 (centre) | top-5 (centre) | top-1 (10-crop) | top-5 (10-crop) "
-      "| Δ top-1 | Δ top-5 | Δ top-1 (10-crop) | paper Δ top-1/top-5 | images/s | wall s |",
-      "|" + "---|" * 13]
+    "",
+    "Errors in percent: mean ± std over the seeds that trained. Δ: the seed-paired difference to the "
+    "baseline (first row), mean [95% t interval] over the seeds both trained. Did not train: seeds whose final "
+    "top-1 accuracy stayed under 1.5x chance, left out of means and differences. Paper: the increase in error "
+    "the paper reports for removing that component (section 3.3 / 3.4).",
+    "",
+    "| config | seeds | did not train | top-1 (centre) | top-5 (centre) | top-1 (10-crop) | top-5 (10-crop) "
+    "| Δ top-1 | Δ top-5 | Δ top-1 (10-crop) | paper Δ top-1/top-5 | images/s | wall s |",
+    "|" + "---|" * 13,
+  ]
   for r in rows:
     m = lambda k: _fmt(r[f"{k} mean"], r[f"{k} std"])
     d = lambda k: format_difference(r, k)
-    lines.append(f"| {r['config']} | {r['seeds']} | {r['did not train'] or '–'} | {m('eval/top1_error')} | "
-                 f"{m('eval/top5_error')} | {m('eval_ten_crop/top1_error')} | {m('eval_ten_crop/top5_error')} | "
-                 f"{d('eval/top1_error')} | {d('eval/top5_error')} | {d('eval_ten_crop/top1_error')} | "
-                 f"{r['paper effect top1/top5'] or '–'} | {r['images_per_sec']:.0f} | {r['wall_time_s']:.0f} |")
+    lines.append(
+      f"| {r['config']} | {r['seeds']} | {r['did not train'] or '–'} | {m('eval/top1_error')} | "
+      f"{m('eval/top5_error')} | {m('eval_ten_crop/top1_error')} | {m('eval_ten_crop/top5_error')} | "
+      f"{d('eval/top1_error')} | {d('eval/top5_error')} | {d('eval_ten_crop/top1_error')} | "
+      f"{r['paper effect top1/top5'] or '–'} | {r['images_per_sec']:.0f} | {r['wall_time_s']:.0f} |"
+    )
   lines += ["", "Per seed (seed:top-1 error, centre):", ""]
   lines += [f"- {r['config']}: {r['eval/top1_error per seed'] or '–'}" for r in rows]
   with open(os.path.join(workdir, "results.md"), "w") as f:
@@ -372,7 +399,7 @@ def plot_curves(ax, rows: Sequence[dict], key: str = "_curves") -> None:
     length = min(len(c) for c in curves)
     epochs = [p[0] for p in curves[0][:length]]
     errors = np.asarray([[100 * p[1] for p in c[:length]] for c in curves])
-    line, = ax.plot(epochs, errors.mean(axis=0), marker="o", markersize=2, label=row["config"])
+    (line,) = ax.plot(epochs, errors.mean(axis=0), marker="o", markersize=2, label=row["config"])
     if len(curves) > 1:
       ax.fill_between(epochs, errors.min(axis=0), errors.max(axis=0), color=line.get_color(), alpha=0.15)
 
@@ -381,8 +408,10 @@ def plot(workdir: str, rows: List[dict], baseline: str) -> None:
   """curves.png: validation error per epoch of every configuration (mean and seed range); ablation.png:
   each configuration's seed-paired difference to `baseline` (95% interval) beside the paper's."""
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   fig, ax = plt.subplots(figsize=(7, 4.5))
   plot_curves(ax, rows)
   ax.set_xlabel("epoch")
@@ -405,8 +434,9 @@ def plot(workdir: str, rows: List[dict], baseline: str) -> None:
     ax.bar(x + offset, diffs, 0.4, yerr=errs, capsize=4, label=f"measured Δ {label} (95% CI)")
   for i, r in enumerate(others):
     if r["_paper"]:
-      ax.scatter([i - 0.2, i + 0.2], r["_paper"], color="black", marker="_", s=400, zorder=3,
-                 label="paper" if i == 0 else None)
+      ax.scatter(
+        [i - 0.2, i + 0.2], r["_paper"], color="black", marker="_", s=400, zorder=3, label="paper" if i == 0 else None
+      )
   ax.axhline(0, color="grey", lw=0.8)
   ax.set_xticks(x, [r["config"] for r in others], rotation=15, fontsize=8)
   ax.set_ylabel("error increase over the baseline (points)")
@@ -439,13 +469,19 @@ def main(argv):
   baseline_point = {k: v[0] for k, v in axes}
   rows = aggregate(runs, run_name(baseline_point), baseline_point)
   if rows:
-    header = [f"# Ablation: {FLAGS.config}", "",
-              f"Command: `python -m alexnet_jax.ablate --config={FLAGS.config} --sweep='{FLAGS.sweep}' "
-              f"--seeds={FLAGS.seeds}" + "".join(f" --set={s}" for s in FLAGS.set) + "`",
-              f"Runs: {len(runs)}; this invocation took {time.time() - started:.0f} s."]
+    header = [
+      f"# Ablation: {FLAGS.config}",
+      "",
+      f"Command: `python -m alexnet_jax.ablate --config={FLAGS.config} --sweep='{FLAGS.sweep}' "
+      f"--seeds={FLAGS.seeds}" + "".join(f" --set={s}" for s in FLAGS.set) + "`",
+      f"Runs: {len(runs)}; this invocation took {time.time() - started:.0f} s.",
+    ]
     if failure:
-      header += ["", f"**Partial results**: {sum(r.done for r in runs)} of {len(runs)} runs finished; the table "
-                     f"holds only those. {failure}"]
+      header += [
+        "",
+        f"**Partial results**: {sum(r.done for r in runs)} of {len(runs)} runs finished; the table "
+        f"holds only those. {failure}",
+      ]
     write_results(workdir, rows, header)
     plot(workdir, rows, run_name(baseline_point))
     print(open(os.path.join(workdir, "results.md")).read())
@@ -461,6 +497,10 @@ if __name__ == "__main__":
   flags.DEFINE_integer("seeds", 3, "Seeds per configuration.")
   flags.DEFINE_multi_string("set", [], "Extra key=value overrides applied to every run (e.g. num_epochs=5).")
   flags.DEFINE_integer("parallel", 1, "Runs at once.")
-  flags.DEFINE_integer("gpus", 0, "GPUs to spread parallel runs over, one GPU per run (CUDA_VISIBLE_DEVICES); "
-                       "0: every run sees every GPU, with a share of its memory.")
+  flags.DEFINE_integer(
+    "gpus",
+    0,
+    "GPUs to spread parallel runs over, one GPU per run (CUDA_VISIBLE_DEVICES); "
+    "0: every run sees every GPU, with a share of its memory.",
+  )
   cli.run(main)

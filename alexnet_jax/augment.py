@@ -25,9 +25,7 @@ from jax import lax
 # decreasing eigenvalue. `python -m alexnet_jax.data.stats` computes the same quantities, in the same
 # convention, for another dataset.
 IMAGENET_EIGVAL = (55.46, 4.794, 1.148)
-IMAGENET_EIGVEC = ((-0.5675, 0.7192, 0.4009),
-                   (-0.5808, -0.0045, -0.8140),
-                   (-0.5836, -0.6948, 0.4203))
+IMAGENET_EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
 # Per-channel mean and standard deviation of ImageNet training pixels (0-255), as used by torchvision.
 IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
 IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
@@ -59,8 +57,10 @@ def random_crop_offsets(rng, batch: int, height: int, width: int, size: int):
   if size > min(height, width):
     raise ValueError(f"Cannot crop {size}x{size} patches from {height}x{width} images.")
   ky, kx = jax.random.split(rng)
-  return jnp.stack([jax.random.randint(ky, (batch,), 0, height - size + 1),
-                    jax.random.randint(kx, (batch,), 0, width - size + 1)], axis=-1)
+  return jnp.stack(
+    [jax.random.randint(ky, (batch,), 0, height - size + 1), jax.random.randint(kx, (batch,), 0, width - size + 1)],
+    axis=-1,
+  )
 
 
 def crop_at(images, offsets, size: int):
@@ -97,7 +97,7 @@ def normalize(images, mean, std: Optional[Sequence[float]] = None):
 def center_crop(images, size: int):
   height, width = images.shape[1:3]
   top, left = (height - size) // 2, (width - size) // 2
-  return images[:, top:top + size, left:left + size, :]
+  return images[:, top : top + size, left : left + size, :]
 
 
 def ten_crop(images, size: int):
@@ -107,7 +107,7 @@ def ten_crop(images, size: int):
     raise ValueError(f"Cannot crop {size}x{size} patches from {height}x{width} images.")
   top, left = (height - size) // 2, (width - size) // 2
   corners = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size), (top, left)]
-  crops = [images[:, y:y + size, x:x + size, :] for y, x in corners]
+  crops = [images[:, y : y + size, x : x + size, :] for y, x in corners]
   crops += [c[:, :, ::-1, :] for c in crops]
   return jnp.stack(crops, axis=1)
 
@@ -130,8 +130,9 @@ def random_resized_crop(images, rng, size: int, *, area_range=(0.08, 1.0), ratio
   def one(image, y, x, h, w):
     scale = jnp.stack([size / h, size / w])
     translation = -jnp.stack([y, x]) * scale
-    return jax.image.scale_and_translate(image.astype(jnp.float32), (size, size, image.shape[-1]), (0, 1),
-                                         scale, translation, "bilinear", antialias=True)
+    return jax.image.scale_and_translate(
+      image.astype(jnp.float32), (size, size, image.shape[-1]), (0, 1), scale, translation, "bilinear", antialias=True
+    )
 
   return jax.vmap(one)(images, y0, x0, crop_h, crop_w)
 
@@ -144,9 +145,21 @@ def _mean_for(mean, images_size):
   return mean
 
 
-def train_preprocess(batch, rng, *, resize_to: Optional[int], crop_size: int, crop: str = "random",
-                     flip: bool = True, pca_std: float = PAPER_PCA_STD, eigval=IMAGENET_EIGVAL,
-                     eigvec=IMAGENET_EIGVEC, mean=IMAGENET_MEAN_RGB, std=None, dtype=jnp.float32):
+def train_preprocess(
+  batch,
+  rng,
+  *,
+  resize_to: Optional[int],
+  crop_size: int,
+  crop: str = "random",
+  flip: bool = True,
+  pca_std: float = PAPER_PCA_STD,
+  eigval=IMAGENET_EIGVAL,
+  eigvec=IMAGENET_EIGVEC,
+  mean=IMAGENET_MEAN_RGB,
+  std=None,
+  dtype=jnp.float32,
+):
   """The training view of a uint8 batch: resize (e.g. 128 -> 256), random crop (or Inception crop), mean
   subtraction, flip, PCA lighting, optional scaling. `crop` is 'random' (section 4.1), 'inception', or
   'center' (the same centre patch every time: training without crop augmentation).
@@ -179,8 +192,16 @@ def train_preprocess(batch, rng, *, resize_to: Optional[int], crop_size: int, cr
   return {**batch, "image": images.astype(dtype)}
 
 
-def eval_preprocess(batch, *, resize_to: Optional[int], crop_size: int, views: str = "center",
-                    mean=IMAGENET_MEAN_RGB, std=None, dtype=jnp.float32):
+def eval_preprocess(
+  batch,
+  *,
+  resize_to: Optional[int],
+  crop_size: int,
+  views: str = "center",
+  mean=IMAGENET_MEAN_RGB,
+  std=None,
+  dtype=jnp.float32,
+):
   """The evaluation views: 'center' ([B, s, s, 3]) or the paper's 'ten_crop' ([B, 10, s, s, 3])."""
   images = batch["image"]
   images = resize(images, resize_to) if resize_to else images.astype(jnp.float32)

@@ -24,8 +24,7 @@ class CheckpointError(RuntimeError):
 
 def create_manager(directory: str, *, max_to_keep: int) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True)
-  return ocp.CheckpointManager(os.path.abspath(directory), options=options,
-                               item_names=("state", "data", "extra"))
+  return ocp.CheckpointManager(os.path.abspath(directory), options=options, item_names=("state", "data", "extra"))
 
 
 def _host_tree(state):
@@ -41,14 +40,22 @@ def save(manager: ocp.CheckpointManager, step: int, state, data_state: dict, ext
   The data iterator state is the one of process 0; every process consumed the same number of batches of
   its own shard, and the loader state is that count (data/order.py), so it is the same on all of them.
   """
-  manager.save(step, args=ocp.args.Composite(
-      state=ocp.args.StandardSave(_host_tree(state)),
-      data=ocp.args.JsonSave(data_state), extra=ocp.args.JsonSave(extra)), force=True)
+  manager.save(
+    step,
+    args=ocp.args.Composite(
+      state=ocp.args.StandardSave(_host_tree(state)), data=ocp.args.JsonSave(data_state), extra=ocp.args.JsonSave(extra)
+    ),
+    force=True,
+  )
 
 
 def _restore(manager, step, template):
-  restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(_host_tree(template)), data=ocp.args.JsonRestore(), extra=ocp.args.JsonRestore()))
+  restored = manager.restore(
+    step,
+    args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(_host_tree(template)), data=ocp.args.JsonRestore(), extra=ocp.args.JsonRestore()
+    ),
+  )
   # Shapes and structure, not dtypes: orbax may return a saved scalar as a Python number.
   expected = jax.tree_util.tree_map(np.shape, _host_tree(template))
   found = jax.tree_util.tree_map(np.shape, restored["state"])
@@ -62,8 +69,7 @@ def _first_difference(expected, found) -> str:
   flat_f = dict(jax.tree_util.tree_leaves_with_path(found, is_leaf=lambda x: isinstance(x, tuple)))
   for path in list(flat_e) + [p for p in flat_f if p not in flat_e]:  # in the template's order
     if flat_e.get(path) != flat_f.get(path):
-      return (f"{jax.tree_util.keystr(path)}: this config has {flat_e.get(path)}, the checkpoint "
-              f"{flat_f.get(path)}")
+      return f"{jax.tree_util.keystr(path)}: this config has {flat_e.get(path)}, the checkpoint {flat_f.get(path)}"
   return "different tree structure"
 
 
@@ -80,13 +86,20 @@ def restore_latest(manager: ocp.CheckpointManager, template, workdir: str) -> Op
       difference = written_by_another_config(manager, step, template)
       if difference is not None:
         raise CheckpointError(
-            f"The checkpoints in {manager.directory} (steps {steps}) cannot be restored into this config's "
-            f"train state ({difference}): they were written by another model or config. Use a new --workdir, "
-            f"or the config that wrote them (see config.json there).") from e
+          f"The checkpoints in {manager.directory} (steps {steps}) cannot be restored into this config's "
+          f"train state ({difference}): they were written by another model or config. Use a new --workdir, "
+          f"or the config that wrote them (see config.json there)."
+        ) from e
       aside = os.path.join(workdir, "corrupt_checkpoints", f"{step}-{int(time.time())}")
-      logging.warning("Checkpoint at step %d in %s cannot be read (%s: %s). Moving it to %s and falling back "
-                      "to the previous checkpoint.", step, manager.directory, type(e).__name__,
-                      str(e)[:300], aside)
+      logging.warning(
+        "Checkpoint at step %d in %s cannot be read (%s: %s). Moving it to %s and falling back "
+        "to the previous checkpoint.",
+        step,
+        manager.directory,
+        type(e).__name__,
+        str(e)[:300],
+        aside,
+      )
       if jax.process_index() == 0:  # one process moves it; the others only skip it
         os.makedirs(os.path.dirname(aside), exist_ok=True)
         shutil.move(os.path.join(str(manager.directory), str(step)), aside)
@@ -103,8 +116,9 @@ def written_by_another_config(manager: ocp.CheckpointManager, step: int, templat
   try:
     recorded = manager.item_metadata(step)["state"]
     recorded = getattr(recorded, "tree", recorded)
-    found = jax.tree_util.tree_map(lambda leaf: tuple(leaf.shape), recorded,
-                                   is_leaf=lambda leaf: hasattr(leaf, "shape"))
+    found = jax.tree_util.tree_map(
+      lambda leaf: tuple(leaf.shape), recorded, is_leaf=lambda leaf: hasattr(leaf, "shape")
+    )
   except Exception:  # no readable record: the damage reaches the metadata too
     return None
   expected = jax.tree_util.tree_map(np.shape, _host_tree(template))

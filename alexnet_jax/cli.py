@@ -8,8 +8,9 @@ import sys
 
 from absl import app
 
-HELP_FLAGS = frozenset(prefix + name for prefix in ("-", "--")
-                       for name in ("help", "h", "?", "helpshort", "helpfull", "helpxml"))
+HELP_FLAGS = frozenset(
+  prefix + name for prefix in ("-", "--") for name in ("help", "h", "?", "helpshort", "helpfull", "helpxml")
+)
 
 
 def run(main, **kwargs) -> None:

@@ -24,22 +24,27 @@ def set_path(config: ml_collections.ConfigDict, path: str, value) -> None:
   node = config
   for i, part in enumerate(parents):
     if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
-      raise ConfigError(f"Unknown config key {'.'.join(parents[:i + 1])!r} (in {path!r}).")
+      raise ConfigError(f"Unknown config key {'.'.join(parents[: i + 1])!r} (in {path!r}).")
     node = node[part]
   if leaf not in node:
     raise ConfigError(f"Unknown config key {path!r}. Known keys here: {sorted(node.keys())}.")
   old = node[leaf]
   if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
     value = float(value)
-  if old is not None and not isinstance(value, type(old)) and not (
-      isinstance(old, (tuple, list)) and isinstance(value, (tuple, list))):
-    raise ConfigError(f"Config key {path!r} is a {type(old).__name__} ({old!r}); got {value!r} "
-                      f"({type(value).__name__}).")
+  if (
+    old is not None
+    and not isinstance(value, type(old))
+    and not (isinstance(old, (tuple, list)) and isinstance(value, (tuple, list)))
+  ):
+    raise ConfigError(
+      f"Config key {path!r} is a {type(old).__name__} ({old!r}); got {value!r} ({type(value).__name__})."
+    )
   node[leaf] = value
 
 
-def apply_arg(config: ml_collections.ConfigDict, arg: str, *, variants: Mapping[str, Callable],
-              aliases: Dict[str, str]) -> ml_collections.ConfigDict:
+def apply_arg(
+  config: ml_collections.ConfigDict, arg: str, *, variants: Mapping[str, Callable], aliases: Dict[str, str]
+) -> ml_collections.ConfigDict:
   """`arg` = 'variant', 'key=value,key=value' or 'variant,key=value,...' (variants apply first)."""
   if not arg:
     return config

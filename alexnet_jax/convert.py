@@ -13,8 +13,14 @@ import numpy as np
 
 # torchvision.models.AlexNet: features.{0,3,6,8,10} are the convs, classifier.{1,4,6} the linears.
 TORCHVISION_LAYERS = {
-    "conv1": "features.0", "conv2": "features.3", "conv3": "features.6", "conv4": "features.8",
-    "conv5": "features.10", "fc6": "classifier.1", "fc7": "classifier.4", "fc8": "classifier.6",
+  "conv1": "features.0",
+  "conv2": "features.3",
+  "conv3": "features.6",
+  "conv4": "features.8",
+  "conv5": "features.10",
+  "fc6": "classifier.1",
+  "fc7": "classifier.4",
+  "fc8": "classifier.6",
 }
 
 
@@ -30,11 +36,17 @@ def torchvision_to_flax(state_dict, *, pool5_hw=(6, 6)):
   `pool5_hw` is the spatial size of the maps in front of fc6 (6x6 for torchvision's 224 input and its
   adaptive 6x6 average pool).
   """
-  missing = [f"{prefix}.{kind}" for prefix in TORCHVISION_LAYERS.values() for kind in ("weight", "bias")
-             if f"{prefix}.{kind}" not in state_dict]
+  missing = [
+    f"{prefix}.{kind}"
+    for prefix in TORCHVISION_LAYERS.values()
+    for kind in ("weight", "bias")
+    if f"{prefix}.{kind}" not in state_dict
+  ]
   if missing:
-    raise KeyError(f"Not a torchvision alexnet() state_dict: missing {missing}. Expected the keys of "
-                   f"torchvision.models.alexnet().state_dict().")
+    raise KeyError(
+      f"Not a torchvision alexnet() state_dict: missing {missing}. Expected the keys of "
+      f"torchvision.models.alexnet().state_dict()."
+    )
   params = {}
   for name, prefix in TORCHVISION_LAYERS.items():
     weight = _numpy(state_dict[f"{prefix}.weight"])
@@ -43,9 +55,11 @@ def torchvision_to_flax(state_dict, *, pool5_hw=(6, 6)):
       kernel = weight.transpose(2, 3, 1, 0)  # [out, in, kh, kw] -> [kh, kw, in, out]
     elif name == "fc6":
       channels = weight.shape[1] // (pool5_hw[0] * pool5_hw[1])
-      kernel = (weight.reshape(weight.shape[0], channels, *pool5_hw)  # [out, c, h, w]
-                .transpose(2, 3, 1, 0)                                # [h, w, c, out]
-                .reshape(-1, weight.shape[0]))
+      kernel = (
+        weight.reshape(weight.shape[0], channels, *pool5_hw)  # [out, c, h, w]
+        .transpose(2, 3, 1, 0)  # [h, w, c, out]
+        .reshape(-1, weight.shape[0])
+      )
     else:
       kernel = weight.T
     params[name] = {"kernel": np.ascontiguousarray(kernel), "bias": bias}
@@ -68,9 +82,11 @@ def flax_to_torchvision(params, *, pool5_hw=(6, 6)) -> dict:
     elif name == "fc6":
       out = kernel.shape[1]
       channels = kernel.shape[0] // (pool5_hw[0] * pool5_hw[1])
-      weight = (kernel.reshape(*pool5_hw, channels, out)  # [h, w, c, out]
-                .transpose(3, 2, 0, 1)                    # [out, c, h, w]
-                .reshape(out, -1))
+      weight = (
+        kernel.reshape(*pool5_hw, channels, out)  # [h, w, c, out]
+        .transpose(3, 2, 0, 1)  # [out, c, h, w]
+        .reshape(out, -1)
+      )
     else:
       weight = kernel.T
     state_dict[f"{prefix}.weight"] = np.ascontiguousarray(weight)

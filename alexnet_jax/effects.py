@@ -23,6 +23,7 @@ TRAINED_ACCURACY_OVER_CHANCE = 1.5
 @dataclasses.dataclass(frozen=True)
 class Interval:
   """The mean of n paired differences and its confidence interval [low, high] (NaN bounds when n < 2)."""
+
   mean: float
   low: float
   high: float
@@ -53,8 +54,9 @@ def t_interval(values, confidence: float = CONFIDENCE) -> Interval:
   return Interval(mean, mean - half, mean + half, n)
 
 
-def paired_difference(baseline: Mapping[int, float], ablated: Mapping[int, float],
-                      confidence: float = CONFIDENCE) -> Interval:
+def paired_difference(
+  baseline: Mapping[int, float], ablated: Mapping[int, float], confidence: float = CONFIDENCE
+) -> Interval:
   """ablated - baseline over the seeds both have a value for (dicts seed -> value)."""
   seeds = sorted(set(baseline) & set(ablated))
   return t_interval([ablated[s] - baseline[s] for s in seeds], confidence)

@@ -22,10 +22,11 @@ from typing import Any, Callable
 import numpy as np
 
 
-def _valid_taps(in_size: int, out_size: int, kernel: int, stride: int, pad_low: int, lhs_dilation: int,
-                rhs_dilation: int) -> int:
+def _valid_taps(
+  in_size: int, out_size: int, kernel: int, stride: int, pad_low: int, lhs_dilation: int, rhs_dilation: int
+) -> int:
   """Pairs (output position, kernel tap) along one spatial dimension that land on a real input element."""
-  positions = (np.arange(out_size)[:, None] * stride + np.arange(kernel)[None, :] * rhs_dilation - pad_low)
+  positions = np.arange(out_size)[:, None] * stride + np.arange(kernel)[None, :] * rhs_dilation - pad_low
   real = (positions >= 0) & (positions <= (in_size - 1) * lhs_dilation) & (positions % lhs_dilation == 0)
   return int(real.sum())
 
@@ -38,9 +39,15 @@ def conv_flops(eqn) -> int:
   lhs_spec, rhs_spec, out_spec = params["dimension_numbers"]
   taps = 1
   for d in range(len(lhs_spec) - 2):
-    taps *= _valid_taps(in_size=lhs[lhs_spec[2 + d]], out_size=out[out_spec[2 + d]], kernel=rhs[rhs_spec[2 + d]],
-                        stride=params["window_strides"][d], pad_low=params["padding"][d][0],
-                        lhs_dilation=params["lhs_dilation"][d], rhs_dilation=params["rhs_dilation"][d])
+    taps *= _valid_taps(
+      in_size=lhs[lhs_spec[2 + d]],
+      out_size=out[out_spec[2 + d]],
+      kernel=rhs[rhs_spec[2 + d]],
+      stride=params["window_strides"][d],
+      pad_low=params["padding"][d][0],
+      lhs_dilation=params["lhs_dilation"][d],
+      rhs_dilation=params["rhs_dilation"][d],
+    )
   # Each output element of each output feature sums over the kernel's input features (already divided by
   # feature_group_count in rhs's shape) at every real tap; batch groups only shrink the output batch.
   return 2 * out[out_spec[0]] * out[out_spec[1]] * rhs[rhs_spec[1]] * taps
@@ -86,6 +93,7 @@ def jaxpr_flops(jaxpr) -> int:
 def count_flops(fn: Callable, *args: Any, **kwargs: Any) -> int:
   """Matrix FLOPs of one call fn(*args, **kwargs), traced (not run): arrays or jax.ShapeDtypeStruct."""
   import jax
+
   return jaxpr_flops(jax.make_jaxpr(functools.partial(fn, **kwargs))(*args).jaxpr)
 
 

@@ -25,8 +25,15 @@ from alexnet_jax import augment, train
 from alexnet_jax.data import sources
 
 # Layer name -> the model's sown intermediate: conv layers after their activation (before LRN and pooling).
-LAYERS = {"conv1": "relu1", "conv2": "relu2", "conv3": "relu3", "conv4": "relu4", "conv5": "relu5",
-          "fc6": "relu6", "fc7": "relu7"}
+LAYERS = {
+  "conv1": "relu1",
+  "conv2": "relu2",
+  "conv3": "relu3",
+  "conv4": "relu4",
+  "conv5": "relu5",
+  "fc6": "relu6",
+  "fc7": "relu7",
+}
 # The repository's config file: its defaults complete the config of a run trained before a key existed.
 CONFIG_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "alexnet.py")
 BATCH = 64  # images per call of the jitted function; the last batch is padded, so it compiles once
@@ -86,13 +93,15 @@ class Network:
   def _batched(self, fn, images) -> np.ndarray:
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (self.image_size, self.image_size, 3):
-      raise InferenceError(f"Expected uint8 images [B, {self.image_size}, {self.image_size}, 3] (the stored "
-                           f"size), got {images.dtype} {images.shape}: bring each through Network.fit first.")
+      raise InferenceError(
+        f"Expected uint8 images [B, {self.image_size}, {self.image_size}, 3] (the stored "
+        f"size), got {images.dtype} {images.shape}: bring each through Network.fit first."
+      )
     out = []
     for start in range(0, len(images), BATCH):
-      chunk = images[start:start + BATCH]
+      chunk = images[start : start + BATCH]
       padded = np.concatenate([chunk, np.zeros((BATCH - len(chunk),) + chunk.shape[1:], np.uint8)])
-      out.append(np.asarray(fn(self.params, padded))[:len(chunk)])
+      out.append(np.asarray(fn(self.params, padded))[: len(chunk)])
     return np.concatenate(out)
 
 
@@ -100,8 +109,9 @@ def latest_step(workdir: str, step: Optional[int] = None) -> int:
   root = os.path.join(workdir, "checkpoints")
   steps_there = sorted(int(p) for p in os.listdir(root) if p.isdigit()) if os.path.isdir(root) else []
   if not steps_there:
-    raise InferenceError(f"{workdir} holds no checkpoint (expected {root}/<step>/): train there first, or give "
-                         f"the workdir of a run.")
+    raise InferenceError(
+      f"{workdir} holds no checkpoint (expected {root}/<step>/): train there first, or give the workdir of a run."
+    )
   if step is None:
     return steps_there[-1]
   if step not in steps_there:
@@ -121,6 +131,7 @@ def class_names(config, num_classes: int) -> list:
 def load(workdir: str, step: Optional[int] = None) -> Network:
   """The network of a training workdir (its config.json and a checkpoint: the latest, or `step`)."""
   import orbax.checkpoint as ocp
+
   workdir = os.path.abspath(os.path.expanduser(workdir))
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
@@ -131,8 +142,9 @@ def load(workdir: str, step: Optional[int] = None) -> Network:
   state = ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", str(step), "state"))
   params = jax.tree_util.tree_map(jnp.asarray, state["params"])
   image_size = config.dataset.image_size or stored_size(config)
-  return Network(config, train.build_model(config), params, class_names(config, config.model.num_classes),
-                 int(image_size), step)
+  return Network(
+    config, train.build_model(config), params, class_names(config, config.model.num_classes), int(image_size), step
+  )
 
 
 def with_defaults(stored: dict) -> ml_collections.ConfigDict:
@@ -153,9 +165,12 @@ def stored_size(config) -> int:
   try:
     size = sources.dataset_info(os.path.expanduser(config.dataset.data_dir), config.dataset.name).image_size
   except sources.DatasetError as e:
-    raise InferenceError(f"The run read {config.dataset.name!r} at its stored size, and that dataset is not "
-                         f"here to say what it was ({e}).") from None
+    raise InferenceError(
+      f"The run read {config.dataset.name!r} at its stored size, and that dataset is not here to say what it was ({e})."
+    ) from None
   if not size:
-    raise InferenceError(f"{config.dataset.name!r} holds images of varied sizes and the run set no "
-                         f"dataset.image_size: the size its images were brought to is unknown.")
+    raise InferenceError(
+      f"{config.dataset.name!r} holds images of varied sizes and the run set no "
+      f"dataset.image_size: the size its images were brought to is unknown."
+    )
   return size

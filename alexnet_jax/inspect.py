@@ -22,15 +22,23 @@ FLAGS = flags.FLAGS
 def towers_of(net) -> int:
   """How many towers conv1's kernels were learned in (2 for the paper's net, else 1)."""
   from alexnet_jax import models
+
   return models.PRESETS[net.config.model.preset].lrn_towers
 
 
 def split_images(net, split: str, limit: int = 0):
   """(uint8 images, labels) of a split of the run's dataset, at the run's stored size, in stored order."""
   from alexnet_jax.data import pipeline
-  config = pipeline.LoaderConfig(data_dir=os.path.expanduser(net.config.dataset.data_dir),
-                                 name=net.config.dataset.name, split=split, batch_size=256,
-                                 image_size=net.image_size, num_workers=0, shuffle=False)
+
+  config = pipeline.LoaderConfig(
+    data_dir=os.path.expanduser(net.config.dataset.data_dir),
+    name=net.config.dataset.name,
+    split=split,
+    batch_size=256,
+    image_size=net.image_size,
+    num_workers=0,
+    shuffle=False,
+  )
   images, labels = [], []
   for batch in pipeline.eval_batches(config):
     keep = batch["mask"] > 0
@@ -44,15 +52,18 @@ def split_images(net, split: str, limit: int = 0):
 
 def nearest(query_features: np.ndarray, features: np.ndarray, k: int) -> np.ndarray:
   """Indices [Q, k] of the k rows of `features` nearest to each query (Euclidean), nearest first."""
-  distances = (np.square(query_features).sum(1)[:, None] - 2 * query_features @ features.T
-               + np.square(features).sum(1)[None, :])
+  distances = (
+    np.square(query_features).sum(1)[:, None] - 2 * query_features @ features.T + np.square(features).sum(1)[None, :]
+  )
   return np.argsort(distances, axis=1, kind="stable")[:, :k]
 
 
 def write_kernels(net, out: str) -> str:
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   kernel = np.asarray(net.params["conv1"]["kernel"])
   towers = towers_of(net)
   fig, ax = plt.subplots(figsize=(8, 4 * towers))
@@ -67,14 +78,15 @@ def write_kernels(net, out: str) -> str:
 
 def write_neighbours(net, out: str, queries: int, neighbours: int) -> str:
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   d = net.config.dataset
   query_images, _ = split_images(net, d.eval_split, limit=queries)
   train_images, _ = split_images(net, d.train_split)
   found = nearest(net.features(query_images, "fc7"), net.features(train_images, "fc7"), neighbours)
-  fig, axes = plt.subplots(queries, neighbours + 1, figsize=(1.6 * (neighbours + 1), 1.6 * queries),
-                           squeeze=False)
+  fig, axes = plt.subplots(queries, neighbours + 1, figsize=(1.6 * (neighbours + 1), 1.6 * queries), squeeze=False)
   for row, (query, indices) in enumerate(zip(query_images, found)):
     for col, image in enumerate([query] + [train_images[i] for i in indices]):
       axes[row, col].imshow(image)
@@ -91,6 +103,7 @@ def main(argv):
   del argv
   from alexnet_jax import inference
   from alexnet_jax.data import sources
+
   try:
     net = inference.load(FLAGS.workdir, FLAGS.step)
     os.makedirs(FLAGS.out, exist_ok=True)

@@ -50,5 +50,5 @@ def tile(kernels, towers: int = 1, columns: int = 0, gap: int = 1, background: f
       low, high = w.min(), w.max()
       w = (w - low) / (high - low) if high > low else np.full_like(w, 0.5)
       y, x = top + (i // columns) * (k + gap), (i % columns) * (k + gap)
-      image[y:y + k, x:x + k] = w
+      image[y : y + k, x : x + k] = w
   return image

@@ -20,8 +20,7 @@ PAPER_ALPHA = 1e-4
 PAPER_BETA = 0.75
 
 
-def local_response_norm(x, *, size=PAPER_SIZE, k=PAPER_K, alpha=PAPER_ALPHA, beta=PAPER_BETA,
-                        alpha_per_size=False):
+def local_response_norm(x, *, size=PAPER_SIZE, k=PAPER_K, alpha=PAPER_ALPHA, beta=PAPER_BETA, alpha_per_size=False):
   """Normalises each channel of channels-last `x` by the energy of its `size` neighbouring channels.
 
   Args:
@@ -38,6 +37,6 @@ def local_response_norm(x, *, size=PAPER_SIZE, k=PAPER_K, alpha=PAPER_ALPHA, bet
   channels = a.shape[-1]
   before, after = size // 2, (size - 1) // 2
   squares = jnp.pad(jnp.square(a), [(0, 0)] * (a.ndim - 1) + [(before, after)])
-  window_sum = sum(squares[..., offset:offset + channels] for offset in range(size))
+  window_sum = sum(squares[..., offset : offset + channels] for offset in range(size))
   scale = alpha / size if alpha_per_size else alpha
   return (a * (k + scale * window_sum) ** -beta).astype(x.dtype)

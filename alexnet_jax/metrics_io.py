@@ -45,6 +45,7 @@ class MetricWriter:
     self._tb = None
     if enabled and tensorboard:
       from tensorboardX import SummaryWriter
+
       self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def write(self, kind: str, step: int, values: dict, **extra) -> None:

@@ -38,6 +38,7 @@ from alexnet_jax.pooling import max_pool
 @dataclasses.dataclass(frozen=True)
 class ConvSpec:
   """One convolutional layer: output channels, square kernel, stride, padding, groups (towers)."""
+
   features: int
   kernel: int
   stride: int
@@ -57,25 +58,26 @@ class Preset:
 def _alexnet_convs(widths, conv1_padding, towers):
   """The five layers of figure 2: kernels 11, 5, 3, 3, 3; stride 4 then 1; 'same' padding after conv1."""
   t2, t3, t4, t5 = towers
-  return (ConvSpec(widths[0], 11, 4, conv1_padding, 1),
-          ConvSpec(widths[1], 5, 1, 2, t2),
-          ConvSpec(widths[2], 3, 1, 1, t3),
-          ConvSpec(widths[3], 3, 1, 1, t4),
-          ConvSpec(widths[4], 3, 1, 1, t5))
+  return (
+    ConvSpec(widths[0], 11, 4, conv1_padding, 1),
+    ConvSpec(widths[1], 5, 1, 2, t2),
+    ConvSpec(widths[2], 3, 1, 1, t3),
+    ConvSpec(widths[3], 3, 1, 1, t4),
+    ConvSpec(widths[4], 3, 1, 1, t5),
+  )
 
 
 PAPER_WIDTHS = (96, 256, 384, 384, 256)  # section 3.5
-OWT_WIDTHS = (64, 192, 384, 256, 256)    # torchvision.models.alexnet
+OWT_WIDTHS = (64, 192, 384, 256, 256)  # torchvision.models.alexnet
 ONE_GPU_WIDTHS = tuple(w // 2 for w in PAPER_WIDTHS[:4]) + PAPER_WIDTHS[4:]  # section 3.2, footnote 2
 
 PRESETS = {
-    # Section 3.5: conv2, conv4, conv5 connect only to the maps on their own GPU; conv3 to all of them.
-    "paper": Preset(_alexnet_convs(PAPER_WIDTHS, 0, (2, 1, 2, 2)), 4096, True, 227, lrn_towers=2),
-    "one_tower": Preset(_alexnet_convs(PAPER_WIDTHS, 0, (1, 1, 1, 1)), 4096, True, 227),
-    # Section 3.2, footnote 2: the one-GPU comparison net halves conv1-conv4 but not conv5 or the fc layers.
-    "paper_one_gpu": Preset(_alexnet_convs(ONE_GPU_WIDTHS, 0, (1, 1, 1, 1)),
-                            4096, True, 227),
-    "owt": Preset(_alexnet_convs(OWT_WIDTHS, 2, (1, 1, 1, 1)), 4096, False, 224),
+  # Section 3.5: conv2, conv4, conv5 connect only to the maps on their own GPU; conv3 to all of them.
+  "paper": Preset(_alexnet_convs(PAPER_WIDTHS, 0, (2, 1, 2, 2)), 4096, True, 227, lrn_towers=2),
+  "one_tower": Preset(_alexnet_convs(PAPER_WIDTHS, 0, (1, 1, 1, 1)), 4096, True, 227),
+  # Section 3.2, footnote 2: the one-GPU comparison net halves conv1-conv4 but not conv5 or the fc layers.
+  "paper_one_gpu": Preset(_alexnet_convs(ONE_GPU_WIDTHS, 0, (1, 1, 1, 1)), 4096, True, 227),
+  "owt": Preset(_alexnet_convs(OWT_WIDTHS, 2, (1, 1, 1, 1)), 4096, False, 224),
 }
 
 # Section 5: "We initialized the weights in each layer from a zero-mean Gaussian distribution with standard
@@ -116,6 +118,7 @@ class TowerConv(nn.Module):
   stride-1 convolution of space-to-depth blocks ('space_to_depth', `space_to_depth_conv`), or as one matrix
   multiply of its patches ('im2col', `im2col_conv`); the kernel parameter keeps its shape.
   """
+
   features: int
   kernel_size: int
   stride: int
@@ -132,17 +135,25 @@ class TowerConv(nn.Module):
   def __call__(self, x):
     in_features = x.shape[-1]
     if in_features % self.towers or self.features % self.towers:
-      raise ValueError(f"{self.name}: {in_features} input and {self.features} output channels do not "
-                       f"split into {self.towers} towers.")
-    kernel = self.param("kernel", self.kernel_init,
-                        (self.kernel_size, self.kernel_size, in_features // self.towers, self.features),
-                        self.param_dtype)
+      raise ValueError(
+        f"{self.name}: {in_features} input and {self.features} output channels do not split into {self.towers} towers."
+      )
+    kernel = self.param(
+      "kernel",
+      self.kernel_init,
+      (self.kernel_size, self.kernel_size, in_features // self.towers, self.features),
+      self.param_dtype,
+    )
     bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     conv = lambda inputs, k, groups: lax.conv_general_dilated(
-        inputs, k, window_strides=(self.stride, self.stride),
-        padding=[(self.padding, self.padding)] * 2,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
+      inputs,
+      k,
+      window_strides=(self.stride, self.stride),
+      padding=[(self.padding, self.padding)] * 2,
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      feature_group_count=groups,
+    )
     if self.conv_impl == "space_to_depth" and self.towers == 1 and self.stride > 1:
       y = space_to_depth_conv(x, kernel, self.stride, self.padding)
     elif self.conv_impl == "im2col" and self.towers == 1:
@@ -174,8 +185,9 @@ def space_to_depth_conv(x, kernel, stride: int, padding: int):
   out_w = (width + 2 * padding - k) // stride + 1
   # The padded image must hold exactly the rows and columns the blocked kernel reads.
   need_h, need_w = stride * (out_h - 1 + taps), stride * (out_w - 1 + taps)
-  x = jnp.pad(x, ((0, 0), (padding, max(0, need_h - height - padding)),
-                  (padding, max(0, need_w - width - padding)), (0, 0)))[:, :need_h, :need_w]
+  x = jnp.pad(
+    x, ((0, 0), (padding, max(0, need_h - height - padding)), (padding, max(0, need_w - width - padding)), (0, 0))
+  )[:, :need_h, :need_w]
   x = x.reshape(batch, need_h // stride, stride, need_w // stride, stride, channels)
   x = x.transpose(0, 1, 3, 2, 4, 5).reshape(batch, need_h // stride, need_w // stride, -1)
   side = taps * stride
@@ -197,8 +209,13 @@ def im2col_conv(x, kernel, stride: int, padding: int):
   out_h = (x.shape[1] - k) // stride + 1
   out_w = (x.shape[2] - k) // stride + 1
   patches = jnp.concatenate(
-      [x[:, i:i + stride * (out_h - 1) + 1:stride, j:j + stride * (out_w - 1) + 1:stride, :]
-       for i in range(k) for j in range(k)], axis=-1)
+    [
+      x[:, i : i + stride * (out_h - 1) + 1 : stride, j : j + stride * (out_w - 1) + 1 : stride, :]
+      for i in range(k)
+      for j in range(k)
+    ],
+    axis=-1,
+  )
   return patches @ kernel.reshape(-1, kernel.shape[-1])
 
 
@@ -215,6 +232,7 @@ class AlexNet(nn.Module):
   paper did (the 5-channel window never crossed from one GPU's 48 maps to the other's); it changes only the
   two channels on each side of the tower boundary, and only in the `paper` preset.
   """
+
   preset: str = "paper"
   num_classes: int = 1000
   use_lrn: Optional[bool] = None
@@ -266,12 +284,20 @@ class AlexNet(nn.Module):
     x = x.astype(self.dtype)
     for index, conv in enumerate(spec.convs):
       name = f"conv{index + 1}"
-      x = TowerConv(features=scaled(conv.features, self.width_multiplier, conv.towers),
-                    kernel_size=conv.kernel, stride=conv.stride, padding=conv.padding, towers=conv.towers,
-                    impl=self.tower_impl, conv_impl=self.conv1_impl if index == 0 else "direct",
-                    kernel_init=kernel_initializer(self.init_scheme),
-                    bias_init=bias_initializer(self.init_scheme, name), dtype=self.dtype,
-                    param_dtype=self.param_dtype, name=name)(x)
+      x = TowerConv(
+        features=scaled(conv.features, self.width_multiplier, conv.towers),
+        kernel_size=conv.kernel,
+        stride=conv.stride,
+        padding=conv.padding,
+        towers=conv.towers,
+        impl=self.tower_impl,
+        conv_impl=self.conv1_impl if index == 0 else "direct",
+        kernel_init=kernel_initializer(self.init_scheme),
+        bias_init=bias_initializer(self.init_scheme, name),
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        name=name,
+      )(x)
       x = activation(x)
       self.sow("intermediates", f"relu{index + 1}", x)
       if index in (0, 1):  # LRN then pooling after conv1 and conv2 (sections 3.3, 3.4)
@@ -283,14 +309,24 @@ class AlexNet(nn.Module):
     fc = scaled(spec.fc_features, self.width_multiplier, 1)
     for name in ("fc6", "fc7"):
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)  # section 4.2
-      x = nn.Dense(fc, kernel_init=kernel_initializer(self.init_scheme),
-                   bias_init=bias_initializer(self.init_scheme, name), dtype=self.dtype,
-                   param_dtype=self.param_dtype, name=name)(x)
+      x = nn.Dense(
+        fc,
+        kernel_init=kernel_initializer(self.init_scheme),
+        bias_init=bias_initializer(self.init_scheme, name),
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        name=name,
+      )(x)
       x = activation(x)
       self.sow("intermediates", f"relu{name[2:]}", x)  # relu6, relu7: figure 4's features (inference.py)
-    x = nn.Dense(self.num_classes, kernel_init=kernel_initializer(self.init_scheme),
-                 bias_init=bias_initializer(self.init_scheme, "fc8"), dtype=self.dtype,
-                 param_dtype=self.param_dtype, name="fc8")(x)
+    x = nn.Dense(
+      self.num_classes,
+      kernel_init=kernel_initializer(self.init_scheme),
+      bias_init=bias_initializer(self.init_scheme, "fc8"),
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      name="fc8",
+    )(x)
     return x.astype(jnp.float32)
 
 

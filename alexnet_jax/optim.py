@@ -44,6 +44,7 @@ MAX_SKIPPED_IN_A_ROW = 10
 
 class ScheduledLRState(NamedTuple):
   """State of `scale_by_scheduled_lr`: the step, the host-set factor, and the last rate (for logging)."""
+
   count: jax.Array
   lr_factor: jax.Array
   learning_rate: jax.Array
@@ -54,8 +55,7 @@ def scale_by_scheduled_lr(schedule) -> optax.GradientTransformation:
 
   def init(params):
     del params
-    return ScheduledLRState(jnp.zeros([], jnp.int32), jnp.ones([], jnp.float32),
-                            jnp.asarray(schedule(0), jnp.float32))
+    return ScheduledLRState(jnp.zeros([], jnp.int32), jnp.ones([], jnp.float32), jnp.asarray(schedule(0), jnp.float32))
 
   def update(updates, state, params=None):
     del params
@@ -76,17 +76,30 @@ def decay_mask(mode: str):
   raise ValueError(f"Unknown weight-decay mask {mode!r}: expected 'all' or 'kernels'.")
 
 
-def sgd(schedule, *, momentum=PAPER_MOMENTUM, nesterov=False, weight_decay=PAPER_WEIGHT_DECAY,
-        weight_decay_mode="decoupled", mask=None) -> optax.GradientTransformation:
+def sgd(
+  schedule,
+  *,
+  momentum=PAPER_MOMENTUM,
+  nesterov=False,
+  weight_decay=PAPER_WEIGHT_DECAY,
+  weight_decay_mode="decoupled",
+  mask=None,
+) -> optax.GradientTransformation:
   """SGD with momentum and weight decay in the given mode (see the module docstring for the formulas)."""
   if weight_decay_mode == "coupled":
     # v <- momentum v - eps (g + wd w): decay and eps applied before the momentum trace.
-    return optax.chain(optax.add_decayed_weights(weight_decay, mask), scale_by_scheduled_lr(schedule),
-                       optax.trace(decay=momentum, nesterov=nesterov))
+    return optax.chain(
+      optax.add_decayed_weights(weight_decay, mask),
+      scale_by_scheduled_lr(schedule),
+      optax.trace(decay=momentum, nesterov=nesterov),
+    )
   if weight_decay_mode == "decoupled":
     # m <- momentum m + g; update = -eps (m + wd w).
-    return optax.chain(optax.trace(decay=momentum, nesterov=nesterov),
-                       optax.add_decayed_weights(weight_decay, mask), scale_by_scheduled_lr(schedule))
+    return optax.chain(
+      optax.trace(decay=momentum, nesterov=nesterov),
+      optax.add_decayed_weights(weight_decay, mask),
+      scale_by_scheduled_lr(schedule),
+    )
   raise ValueError(f"Unknown weight_decay_mode {weight_decay_mode!r}: expected one of {WEIGHT_DECAY_MODES}.")
 
 
@@ -114,12 +127,16 @@ def create_schedule(optim_config, *, batch_size: int, steps_per_epoch: int, tota
     main = optax.constant_schedule(lr)
   elif kind == "step":
     gamma = float(optim_config.get("step_gamma", PAPER_LR_CUT))
-    boundaries = {int(round(e * steps_per_epoch)) - warmup_steps: gamma
-                  for e in optim_config.step_epochs if int(round(e * steps_per_epoch)) > warmup_steps}
+    boundaries = {
+      int(round(e * steps_per_epoch)) - warmup_steps: gamma
+      for e in optim_config.step_epochs
+      if int(round(e * steps_per_epoch)) > warmup_steps
+    }
     main = optax.piecewise_constant_schedule(lr, boundaries)
   elif kind == "cosine":
-    main = optax.cosine_decay_schedule(lr, max(1, total_steps - warmup_steps),
-                                       alpha=float(optim_config.get("cosine_final_fraction", 0.0)))
+    main = optax.cosine_decay_schedule(
+      lr, max(1, total_steps - warmup_steps), alpha=float(optim_config.get("cosine_final_fraction", 0.0))
+    )
   else:
     raise ValueError(f"Unknown schedule {kind!r}: expected one of {SCHEDULES}.")
   if warmup_steps <= 0:
@@ -132,11 +149,20 @@ def create_optimizer(config, steps_per_epoch: int):
   """Returns (optax transform, schedule) from `config.optim`, `config.batch_size` and the run's length
   (`total_steps`)."""
   optim_config = config.optim
-  schedule = create_schedule(optim_config, batch_size=int(config.batch_size), steps_per_epoch=steps_per_epoch,
-                             total_steps=total_steps(config, steps_per_epoch))
-  tx = sgd(schedule, momentum=float(optim_config.momentum), nesterov=bool(optim_config.nesterov),
-           weight_decay=float(optim_config.weight_decay),
-           weight_decay_mode=optim_config.weight_decay_mode, mask=decay_mask(optim_config.weight_decay_mask))
+  schedule = create_schedule(
+    optim_config,
+    batch_size=int(config.batch_size),
+    steps_per_epoch=steps_per_epoch,
+    total_steps=total_steps(config, steps_per_epoch),
+  )
+  tx = sgd(
+    schedule,
+    momentum=float(optim_config.momentum),
+    nesterov=bool(optim_config.nesterov),
+    weight_decay=float(optim_config.weight_decay),
+    weight_decay_mode=optim_config.weight_decay_mode,
+    mask=decay_mask(optim_config.weight_decay_mask),
+  )
   return tx, schedule
 
 
@@ -146,7 +172,7 @@ def guard_nonfinite(tx: optax.GradientTransformation, on_nonfinite: str) -> opta
   if on_nonfinite == "stop":
     return tx
   if on_nonfinite == "skip":
-    return optax.apply_if_finite(tx, max_consecutive_errors=2 ** 31 - 1)
+    return optax.apply_if_finite(tx, max_consecutive_errors=2**31 - 1)
   raise ValueError(f"Unknown on_nonfinite {on_nonfinite!r}: expected one of {ON_NONFINITE}.")
 
 
@@ -170,6 +196,7 @@ def with_learning_rate_factor(opt_state, factor: float):
 @dataclasses.dataclass(frozen=True)
 class PlateauState:
   """Bookkeeping of the paper's plateau rule; a plain value that round-trips through `asdict`/JSON."""
+
   best: float = math.inf
   bad_evals: int = 0
   cooldown_left: int = 0
@@ -184,9 +211,17 @@ class PlateauState:
     return cls(**d)
 
 
-def plateau_update(state: PlateauState, value: float, *, patience: int, cut: float = PAPER_LR_CUT,
-                   cooldown: int = 0, min_factor: float = 0.0, threshold: float = 0.0,
-                   mode: str = "min") -> PlateauState:
+def plateau_update(
+  state: PlateauState,
+  value: float,
+  *,
+  patience: int,
+  cut: float = PAPER_LR_CUT,
+  cooldown: int = 0,
+  min_factor: float = 0.0,
+  threshold: float = 0.0,
+  mode: str = "min",
+) -> PlateauState:
   """One evaluation's effect on the plateau rule (section 5: "divide the learning rate by 10 when the
   validation error rate stopped improving").
 

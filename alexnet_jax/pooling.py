@@ -33,8 +33,9 @@ def _forward(x, window, stride):
 def _offset_slice(x, di, dj, out_h, out_w, stride):
   """x at rows di, di+stride, ... and columns dj, dj+stride, ...: [B, out_h, out_w, C]."""
   b, _, _, c = x.shape
-  return lax.slice(x, (0, di, dj, 0), (b, di + stride * (out_h - 1) + 1, dj + stride * (out_w - 1) + 1, c),
-                   (1, stride, stride, 1))
+  return lax.slice(
+    x, (0, di, dj, 0), (b, di + stride * (out_h - 1) + 1, dj + stride * (out_w - 1) + 1, c), (1, stride, stride, 1)
+  )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
@@ -58,11 +59,16 @@ def _masked_bwd(window, stride, residuals, g):
       hit = (_offset_slice(x, di, dj, out_h, out_w, stride) == y) & ~claimed
       claimed = claimed | hit
       contribution = jnp.where(hit, g.astype(jnp.float32), 0.0)
-      dx = dx + lax.pad(contribution, jnp.float32(0), (
+      dx = dx + lax.pad(
+        contribution,
+        jnp.float32(0),
+        (
           (0, 0, 0),
           (di, height - di - stride * (out_h - 1) - 1, stride - 1),
           (dj, width - dj - stride * (out_w - 1) - 1, stride - 1),
-          (0, 0, 0)))
+          (0, 0, 0),
+        ),
+      )
   return (dx.astype(x.dtype),)
 
 

@@ -36,6 +36,7 @@ def image_paths(arguments) -> list:
 
 def read_image(path: str) -> np.ndarray:
   from alexnet_jax.data import sources
+
   try:
     with open(path, "rb") as f:
       data = f.read()
@@ -62,6 +63,7 @@ def torchvision_network(weights_path: str, names_path: str = ""):
   import jax
   import jax.numpy as jnp
   from alexnet_jax import ablate, convert, inference, train
+
   try:
     import torch
   except ImportError:
@@ -79,12 +81,19 @@ def torchvision_network(weights_path: str, names_path: str = ""):
       names = [line.strip() for line in f if line.strip()]
     if len(names) != num_classes:
       raise ValueError(f"{names_path!r} names {len(names)} classes; the weights have {num_classes}.")
-  return inference.Network(config, train.build_model(config), jax.tree_util.tree_map(jnp.asarray, params),
-                           names, int(config.dataset.image_size), step=0)
+  return inference.Network(
+    config,
+    train.build_model(config),
+    jax.tree_util.tree_map(jnp.asarray, params),
+    names,
+    int(config.dataset.image_size),
+    step=0,
+  )
 
 
 def main(argv):
   from alexnet_jax import inference
+
   paths = image_paths(argv[1:])
   if not paths:
     print("error: give image files or folders of images after the flags.", file=sys.stderr)
@@ -93,8 +102,11 @@ def main(argv):
     print("error: give --workdir (a training run) or --torchvision_weights (a state_dict file).", file=sys.stderr)
     sys.exit(2)
   try:
-    net = (torchvision_network(FLAGS.torchvision_weights, FLAGS.class_names) if FLAGS.torchvision_weights
-           else inference.load(FLAGS.workdir, FLAGS.step))
+    net = (
+      torchvision_network(FLAGS.torchvision_weights, FLAGS.class_names)
+      if FLAGS.torchvision_weights
+      else inference.load(FLAGS.workdir, FLAGS.step)
+    )
     images = np.stack([net.fit(read_image(p)) for p in paths])
     logits = net.logits(images, views=FLAGS.views)
   except (inference.InferenceError, ValueError) as e:
@@ -102,10 +114,18 @@ def main(argv):
     sys.exit(1)
   results = {p: top_classes(row, net.class_names, FLAGS.top) for p, row in zip(paths, logits)}
   if FLAGS.json:
-    print(json.dumps({"workdir": FLAGS.workdir and os.path.abspath(FLAGS.workdir),
-                      "torchvision_weights": FLAGS.torchvision_weights, "step": net.step, "views": FLAGS.views,
-                      "images": {p: [{"class": n, "probability": q} for n, q in r] for p, r in results.items()}},
-                     indent=2))
+    print(
+      json.dumps(
+        {
+          "workdir": FLAGS.workdir and os.path.abspath(FLAGS.workdir),
+          "torchvision_weights": FLAGS.torchvision_weights,
+          "step": net.step,
+          "views": FLAGS.views,
+          "images": {p: [{"class": n, "probability": q} for n, q in r] for p, r in results.items()},
+        },
+        indent=2,
+      )
+    )
     return
   for path, classes in results.items():
     print(f"{path}: " + ", ".join(f"{name} {probability:.3f}" for name, probability in classes))
@@ -113,10 +133,17 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.DEFINE_string("workdir", None, "A training run's workdir (config.json and checkpoints/).")
-  flags.DEFINE_string("torchvision_weights", None, "Instead of --workdir: a torchvision alexnet() state_dict "
-                      "file (torch.save(model.state_dict(), PATH)), run as the owt preset.")
-  flags.DEFINE_string("class_names", "", "With --torchvision_weights: a text file of class names, one per "
-                      "line in class order (e.g. ImageNet's 1000).")
+  flags.DEFINE_string(
+    "torchvision_weights",
+    None,
+    "Instead of --workdir: a torchvision alexnet() state_dict "
+    "file (torch.save(model.state_dict(), PATH)), run as the owt preset.",
+  )
+  flags.DEFINE_string(
+    "class_names",
+    "",
+    "With --torchvision_weights: a text file of class names, one per line in class order (e.g. ImageNet's 1000).",
+  )
   flags.DEFINE_integer("step", None, "The checkpoint's step (default: the latest).")
   flags.DEFINE_enum("views", "center", ["center", "ten_crop"], "Score the centre crop or the paper's 10 crops.")
   flags.DEFINE_integer("top", 5, "Classes to print per image.")

@@ -34,6 +34,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 class TrainState(train_state.TrainState):
   """flax's TrainState plus `model_state`: mutable collections other than params (e.g. batch_stats),
   empty for AlexNet. They are updated in the train step and averaged across devices."""
+
   model_state: Any = flax.struct.field(default_factory=dict)
 
 
@@ -83,8 +84,15 @@ def step_rng(rng, step, axis_name: Optional[str] = None):
   return rng
 
 
-def train_step(state: TrainState, batch, rng, *, axis_name: Optional[str] = None,
-               preprocess: Optional[Callable] = None, label_smoothing: float = 0.0):
+def train_step(
+  state: TrainState,
+  batch,
+  rng,
+  *,
+  axis_name: Optional[str] = None,
+  preprocess: Optional[Callable] = None,
+  label_smoothing: float = 0.0,
+):
   """One optimiser step on `batch`; pure, so it runs under `jax.jit` or `jax.pmap`/`shard_map`.
 
   The dropout and preprocessing rng is `rng` folded with the step and, under a named axis, the device
@@ -100,21 +108,25 @@ def train_step(state: TrainState, batch, rng, *, axis_name: Optional[str] = None
   def loss_fn(params):
     variables = {"params": params, **state.model_state}
     mutable = list(state.model_state.keys())
-    outputs = state.apply_fn(variables, batch["image"], train=True, rngs={"dropout": dropout_rng},
-                             mutable=mutable)
+    outputs = state.apply_fn(variables, batch["image"], train=True, rngs={"dropout": dropout_rng}, mutable=mutable)
     logits, new_model_state = outputs
     loss = jnp.mean(cross_entropy(logits, labels, label_smoothing=label_smoothing))
     return loss, (logits, new_model_state)
 
   (loss, (logits, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  metrics = {"loss": loss, "top1": jnp.sum(correct_top_k(logits, labels, 1)),
-             "top5": jnp.sum(correct_top_k(logits, labels, 5)),
-             "count": jnp.asarray(labels.shape[0], jnp.float32)}
+  metrics = {
+    "loss": loss,
+    "top1": jnp.sum(correct_top_k(logits, labels, 1)),
+    "top5": jnp.sum(correct_top_k(logits, labels, 5)),
+    "count": jnp.asarray(labels.shape[0], jnp.float32),
+  }
   if axis_name is not None:
     grads = lax.pmean(grads, axis_name)
     new_model_state = lax.pmean(new_model_state, axis_name)
-    metrics = {"loss": lax.pmean(metrics["loss"], axis_name),
-               **{k: lax.psum(metrics[k], axis_name) for k in ("top1", "top5", "count")}}
+    metrics = {
+      "loss": lax.pmean(metrics["loss"], axis_name),
+      **{k: lax.psum(metrics[k], axis_name) for k in ("top1", "top5", "count")},
+    }
   new_state = state.apply_gradients(grads=grads, model_state=flax.core.unfreeze(new_model_state))
   metrics["grad_norm"] = optax.tree.norm(grads)
   lr = _learning_rate(new_state.opt_state)
@@ -123,8 +135,7 @@ def train_step(state: TrainState, batch, rng, *, axis_name: Optional[str] = None
   return new_state, metrics
 
 
-def eval_step(state: TrainState, batch, *, axis_name: Optional[str] = None,
-              preprocess: Optional[Callable] = None):
+def eval_step(state: TrainState, batch, *, axis_name: Optional[str] = None, preprocess: Optional[Callable] = None):
   """Sums of loss, top-1, top-5 and examples over the batch, weighted by `batch['mask']` when present.
 
   Padded examples (mask 0) count nothing, so an evaluation padded to a fixed batch shape drops no example
@@ -145,8 +156,12 @@ def eval_step(state: TrainState, batch, *, axis_name: Optional[str] = None,
   else:
     scores = state.apply_fn(variables, images, train=False)
     loss = cross_entropy(scores, labels)
-  metrics = {"loss_sum": jnp.sum(loss * mask), "top1": jnp.sum(correct_top_k(scores, labels, 1) * mask),
-             "top5": jnp.sum(correct_top_k(scores, labels, 5) * mask), "count": jnp.sum(mask)}
+  metrics = {
+    "loss_sum": jnp.sum(loss * mask),
+    "top1": jnp.sum(correct_top_k(scores, labels, 1) * mask),
+    "top5": jnp.sum(correct_top_k(scores, labels, 5) * mask),
+    "count": jnp.sum(mask),
+  }
   if axis_name is not None:
     metrics = lax.psum(metrics, axis_name)
   return metrics
@@ -161,8 +176,10 @@ def shard_batch(batch, num_devices: Optional[int] = None):
 
   def reshape(x):
     if x.shape[0] % num_devices:
-      raise ValueError(f"A batch of {x.shape[0]} examples does not split evenly across {num_devices} "
-                       f"devices: choose a global batch size that is a multiple of {num_devices}.")
+      raise ValueError(
+        f"A batch of {x.shape[0]} examples does not split evenly across {num_devices} "
+        f"devices: choose a global batch size that is a multiple of {num_devices}."
+      )
     return x.reshape((num_devices, x.shape[0] // num_devices) + x.shape[1:])
 
   return jax.tree_util.tree_map(reshape, batch)
@@ -182,8 +199,9 @@ def replicate(tree, axis_name: str = "batch", devices=None):
   return jax.device_put(tree, NamedSharding(local_mesh(axis_name, devices), PartitionSpec()))
 
 
-def pmap_train_step(step_fn: Callable = train_step, *, axis_name: str = "batch", donate: bool = True,
-                    devices=None, **step_kwargs):
+def pmap_train_step(
+  step_fn: Callable = train_step, *, axis_name: str = "batch", donate: bool = True, devices=None, **step_kwargs
+):
   """`step_fn` pmapped over local devices: (state, sharded_batch, rng) -> (state, per-device metrics).
 
   The state goes in unreplicated (`in_axes=None`) and comes out unreplicated (`out_axes=None`); it is
@@ -191,19 +209,25 @@ def pmap_train_step(step_fn: Callable = train_step, *, axis_name: str = "batch",
   (equal along it: take `[0]`).
   """
   fn = functools.partial(step_fn, axis_name=axis_name, **step_kwargs)
-  return jax.pmap(fn, axis_name=axis_name, in_axes=(None, 0, None), out_axes=(None, 0),
-                  donate_argnums=(0,) if donate else (), devices=devices)
+  return jax.pmap(
+    fn,
+    axis_name=axis_name,
+    in_axes=(None, 0, None),
+    out_axes=(None, 0),
+    donate_argnums=(0,) if donate else (),
+    devices=devices,
+  )
 
 
-def pmap_eval_step(step_fn: Callable = eval_step, *, axis_name: str = "batch", devices=None,
-                   **step_kwargs):
+def pmap_eval_step(step_fn: Callable = eval_step, *, axis_name: str = "batch", devices=None, **step_kwargs):
   """`step_fn` pmapped for evaluation: (state, sharded_batch) -> metric sums with a device axis."""
   fn = functools.partial(step_fn, axis_name=axis_name, **step_kwargs)
   return jax.pmap(fn, axis_name=axis_name, in_axes=(None, 0), out_axes=0, devices=devices)
 
 
-def sharded_train_step(step_fn: Callable = train_step, *, mesh: Optional[Mesh] = None, donate: bool = True,
-                       **step_kwargs):
+def sharded_train_step(
+  step_fn: Callable = train_step, *, mesh: Optional[Mesh] = None, donate: bool = True, **step_kwargs
+):
   """`step_fn` under `jax.jit` over a data-parallel mesh, today's idiom beside pmap: (state, batch, rng) ->
   (state, metrics) with the batch [B, ...] sharded along the mesh's first axis and the state replicated.
 
@@ -214,9 +238,12 @@ def sharded_train_step(step_fn: Callable = train_step, *, mesh: Optional[Mesh] =
   mesh = mesh if mesh is not None else local_mesh()
   replicated = NamedSharding(mesh, PartitionSpec())
   by_example = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
-  return jax.jit(functools.partial(step_fn, axis_name=None, **step_kwargs),
-                 in_shardings=(replicated, by_example, replicated), out_shardings=(replicated, replicated),
-                 donate_argnums=(0,) if donate else ())
+  return jax.jit(
+    functools.partial(step_fn, axis_name=None, **step_kwargs),
+    in_shardings=(replicated, by_example, replicated),
+    out_shardings=(replicated, replicated),
+    donate_argnums=(0,) if donate else (),
+  )
 
 
 def sharded_eval_step(step_fn: Callable = eval_step, *, mesh: Optional[Mesh] = None, **step_kwargs):
@@ -224,14 +251,16 @@ def sharded_eval_step(step_fn: Callable = eval_step, *, mesh: Optional[Mesh] = N
   mesh = mesh if mesh is not None else local_mesh()
   replicated = NamedSharding(mesh, PartitionSpec())
   by_example = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
-  return jax.jit(functools.partial(step_fn, axis_name=None, **step_kwargs),
-                 in_shardings=(replicated, by_example), out_shardings=replicated)
+  return jax.jit(
+    functools.partial(step_fn, axis_name=None, **step_kwargs),
+    in_shardings=(replicated, by_example),
+    out_shardings=replicated,
+  )
 
 
 def jit_train_step(step_fn: Callable = train_step, *, donate: bool = True, **step_kwargs):
   """`step_fn` under `jax.jit` on one device: (state, batch, rng) -> (state, metrics)."""
-  return jax.jit(functools.partial(step_fn, axis_name=None, **step_kwargs),
-                 donate_argnums=(0,) if donate else ())
+  return jax.jit(functools.partial(step_fn, axis_name=None, **step_kwargs), donate_argnums=(0,) if donate else ())
 
 
 def jit_eval_step(step_fn: Callable = eval_step, **step_kwargs):

@@ -44,20 +44,24 @@ class WorkdirError(TrainingError):
 # ------------------------------------------------------------------------------------------ construction
 
 
-MODEL_CHOICES = {"preset": tuple(models.PRESETS), "init_scheme": ("paper", "he"),
-                 "activation": tuple(models.ACTIVATIONS),
-                 "tower_impl": models.TOWER_IMPLS, "pool_impl": pooling.POOL_IMPLS,
-                 "conv1_impl": ("auto",) + tuple(models.CONV1_IMPLS)}
+MODEL_CHOICES = {
+  "preset": tuple(models.PRESETS),
+  "init_scheme": ("paper", "he"),
+  "activation": tuple(models.ACTIVATIONS),
+  "tower_impl": models.TOWER_IMPLS,
+  "pool_impl": pooling.POOL_IMPLS,
+  "conv1_impl": ("auto",) + tuple(models.CONV1_IMPLS),
+}
 
 
 # Values no run can mean, refused before anything is written: (key, test, the range in words).
 VALUE_RANGES = (
-    ("optim.learning_rate", lambda v: v > 0, "> 0"),
-    ("optim.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("optim.weight_decay", lambda v: v >= 0, ">= 0"),
-    ("model.dropout_rate", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("batch_size", lambda v: v >= 1, ">= 1"),
-    ("augment.crop_size", lambda v: v > 0, "> 0"),
+  ("optim.learning_rate", lambda v: v > 0, "> 0"),
+  ("optim.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
+  ("optim.weight_decay", lambda v: v >= 0, ">= 0"),
+  ("model.dropout_rate", lambda v: 0 <= v < 1, "in [0, 1)"),
+  ("batch_size", lambda v: v >= 1, ">= 1"),
+  ("augment.crop_size", lambda v: v > 0, "> 0"),
 )
 
 
@@ -69,8 +73,9 @@ def check_values(config) -> None:
     if not ok(value):
       raise TrainingError(f"{key}={value!r} must be {allowed}: set --config.{key} to a value in that range.")
   if config.num_train_steps <= 0 and config.num_epochs <= 0:
-    raise TrainingError(f"num_epochs={config.num_epochs!r} must be > 0 (or set num_train_steps > 0): the run "
-                        f"would have no steps.")
+    raise TrainingError(
+      f"num_epochs={config.num_epochs!r} must be > 0 (or set num_train_steps > 0): the run would have no steps."
+    )
 
 
 def resolve_conv1_impl(choice: str, backend: str) -> str:
@@ -88,16 +93,27 @@ def build_model(config: ml_collections.ConfigDict) -> models.AlexNet:
   m = config.model
   for key, allowed in MODEL_CHOICES.items():
     if m[key] not in allowed:
-      raise TrainingError(f"model.{key}={m[key]!r} is not one of {list(allowed)}: set "
-                          f"--config.model.{key}={allowed[0]} (or another of them).")
-  return models.AlexNet(preset=m.preset, num_classes=m.num_classes, use_lrn=m.use_lrn,
-                        lrn_per_tower=m.lrn_per_tower, overlapping_pool=m.overlapping_pool,
-                        dropout_rate=m.dropout_rate, activation=m.activation, lrn_alpha=m.lrn_alpha,
-                        width_multiplier=m.width_multiplier,
-                        init_scheme=m.init_scheme, tower_impl=m.tower_impl, pool_impl=m.pool_impl,
-                        conv1_impl=resolve_conv1_impl(m.conv1_impl, jax.default_backend()),
-                        dtype=jnp.dtype(m.dtype),
-                        param_dtype=jnp.dtype(m.param_dtype))
+      raise TrainingError(
+        f"model.{key}={m[key]!r} is not one of {list(allowed)}: set "
+        f"--config.model.{key}={allowed[0]} (or another of them)."
+      )
+  return models.AlexNet(
+    preset=m.preset,
+    num_classes=m.num_classes,
+    use_lrn=m.use_lrn,
+    lrn_per_tower=m.lrn_per_tower,
+    overlapping_pool=m.overlapping_pool,
+    dropout_rate=m.dropout_rate,
+    activation=m.activation,
+    lrn_alpha=m.lrn_alpha,
+    width_multiplier=m.width_multiplier,
+    init_scheme=m.init_scheme,
+    tower_impl=m.tower_impl,
+    pool_impl=m.pool_impl,
+    conv1_impl=resolve_conv1_impl(m.conv1_impl, jax.default_backend()),
+    dtype=jnp.dtype(m.dtype),
+    param_dtype=jnp.dtype(m.param_dtype),
+  )
 
 
 def _mean_pixels(config):
@@ -105,10 +121,12 @@ def _mean_pixels(config):
   if a.mean_image:
     path = os.path.expanduser(a.mean_image)
     if not os.path.exists(path):
-      raise TrainingError(f"augment.mean_image {path!r} does not exist: compute it with `python -m "
-                          f"alexnet_jax.data.stats --data_dir={config.dataset.data_dir} "
-                          f"--name={config.dataset.name}`, then set --config.augment.mean_image="
-                          f"{config.dataset.data_dir}/{config.dataset.name}.train_stats.json.mean_image.npy.")
+      raise TrainingError(
+        f"augment.mean_image {path!r} does not exist: compute it with `python -m "
+        f"alexnet_jax.data.stats --data_dir={config.dataset.data_dir} "
+        f"--name={config.dataset.name}`, then set --config.augment.mean_image="
+        f"{config.dataset.data_dir}/{config.dataset.name}.train_stats.json.mean_image.npy."
+      )
     return np.load(path)
   return np.asarray(a.mean_rgb, np.float32)
 
@@ -125,21 +143,34 @@ def make_preprocessors(config):
   evaluation after hours of training."""
   a = config.augment
   if a.crop not in augment.TRAIN_CROPS:
-    raise TrainingError(f"augment.crop={a.crop!r} is not one of {list(augment.TRAIN_CROPS)}: set "
-                        f"--config.augment.crop=random (the paper's), inception or center.")
+    raise TrainingError(
+      f"augment.crop={a.crop!r} is not one of {list(augment.TRAIN_CROPS)}: set "
+      f"--config.augment.crop=random (the paper's), inception or center."
+    )
   for key in ("eval_views", "final_eval_views"):
     names = view_names(a[key])
     unknown = [v for v in names if v not in augment.EVAL_VIEWS]
     if unknown or "center" not in names:  # the centre view's error drives the plateau rule and `best`
       problem = f"unknown view(s) {unknown}" if unknown else "it needs 'center'"
-      raise TrainingError(f"augment.{key}={a[key]!r}: {problem}. Give a comma-separated list of "
-                          f"{list(augment.EVAL_VIEWS)} that includes center, e.g. "
-                          f"--config.augment.{key}=center,ten_crop.")
+      raise TrainingError(
+        f"augment.{key}={a[key]!r}: {problem}. Give a comma-separated list of "
+        f"{list(augment.EVAL_VIEWS)} that includes center, e.g. "
+        f"--config.augment.{key}=center,ten_crop."
+      )
   mean = _mean_pixels(config)
   train = functools.partial(
-      augment.train_preprocess, resize_to=a.resize_to or None, crop_size=a.crop_size, crop=a.crop,
-      flip=a.flip, pca_std=a.pca_std, eigval=tuple(a.eigval), eigvec=tuple(map(tuple, a.eigvec)),
-      mean=mean, std=tuple(a.std_rgb) or None, dtype=jnp.dtype(config.model.dtype))
+    augment.train_preprocess,
+    resize_to=a.resize_to or None,
+    crop_size=a.crop_size,
+    crop=a.crop,
+    flip=a.flip,
+    pca_std=a.pca_std,
+    eigval=tuple(a.eigval),
+    eigvec=tuple(map(tuple, a.eigvec)),
+    mean=mean,
+    std=tuple(a.std_rgb) or None,
+    dtype=jnp.dtype(config.model.dtype),
+  )
   views = set(view_names(a.eval_views)) | set(view_names(a.final_eval_views))
   return train, {v: eval_preprocessor(config, v, mean) for v in views}
 
@@ -147,17 +178,31 @@ def make_preprocessors(config):
 def eval_preprocessor(config, view: str, mean=None):
   """preprocess(batch) of evaluation view `view` ('center' or 'ten_crop') under `config.augment`."""
   a = config.augment
-  return functools.partial(augment.eval_preprocess, resize_to=a.resize_to or None, crop_size=a.crop_size,
-                           views=view, mean=_mean_pixels(config) if mean is None else mean,
-                           std=tuple(a.std_rgb) or None, dtype=jnp.dtype(config.model.dtype))
+  return functools.partial(
+    augment.eval_preprocess,
+    resize_to=a.resize_to or None,
+    crop_size=a.crop_size,
+    views=view,
+    mean=_mean_pixels(config) if mean is None else mean,
+    std=tuple(a.std_rgb) or None,
+    dtype=jnp.dtype(config.model.dtype),
+  )
 
 
 def loader_config(config, split, *, batch_size, shuffle):
   d = config.dataset
-  return pipeline.LoaderConfig(data_dir=os.path.expanduser(d.data_dir), name=d.name, split=split,
-                               batch_size=batch_size, image_size=d.image_size, seed=config.seed,
-                               num_workers=d.num_workers, shuffle=shuffle,
-                               process_index=jax.process_index(), process_count=jax.process_count())
+  return pipeline.LoaderConfig(
+    data_dir=os.path.expanduser(d.data_dir),
+    name=d.name,
+    split=split,
+    batch_size=batch_size,
+    image_size=d.image_size,
+    seed=config.seed,
+    num_workers=d.num_workers,
+    shuffle=shuffle,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )
 
 
 def ensure_dataset(config) -> sources.DatasetInfo:
@@ -176,18 +221,24 @@ def ensure_dataset(config) -> sources.DatasetInfo:
       if not d.get("prepare_args"):
         raise
       raise sources.DatasetNotPrepared(
-          f"No prepared dataset {d.name!r} in {data_dir!r}. Prepare it with: python -m alexnet_jax.data.prepare "
-          f"{d.prepare_args} --data_dir={d.data_dir}") from None
-  logging.info("Writing the embedded synthetic_shapes dataset to %s: generated here, nothing is downloaded "
-               "(once; later runs read it).", data_dir)
+        f"No prepared dataset {d.name!r} in {data_dir!r}. Prepare it with: python -m alexnet_jax.data.prepare "
+        f"{d.prepare_args} --data_dir={d.data_dir}"
+      ) from None
+  logging.info(
+    "Writing the embedded synthetic_shapes dataset to %s: generated here, nothing is downloaded "
+    "(once; later runs read it).",
+    data_dir,
+  )
   try:
     from alexnet_jax.data import prepare
+
     prepare.prepare_synthetic(data_dir, image_size=d.image_size, keep_existing=True)
   except ImportError as e:
     raise sources.DatasetError(
-        f"synthetic_shapes is not prepared in {data_dir} and preparing it needs TensorFlow ({e}). Prepare it "
-        f"on a machine with the [prepare] extra: {sources.prepare_command('synthetic_shapes', data_dir)}, "
-        f"then copy {data_dir}/synthetic_shapes here.") from None
+      f"synthetic_shapes is not prepared in {data_dir} and preparing it needs TensorFlow ({e}). Prepare it "
+      f"on a machine with the [prepare] extra: {sources.prepare_command('synthetic_shapes', data_dir)}, "
+      f"then copy {data_dir}/synthetic_shapes here."
+    ) from None
   return sources.dataset_info(data_dir, d.name)
 
 
@@ -198,11 +249,16 @@ def check_crop_fits(config, info: sources.DatasetInfo) -> None:
   a = config.augment
   device = a.resize_to or host
   if a.crop_size > device:
-    where = (f"augment.resize_to={a.resize_to}" if a.resize_to else
-             f"{info.name!r} is read at {host}x{host}" + ("" if config.dataset.image_size else " (its stored size)"))
-    raise TrainingError(f"augment.crop_size={a.crop_size} does not fit in the {device}x{device} images the device "
-                        f"gets ({where}): resize them on the device first with --config.augment.resize_to=256 "
-                        f"(as the imagenette variant does), or crop smaller.")
+    where = (
+      f"augment.resize_to={a.resize_to}"
+      if a.resize_to
+      else f"{info.name!r} is read at {host}x{host}" + ("" if config.dataset.image_size else " (its stored size)")
+    )
+    raise TrainingError(
+      f"augment.crop_size={a.crop_size} does not fit in the {device}x{device} images the device "
+      f"gets ({where}): resize them on the device first with --config.augment.resize_to=256 "
+      f"(as the imagenette variant does), or crop smaller."
+    )
 
 
 def check_workdir(workdir: str) -> str:
@@ -216,8 +272,9 @@ def check_workdir(workdir: str) -> str:
     with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write_probe_"):
       pass
   except OSError as e:
-    raise WorkdirError(f"Cannot write to --workdir {workdir!r} ({e.strerror}). Choose a folder you can "
-                       f"write to.") from None
+    raise WorkdirError(
+      f"Cannot write to --workdir {workdir!r} ({e.strerror}). Choose a folder you can write to."
+    ) from None
   return workdir
 
 
@@ -358,10 +415,14 @@ def evaluate(p_eval_steps, state, config, info, mesh, split: str, name: str = "e
     view_totals = jax.tree_util.tree_map(local_value, view_totals)
     count = max(view_totals["count"], 1.0)
     prefix = name if view == "center" else f"{name}_{view}"
-    results.update({f"{prefix}/loss": view_totals["loss_sum"] / count,
-                    f"{prefix}/top1_error": 1.0 - view_totals["top1"] / count,
-                    f"{prefix}/top5_error": 1.0 - view_totals["top5"] / count,
-                    f"{prefix}/count": view_totals["count"]})
+    results.update(
+      {
+        f"{prefix}/loss": view_totals["loss_sum"] / count,
+        f"{prefix}/top1_error": 1.0 - view_totals["top1"] / count,
+        f"{prefix}/top5_error": 1.0 - view_totals["top5"] / count,
+        f"{prefix}/count": view_totals["count"],
+      }
+    )
   return results
 
 
@@ -376,10 +437,12 @@ def _summarise_train(metrics_list):
   fetched = [{k: local_value(v) for k, v in m.items()} for m in metrics_list]
   count = sum(m["count"] for m in fetched)
   losses = [m["loss"] for m in fetched]
-  values = {"train/loss": float(np.mean(losses)),
-            "train/top1_error": 1.0 - sum(m["top1"] for m in fetched) / count,
-            "train/top5_error": 1.0 - sum(m["top5"] for m in fetched) / count,
-            "train/grad_norm": float(np.mean([m["grad_norm"] for m in fetched]))}
+  values = {
+    "train/loss": float(np.mean(losses)),
+    "train/top1_error": 1.0 - sum(m["top1"] for m in fetched) / count,
+    "train/top5_error": 1.0 - sum(m["top5"] for m in fetched) / count,
+    "train/grad_norm": float(np.mean([m["grad_norm"] for m in fetched])),
+  }
   if "learning_rate" in fetched[-1]:
     values["train/learning_rate"] = fetched[-1]["learning_rate"]
   return values, fetched
@@ -396,16 +459,23 @@ def nonfinite_problem(on_nonfinite: str, per_step: list, first_step: int, skippe
   if on_nonfinite == "stop":
     return f"Non-finite training loss at step {first_step + 1 + bad[0]} (learning rate {rate:.3g})"
   if skipped_in_a_row >= optim.MAX_SKIPPED_IN_A_ROW:
-    return (f"{skipped_in_a_row} updates in a row had a non-finite loss and were skipped, up to step "
-            f"{first_step + len(per_step)} (learning rate {rate:.3g}): the run has diverged")
-  logging.warning("Skipped %d update(s) with a non-finite loss between steps %d and %d.", len(bad),
-                  first_step + 1, first_step + len(per_step))
+    return (
+      f"{skipped_in_a_row} updates in a row had a non-finite loss and were skipped, up to step "
+      f"{first_step + len(per_step)} (learning rate {rate:.3g}): the run has diverged"
+    )
+  logging.warning(
+    "Skipped %d update(s) with a non-finite loss between steps %d and %d.",
+    len(bad),
+    first_step + 1,
+    first_step + len(per_step),
+  )
   return None
 
 
 @dataclasses.dataclass
 class LoopState:
   """Host-side bookkeeping saved with each checkpoint (JSON)."""
+
   plateau: dict
   best: dict
   train_time_s: float = 0.0
@@ -424,16 +494,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   num_devices = jax.local_device_count()
   global_batch = config.batch_size
   if global_batch % (num_devices * jax.process_count()):
-    raise TrainingError(f"batch_size {global_batch} does not split evenly across {num_devices} local devices "
-                        f"x {jax.process_count()} processes: use a multiple of {num_devices * jax.process_count()}.")
+    raise TrainingError(
+      f"batch_size {global_batch} does not split evenly across {num_devices} local devices "
+      f"x {jax.process_count()} processes: use a multiple of {num_devices * jax.process_count()}."
+    )
   per_process_batch = global_batch // jax.process_count()
 
   model = build_model(config)  # first: a bad model choice fails before any data is prepared
   train_preprocess, eval_preprocessors = make_preprocessors(config)  # and so do bad augmentation settings
   info = ensure_dataset(config)
   if info.num_classes != config.model.num_classes:
-    raise TrainingError(f"The dataset {info.name!r} has {info.num_classes} classes but model.num_classes is "
-                        f"{config.model.num_classes}: set --config.model.num_classes={info.num_classes}.")
+    raise TrainingError(
+      f"The dataset {info.name!r} has {info.num_classes} classes but model.num_classes is "
+      f"{config.model.num_classes}: set --config.model.num_classes={info.num_classes}."
+    )
   check_crop_fits(config, info)
   train_size = len(sources.open_split(info, config.dataset.train_split))  # sub-splits like 'train[:300]' too
   # The loader checks this too, but only once the workdir has been written.
@@ -453,9 +527,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   size = config.augment.crop_size
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
   state = steps.create_train_state(init_rng, model, jnp.zeros((1, size, size, 3), jnp.dtype(config.model.dtype)), tx)
-  logging.info("Model %s: %s parameters; %d steps (%d per epoch), global batch %d on %d device(s).",
-               config.model.preset, f"{models.param_count(state.params):,}", total_steps, steps_per_epoch,
-               global_batch, num_devices * jax.process_count())
+  logging.info(
+    "Model %s: %s parameters; %d steps (%d per epoch), global batch %d on %d device(s).",
+    config.model.preset,
+    f"{models.param_count(state.params):,}",
+    total_steps,
+    steps_per_epoch,
+    global_batch,
+    num_devices * jax.process_count(),
+  )
 
   # However the run ends (finished, preempted, an error), the decoding workers stop, a checkpoint being written
   # is finished, and the metric files and progress bar are closed.
@@ -483,16 +563,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     state = steps.replicate(state)  # the sharding every step returns: the step compiles once
     p_train = steps.pmap_train_step(preprocess=train_preprocess, label_smoothing=config.label_smoothing)
     p_evals = {v: steps.pmap_eval_step(preprocess=p) for v, p in eval_preprocessors.items()}
-    view_sets = {"periodic": view_names(config.augment.eval_views),
-                 "final": view_names(config.augment.final_eval_views)}
+    view_sets = {
+      "periodic": view_names(config.augment.eval_views),
+      "final": view_names(config.augment.final_eval_views),
+    }
     mesh = Mesh(np.array(jax.local_devices()), ("batch",))
 
     def run_eval(step, kind="periodic"):
-      results = evaluate({v: p_evals[v] for v in view_sets[kind]}, state, config, info, mesh,
-                         config.dataset.eval_split)
+      results = evaluate({v: p_evals[v] for v in view_sets[kind]}, state, config, info, mesh, config.dataset.eval_split)
       if kind == "final" and config.dataset.train_eval_split:  # training images as evaluation sees them
-        results.update(evaluate({"center": p_evals["center"]}, state, config, info, mesh,
-                                config.dataset.train_eval_split, name="train_eval"))
+        results.update(
+          evaluate(
+            {"center": p_evals["center"]}, state, config, info, mesh, config.dataset.train_eval_split, name="train_eval"
+          )
+        )
       writer.write("eval", step, results, epoch=round(step / steps_per_epoch, 3))
       return results
 
@@ -505,8 +589,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         _write_json(os.path.join(workdir, "eval.json"), summary)
       return summary
 
-    train_iter = pipeline.train_loader(loader_config(
-        config, config.dataset.train_split, batch_size=per_process_batch, shuffle=True))
+    train_iter = pipeline.train_loader(
+      loader_config(config, config.dataset.train_split, batch_size=per_process_batch, shuffle=True)
+    )
     cleanup.callback(train_iter.close)  # the decoding workers
     if data_state is not None:
       train_iter.set_state(data_state)
@@ -531,6 +616,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     progress = None
     if is_logger and config.progress_bar:
       from tqdm import tqdm
+
       progress = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, file=sys.stderr)
       cleanup.callback(progress.close)
 
@@ -559,25 +645,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           in_flight.clear()
           if progress is not None:
             progress.update(step - progress.n)
-          problem = nonfinite_problem(config.on_nonfinite, per_step, pending_since,
-                                      optim.skipped_in_a_row(state.opt_state))
+          problem = nonfinite_problem(
+            config.on_nonfinite, per_step, pending_since, optim.skipped_in_a_row(state.opt_state)
+          )
           if problem:
             manager.wait_until_finished()
-            where = (f"the last good checkpoint is step {last_good_checkpoint} in {manager.directory}, untouched"
-                     if last_good_checkpoint is not None else "no checkpoint was written")
-            raise TrainingError(f"{problem}; {where}. Lower optim.learning_rate"
-                                + (", or set on_nonfinite=skip to drop such updates." if config.on_nonfinite == "stop"
-                                   else "."))
+            where = (
+              f"the last good checkpoint is step {last_good_checkpoint} in {manager.directory}, untouched"
+              if last_good_checkpoint is not None
+              else "no checkpoint was written"
+            )
+            raise TrainingError(
+              f"{problem}; {where}. Lower optim.learning_rate"
+              + (", or set on_nonfinite=skip to drop such updates." if config.on_nonfinite == "stop" else ".")
+            )
           now = time.time()
           images = (step - pending_since) * global_batch
           loop.train_time_s += now - interval_start
           loop.images_seen += images
           writer.write("train", step, values, epoch=round(step / steps_per_epoch, 3))
-          writer.write("perf", step, {"perf/images_per_sec": images / max(now - interval_start, 1e-9),
-                                      "perf/wall_time_s": now - start_time})
+          writer.write(
+            "perf",
+            step,
+            {"perf/images_per_sec": images / max(now - interval_start, 1e-9), "perf/wall_time_s": now - start_time},
+          )
           if progress is not None:
-            progress.set_postfix(epoch=f"{step / steps_per_epoch:.2f}", loss=f"{values['train/loss']:.3f}",
-                                 img_s=f"{images / max(now - interval_start, 1e-9):.0f}")
+            progress.set_postfix(
+              epoch=f"{step / steps_per_epoch:.2f}",
+              loss=f"{values['train/loss']:.3f}",
+              img_s=f"{images / max(now - interval_start, 1e-9):.0f}",
+            )
           pending, pending_since = [], step
           if eval_now:
             results = run_eval(step, "final" if step == total_steps else "periodic")
@@ -586,14 +683,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             if not loop.best or top1 < loop.best["eval/top1_error"]:
               loop.best = {**results, "step": step}
             if o.schedule == "plateau":
-              new = optim.plateau_update(optim.PlateauState.from_dict(loop.plateau), top1,
-                                         patience=o.plateau_patience, cut=o.plateau_cut,
-                                         cooldown=o.plateau_cooldown, min_factor=min_factor,
-                                         threshold=o.plateau_threshold)
+              new = optim.plateau_update(
+                optim.PlateauState.from_dict(loop.plateau),
+                top1,
+                patience=o.plateau_patience,
+                cut=o.plateau_cut,
+                cooldown=o.plateau_cooldown,
+                min_factor=min_factor,
+                threshold=o.plateau_threshold,
+              )
               if new.factor != loop.plateau["factor"]:
                 logging.info("Validation error plateaued: learning rate x%g (cut %d).", new.factor, new.cuts)
                 state = steps.replicate(
-                    state.replace(opt_state=optim.with_learning_rate_factor(state.opt_state, new.factor)))
+                  state.replace(opt_state=optim.with_learning_rate_factor(state.opt_state, new.factor))
+                )
               loop.plateau = new.to_dict()
           interval_start = time.time()
           if checkpoint_now or preemption.requested:
@@ -618,13 +721,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       else:
         final = run_eval(step, "final")
     summary = {
-        "step": step, "total_steps": total_steps, "epochs": step / steps_per_epoch, "preempted": preempted,
-        "final": final, "best": loop.best,
-        "train_time_s": loop.train_time_s, "wall_time_s": time.time() - start_time,
-        "train_images_per_sec": loop.images_seen / max(loop.train_time_s, 1e-9),
-        "devices": num_devices * jax.process_count(), "device_kind": jax.devices()[0].device_kind,
-        "jax_version": jax.__version__, "parameters": models.param_count(state.params),
-        "config": json.loads(config.to_json_best_effort()),
+      "step": step,
+      "total_steps": total_steps,
+      "epochs": step / steps_per_epoch,
+      "preempted": preempted,
+      "final": final,
+      "best": loop.best,
+      "train_time_s": loop.train_time_s,
+      "wall_time_s": time.time() - start_time,
+      "train_images_per_sec": loop.images_seen / max(loop.train_time_s, 1e-9),
+      "devices": num_devices * jax.process_count(),
+      "device_kind": jax.devices()[0].device_kind,
+      "jax_version": jax.__version__,
+      "parameters": models.param_count(state.params),
+      "config": json.loads(config.to_json_best_effort()),
     }
     if o.schedule == "plateau":
       summary["plateau"] = loop.plateau

@@ -45,12 +45,23 @@ import ml_collections
 from alexnet_jax import augment, configlib, lrn, optim
 
 ALIASES = {
-    "lrn": "model.use_lrn", "overlap": "model.overlapping_pool", "dropout": "model.dropout_rate",
-    "preset": "model.preset", "width": "model.width_multiplier", "dtype": "model.dtype",
-    "wd_mode": "optim.weight_decay_mode", "wd": "optim.weight_decay", "lr": "optim.learning_rate",
-    "schedule": "optim.schedule", "batch": "batch_size", "epochs": "num_epochs", "steps": "num_train_steps",
-    "seed": "seed", "crop": "augment.crop_size", "data_dir": "dataset.data_dir",
-    "workers": "dataset.num_workers",
+  "lrn": "model.use_lrn",
+  "overlap": "model.overlapping_pool",
+  "dropout": "model.dropout_rate",
+  "preset": "model.preset",
+  "width": "model.width_multiplier",
+  "dtype": "model.dtype",
+  "wd_mode": "optim.weight_decay_mode",
+  "wd": "optim.weight_decay",
+  "lr": "optim.learning_rate",
+  "schedule": "optim.schedule",
+  "batch": "batch_size",
+  "epochs": "num_epochs",
+  "steps": "num_train_steps",
+  "seed": "seed",
+  "crop": "augment.crop_size",
+  "data_dir": "dataset.data_dir",
+  "workers": "dataset.num_workers",
 }
 
 
@@ -59,41 +70,81 @@ def base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
 
-  config.model = ml_collections.ConfigDict(dict(
-      preset="paper", num_classes=1000, use_lrn=True, lrn_per_tower=True, overlapping_pool=True,
-      dropout_rate=0.5, activation="relu", lrn_alpha=lrn.PAPER_ALPHA, width_multiplier=1.0,
+  config.model = ml_collections.ConfigDict(
+    dict(
+      preset="paper",
+      num_classes=1000,
+      use_lrn=True,
+      lrn_per_tower=True,
+      overlapping_pool=True,
+      dropout_rate=0.5,
+      activation="relu",
+      lrn_alpha=lrn.PAPER_ALPHA,
+      width_multiplier=1.0,
       init_scheme="paper",
       # Implementations with identical parameters and function; experiments/benchmark.py measures them.
       # conv1_impl="auto": space_to_depth on GPUs, im2col elsewhere (train.resolve_conv1_impl).
-      tower_impl="split", pool_impl="xla", conv1_impl="auto",
-      dtype="float32", param_dtype="float32"))
+      tower_impl="split",
+      pool_impl="xla",
+      conv1_impl="auto",
+      dtype="float32",
+      param_dtype="float32",
+    )
+  )
 
-  config.dataset = ml_collections.ConfigDict(dict(
-      name="imagenet2012", data_dir="~/alexnet_data", train_split="train", eval_split="validation",
+  config.dataset = ml_collections.ConfigDict(
+    dict(
+      name="imagenet2012",
+      data_dir="~/alexnet_data",
+      train_split="train",
+      eval_split="validation",
       train_eval_split="",  # e.g. 'train': also evaluated (centre view) at the end: the overfitting gap
       # How `python -m alexnet_jax.data.prepare` makes it (all but --data_dir): the not-prepared message.
       prepare_args="--source=tfds:imagenet2012 --manual_dir=~/imagenet_tars --image_size=256",
       image_size=augment.PAPER_STORED_SIZE,  # host batches are 256x256 (section 2)
       num_workers=-1,  # -1: one decoding process per core but one
-      auto_prepare=False))  # only the embedded synthetic set can be prepared on the fly
+      auto_prepare=False,
+    )
+  )  # only the embedded synthetic set can be prepared on the fly
 
-  config.augment = ml_collections.ConfigDict(dict(
+  config.augment = ml_collections.ConfigDict(
+    dict(
       resize_to=0,  # >0: resize host images to this side on the device first (Imagenette: 128 -> 256)
-      crop_size=227, crop="random", flip=True, pca_std=augment.PAPER_PCA_STD,
-      eigval=augment.IMAGENET_EIGVAL, eigvec=augment.IMAGENET_EIGVEC,
+      crop_size=227,
+      crop="random",
+      flip=True,
+      pca_std=augment.PAPER_PCA_STD,
+      eigval=augment.IMAGENET_EIGVAL,
+      eigvec=augment.IMAGENET_EIGVEC,
       mean_rgb=augment.IMAGENET_MEAN_RGB,
       mean_image="",  # a .npy mean image (data.stats) for the paper's per-pixel mean subtraction
       std_rgb=(),  # () : no scaling, as in the paper
       eval_views="center",  # every evaluation (drives the plateau rule)
-      final_eval_views="center,ten_crop"))  # the last one: the paper's 10-crop test (section 4.1)
+      final_eval_views="center,ten_crop",
+    )
+  )  # the last one: the paper's 10-crop test (section 4.1)
 
-  config.optim = ml_collections.ConfigDict(dict(
-      learning_rate=optim.PAPER_LEARNING_RATE, base_batch_size=0,  # >0: scale lr by batch/base
-      momentum=optim.PAPER_MOMENTUM, nesterov=False, weight_decay=optim.PAPER_WEIGHT_DECAY,
-      weight_decay_mode="decoupled", weight_decay_mask="all", schedule="plateau", warmup_epochs=0.0,
-      step_epochs=(30, 60, 90), step_gamma=optim.PAPER_LR_CUT, cosine_final_fraction=0.0,
-      plateau_patience=3, plateau_cooldown=0, plateau_threshold=1e-3, plateau_min_lr=1e-5,
-      plateau_cut=optim.PAPER_LR_CUT))
+  config.optim = ml_collections.ConfigDict(
+    dict(
+      learning_rate=optim.PAPER_LEARNING_RATE,
+      base_batch_size=0,  # >0: scale lr by batch/base
+      momentum=optim.PAPER_MOMENTUM,
+      nesterov=False,
+      weight_decay=optim.PAPER_WEIGHT_DECAY,
+      weight_decay_mode="decoupled",
+      weight_decay_mask="all",
+      schedule="plateau",
+      warmup_epochs=0.0,
+      step_epochs=(30, 60, 90),
+      step_gamma=optim.PAPER_LR_CUT,
+      cosine_final_fraction=0.0,
+      plateau_patience=3,
+      plateau_cooldown=0,
+      plateau_threshold=1e-3,
+      plateau_min_lr=1e-5,
+      plateau_cut=optim.PAPER_LR_CUT,
+    )
+  )
 
   config.batch_size = optim.PAPER_BATCH_SIZE  # global, across all devices and processes
   config.num_epochs = 90.0  # section 5: "roughly 90 cycles through the training set"
@@ -111,8 +162,15 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def smoke(config):
-  config.dataset.update(name="synthetic_shapes", data_dir="~/alexnet_data", eval_split="val",
-                        image_size=72, num_workers=1, auto_prepare=True, prepare_args="--source=synthetic_shapes")
+  config.dataset.update(
+    name="synthetic_shapes",
+    data_dir="~/alexnet_data",
+    eval_split="val",
+    image_size=72,
+    num_workers=1,
+    auto_prepare=True,
+    prepare_args="--source=synthetic_shapes",
+  )
   config.model.update(num_classes=10, width_multiplier=0.25, init_scheme="he")
   config.augment.update(crop_size=67, pca_std=0.1, mean_rgb=(127.5, 127.5, 127.5), std_rgb=(64.0, 64.0, 64.0))
   config.optim.update(learning_rate=0.02, schedule="cosine", warmup_epochs=0.5)
@@ -123,8 +181,12 @@ def smoke(config):
 
 
 def imagenette(config):
-  config.dataset.update(name="imagenette2_128", eval_split="val", image_size=128, prepare_args=(
-      "--source=folder:../shared/datasets/imagenette2-128 --name=imagenette2_128"))
+  config.dataset.update(
+    name="imagenette2_128",
+    eval_split="val",
+    image_size=128,
+    prepare_args=("--source=folder:../shared/datasets/imagenette2-128 --name=imagenette2_128"),
+  )
   config.model.num_classes = 10
   config.augment.resize_to = augment.PAPER_STORED_SIZE  # 128 -> 256 on the device, then 227 crops
   config.num_epochs = 30.0

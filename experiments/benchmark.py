@@ -76,6 +76,7 @@ class CompileCounter(logging.Handler):
 @contextlib.contextmanager
 def count_compiles():
   import jax
+
   counter = CompileCounter()
   root = logging.getLogger("jax")
   previous = jax.config.jax_log_compiles
@@ -97,6 +98,7 @@ def parse_options(spec):
   if options.get("conv1_impl") == "auto":
     import jax
     from alexnet_jax import train
+
     options["conv1_impl"] = train.resolve_conv1_impl("auto", jax.default_backend())
   return options
 
@@ -104,6 +106,7 @@ def parse_options(spec):
 def matmul_tflops(dtype_name, n):
   import jax
   import jax.numpy as jnp
+
   dtype = jnp.dtype(dtype_name)
   a = jax.random.normal(jax.random.key(0), (n, n), dtype)
   b = jax.random.normal(jax.random.key(1), (n, n), dtype)
@@ -114,14 +117,27 @@ def matmul_tflops(dtype_name, n):
     last["c"] = f(a, b)
 
   seconds = timed(run, 5, 2, sync=lambda: last["c"].block_until_ready())
-  return 2 * n ** 3 / seconds / 1e12
+  return 2 * n**3 / seconds / 1e12
 
 
 # ---------------------------------------------------------------------------------------------- (a)
 
 
-def jax_steps(preset, dtype_name, batch, width, steps, warmup, options=None, with_plain=True, step_kind="pmap",
-              repeats=3, augment_on_device=True, metrics="all", baseline_options=None):
+def jax_steps(
+  preset,
+  dtype_name,
+  batch,
+  width,
+  steps,
+  warmup,
+  options=None,
+  with_plain=True,
+  step_kind="pmap",
+  repeats=3,
+  augment_on_device=True,
+  metrics="all",
+  baseline_options=None,
+):
   """Images/s of the plain jit step and of the project's step for one configuration. The two are timed in
   alternating rounds (best round of each), so a slow patch of the machine hits both, not one.
 
@@ -138,6 +154,7 @@ def jax_steps(preset, dtype_name, batch, width, steps, warmup, options=None, wit
   import optax
   from alexnet_jax import augment, flops, models, optim
   from alexnet_jax import steps as steps_lib
+
   dtype = jnp.dtype(dtype_name)
   size = models.canonical_image_size(preset)
   options = dict(options or {})
@@ -155,17 +172,20 @@ def jax_steps(preset, dtype_name, batch, width, steps, warmup, options=None, wit
 
   def plain_runner(plain_model):
     """(run one step, wait for the device, XLA's FLOP count) of the plain step of `plain_model`."""
+
     def plain_step(params, opt_state, images, labels, key):
       def loss_fn(p):
         logits = plain_model.apply({"params": p}, images, train=True, rngs={"dropout": key})
         return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels).mean()
+
       loss, grads = jax.value_and_grad(loss_fn)(params)
       updates, opt_state = tx.update(grads, opt_state, params)
       return optax.apply_updates(params, updates), opt_state, loss
 
     own = jax.tree.map(jnp.copy, {"p": params, "o": opt_state})  # donated: each step owns its state
-    plain = jax.jit(plain_step, donate_argnums=(0, 1)).lower(
-        own["p"], own["o"], images, labels, step_key).compile()  # run this very executable
+    plain = (
+      jax.jit(plain_step, donate_argnums=(0, 1)).lower(own["p"], own["o"], images, labels, step_key).compile()
+    )  # run this very executable
     cost = plain.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
 
@@ -189,8 +209,9 @@ def jax_steps(preset, dtype_name, batch, width, steps, warmup, options=None, wit
     run_plain, sync_plain, xla_flops = plain_runner(model)
     plains["plain"] = (run_plain, sync_plain)
     if baseline_options is not None:
-      baseline = models.AlexNet(preset=preset, num_classes=1000, width_multiplier=width, dtype=dtype,
-                                **baseline_options)
+      baseline = models.AlexNet(
+        preset=preset, num_classes=1000, width_multiplier=width, dtype=dtype, **baseline_options
+      )
       fields = set(options) | set(baseline_options)
       if any(getattr(baseline, f) != getattr(model, f) for f in fields):  # e.g. not {} against direct
         plains["baseline"] = plain_runner(baseline)[:2]
@@ -198,14 +219,18 @@ def jax_steps(preset, dtype_name, batch, width, steps, warmup, options=None, wit
   # The project's full step: pmap, uint8 256x256 host batches augmented on the device, metrics.
   devices = jax.local_device_count()
   per_batch = batch - batch % devices or devices
-  state = steps_lib.replicate(steps_lib.create_train_state(
-      jax.random.key(0), model, jnp.zeros((1, size, size, 3), dtype), optim.sgd(lambda c: 0.01)))
+  state = steps_lib.replicate(
+    steps_lib.create_train_state(
+      jax.random.key(0), model, jnp.zeros((1, size, size, 3), dtype), optim.sgd(lambda c: 0.01)
+    )
+  )
   if augment_on_device:
     preprocess = functools.partial(augment.train_preprocess, resize_to=None, crop_size=size, dtype=dtype)
     stored = jnp.asarray(rng.integers(0, 256, (per_batch, 256, 256, 3)), jnp.uint8)
   else:
     preprocess, stored = None, images[:per_batch]
   host_batch = {"image": stored, "label": labels[:per_batch]}
+
   def loss_only_step(state, batch, rng, **kwargs):
     new_state, all_metrics = steps_lib.train_step(state, batch, rng, **kwargs)
     return new_state, {"loss": all_metrics["loss"]}
@@ -215,8 +240,10 @@ def jax_steps(preset, dtype_name, batch, width, steps, warmup, options=None, wit
   step_fn = steps_lib.train_step if metrics == "all" else loss_only_step
   if step_kind == "pmap":
     p_train = steps_lib.pmap_train_step(step_fn, preprocess=preprocess)
-    batch_in = jax.device_put(steps_lib.shard_batch(host_batch, devices),
-                              jax.sharding.NamedSharding(steps_lib.local_mesh(), jax.sharding.PartitionSpec("batch")))
+    batch_in = jax.device_put(
+      steps_lib.shard_batch(host_batch, devices),
+      jax.sharding.NamedSharding(steps_lib.local_mesh(), jax.sharding.PartitionSpec("batch")),
+    )
   else:  # one device, no pmap
     state = jax.device_put(state, jax.devices()[0])
     p_train = steps_lib.jit_train_step(step_fn, preprocess=preprocess)
@@ -239,16 +266,27 @@ def jax_steps(preset, dtype_name, batch, width, steps, warmup, options=None, wit
       full_s = min(full_s, timed(run_full, steps, 0, repeats=1, sync=sync_full))
   plain_s = best.get("plain", float("nan"))
   baseline_s = best.get("baseline", plain_s)
-  return {"preset": preset, "dtype": dtype_name, "batch": batch, "width": width, "options": options,
-          "step": step_kind, "augment_on_device": augment_on_device, "metrics": metrics, "plain_img_s": batch / plain_s, "full_img_s": per_batch / full_s,
-          "full_over_plain": (per_batch / full_s) / (batch / plain_s),
-          "compiles_after_warmup": compiles.count,
-          "train_gflop_per_img": model_flops / batch / 1e9, "achieved_tflops": model_flops / plain_s / 1e12,
-          "project_tflops": model_flops / batch * per_batch / full_s / 1e12,
-          "xla_cost_analysis_gflop_per_img": xla_flops / batch / 1e9,
-          "baseline_options": dict(options if baseline_options is None else baseline_options),
-          "baseline_plain_img_s": batch / baseline_s,
-          "full_over_baseline_plain": (per_batch / full_s) / (batch / baseline_s)}
+  return {
+    "preset": preset,
+    "dtype": dtype_name,
+    "batch": batch,
+    "width": width,
+    "options": options,
+    "step": step_kind,
+    "augment_on_device": augment_on_device,
+    "metrics": metrics,
+    "plain_img_s": batch / plain_s,
+    "full_img_s": per_batch / full_s,
+    "full_over_plain": (per_batch / full_s) / (batch / plain_s),
+    "compiles_after_warmup": compiles.count,
+    "train_gflop_per_img": model_flops / batch / 1e9,
+    "achieved_tflops": model_flops / plain_s / 1e12,
+    "project_tflops": model_flops / batch * per_batch / full_s / 1e12,
+    "xla_cost_analysis_gflop_per_img": xla_flops / batch / 1e9,
+    "baseline_options": dict(options if baseline_options is None else baseline_options),
+    "baseline_plain_img_s": batch / baseline_s,
+    "full_over_baseline_plain": (per_batch / full_s) / (batch / baseline_s),
+  }
 
 
 # ---------------------------------------------------------------------------------------------- (c)
@@ -257,6 +295,7 @@ def jax_steps(preset, dtype_name, batch, width, steps, warmup, options=None, wit
 def torch_step(variant, batch, width, steps, warmup, compile_model):
   import torch
   import torch.nn as nn
+
   device = "cuda" if torch.cuda.is_available() else "cpu"
   torch.backends.cudnn.benchmark = True  # PyTorch's fastest convolution algorithms for these shapes
   w = lambda c: max(2, int(round(c * width / 2)) * 2)
@@ -267,13 +306,30 @@ def torch_step(variant, batch, width, steps, warmup, compile_model):
   c = [w(x) for x in widths]
   norm = lambda: nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0) if lrn else nn.Identity()  # alpha/n
   net = nn.Sequential(
-      nn.Conv2d(3, c[0], 11, 4, pad1), nn.ReLU(inplace=True), norm(), nn.MaxPool2d(3, 2),
-      nn.Conv2d(c[0], c[1], 5, padding=2, groups=groups[0]), nn.ReLU(inplace=True), norm(), nn.MaxPool2d(3, 2),
-      nn.Conv2d(c[1], c[2], 3, padding=1, groups=groups[1]), nn.ReLU(inplace=True),
-      nn.Conv2d(c[2], c[3], 3, padding=1, groups=groups[2]), nn.ReLU(inplace=True),
-      nn.Conv2d(c[3], c[4], 3, padding=1, groups=groups[3]), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-      nn.Flatten(), nn.Dropout(0.5), nn.Linear(c[4] * 36, w(4096)), nn.ReLU(inplace=True), nn.Dropout(0.5),
-      nn.Linear(w(4096), w(4096)), nn.ReLU(inplace=True), nn.Linear(w(4096), 1000)).to(device)
+    nn.Conv2d(3, c[0], 11, 4, pad1),
+    nn.ReLU(inplace=True),
+    norm(),
+    nn.MaxPool2d(3, 2),
+    nn.Conv2d(c[0], c[1], 5, padding=2, groups=groups[0]),
+    nn.ReLU(inplace=True),
+    norm(),
+    nn.MaxPool2d(3, 2),
+    nn.Conv2d(c[1], c[2], 3, padding=1, groups=groups[1]),
+    nn.ReLU(inplace=True),
+    nn.Conv2d(c[2], c[3], 3, padding=1, groups=groups[2]),
+    nn.ReLU(inplace=True),
+    nn.Conv2d(c[3], c[4], 3, padding=1, groups=groups[3]),
+    nn.ReLU(inplace=True),
+    nn.MaxPool2d(3, 2),
+    nn.Flatten(),
+    nn.Dropout(0.5),
+    nn.Linear(c[4] * 36, w(4096)),
+    nn.ReLU(inplace=True),
+    nn.Dropout(0.5),
+    nn.Linear(w(4096), w(4096)),
+    nn.ReLU(inplace=True),
+    nn.Linear(w(4096), 1000),
+  ).to(device)
   net = net.to(memory_format=torch.channels_last)
   opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
   model = torch.compile(net) if compile_model else net
@@ -289,8 +345,14 @@ def torch_step(variant, batch, width, steps, warmup, compile_model):
 
   # Queued without waiting, like the JAX steps: CUDA runs them in order, one sync ends each round.
   seconds = timed(step, steps, warmup, sync=torch.cuda.synchronize if device == "cuda" else None)
-  return {"variant": variant, "batch": batch, "width": width, "compiled": compile_model, "device": device,
-          "img_s": batch / seconds}
+  return {
+    "variant": variant,
+    "batch": batch,
+    "width": width,
+    "compiled": compile_model,
+    "device": device,
+    "img_s": batch / seconds,
+  }
 
 
 # ------------------------------------------------------------------------------------------ (b), (d)
@@ -303,6 +365,7 @@ def decode_rate(encoded, seconds, decoder="opencv"):
   `sources.decode_image`, what the decoding workers use (simplejpeg where it is installed)."""
   import cv2
   from alexnet_jax.data import sources
+
   cv2.setNumThreads(1)
   if decoder == "opencv":
     decode = lambda data: cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
@@ -319,6 +382,7 @@ def decode_rate(encoded, seconds, decoder="opencv"):
 def _decode_for(encoded, seconds, decoder, barrier, results):
   """One process of `parallel_decode_rate`: `decode_rate` after the barrier."""
   from alexnet_jax.data import decode_pool
+
   decode_pool.keep_freed_memory()  # as the decoding workers do: a fresh process otherwise decodes slower
   barrier.wait()
   results.put(decode_rate(encoded, seconds, decoder))
@@ -330,10 +394,13 @@ def parallel_decode_rate(encoded, processes, seconds, decoder="project"):
   hardware gives away (shared cores of hyper-threads, lower all-core clocks, memory bandwidth) before any
   pipeline overhead."""
   import multiprocessing
+
   context = multiprocessing.get_context("spawn")
   barrier, results = context.Barrier(processes), context.Queue()
-  workers = [context.Process(target=_decode_for, args=(encoded, seconds, decoder, barrier, results),
-                             daemon=True) for _ in range(processes)]
+  workers = [
+    context.Process(target=_decode_for, args=(encoded, seconds, decoder, barrier, results), daemon=True)
+    for _ in range(processes)
+  ]
   for worker in workers:
     worker.start()
   try:
@@ -356,8 +423,10 @@ def _cpu_seconds(pid):
 def cpu_topology():
   """Logical CPUs, the ones this process may use, and physical cores (distinct (package, core) pairs in
   /proc/cpuinfo; None where it does not say): 16 logical CPUs may be 8 cores with two hyper-threads."""
-  topology = {"logical": os.cpu_count(),
-              "usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
+  topology = {
+    "logical": os.cpu_count(),
+    "usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+  }
   try:
     cores, package = set(), None
     with open("/proc/cpuinfo") as f:
@@ -380,6 +449,7 @@ def worker_stage_costs(source, image_size, batch, batches=16):
   decode into the batch array (`sources.decode_fitted_into`: decode, fit to size where needed, write).
   Against the one-core decode rates they say where a worker's time beyond the decode goes."""
   from alexnet_jax.data import sources
+
   rng = np.random.default_rng(1)
   out = np.empty((batch, image_size, image_size, 3), np.uint8)
   clock = time.perf_counter
@@ -416,6 +486,7 @@ def pipeline_rates(data_dir, name, batch, seconds, workers_list, rounds=3):
   count: N processes decoding at once (`parallel_decode_rate`, the machine's own N-core limit) and the CPU
   the training process and the workers spent per loader round, which says who is the bottleneck."""
   from alexnet_jax.data import pipeline, sources
+
   info = sources.dataset_info(data_dir, name)
   source = sources.open_split(info, "train")
   # A seeded random sample: the JPEGs the loader decodes come from the whole split, in random order.
@@ -433,13 +504,24 @@ def pipeline_rates(data_dir, name, batch, seconds, workers_list, rounds=3):
     return images / wall, (time.process_time() - cpu_start) / wall, workers_cpu / wall
 
   size = info.image_size or 256
-  results = {"dataset": name, "rounds": rounds, "cpu_topology": cpu_topology(), "pipeline": [],
-             "worker_stages_us_per_image": worker_stage_costs(source, size, batch)}
-  print("worker stages, us per image in one process: " +
-        ", ".join(f"{k} {v:.1f}" for k, v in results["worker_stages_us_per_image"].items()), flush=True)
+  results = {
+    "dataset": name,
+    "rounds": rounds,
+    "cpu_topology": cpu_topology(),
+    "pipeline": [],
+    "worker_stages_us_per_image": worker_stage_costs(source, size, batch),
+  }
+  print(
+    "worker stages, us per image in one process: "
+    + ", ".join(f"{k} {v:.1f}" for k, v in results["worker_stages_us_per_image"].items()),
+    flush=True,
+  )
   for workers in workers_list:
-    it = iter(pipeline.train_loader(pipeline.LoaderConfig(data_dir=data_dir, name=name, split="train",
-                                                           batch_size=batch, num_workers=workers)))
+    it = iter(
+      pipeline.train_loader(
+        pipeline.LoaderConfig(data_dir=data_dir, name=name, split="train", batch_size=batch, num_workers=workers)
+      )
+    )
     try:
       for _ in range(3):
         next(it)
@@ -459,38 +541,61 @@ def pipeline_rates(data_dir, name, batch, seconds, workers_list, rounds=3):
     one_core, project_one_core, rate = max(decode_rates), max(project_rates), max(loader_rates)
     parallel = parallel_decode_rate(encoded, n, round_seconds) if n > 1 else project_one_core
     best = loader_rates.index(rate)
-    results["pipeline"].append({"workers": workers, "img_s": rate, "decode_one_core_img_s": one_core,
-                                "over_workers_x_decode": rate / (n * one_core),
-                                "decode_project_one_core_img_s": project_one_core,
-                                "over_workers_x_project_decode": rate / (n * project_one_core),
-                                "decode_n_processes_img_s": parallel,
-                                "over_n_process_decode": rate / parallel,
-                                "training_process_cpu_cores": main_cpu[best],
-                                "workers_cpu_cores": workers_cpu[best],
-                                "round_img_s": loader_rates, "round_decode_img_s": decode_rates,
-                                "round_project_decode_img_s": project_rates})
+    results["pipeline"].append(
+      {
+        "workers": workers,
+        "img_s": rate,
+        "decode_one_core_img_s": one_core,
+        "over_workers_x_decode": rate / (n * one_core),
+        "decode_project_one_core_img_s": project_one_core,
+        "over_workers_x_project_decode": rate / (n * project_one_core),
+        "decode_n_processes_img_s": parallel,
+        "over_n_process_decode": rate / parallel,
+        "training_process_cpu_cores": main_cpu[best],
+        "workers_cpu_cores": workers_cpu[best],
+        "round_img_s": loader_rates,
+        "round_decode_img_s": decode_rates,
+        "round_project_decode_img_s": project_rates,
+      }
+    )
   return results
 
 
 def end_to_end(config_spec, data_dir, name, steps):
   from alexnet_jax import ablate, train
+
   config = ablate.load_config(config_spec)  # as main and the sweeps load it
   config.dataset.update(data_dir=data_dir, name=name)
-  config.update(num_train_steps=steps, log_every_steps=max(1, steps // 4), checkpoint_every_steps=10 ** 9,
-                eval_every_epochs=10 ** 6, progress_bar=False)
+  config.update(
+    num_train_steps=steps,
+    log_every_steps=max(1, steps // 4),
+    checkpoint_every_steps=10**9,
+    eval_every_epochs=10**6,
+    progress_bar=False,
+  )
   config.augment.final_eval_views = "center"
   import tempfile
+
   with tempfile.TemporaryDirectory() as workdir:
     summary = train.train_and_evaluate(config, workdir)
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
-      perf = [json.loads(l)["perf/images_per_sec"] for l in f if '"perf"' in l]
+      perf = [json.loads(line)["perf/images_per_sec"] for line in f if '"perf"' in line]
   from alexnet_jax.data import pipeline
+
   workers = config.dataset.num_workers
   # The first interval holds compilation: report the steady intervals.
-  return {"config": config_spec, "dataset": name, "steps": steps, "img_s_steady": float(np.mean(perf[1:] or perf)),
-          "img_s_all": summary["train_images_per_sec"], "preset": config.model.preset,
-          "dtype": config.model.dtype, "batch": config.batch_size, "width": config.model.width_multiplier,
-          "workers": pipeline.default_num_workers() if workers < 0 else workers}
+  return {
+    "config": config_spec,
+    "dataset": name,
+    "steps": steps,
+    "img_s_steady": float(np.mean(perf[1:] or perf)),
+    "img_s_all": summary["train_images_per_sec"],
+    "preset": config.model.preset,
+    "dtype": config.model.dtype,
+    "batch": config.batch_size,
+    "width": config.model.width_multiplier,
+    "workers": pipeline.default_num_workers() if workers < 0 else workers,
+  }
 
 
 def end_to_end_against_limits(report):
@@ -499,8 +604,15 @@ def end_to_end_against_limits(report):
   the workers it used (workers x the one-core decode rate of the pipeline section: OpenCV's, and the project
   decoder's, the faster one)."""
   e2e = report["end_to_end"]
-  step = next((r for r in report.get("jax", []) if (r["preset"], r["dtype"], r["batch"], r["width"]) ==
-               (e2e["preset"], e2e["dtype"], e2e["batch"], e2e["width"]) and r.get("step") == "pmap"), None)
+  step = next(
+    (
+      r
+      for r in report.get("jax", [])
+      if (r["preset"], r["dtype"], r["batch"], r["width"]) == (e2e["preset"], e2e["dtype"], e2e["batch"], e2e["width"])
+      and r.get("step") == "pmap"
+    ),
+    None,
+  )
   if step is not None:
     e2e["step_img_s"] = step["full_img_s"]
     e2e["over_step"] = e2e["img_s_steady"] / step["full_img_s"]
@@ -521,29 +633,45 @@ def section_steps(args, report, presets, dtypes, batches):
   for preset in presets:
     for dtype in dtypes:
       for batch in batches:
-        r = jax_steps(preset, dtype, batch, args.width, args.steps, args.warmup, parse_options(args.model_options),
-                      with_plain=not args.project_only, repeats=args.repeats,
-                      baseline_options=parse_options(args.baseline_options))
+        r = jax_steps(
+          preset,
+          dtype,
+          batch,
+          args.width,
+          args.steps,
+          args.warmup,
+          parse_options(args.model_options),
+          with_plain=not args.project_only,
+          repeats=args.repeats,
+          baseline_options=parse_options(args.baseline_options),
+        )
         r["of_matmul_peak"] = r["achieved_tflops"] / report.get("matmul_tflops", {}).get(dtype, float("nan"))
         r["project_of_matmul_peak"] = r["project_tflops"] / report.get("matmul_tflops", {}).get(dtype, float("nan"))
         rows.append(r)
-        print(f"{preset:10} {dtype:9} {batch:5d} {r['plain_img_s']:12.0f} {r['full_img_s']:11.0f} "
-              f"{r['full_over_plain']:10.2f} {r['train_gflop_per_img']:9.2f} {r['achieved_tflops']:8.1f} "
-              f"{r['of_matmul_peak']:7.1%} {r['project_of_matmul_peak']:7.1%} {r['compiles_after_warmup']:4d} "
-              f"{r['baseline_plain_img_s']:12.0f} {r['full_over_baseline_plain']:9.2f}", flush=True)
+        print(
+          f"{preset:10} {dtype:9} {batch:5d} {r['plain_img_s']:12.0f} {r['full_img_s']:11.0f} "
+          f"{r['full_over_plain']:10.2f} {r['train_gflop_per_img']:9.2f} {r['achieved_tflops']:8.1f} "
+          f"{r['of_matmul_peak']:7.1%} {r['project_of_matmul_peak']:7.1%} {r['compiles_after_warmup']:4d} "
+          f"{r['baseline_plain_img_s']:12.0f} {r['full_over_baseline_plain']:9.2f}",
+          flush=True,
+        )
 
 
-STEP_HEADER = (f"{'preset':10} {'dtype':9} {'batch':>5} {'plain img/s':>12} {'full img/s':>11} {'full/plain':>10} "
-               f"{'GFLOP/img':>9} {'TFLOP/s':>8} {'plain%pk':>7} {'full%pk':>7} {'comp':>4} {'baseline img/s':>12} "
-               f"{'full/base':>9}\n(plain: jit step of the same model; baseline: jit step of the model with "
-               f"--baseline_options; GFLOP/img: the model's, counted from its jaxpr)")
+STEP_HEADER = (
+  f"{'preset':10} {'dtype':9} {'batch':>5} {'plain img/s':>12} {'full img/s':>11} {'full/plain':>10} "
+  f"{'GFLOP/img':>9} {'TFLOP/s':>8} {'plain%pk':>7} {'full%pk':>7} {'comp':>4} {'baseline img/s':>12} "
+  f"{'full/base':>9}\n(plain: jit step of the same model; baseline: jit step of the model with "
+  f"--baseline_options; GFLOP/img: the model's, counted from its jaxpr)"
+)
 
 
 def section_torch(args, report):
   rows = report.setdefault("torch", [])
   modes = [False, True] if args.torch_compile else [False]
   for variant in [p for p in args.presets.split(",") if p in ("owt", "paper")]:
-    for batch in map(int, args.batch_sizes.split(",")[:1] if args.torch_first_batch_only else args.batch_sizes.split(",")):
+    for batch in map(
+      int, args.batch_sizes.split(",")[:1] if args.torch_first_batch_only else args.batch_sizes.split(",")
+    ):
       for compile_model in modes:
         try:
           r = torch_step(variant, batch, args.width, args.steps, args.warmup, compile_model)
@@ -554,14 +682,24 @@ def section_torch(args, report):
           continue
         # PyTorch autocasts to bf16 on CUDA only: compare like with like.
         dtype = "bfloat16" if r["device"] == "cuda" else "float32"
-        jax_best = max((j["full_img_s"] for j in report.get("jax", []) + report.get("variants", [])
-                        if j["batch"] == batch and j["preset"] == variant and j["dtype"] == dtype
-                        and j.get("step", "pmap") == "pmap"), default=float("nan"))
+        jax_best = max(
+          (
+            j["full_img_s"]
+            for j in report.get("jax", []) + report.get("variants", [])
+            if j["batch"] == batch
+            and j["preset"] == variant
+            and j["dtype"] == dtype
+            and j.get("step", "pmap") == "pmap"
+          ),
+          default=float("nan"),
+        )
         r["jax_full_over_torch"] = jax_best / r["img_s"]
         rows.append(r)
-        print(f"torch {variant:6} batch {batch} {'compiled' if compile_model else 'eager   '}: "
-              f"{r['img_s']:.0f} img/s; best project step ({dtype}) / torch = {r['jax_full_over_torch']:.2f}",
-              flush=True)
+        print(
+          f"torch {variant:6} batch {batch} {'compiled' if compile_model else 'eager   '}: "
+          f"{r['img_s']:.0f} img/s; best project step ({dtype}) / torch = {r['jax_full_over_torch']:.2f}",
+          flush=True,
+        )
 
 
 def section_variants(args, report):
@@ -576,12 +714,26 @@ def section_variants(args, report):
       metrics = options.pop("metrics", "all")
       if preset != "paper" and "tower_impl" in parse_options(spec):
         continue  # only the paper preset has towers
-      r = jax_steps(preset, args.variants_dtype, batch, args.width, args.steps, args.warmup, options, with_plain=False,
-                    step_kind=step_kind, repeats=args.repeats, augment_on_device=augment_on_device, metrics=metrics)
+      r = jax_steps(
+        preset,
+        args.variants_dtype,
+        batch,
+        args.width,
+        args.steps,
+        args.warmup,
+        options,
+        with_plain=False,
+        step_kind=step_kind,
+        repeats=args.repeats,
+        augment_on_device=augment_on_device,
+        metrics=metrics,
+      )
       r["variant"] = spec
       rows.append(r)
-      print(f"  {preset:10} {spec:60} {r['full_img_s']:9.0f} img/s  compiles after warm-up: "
-            f"{r['compiles_after_warmup']}", flush=True)
+      print(
+        f"  {preset:10} {spec:60} {r['full_img_s']:9.0f} img/s  compiles after warm-up: {r['compiles_after_warmup']}",
+        flush=True,
+      )
 
 
 def section_flags(args, report):
@@ -590,10 +742,21 @@ def section_flags(args, report):
   for flag_set in [f for f in args.xla_flag_sets.split(";") if f.strip()]:
     env = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + flag_set).strip())
     out = os.path.join(os.path.dirname(os.path.abspath(args.out or ".")) or ".", ".flags_tmp.json")
-    cmd = [sys.executable, os.path.abspath(__file__), "--sections=steps", "--project_only", "--dtypes=bfloat16",
-           f"--presets={args.presets}", f"--batch_sizes={batch}", f"--steps={args.steps}",
-           f"--warmup={args.warmup}", f"--repeats={args.repeats}", f"--model_options={args.model_options}", f"--width={args.width}",
-           f"--out={out}"]
+    cmd = [
+      sys.executable,
+      os.path.abspath(__file__),
+      "--sections=steps",
+      "--project_only",
+      "--dtypes=bfloat16",
+      f"--presets={args.presets}",
+      f"--batch_sizes={batch}",
+      f"--steps={args.steps}",
+      f"--warmup={args.warmup}",
+      f"--repeats={args.repeats}",
+      f"--model_options={args.model_options}",
+      f"--width={args.width}",
+      f"--out={out}",
+    ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.flag_timeout_s)
     entry = {"xla_flags": flag_set, "returncode": proc.returncode, "seconds": time.perf_counter() - start}
@@ -604,31 +767,45 @@ def section_flags(args, report):
     else:
       entry["error"] = proc.stderr[-600:]
     rows.append(entry)
-    shown = ", ".join(f"{r['preset']} {r['full_img_s']:.0f}" for r in entry.get("rows", [])) or entry.get("error", "")[-200:]
+    shown = (
+      ", ".join(f"{r['preset']} {r['full_img_s']:.0f}" for r in entry.get("rows", [])) or entry.get("error", "")[-200:]
+    )
     print(f"XLA_FLAGS={flag_set!r}: {shown} img/s", flush=True)
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--quick", action="store_true", help="CPU-sized: quarter width, small batches, few steps")
-  parser.add_argument("--sections", default="matmul,steps,torch,pipeline,e2e",
-                      help=f"comma-separated, run in this order; any of {', '.join(SECTIONS)}")
+  parser.add_argument(
+    "--sections",
+    default="matmul,steps,torch,pipeline,e2e",
+    help=f"comma-separated, run in this order; any of {', '.join(SECTIONS)}",
+  )
   parser.add_argument("--presets", default="owt,one_tower,paper")
   parser.add_argument("--dtypes", default="float32,bfloat16")
   parser.add_argument("--batch_sizes", default="256,1024")
   parser.add_argument("--extra_dtypes", default="float32", help="steps_extra: these dtypes at the first batch size")
   parser.add_argument("--extra_batch_sizes", default="1024", help="steps_extra: these batch sizes in bfloat16")
-  parser.add_argument("--model_options", default="conv1_impl=auto",
-                      help="AlexNet options for plain and project steps, e.g. pool_impl=masked,conv1_impl=space_to_depth; "
-                           "the default is what training uses on this backend; also the base of every variant")
-  parser.add_argument("--baseline_options", default="default",
-                      help="where they differ from --model_options, a second plain step with these options is timed "
-                           "beside the others ('default': the model class's defaults, e.g. a direct conv1)")
+  parser.add_argument(
+    "--model_options",
+    default="conv1_impl=auto",
+    help="AlexNet options for plain and project steps, e.g. pool_impl=masked,conv1_impl=space_to_depth; "
+    "the default is what training uses on this backend; also the base of every variant",
+  )
+  parser.add_argument(
+    "--baseline_options",
+    default="default",
+    help="where they differ from --model_options, a second plain step with these options is timed "
+    "beside the others ('default': the model class's defaults, e.g. a direct conv1)",
+  )
   parser.add_argument("--project_only", action="store_true", help="skip the plain jit reference step")
-  parser.add_argument("--variants", default="default;pool_impl=masked;conv1_impl=direct;conv1_impl=space_to_depth;"
-                      "tower_impl=grouped;step=jit;augment=off;metrics=loss;augment=off,metrics=loss,step=jit",
-                      help="';'-separated option sets for the variants section, each over --model_options: model options, step=jit "
-                           "(instead of pmap), augment=off (pre-cropped input), metrics=loss (loss only)")
+  parser.add_argument(
+    "--variants",
+    default="default;pool_impl=masked;conv1_impl=direct;conv1_impl=space_to_depth;"
+    "tower_impl=grouped;step=jit;augment=off;metrics=loss;augment=off,metrics=loss,step=jit",
+    help="';'-separated option sets for the variants section, each over --model_options: model options, step=jit "
+    "(instead of pmap), augment=off (pre-cropped input), metrics=loss (loss only)",
+  )
   parser.add_argument("--variants_dtype", default="bfloat16")
   parser.add_argument("--width", type=float, default=1.0)
   parser.add_argument("--steps", type=int, default=20)
@@ -640,8 +817,12 @@ def main():
   parser.add_argument("--torch_first_batch_only", action="store_true")
   parser.add_argument("--pipeline_data_dir", default="")
   parser.add_argument("--pipeline_name", default="imagenette2_128")
-  parser.add_argument("--pipeline_seconds", type=float, default=10.0,
-                      help="per worker count: seconds of loader rounds, and as many of decode rounds")
+  parser.add_argument(
+    "--pipeline_seconds",
+    type=float,
+    default=10.0,
+    help="per worker count: seconds of loader rounds, and as many of decode rounds",
+  )
   parser.add_argument("--workers", default="1,0")  # 0 -> all cores but one
   parser.add_argument("--e2e_config", default="configs/alexnet.py:imagenette")
   parser.add_argument("--e2e_steps", type=int, default=0)
@@ -658,23 +839,34 @@ def main():
     parser.error(f"unknown sections {sorted(unknown)}: choose from {', '.join(SECTIONS)}")
 
   import jax
-  report = {"command": " ".join([os.path.basename(sys.executable)] + sys.argv),
-            "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                        "cpus": os.cpu_count(), "devices": [str(d) for d in jax.devices()],
-                        "device_kind": jax.devices()[0].device_kind},
-            "versions": {"python": platform.python_version(), "jax": jax.__version__},
-            "xla_flags": os.environ.get("XLA_FLAGS", ""),
-            "time": time.strftime("%Y-%m-%d %H:%M:%S"), "errors": {}}
+
+  report = {
+    "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+    "machine": {
+      "platform": platform.platform(),
+      "processor": platform.processor(),
+      "cpus": os.cpu_count(),
+      "devices": [str(d) for d in jax.devices()],
+      "device_kind": jax.devices()[0].device_kind,
+    },
+    "versions": {"python": platform.python_version(), "jax": jax.__version__},
+    "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+    "errors": {},
+  }
   for module in ("jaxlib", "flax", "optax", "tensorflow_datasets", "array_record", "torch", "cv2", "simplejpeg"):
     try:
       imported = __import__(module)
       # array_record has no __version__: its installed distribution says it.
       report["versions"][module] = getattr(imported, "__version__", None) or importlib.metadata.version(
-          module.replace("_", "-"))
+        module.replace("_", "-")
+      )
     except Exception:  # not installed here: left out of the report
       pass
-  print(f"machine: {report['machine']['device_kind']} x{len(jax.devices())}, {os.cpu_count()} cpus, "
-        f"jax {jax.__version__}", flush=True)
+  print(
+    f"machine: {report['machine']['device_kind']} x{len(jax.devices())}, {os.cpu_count()} cpus, jax {jax.__version__}",
+    flush=True,
+  )
 
   def save():
     if args.out:
@@ -706,28 +898,37 @@ def main():
         section_variants(args, report)
       elif section == "pipeline" and args.pipeline_data_dir:
         from alexnet_jax.data import pipeline
+
         workers = [int(w) or pipeline.default_num_workers() for w in args.workers.split(",")]
-        report["pipeline"] = pipeline_rates(os.path.expanduser(args.pipeline_data_dir), args.pipeline_name, 128,
-                                            args.pipeline_seconds, workers)
+        report["pipeline"] = pipeline_rates(
+          os.path.expanduser(args.pipeline_data_dir), args.pipeline_name, 128, args.pipeline_seconds, workers
+        )
         p = report["pipeline"]
         print(f"cpu topology: {p['cpu_topology']}", flush=True)
         for r in p["pipeline"]:
-          print(f"host pipeline, {r['workers']} worker(s): {r['img_s']:.0f} img/s; one-core OpenCV decode in "
-                f"alternating rounds {r['decode_one_core_img_s']:.0f} img/s: "
-                f"{r['over_workers_x_decode']:.2f} x workers x one-core decode; the project's decoder "
-                f"{r['decode_project_one_core_img_s']:.0f} img/s: {r['over_workers_x_project_decode']:.2f} x "
-                f"workers x it; {r['workers']} processes "
-                f"decoding at once {r['decode_n_processes_img_s']:.0f} img/s: {r['over_n_process_decode']:.2f} "
-                f"of it; CPU cores busy: training process {r['training_process_cpu_cores']:.2f}, workers "
-                f"{r['workers_cpu_cores']:.2f}", flush=True)
+          print(
+            f"host pipeline, {r['workers']} worker(s): {r['img_s']:.0f} img/s; one-core OpenCV decode in "
+            f"alternating rounds {r['decode_one_core_img_s']:.0f} img/s: "
+            f"{r['over_workers_x_decode']:.2f} x workers x one-core decode; the project's decoder "
+            f"{r['decode_project_one_core_img_s']:.0f} img/s: {r['over_workers_x_project_decode']:.2f} x "
+            f"workers x it; {r['workers']} processes "
+            f"decoding at once {r['decode_n_processes_img_s']:.0f} img/s: {r['over_n_process_decode']:.2f} "
+            f"of it; CPU cores busy: training process {r['training_process_cpu_cores']:.2f}, workers "
+            f"{r['workers_cpu_cores']:.2f}",
+            flush=True,
+          )
       elif section == "e2e" and args.e2e_steps and args.pipeline_data_dir:
-        report["end_to_end"] = end_to_end(args.e2e_config, os.path.expanduser(args.pipeline_data_dir),
-                                          args.pipeline_name, args.e2e_steps)
+        report["end_to_end"] = end_to_end(
+          args.e2e_config, os.path.expanduser(args.pipeline_data_dir), args.pipeline_name, args.e2e_steps
+        )
         e2e = end_to_end_against_limits(report)
-        print(f"end to end ({args.e2e_config}): {e2e['img_s_steady']:.0f} img/s steady; over the project step "
-              f"of this run: {e2e.get('over_step', float('nan')):.2f}; over {e2e['workers']} workers x one-core "
-              f"decode: {e2e.get('over_decode_limit', float('nan')):.2f} (OpenCV), "
-              f"{e2e.get('over_project_decode_limit', float('nan')):.2f} (the project's decoder)", flush=True)
+        print(
+          f"end to end ({args.e2e_config}): {e2e['img_s_steady']:.0f} img/s steady; over the project step "
+          f"of this run: {e2e.get('over_step', float('nan')):.2f}; over {e2e['workers']} workers x one-core "
+          f"decode: {e2e.get('over_decode_limit', float('nan')):.2f} (OpenCV), "
+          f"{e2e.get('over_project_decode_limit', float('nan')):.2f} (the project's decoder)",
+          flush=True,
+        )
       elif section == "flags" and args.xla_flag_sets:
         section_flags(args, report)
     except Exception:

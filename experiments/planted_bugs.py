@@ -30,6 +30,7 @@ COPIED = ("alexnet_jax", "configs", "experiments", "tests", "pyproject.toml", "r
 @dataclasses.dataclass(frozen=True)
 class Mutation:
   """Replace `old` (which must occur exactly once in `path`) by `new`; `tests` are tried first."""
+
   name: str
   path: str
   old: str
@@ -38,53 +39,150 @@ class Mutation:
 
 
 MUTATIONS = (
-    Mutation("lrn_exponent_sign", "alexnet_jax/lrn.py", "** -beta", "** beta", ("tests/test_lrn.py",)),
-    Mutation("lrn_alpha_always_per_size", "alexnet_jax/lrn.py", "alpha / size if alpha_per_size else alpha",
-             "alpha / size", ("tests/test_lrn.py",)),
-    Mutation("flip_rows_not_columns", "alexnet_jax/augment.py", "jnp.where(flip, images[:, :, ::-1, :], images)",
-             "jnp.where(flip, images[:, ::-1, :, :], images)", ("tests/test_augment.py",)),
-    Mutation("pca_eigvec_transposed", "alexnet_jax/augment.py", "jnp.asarray(eigvec, jnp.float32).T",
-             "jnp.asarray(eigvec, jnp.float32)", ("tests/test_augment.py",)),
-    Mutation("mean_image_cut_at_the_corner", "alexnet_jax/augment.py",
-             "(images.shape[0],) + mean.shape), offsets, crop_size)",
-             "(images.shape[0],) + mean.shape), 0 * offsets, crop_size)", ("tests/test_augment.py",)),
-    Mutation("ten_crop_without_mirrors", "alexnet_jax/augment.py", "crops += [c[:, :, ::-1, :] for c in crops]",
-             "crops += [c for c in crops]", ("tests/test_augment.py",)),
-    Mutation("resized_crop_ratio_inverted", "alexnet_jax/augment.py", "crop_w = jnp.clip(jnp.sqrt(area * ratio)",
-             "crop_w = jnp.clip(jnp.sqrt(area / ratio)", ("tests/test_augment.py",)),
-    Mutation("coupled_decay_ignores_the_mask", "alexnet_jax/optim.py",
-             "optax.add_decayed_weights(weight_decay, mask), scale_by_scheduled_lr",
-             "optax.add_decayed_weights(weight_decay), scale_by_scheduled_lr", ("tests/test_optim.py",)),
-    Mutation("plateau_factor_not_applied", "alexnet_jax/optim.py", "* state.lr_factor", "* 1.0",
-             ("tests/test_optim.py",)),
-    Mutation("plateau_patience_off_by_one", "alexnet_jax/optim.py", "if bad >= patience and", "if bad > patience and",
-             ("tests/test_optim.py",)),
-    Mutation("gradients_summed_not_averaged", "alexnet_jax/steps.py", "grads = lax.pmean(grads, axis_name)",
-             "grads = lax.psum(grads, axis_name)", ("tests/test_steps.py",)),
-    Mutation("same_rng_on_every_device", "alexnet_jax/steps.py", "rng = jax.random.fold_in(rng, lax.axis_index(axis_name))",
-             "rng = jax.random.fold_in(rng, 0)", ("tests/test_steps.py",)),
-    Mutation("label_smoothing_drops_the_uniform_part", "alexnet_jax/steps.py",
-             "targets * (1.0 - label_smoothing) + label_smoothing / num_classes", "targets * (1.0 - label_smoothing)",
-             ("tests/test_steps.py",)),
-    Mutation("top_k_counts_one_too_many", "alexnet_jax/steps.py", "return ((rank < k) &", "return ((rank <= k) &",
-             ("tests/test_steps.py",)),
-    Mutation("eval_mask_ignored", "alexnet_jax/steps.py", '"count": jnp.sum(mask)}', '"count": jnp.sum(mask * 0 + 1)}',
-             ("tests/test_steps.py",)),
-    Mutation("pool_window_always_two", "alexnet_jax/models.py", "window = 3 if self.overlapping_pool else 2",
-             "window = 2", ("tests/test_models.py",)),
-    Mutation("masked_pool_gradient_to_every_maximum", "alexnet_jax/pooling.py", "& ~claimed", "& True",
-             ("tests/test_pooling.py",)),
-    Mutation("epoch_order_ignores_the_epoch", "alexnet_jax/data/order.py", "SeedSequence([seed % 2 ** 63, epoch])",
-             "SeedSequence([seed % 2 ** 63, 0])", ("tests/test_order.py",)),
-    Mutation("unpaired_standard_deviation", "alexnet_jax/effects.py", "values.std(ddof=1)", "values.std()",
-             ("tests/test_effects.py",)),
-    Mutation("did_not_train_inverted", "alexnet_jax/effects.py", "top1_error > 1.0 - TRAINED", "top1_error < 1.0 - TRAINED",
-             ("tests/test_effects.py",)),
-    Mutation("damage_and_another_config_confused", "alexnet_jax/checkpointing.py",
-             "return None if found == expected else", "return None if found != expected else",
-             ("tests/test_checkpointing.py",)),
-    Mutation("checkpoints_kept_without_limit", "alexnet_jax/checkpointing.py", "max_to_keep=max_to_keep, create",
-             "max_to_keep=None, create", ("tests/test_checkpointing.py",)),
+  Mutation("lrn_exponent_sign", "alexnet_jax/lrn.py", "** -beta", "** beta", ("tests/test_lrn.py",)),
+  Mutation(
+    "lrn_alpha_always_per_size",
+    "alexnet_jax/lrn.py",
+    "alpha / size if alpha_per_size else alpha",
+    "alpha / size",
+    ("tests/test_lrn.py",),
+  ),
+  Mutation(
+    "flip_rows_not_columns",
+    "alexnet_jax/augment.py",
+    "jnp.where(flip, images[:, :, ::-1, :], images)",
+    "jnp.where(flip, images[:, ::-1, :, :], images)",
+    ("tests/test_augment.py",),
+  ),
+  Mutation(
+    "pca_eigvec_transposed",
+    "alexnet_jax/augment.py",
+    "jnp.asarray(eigvec, jnp.float32).T",
+    "jnp.asarray(eigvec, jnp.float32)",
+    ("tests/test_augment.py",),
+  ),
+  Mutation(
+    "mean_image_cut_at_the_corner",
+    "alexnet_jax/augment.py",
+    "(images.shape[0],) + mean.shape), offsets, crop_size)",
+    "(images.shape[0],) + mean.shape), 0 * offsets, crop_size)",
+    ("tests/test_augment.py",),
+  ),
+  Mutation(
+    "ten_crop_without_mirrors",
+    "alexnet_jax/augment.py",
+    "crops += [c[:, :, ::-1, :] for c in crops]",
+    "crops += [c for c in crops]",
+    ("tests/test_augment.py",),
+  ),
+  Mutation(
+    "resized_crop_ratio_inverted",
+    "alexnet_jax/augment.py",
+    "crop_w = jnp.clip(jnp.sqrt(area * ratio)",
+    "crop_w = jnp.clip(jnp.sqrt(area / ratio)",
+    ("tests/test_augment.py",),
+  ),
+  Mutation(
+    "coupled_decay_ignores_the_mask",
+    "alexnet_jax/optim.py",
+    "add_decayed_weights(weight_decay, mask),\n      scale_by_scheduled_lr(schedule),\n      optax.trace",
+    "add_decayed_weights(weight_decay),\n      scale_by_scheduled_lr(schedule),\n      optax.trace",
+    ("tests/test_optim.py",),
+  ),
+  Mutation(
+    "plateau_factor_not_applied", "alexnet_jax/optim.py", "* state.lr_factor", "* 1.0", ("tests/test_optim.py",)
+  ),
+  Mutation(
+    "plateau_patience_off_by_one",
+    "alexnet_jax/optim.py",
+    "if bad >= patience and",
+    "if bad > patience and",
+    ("tests/test_optim.py",),
+  ),
+  Mutation(
+    "gradients_summed_not_averaged",
+    "alexnet_jax/steps.py",
+    "grads = lax.pmean(grads, axis_name)",
+    "grads = lax.psum(grads, axis_name)",
+    ("tests/test_steps.py",),
+  ),
+  Mutation(
+    "same_rng_on_every_device",
+    "alexnet_jax/steps.py",
+    "rng = jax.random.fold_in(rng, lax.axis_index(axis_name))",
+    "rng = jax.random.fold_in(rng, 0)",
+    ("tests/test_steps.py",),
+  ),
+  Mutation(
+    "label_smoothing_drops_the_uniform_part",
+    "alexnet_jax/steps.py",
+    "targets * (1.0 - label_smoothing) + label_smoothing / num_classes",
+    "targets * (1.0 - label_smoothing)",
+    ("tests/test_steps.py",),
+  ),
+  Mutation(
+    "top_k_counts_one_too_many",
+    "alexnet_jax/steps.py",
+    "return ((rank < k) &",
+    "return ((rank <= k) &",
+    ("tests/test_steps.py",),
+  ),
+  Mutation(
+    "eval_mask_ignored",
+    "alexnet_jax/steps.py",
+    '"count": jnp.sum(mask),',
+    '"count": jnp.sum(mask * 0 + 1),',
+    ("tests/test_steps.py",),
+  ),
+  Mutation(
+    "pool_window_always_two",
+    "alexnet_jax/models.py",
+    "window = 3 if self.overlapping_pool else 2",
+    "window = 2",
+    ("tests/test_models.py",),
+  ),
+  Mutation(
+    "masked_pool_gradient_to_every_maximum",
+    "alexnet_jax/pooling.py",
+    "& ~claimed",
+    "& True",
+    ("tests/test_pooling.py",),
+  ),
+  Mutation(
+    "epoch_order_ignores_the_epoch",
+    "alexnet_jax/data/order.py",
+    "SeedSequence([seed % 2**63, epoch])",
+    "SeedSequence([seed % 2**63, 0])",
+    ("tests/test_order.py",),
+  ),
+  Mutation(
+    "unpaired_standard_deviation",
+    "alexnet_jax/effects.py",
+    "values.std(ddof=1)",
+    "values.std()",
+    ("tests/test_effects.py",),
+  ),
+  Mutation(
+    "did_not_train_inverted",
+    "alexnet_jax/effects.py",
+    "top1_error > 1.0 - TRAINED",
+    "top1_error < 1.0 - TRAINED",
+    ("tests/test_effects.py",),
+  ),
+  Mutation(
+    "damage_and_another_config_confused",
+    "alexnet_jax/checkpointing.py",
+    "return None if found == expected else",
+    "return None if found != expected else",
+    ("tests/test_checkpointing.py",),
+  ),
+  Mutation(
+    "checkpoints_kept_without_limit",
+    "alexnet_jax/checkpointing.py",
+    "max_to_keep=max_to_keep, create",
+    "max_to_keep=None, create",
+    ("tests/test_checkpointing.py",),
+  ),
 )
 
 
@@ -103,25 +201,39 @@ def planted(mutation: Mutation, root: str):
   with open(path) as f:
     text = f.read()
   if text.count(mutation.old) != 1:
-    raise SystemExit(f"error: mutation {mutation.name}: {mutation.old!r} occurs {text.count(mutation.old)} "
-                     f"times in {mutation.path} (expected once): update the mutation to the code.")
+    raise SystemExit(
+      f"error: mutation {mutation.name}: {mutation.old!r} occurs {text.count(mutation.old)} "
+      f"times in {mutation.path} (expected once): update the mutation to the code."
+    )
   return text.replace(mutation.old, mutation.new), text
 
 
 def fast_tests_fail(root: str, tests: List[str]) -> bool:
   """True when a fast test fails (or errors) in the copy at `root`; False when they all pass."""
   environment = dict(os.environ, PYTHONPATH=root)
-  result = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-m", "not slow", "-p", "no:cacheprovider",
-                           *tests], cwd=root, env=environment, capture_output=True, text=True)
+  result = subprocess.run(
+    [sys.executable, "-m", "pytest", "-x", "-q", "-m", "not slow", "-p", "no:cacheprovider", *tests],
+    cwd=root,
+    env=environment,
+    capture_output=True,
+    text=True,
+  )
   if result.returncode not in (0, 1):
-    raise SystemExit(f"error: pytest could not run {tests} in the copy (exit {result.returncode}):\n"
-                     f"{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    raise SystemExit(
+      f"error: pytest could not run {tests} in the copy (exit {result.returncode}):\n"
+      f"{result.stdout[-2000:]}{result.stderr[-2000:]}"
+    )
   return result.returncode == 1
 
 
 def check_the_copy_is_imported(root: str) -> None:
-  found = subprocess.run([sys.executable, "-c", "import alexnet_jax; print(alexnet_jax.__file__)"], cwd=root,
-                         env=dict(os.environ, PYTHONPATH=root), capture_output=True, text=True).stdout.strip()
+  found = subprocess.run(
+    [sys.executable, "-c", "import alexnet_jax; print(alexnet_jax.__file__)"],
+    cwd=root,
+    env=dict(os.environ, PYTHONPATH=root),
+    capture_output=True,
+    text=True,
+  ).stdout.strip()
   if not os.path.realpath(found).startswith(os.path.realpath(root)):
     raise SystemExit(f"error: the copy's tests would import alexnet_jax from {found!r}, not from {root}.")
 
@@ -140,8 +252,13 @@ def run_one(mutation: Mutation, root: str) -> dict:
   finally:
     with open(path, "w") as f:
       f.write(original)
-  return {"name": mutation.name, "path": mutation.path, "caught": caught_by is not None, "caught_by": caught_by,
-          "seconds": round(time.time() - started, 1)}
+  return {
+    "name": mutation.name,
+    "path": mutation.path,
+    "caught": caught_by is not None,
+    "caught_by": caught_by,
+    "seconds": round(time.time() - started, 1),
+  }
 
 
 def main(argv):
@@ -162,14 +279,19 @@ def main(argv):
     for mutation in chosen:
       results.append(run_one(mutation, root))
       r = results[-1]
-      print(f"{'caught' if r['caught'] else 'MISSED'}  {r['name']:42s} {r['caught_by'] or '':15s} "
-            f"{r['seconds']} s", flush=True)
+      print(
+        f"{'caught' if r['caught'] else 'MISSED'}  {r['name']:42s} {r['caught_by'] or '':15s} {r['seconds']} s",
+        flush=True,
+      )
   missed = [r["name"] for r in results if not r["caught"]]
-  print(f"{len(results) - len(missed)} of {len(results)} planted bugs caught" + (f"; missed: {missed}" if missed else ""))
+  print(
+    f"{len(results) - len(missed)} of {len(results)} planted bugs caught" + (f"; missed: {missed}" if missed else "")
+  )
   if FLAGS.out:
     with open(FLAGS.out, "w") as f:
-      json.dump({"command": "python -m experiments.planted_bugs " + " ".join(sys.argv[1:]),
-                 "results": results}, f, indent=1)
+      json.dump(
+        {"command": "python -m experiments.planted_bugs " + " ".join(sys.argv[1:]), "results": results}, f, indent=1
+      )
   sys.exit(1 if missed else 0)
 
 

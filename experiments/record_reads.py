@@ -28,6 +28,7 @@ def main():
   parser.add_argument("--rounds", type=int, default=3)
   args = parser.parse_args()
   from alexnet_jax.data import sources
+
   source = sources.open_split(sources.dataset_info(args.data_dir, args.name), "train")
   reader = source._reader(0)  # the first file of the split
   count = reader.num_records()
@@ -35,8 +36,7 @@ def main():
   print(f"{source._paths[0]}: {count} records")
   print(f"{'group':>5} {'list us/rec':>12} {'(cpu)':>7} {'range us/rec':>13} {'(cpu)':>7}")
   for size in (1, 2, 4, 8, 16, 32, 128):
-    groups = [rng.choice(count, min(size, count), replace=False).tolist()
-              for _ in range(max(1, args.records // size))]
+    groups = [rng.choice(count, min(size, count), replace=False).tolist() for _ in range(max(1, args.records // size))]
     n = sum(len(g) for g in groups)
 
     def list_read():

@@ -47,6 +47,7 @@ def main():
       finally:
         shm.close()
         shm.unlink()
+
     return write
 
   def held_buffer():
@@ -59,8 +60,10 @@ def main():
     except OSError as e:  # kernels before 5.14
       populated = f"n/a ({e})"
     reused = per_image_us(held_buffer, args.rounds, args.batch)
-    print(f"pass {attempt + 1}: {args.image_size}px uint8, per image: fresh shared memory {fresh:.1f} us, "
-          f"populated first {populated} us, memory already held {reused:.1f} us")
+    print(
+      f"pass {attempt + 1}: {args.image_size}px uint8, per image: fresh shared memory {fresh:.1f} us, "
+      f"populated first {populated} us, memory already held {reused:.1f} us"
+    )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ finished runs are skipped, interrupted ones resume, a workdir of another config 
 each finished run's summary.json, metrics.jsonl and final conv1 kernels to `--report_dir` and writes the report there
 (experiments/study_report.py). Seeds run in rounds (seed 0 of every arm, then seed 1, ...), so a study cut
 short has every claim measured once before any is measured twice. `--report_only` rewrites the report from
-the copies (after copying the finished runs of --workdir, where it exists). The canonical geometry on a GPU: `--config=configs/alexnet.py:imagenette` with `--set`s.
+the copies (after copying the finished runs of --workdir, where it exists). The canonical geometry on a
+GPU: `--config=configs/alexnet.py:imagenette` with `--set`s.
 """
 
 import dataclasses
@@ -27,6 +28,7 @@ from alexnet_jax import ablate, cli, configlib
 @dataclasses.dataclass(frozen=True)
 class Arm:
   """One configuration of the study: the study config plus `overrides`, trained for `seeds` seeds."""
+
   name: str
   overrides: Dict[str, object]
   seeds: int
@@ -36,26 +38,49 @@ class Arm:
 # The baseline is the paper's network at the study geometry. Claims with small paper effects (LRN,
 # overlapping pooling) get 5 seeds, the others 3; the controls 2 (and the paper's init 1: it shows a failure).
 ARMS = (
-    Arm("baseline", {}, 5, "the paper's network: two towers, LRN, overlapping pooling, dropout, augmentation"),
-    Arm("no_lrn", {"model.use_lrn": False}, 5, "section 3.3: without local response normalisation"),
-    Arm("no_overlap", {"model.overlapping_pool": False}, 5, "section 3.4: 2x2 stride-2 pooling"),
-    Arm("tanh", {"model.activation": "tanh"}, 3, "section 3.1: tanh in place of ReLU"),
-    Arm("one_gpu_half", {"model.preset": "paper_one_gpu"}, 3,
-        "section 3.2: the one-GPU net with half the kernels in conv1-conv4 (footnote 2)"),
-    Arm("no_dropout", {"model.dropout_rate": 0.0}, 3, "section 4.2: without dropout"),
-    Arm("no_crop_flip", {"augment.crop": "center", "augment.flip": False}, 3,
-        "section 4.1: the centre patch, unflipped, at every presentation"),
-    Arm("no_pca", {"augment.pca_std": 0.0}, 3, "section 4.1: without PCA lighting noise"),
-    Arm("lrn_gain_only", {"model.lrn_alpha": 0.0}, 3,
-        "control for LRN: its constant gain alone, x / k^beta (alpha = 0)"),
-    Arm("one_tower", {"model.preset": "one_tower"}, 3,
-        "control for the towers: full width, every layer connected to all channels"),
-    Arm("no_lrn_lr_half", {"model.use_lrn": False, "optim.learning_rate": 0.01}, 2,
-        "control for LRN: no LRN at half the baseline's learning rate"),
-    Arm("no_lrn_lr_double", {"model.use_lrn": False, "optim.learning_rate": 0.04}, 2,
-        "control for LRN: no LRN at twice the baseline's learning rate"),
-    Arm("paper_init", {"model.init_scheme": "paper"}, 1,
-        "section 5's initialisation, N(0, 0.01) with biases of 1: the departure's evidence"),
+  Arm("baseline", {}, 5, "the paper's network: two towers, LRN, overlapping pooling, dropout, augmentation"),
+  Arm("no_lrn", {"model.use_lrn": False}, 5, "section 3.3: without local response normalisation"),
+  Arm("no_overlap", {"model.overlapping_pool": False}, 5, "section 3.4: 2x2 stride-2 pooling"),
+  Arm("tanh", {"model.activation": "tanh"}, 3, "section 3.1: tanh in place of ReLU"),
+  Arm(
+    "one_gpu_half",
+    {"model.preset": "paper_one_gpu"},
+    3,
+    "section 3.2: the one-GPU net with half the kernels in conv1-conv4 (footnote 2)",
+  ),
+  Arm("no_dropout", {"model.dropout_rate": 0.0}, 3, "section 4.2: without dropout"),
+  Arm(
+    "no_crop_flip",
+    {"augment.crop": "center", "augment.flip": False},
+    3,
+    "section 4.1: the centre patch, unflipped, at every presentation",
+  ),
+  Arm("no_pca", {"augment.pca_std": 0.0}, 3, "section 4.1: without PCA lighting noise"),
+  Arm("lrn_gain_only", {"model.lrn_alpha": 0.0}, 3, "control for LRN: its constant gain alone, x / k^beta (alpha = 0)"),
+  Arm(
+    "one_tower",
+    {"model.preset": "one_tower"},
+    3,
+    "control for the towers: full width, every layer connected to all channels",
+  ),
+  Arm(
+    "no_lrn_lr_half",
+    {"model.use_lrn": False, "optim.learning_rate": 0.01},
+    2,
+    "control for LRN: no LRN at half the baseline's learning rate",
+  ),
+  Arm(
+    "no_lrn_lr_double",
+    {"model.use_lrn": False, "optim.learning_rate": 0.04},
+    2,
+    "control for LRN: no LRN at twice the baseline's learning rate",
+  ),
+  Arm(
+    "paper_init",
+    {"model.init_scheme": "paper"},
+    1,
+    "section 5's initialisation, N(0, 0.01) with biases of 1: the departure's evidence",
+  ),
 )
 
 
@@ -67,6 +92,7 @@ class Claim:
   validation and training error), 'speed' (the arm needs more epochs to a fixed training error).
   `paper_effect`: the paper's (top-1, top-5) error increase of the arm over the baseline, where it gives
   numbers (None for a part it does not give)."""
+
   number: int
   section: str
   claim: str
@@ -78,32 +104,82 @@ class Claim:
 
 
 CLAIMS = (
-    Claim(1, "3.1, figure 1", "ReLU trains much faster than tanh", "tanh", "speed",
-          "a 4-layer CIFAR-10 net reached 25% training error 6x faster with ReLU"),
-    Claim(2, "3.2", "two towers beat a one-GPU net with half the kernels in conv1-conv4", "one_gpu_half",
-          "error", "+1.7 / +1.2 for the one-GPU net", (1.7, 1.2)),
-    Claim(3, "3.3", "local response normalisation lowers the error", "no_lrn", "error",
-          "+1.4 / +1.2 without LRN; CIFAR-10 4-layer net 11% -> 13%", (1.4, 1.2),
-          "Mishkin et al. 2016 (CaffeNet, 128 px ImageNet): top-1 accuracy 0.470 with LRN, 0.471 without "
-          "(-0.1 without); VGG table 3: A 29.6 / 10.4 vs A-LRN 29.7 / 10.5 (-0.1 / -0.1 without)"),
-    Claim(4, "3.4", "overlapping pooling lowers the error (and overfits slightly less)", "no_overlap", "overfit",
-          "+0.4 / +0.3 with 2x2 stride-2 pooling", (0.4, 0.3),
-          "Mishkin et al. 2016: top-1 accuracy 0.471 with 3x3/2, 0.484 with 2x2/2 (-1.3 with 2x2; their "
-          "2x2 changes the output size, unlike the paper's comparison)"),
-    Claim(5, "4.1", "PCA lighting lowers the top-1 error by over 1%", "no_pca", "error",
-          "over +1 top-1 without it", (1.0, None)),
-    Claim(6, "4.1", "random crops and flips prevent substantial overfitting", "no_crop_flip", "overfit",
-          "\"without this scheme, our network suffers from substantial overfitting\""),
-    Claim(7, "4.2", "dropout prevents substantial overfitting and roughly doubles the epochs to converge",
-          "no_dropout", "overfit", "overfits substantially without; about 2x the iterations with it"),
+  Claim(
+    1,
+    "3.1, figure 1",
+    "ReLU trains much faster than tanh",
+    "tanh",
+    "speed",
+    "a 4-layer CIFAR-10 net reached 25% training error 6x faster with ReLU",
+  ),
+  Claim(
+    2,
+    "3.2",
+    "two towers beat a one-GPU net with half the kernels in conv1-conv4",
+    "one_gpu_half",
+    "error",
+    "+1.7 / +1.2 for the one-GPU net",
+    (1.7, 1.2),
+  ),
+  Claim(
+    3,
+    "3.3",
+    "local response normalisation lowers the error",
+    "no_lrn",
+    "error",
+    "+1.4 / +1.2 without LRN; CIFAR-10 4-layer net 11% -> 13%",
+    (1.4, 1.2),
+    "Mishkin et al. 2016 (CaffeNet, 128 px ImageNet): top-1 accuracy 0.470 with LRN, 0.471 without "
+    "(-0.1 without); VGG table 3: A 29.6 / 10.4 vs A-LRN 29.7 / 10.5 (-0.1 / -0.1 without)",
+  ),
+  Claim(
+    4,
+    "3.4",
+    "overlapping pooling lowers the error (and overfits slightly less)",
+    "no_overlap",
+    "overfit",
+    "+0.4 / +0.3 with 2x2 stride-2 pooling",
+    (0.4, 0.3),
+    "Mishkin et al. 2016: top-1 accuracy 0.471 with 3x3/2, 0.484 with 2x2/2 (-1.3 with 2x2; their "
+    "2x2 changes the output size, unlike the paper's comparison)",
+  ),
+  Claim(
+    5,
+    "4.1",
+    "PCA lighting lowers the top-1 error by over 1%",
+    "no_pca",
+    "error",
+    "over +1 top-1 without it",
+    (1.0, None),
+  ),
+  Claim(
+    6,
+    "4.1",
+    "random crops and flips prevent substantial overfitting",
+    "no_crop_flip",
+    "overfit",
+    '"without this scheme, our network suffers from substantial overfitting"',
+  ),
+  Claim(
+    7,
+    "4.2",
+    "dropout prevents substantial overfitting and roughly doubles the epochs to converge",
+    "no_dropout",
+    "overfit",
+    "overfits substantially without; about 2x the iterations with it",
+  ),
 )
 
 
 def plan(workdir: str, arms=ARMS) -> List[ablate.Run]:
   """Every (arm, seed) as an ablate.Run, in rounds of seeds: seed 0 of each arm, then seed 1, ..."""
   rounds = max(a.seeds for a in arms)
-  return [ablate.Run(a.name, dict(a.overrides), seed, os.path.join(workdir, "runs", a.name, f"seed{seed}"))
-          for seed in range(rounds) for a in arms if seed < a.seeds]
+  return [
+    ablate.Run(a.name, dict(a.overrides), seed, os.path.join(workdir, "runs", a.name, f"seed{seed}"))
+    for seed in range(rounds)
+    for a in arms
+    if seed < a.seeds
+  ]
 
 
 def copy_finished(runs: List[ablate.Run], report_dir: str) -> int:
@@ -127,6 +203,7 @@ def copy_finished(runs: List[ablate.Run], report_dir: str) -> int:
 def final_conv1_kernels(workdir: str) -> np.ndarray:
   """conv1's kernel [k, k, 3, n] from the newest checkpoint of a finished run (figure 3's analogue)."""
   import orbax.checkpoint as ocp
+
   root = os.path.join(workdir, "checkpoints")
   step = max(int(p) for p in os.listdir(root) if p.isdigit())
   state = ocp.StandardCheckpointer().restore(os.path.join(root, str(step), "state"))
@@ -135,6 +212,7 @@ def final_conv1_kernels(workdir: str) -> np.ndarray:
 
 def write_report(report_dir: str, **kwargs) -> None:
   from experiments import study_report  # imported here: the runs never need it
+
   study_report.write_report(report_dir, ARMS, CLAIMS, **kwargs)
   print(f"Report: {report_dir}/README.md")
 
@@ -164,8 +242,9 @@ def main(argv):
   except RuntimeError as e:  # the finished runs are still reported; the failed ones are named
     failure = e
   copy_finished(runs, report_dir)
-  write_report(report_dir, command="python -m experiments.study " + " ".join(sys.argv[1:]),
-               invocation_s=time.time() - started)
+  write_report(
+    report_dir, command="python -m experiments.study " + " ".join(sys.argv[1:]), invocation_s=time.time() - started
+  )
   if failure:
     print(f"error: {failure}", file=sys.stderr)
     sys.exit(1)
@@ -176,8 +255,11 @@ FLAGS = flags.FLAGS
 if __name__ == "__main__":
   flags.DEFINE_string("config", "configs/alexnet.py:study", "Config file and arg, as for alexnet_jax.main.")
   flags.DEFINE_string("workdir", "~/runs/study", "The study's runs: runs/<arm>/seed<k>.")
-  flags.DEFINE_string("report_dir", "experiments/results/study",
-                      "Where the report (README.md, figures) and the runs' summaries and metrics go.")
+  flags.DEFINE_string(
+    "report_dir",
+    "experiments/results/study",
+    "Where the report (README.md, figures) and the runs' summaries and metrics go.",
+  )
   flags.DEFINE_multi_string("set", [], "key=value overrides for every run (e.g. a GPU geometry).")
   flags.DEFINE_integer("parallel", 1, "Runs at once.")
   flags.DEFINE_integer("gpus", 0, "GPUs to spread parallel runs over (see alexnet_jax.ablate).")

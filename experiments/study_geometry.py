@@ -41,30 +41,40 @@ def best_seconds(fn, warmup: int, calls: int, repeats: int) -> float:
 
 
 def measure(crop: int, width: float, conv1_impl: str) -> dict:
-  overrides = {"augment.crop_size": crop, "augment.resize_to": round(crop * 256 / 227),
-               "model.width_multiplier": width, "model.conv1_impl": conv1_impl}
+  overrides = {
+    "augment.crop_size": crop,
+    "augment.resize_to": round(crop * 256 / 227),
+    "model.width_multiplier": width,
+    "model.conv1_impl": conv1_impl,
+  }
   config = ablate.run_config(FLAGS.config, [], overrides, seed=0)
   model = train.build_model(config)
   train_pre, eval_pre = train.make_preprocessors(config)
   tx, _ = optim.create_optimizer(config, 100)
-  state = steps.replicate(steps.create_train_state(jax.random.key(0), model,
-                                                   np.zeros((1, crop, crop, 3), np.float32), tx))
+  state = steps.replicate(
+    steps.create_train_state(jax.random.key(0), model, np.zeros((1, crop, crop, 3), np.float32), tx)
+  )
   batch = config.batch_size
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (batch, 128, 128, 3), dtype=np.uint8)
   labels = rng.integers(0, 10, (batch,), dtype=np.int32)
   train_batch = jax.device_put(steps.shard_batch({"image": images, "label": labels}))
-  eval_batch = jax.device_put(steps.shard_batch({"image": images, "label": labels,
-                                                 "mask": np.ones(batch, np.float32)}))
+  eval_batch = jax.device_put(steps.shard_batch({"image": images, "label": labels, "mask": np.ones(batch, np.float32)}))
   p_train = steps.pmap_train_step(preprocess=train_pre, donate=False)
   p_eval = steps.pmap_eval_step(preprocess=eval_pre["center"])
   key = jax.random.key(1)
   train_s = best_seconds(lambda: p_train(state, train_batch, key)[1], 2, FLAGS.calls, FLAGS.repeats)
   eval_s = best_seconds(lambda: p_eval(state, eval_batch), 2, FLAGS.calls, FLAGS.repeats)
   epoch_s = TRAIN_IMAGES / batch * train_s + VAL_IMAGES / batch * eval_s
-  return {"crop": crop, "width": width, "conv1_impl": conv1_impl, "batch": batch,
-          "train_images_per_s": batch / train_s, "eval_images_per_s": batch / eval_s,
-          "run_minutes": FLAGS.epochs * epoch_s / 60}
+  return {
+    "crop": crop,
+    "width": width,
+    "conv1_impl": conv1_impl,
+    "batch": batch,
+    "train_images_per_s": batch / train_s,
+    "eval_images_per_s": batch / eval_s,
+    "run_minutes": FLAGS.epochs * epoch_s / 60,
+  }
 
 
 def main(argv):
@@ -75,17 +85,29 @@ def main(argv):
       for impl in FLAGS.conv1_impls:
         row = measure(int(crop), float(width), impl)
         results.append(row)
-        print(f"crop {row['crop']:3d} width {row['width']:.3f} {impl:14s} train {row['train_images_per_s']:6.0f} "
-              f"img/s, eval {row['eval_images_per_s']:6.0f} img/s, {FLAGS.epochs} epochs ~ "
-              f"{row['run_minutes']:.1f} min", flush=True)
-  record = {"command": "python -m experiments.study_geometry " + " ".join(
-                f"--{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
-                for k, v in FLAGS.flag_values_dict().items() if k in ("config", "crops", "widths", "conv1_impls",
-                                                                      "epochs", "calls", "repeats")),
-            "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                        "cores": os.cpu_count(), "python": platform.python_version(),
-                        "jax": jax.__version__, "backend": jax.default_backend()},
-            "results": results}
+        print(
+          f"crop {row['crop']:3d} width {row['width']:.3f} {impl:14s} train {row['train_images_per_s']:6.0f} "
+          f"img/s, eval {row['eval_images_per_s']:6.0f} img/s, {FLAGS.epochs} epochs ~ "
+          f"{row['run_minutes']:.1f} min",
+          flush=True,
+        )
+  record = {
+    "command": "python -m experiments.study_geometry "
+    + " ".join(
+      f"--{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
+      for k, v in FLAGS.flag_values_dict().items()
+      if k in ("config", "crops", "widths", "conv1_impls", "epochs", "calls", "repeats")
+    ),
+    "machine": {
+      "platform": platform.platform(),
+      "processor": platform.processor(),
+      "cores": os.cpu_count(),
+      "python": platform.python_version(),
+      "jax": jax.__version__,
+      "backend": jax.default_backend(),
+    },
+    "results": results,
+  }
   if FLAGS.out:
     with open(FLAGS.out, "w") as f:
       json.dump(record, f, indent=2)

@@ -16,8 +16,12 @@ import numpy as np
 
 from alexnet_jax import ablate, effects, kernels
 
-METRIC_NAMES = {"eval/top1_error": "top-1", "eval/top5_error": "top-5",
-                "eval_ten_crop/top1_error": "top-1 (10-crop)", "eval_ten_crop/top5_error": "top-5 (10-crop)"}
+METRIC_NAMES = {
+  "eval/top1_error": "top-1",
+  "eval/top5_error": "top-5",
+  "eval_ten_crop/top1_error": "top-1 (10-crop)",
+  "eval_ten_crop/top5_error": "top-5 (10-crop)",
+}
 PRIMARY = "eval_ten_crop/top1_error"  # the paper's test protocol (section 4.1): the verdicts use it
 CONVERGED_POINTS = 1.0  # a run is flat when its validation error moved less than this over its last 20%
 
@@ -123,17 +127,22 @@ def status_section(arms, loaded) -> List[str]:
   done = sum(len(loaded[a.name]) for a in arms)
   lines = ["## Status", ""]
   if done < planned:
-    lines += [f"**Partial results: {done} of {planned} runs finished.** The study continues where it stopped "
-              f"(`python -m experiments.study`, finished runs are skipped); rows with fewer seeds than planned "
-              f"are marked, and a claim with fewer than 2 trained seeds has no interval yet.", ""]
+    lines += [
+      f"**Partial results: {done} of {planned} runs finished.** The study continues where it stopped "
+      f"(`python -m experiments.study`, finished runs are skipped); rows with fewer seeds than planned "
+      f"are marked, and a claim with fewer than 2 trained seeds has no interval yet.",
+      "",
+    ]
   else:
     lines += [f"All {planned} runs finished.", ""]
   lines += ["| arm | what | seeds finished / planned | did not train |", "|---|---|---|---|"]
   for arm in arms:
     results = loaded[arm.name]
     failed = [str(r["seed"]) for r in results if r["failed"]]
-    lines.append(f"| {arm.name} | {arm.what} | {len(results)} / {arm.seeds} | "
-                 f"{(str(len(failed)) + ' of ' + str(len(results)) + ' (seed ' + ', '.join(failed) + ')') if failed else '–'} |")
+    lines.append(
+      f"| {arm.name} | {arm.what} | {len(results)} / {arm.seeds} | "
+      f"{(str(len(failed)) + ' of ' + str(len(results)) + ' (seed ' + ', '.join(failed) + ')') if failed else '–'} |"
+    )
   return lines + [""]
 
 
@@ -146,25 +155,28 @@ def setup_section(loaded, command, invocation_s) -> List[str]:
   walls = [s["wall_time_s"] for s in summaries]
   rates = [s["train_images_per_sec"] for s in summaries]
   lines += [
-      f"- Data: `{base['dataset']['name']}` (Imagenette2, 10 ImageNet classes: 9,469 training and 3,925 "
-      f"validation photos at 128 px), resized to {base['augment']['resize_to']} on the device, "
-      f"{base['augment']['crop_size']}x{base['augment']['crop_size']} crops (the paper's 227 / 256 ratio).",
-      f"- Network: preset `{base['model']['preset']}` at width x{base['model']['width_multiplier']} "
-      f"({summaries[0]['parameters']:,} parameters in the baseline), batch {base['batch_size']}, "
-      f"{base['num_epochs']:g} epochs, lr {base['optim']['learning_rate']} ({base['optim']['schedule']}, "
-      f"{base['optim']['warmup_epochs']} warm-up epochs), momentum {base['optim']['momentum']}, weight decay "
-      f"{base['optim']['weight_decay']} ({base['optim']['weight_decay_mode']}), init `{base['model']['init_scheme']}`.",
-      f"- Runs: {len(summaries)} finished, {np.mean(walls) / 60:.1f} min each on average "
-      f"({min(walls) / 60:.1f}-{max(walls) / 60:.1f}), {np.mean(rates):.0f} training images/s; device "
-      f"`{summaries[0]['device_kind']}` x{summaries[0]['devices']}, jax {summaries[0]['jax_version']}. The "
-      f"wall times include other work that shared the machine.",
-      f"- Seeds: seed k of every arm shares its initialisation and data order with seed k of the baseline; "
-      f"differences are seed-paired: mean [95% t interval] (alexnet_jax/effects.py).",
+    f"- Data: `{base['dataset']['name']}` (Imagenette2, 10 ImageNet classes: 9,469 training and 3,925 "
+    f"validation photos at 128 px), resized to {base['augment']['resize_to']} on the device, "
+    f"{base['augment']['crop_size']}x{base['augment']['crop_size']} crops (the paper's 227 / 256 ratio).",
+    f"- Network: preset `{base['model']['preset']}` at width x{base['model']['width_multiplier']} "
+    f"({summaries[0]['parameters']:,} parameters in the baseline), batch {base['batch_size']}, "
+    f"{base['num_epochs']:g} epochs, lr {base['optim']['learning_rate']} ({base['optim']['schedule']}, "
+    f"{base['optim']['warmup_epochs']} warm-up epochs), momentum {base['optim']['momentum']}, weight decay "
+    f"{base['optim']['weight_decay']} ({base['optim']['weight_decay_mode']}), init `{base['model']['init_scheme']}`.",
+    f"- Runs: {len(summaries)} finished, {np.mean(walls) / 60:.1f} min each on average "
+    f"({min(walls) / 60:.1f}-{max(walls) / 60:.1f}), {np.mean(rates):.0f} training images/s; device "
+    f"`{summaries[0]['device_kind']}` x{summaries[0]['devices']}, jax {summaries[0]['jax_version']}. The "
+    f"wall times include other work that shared the machine.",
+    "- Seeds: seed k of every arm shares its initialisation and data order with seed k of the baseline; "
+    "differences are seed-paired: mean [95% t interval] (alexnet_jax/effects.py).",
   ]
   if command:
-    lines.append(f"- Command: `{command}`" + (f" (this invocation: {invocation_s / 60:.0f} min)" if invocation_s else ""))
-  lines.append(f"- Report written on: {platform.platform()}, Python {platform.python_version()}, "
-               f"{os.cpu_count()} cores.")
+    lines.append(
+      f"- Command: `{command}`" + (f" (this invocation: {invocation_s / 60:.0f} min)" if invocation_s else "")
+    )
+  lines.append(
+    f"- Report written on: {platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} cores."
+  )
   return lines + [""]
 
 
@@ -178,49 +190,77 @@ def departures_section(loaded) -> List[str]:
   widths = "-".join(str(round(w * m["width_multiplier"])) for w in (96, 256, 384, 384, 256))
   init = loaded.get("paper_init", [])
   if init:
-    errors = ", ".join(f"{100 * r['final'].get('eval/top1_error', math.nan):.1f}% (seed {r['seed']}, "
-                       f"{'did not train' if r['failed'] else 'trained'})" for r in init)
+    errors = ", ".join(
+      f"{100 * r['final'].get('eval/top1_error', math.nan):.1f}% (seed {r['seed']}, "
+      f"{'did not train' if r['failed'] else 'trained'})"
+      for r in init
+    )
     init_evidence = f"the `paper_init` arm, N(0, 0.01) with biases of 1 at this geometry, ended at {errors}"
   else:
     init_evidence = "the `paper_init` arm (N(0, 0.01), biases of 1) has not run yet"
   rows = [
-      ("ILSVRC-2012, 1000 classes, 1.2M images", "Imagenette2, 10 classes, 9,469 images",
-       "a CPU budget; the errors are not comparable in level to the paper's, only the directions and sizes "
-       "of the differences are"),
-      ("256 px images, 227 (text: 224) crops", f"128 px photos resized to {a['resize_to']}, {a['crop_size']} crops",
-       "the step rate on 2 CPU cores (geometry.json: the candidates timed by experiments/study_geometry.py); "
-       "the same crop ratio and layer geometry"),
-      ("conv widths 96-256-384-384-256, fc 4096",
-       f"x{m['width_multiplier']:g}: {widths}, fc {round(4096 * m['width_multiplier'])}",
-       "the step rate; every layer, tower, LRN and pooling in place"),
-      ("~90 epochs, lr 0.01 divided by 10 on plateaus",
-       f"{c['num_epochs']:g} epochs, {o['schedule']} from lr {o['learning_rate']:g}, {o['warmup_epochs']:g} "
-       f"warm-up epochs", "a fixed budget needs a schedule that ends; the convergence table shows whether the "
-       "runs are flat at the end"),
-      ("N(0, 0.01) weights, biases 1 in conv2, 4, 5, fc6, 7", "He-normal weights, zero biases",
-       init_evidence),
-      ("mean subtraction only (section 2)", "mean subtraction and division by ImageNet's per-channel std",
-       "He initialisation assumes inputs of unit variance"),
-      ("batch 128", f"batch {c['batch_size']}", "more steps per epoch on the small training set; not measured "
-       "against 128"),
+    (
+      "ILSVRC-2012, 1000 classes, 1.2M images",
+      "Imagenette2, 10 classes, 9,469 images",
+      "a CPU budget; the errors are not comparable in level to the paper's, only the directions and sizes "
+      "of the differences are",
+    ),
+    (
+      "256 px images, 227 (text: 224) crops",
+      f"128 px photos resized to {a['resize_to']}, {a['crop_size']} crops",
+      "the step rate on 2 CPU cores (geometry.json: the candidates timed by experiments/study_geometry.py); "
+      "the same crop ratio and layer geometry",
+    ),
+    (
+      "conv widths 96-256-384-384-256, fc 4096",
+      f"x{m['width_multiplier']:g}: {widths}, fc {round(4096 * m['width_multiplier'])}",
+      "the step rate; every layer, tower, LRN and pooling in place",
+    ),
+    (
+      "~90 epochs, lr 0.01 divided by 10 on plateaus",
+      f"{c['num_epochs']:g} epochs, {o['schedule']} from lr {o['learning_rate']:g}, {o['warmup_epochs']:g} "
+      f"warm-up epochs",
+      "a fixed budget needs a schedule that ends; the convergence table shows whether the runs are flat at the end",
+    ),
+    ("N(0, 0.01) weights, biases 1 in conv2, 4, 5, fc6, 7", "He-normal weights, zero biases", init_evidence),
+    (
+      "mean subtraction only (section 2)",
+      "mean subtraction and division by ImageNet's per-channel std",
+      "He initialisation assumes inputs of unit variance",
+    ),
+    (
+      "batch 128",
+      f"batch {c['batch_size']}",
+      "more steps per epoch on the small training set; not measured against 128",
+    ),
   ]
-  lines = ["## Departures from the paper's recipe (section 5)", "",
-           "Weight decay is the paper's rule exactly (5e-4, coupled: the decay enters the momentum), and so "
-           "are momentum 0.9, dropout 0.5, LRN's constants, the crops, flips, PCA lighting and 10-crop test.", "",
-           "| paper | study | why, and the evidence |", "|---|---|---|"]
+  lines = [
+    "## Departures from the paper's recipe (section 5)",
+    "",
+    "Weight decay is the paper's rule exactly (5e-4, coupled: the decay enters the momentum), and so "
+    "are momentum 0.9, dropout 0.5, LRN's constants, the crops, flips, PCA lighting and 10-crop test.",
+    "",
+    "| paper | study | why, and the evidence |",
+    "|---|---|---|",
+  ]
   lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
   return lines + [""]
 
 
 def claims_section(claims, loaded) -> List[str]:
   base = loaded["baseline"]
-  lines = ["## The claims", "",
-           "Δ: the arm's error minus the baseline's, in points, seed-paired, mean [95% t interval]; positive "
-           "means the paper's direction (removing the component hurts). Verdict on the 10-crop top-1 error "
-           "(the paper's test protocol): *confirmed* (the interval excludes 0 on the paper's side), *not "
-           "detected* (it includes 0; the largest effect it could still hide is given), *reversed*.", "",
-           "| # | claim (section) | paper | later anchors | seeds | Δ top-1 | Δ top-5 | Δ top-1 (10-crop) "
-           "| Δ top-5 (10-crop) | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
+  lines = [
+    "## The claims",
+    "",
+    "Δ: the arm's error minus the baseline's, in points, seed-paired, mean [95% t interval]; positive "
+    "means the paper's direction (removing the component hurts). Verdict on the 10-crop top-1 error "
+    "(the paper's test protocol): *confirmed* (the interval excludes 0 on the paper's side), *not "
+    "detected* (it includes 0; the largest effect it could still hide is given), *reversed*.",
+    "",
+    "| # | claim (section) | paper | later anchors | seeds | Δ top-1 | Δ top-5 | Δ top-1 (10-crop) "
+    "| Δ top-5 (10-crop) | verdict |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+  ]
   for claim in claims:
     arm = loaded[claim.arm]
     trained = sum(not r["failed"] for r in arm)
@@ -231,19 +271,26 @@ def claims_section(claims, loaded) -> List[str]:
     verdict = verdict_text(primary, claim)
     if claim.kind == "speed":
       verdict = "see below (speed)"
-    lines.append(f"| {claim.number} | {claim.claim} ({claim.section}) | {claim.paper} | {claim.anchors or '–'} | "
-                 f"{trained} of {len(arm)} trained | " + " | ".join(cells) + f" | {verdict} |")
+    lines.append(
+      f"| {claim.number} | {claim.claim} ({claim.section}) | {claim.paper} | {claim.anchors or '–'} | "
+      f"{trained} of {len(arm)} trained | " + " | ".join(cells) + f" | {verdict} |"
+    )
   return lines + [""]
 
 
 def overfitting_section(claims, loaded) -> List[str]:
   base = loaded["baseline"]
   gap = lambda r: r["gap"]
-  lines = ["## Overfitting: the gap between validation and training error", "",
-           "Gap: validation top-1 error minus the error on all 9,469 training images, both scored as evaluation "
-           "scores them (centre crop, no dropout) at the end. Δ gap: the arm's gap minus the baseline's, "
-           "seed-paired; positive means more overfitting without the component.", "",
-           "| arm | gap per seed | gap, mean | Δ gap | verdict |", "|---|---|---|---|---|"]
+  lines = [
+    "## Overfitting: the gap between validation and training error",
+    "",
+    "Gap: validation top-1 error minus the error on all 9,469 training images, both scored as evaluation "
+    "scores them (centre crop, no dropout) at the end. Δ gap: the arm's gap minus the baseline's, "
+    "seed-paired; positive means more overfitting without the component.",
+    "",
+    "| arm | gap per seed | gap, mean | Δ gap | verdict |",
+    "|---|---|---|---|---|",
+  ]
   base_gaps = values(base, gap)
   mean_of = lambda d: f"{np.mean(list(d.values())):.1f}" if d else "–"
   lines.append(f"| baseline | {fmt_seeds(base_gaps) or '–'} | {mean_of(base_gaps)} | – | – |")
@@ -252,8 +299,10 @@ def overfitting_section(claims, loaded) -> List[str]:
       continue
     gaps = values(loaded[claim.arm], gap)
     interval = effects.paired_difference(base_gaps, gaps)
-    lines.append(f"| {claim.arm} (claim {claim.number}) | {fmt_seeds(gaps) or '–'} | {mean_of(gaps)} | "
-                 f"{fmt_interval(interval)} | {verdict_text(interval, claim)} |")
+    lines.append(
+      f"| {claim.arm} (claim {claim.number}) | {fmt_seeds(gaps) or '–'} | {mean_of(gaps)} | "
+      f"{fmt_interval(interval)} | {verdict_text(interval, claim)} |"
+    )
   return lines + [""]
 
 
@@ -262,11 +311,15 @@ def speed_section(claims, loaded) -> List[str]:
   lines = ["## Claim 1: ReLU against tanh (figure 1's analogue)", ""]
   if threshold is None:
     return lines + ["No baseline run has finished yet.", ""]
-  lines += [f"Epochs to a training error of {100 * threshold:.1f}% (the baseline's mean training error at a "
-            f"quarter of its epochs; training error as logged during training, with dropout and augmentation, "
-            f"over each logging interval). Δ: the arm's epochs minus the baseline's, seed-paired; 'never' "
-            f"counts as the run's length (a lower bound).", "",
-            "| arm | epochs per seed | Δ epochs | speed-up of ReLU | verdict |", "|---|---|---|---|---|"]
+  lines += [
+    f"Epochs to a training error of {100 * threshold:.1f}% (the baseline's mean training error at a "
+    f"quarter of its epochs; training error as logged during training, with dropout and augmentation, "
+    f"over each logging interval). Δ: the arm's epochs minus the baseline's, seed-paired; 'never' "
+    f"counts as the run's length (a lower bound).",
+    "",
+    "| arm | epochs per seed | Δ epochs | speed-up of ReLU | verdict |",
+    "|---|---|---|---|---|",
+  ]
   base_epochs = values(loaded["baseline"], lambda r: epochs_to(r["train_curve"], threshold))
   lines.append(f"| baseline (ReLU) | {fmt_seeds(base_epochs, 2, 'never')} | – | – | – |")
   for claim in claims:
@@ -275,34 +328,50 @@ def speed_section(claims, loaded) -> List[str]:
       continue
     epochs = values(arm, lambda r: epochs_to(r["train_curve"], threshold))
     length = lambda r: r["summary"]["epochs"]
-    bounded = {s: (e if math.isfinite(e) else length(next(r for r in arm if r["seed"] == s)))
-               for s, e in epochs.items()}
+    bounded = {
+      s: (e if math.isfinite(e) else length(next(r for r in arm if r["seed"] == s))) for s, e in epochs.items()
+    }
     interval = effects.paired_difference(base_epochs, bounded)
-    ratio = (np.mean(list(bounded.values())) / np.mean([base_epochs[s] for s in bounded if s in base_epochs])
-             if bounded and any(s in base_epochs for s in bounded) else math.nan)
-    verdict = verdict_text(interval, claim) if claim.kind == "speed" else (
-        "dropout's cost: negative Δ means the net without dropout got there sooner")
-    lines.append(f"| {claim.arm} | {fmt_seeds(epochs, 2, 'never') or '–'} | {fmt_interval(interval)} | "
-                 f"{f'{ratio:.2f}x' if math.isfinite(ratio) else '–'} | {verdict} |")
+    ratio = (
+      np.mean(list(bounded.values())) / np.mean([base_epochs[s] for s in bounded if s in base_epochs])
+      if bounded and any(s in base_epochs for s in bounded)
+      else math.nan
+    )
+    verdict = (
+      verdict_text(interval, claim)
+      if claim.kind == "speed"
+      else ("dropout's cost: negative Δ means the net without dropout got there sooner")
+    )
+    lines.append(
+      f"| {claim.arm} | {fmt_seeds(epochs, 2, 'never') or '–'} | {fmt_interval(interval)} | "
+      f"{f'{ratio:.2f}x' if math.isfinite(ratio) else '–'} | {verdict} |"
+    )
   lines += ["", "![training error per epoch, ReLU against tanh](figure1_relu_tanh.png)", ""]
   return lines
 
 
 def lrn_controls_section(loaded) -> List[str]:
   base = loaded["baseline"]
-  lines = ["## What the LRN effect is: the controls", "",
-           "Removing LRN also removes its constant gain: every activation it passes is divided by at least "
-           "k^β = 2^0.75 ≈ 1.68, so the net without it runs at another scale, which interacts with the "
-           "learning rate and the initialisation. The controls: LRN's constant gain alone (α = 0), and the "
-           "net without LRN at half and twice the baseline's learning rate.", "",
-           "| arm | seeds trained | Δ top-1 (10-crop) vs baseline | Δ top-1 (centre) |", "|---|---|---|---|"]
+  lines = [
+    "## What the LRN effect is: the controls",
+    "",
+    "Removing LRN also removes its constant gain: every activation it passes is divided by at least "
+    "k^β = 2^0.75 ≈ 1.68, so the net without it runs at another scale, which interacts with the "
+    "learning rate and the initialisation. The controls: LRN's constant gain alone (α = 0), and the "
+    "net without LRN at half and twice the baseline's learning rate.",
+    "",
+    "| arm | seeds trained | Δ top-1 (10-crop) vs baseline | Δ top-1 (centre) |",
+    "|---|---|---|---|",
+  ]
   intervals = {}
   for name in ("no_lrn", "lrn_gain_only", "no_lrn_lr_half", "no_lrn_lr_double"):
     arm = loaded.get(name, [])
     intervals[name] = effects.paired_difference(values(base, PRIMARY), values(arm, PRIMARY))
     centre = effects.paired_difference(values(base, "eval/top1_error"), values(arm, "eval/top1_error"))
-    lines.append(f"| {name} | {sum(not r['failed'] for r in arm)} of {len(arm)} | "
-                 f"{fmt_interval(intervals[name])} | {fmt_interval(centre)} |")
+    lines.append(
+      f"| {name} | {sum(not r['failed'] for r in arm)} of {len(arm)} | "
+      f"{fmt_interval(intervals[name])} | {fmt_interval(centre)} |"
+    )
   lines += ["", "Reading: " + lrn_reading(intervals), ""]
   return lines
 
@@ -313,25 +382,36 @@ def lrn_reading(intervals: Dict[str, effects.Interval]) -> str:
   if no_lrn.n < 2 or gain.n < 2:
     return "too few seeds yet to tell the accounts apart."
   if not no_lrn.excludes_zero():
-    return (f"no effect of removing LRN was detected (it could hide ±{no_lrn.largest_hidden():.1f}), so there "
-            f"is nothing to attribute yet.")
+    return (
+      f"no effect of removing LRN was detected (it could hide ±{no_lrn.largest_hidden():.1f}), so there "
+      f"is nothing to attribute yet."
+    )
   if gain.excludes_zero() and math.copysign(1, gain.mean) == math.copysign(1, no_lrn.mean):
-    return ("the constant gain alone loses much of what removing LRN loses: the effect is mostly one of scale, "
-            "not of normalisation across channels.")
-  return ("the constant gain alone recovers the baseline (no difference detected), while removing LRN does not: "
-          "the scale LRN applies accounts for the effect; the learning-rate controls show whether a retuned "
-          "rate would too.")
+    return (
+      "the constant gain alone loses much of what removing LRN loses: the effect is mostly one of scale, "
+      "not of normalisation across channels."
+    )
+  return (
+    "the constant gain alone recovers the baseline (no difference detected), while removing LRN does not: "
+    "the scale LRN applies accounts for the effect; the learning-rate controls show whether a retuned "
+    "rate would too."
+  )
 
 
 def kernels_section(loaded, report_dir) -> List[str]:
-  lines = ["## Figure 3's analogue: do the towers specialise in colour?", "",
-           "Colour share of a kernel: the share of its energy not in its grey component (at each tap, the mean "
-           "of its three colour weights); 0 for a grey kernel, 2/3 for one that uses a single channel, 1 for a "
-           "colour-opponent one (alexnet_jax/kernels.py). Per run: the mean share of each tower's conv1 "
-           "kernels, the more colourful tower first (the paper's 'modulo a renumbering of the GPUs'), and their "
-           "difference. Control: the same for the first and second half of the kernels of the one-tower net, "
-           "whose halves nothing sets apart.", "",
-           "| net | seed | tower a | tower b | difference |", "|---|---|---|---|---|"]
+  lines = [
+    "## Figure 3's analogue: do the towers specialise in colour?",
+    "",
+    "Colour share of a kernel: the share of its energy not in its grey component (at each tap, the mean "
+    "of its three colour weights); 0 for a grey kernel, 2/3 for one that uses a single channel, 1 for a "
+    "colour-opponent one (alexnet_jax/kernels.py). Per run: the mean share of each tower's conv1 "
+    "kernels, the more colourful tower first (the paper's 'modulo a renumbering of the GPUs'), and their "
+    "difference. Control: the same for the first and second half of the kernels of the one-tower net, "
+    "whose halves nothing sets apart.",
+    "",
+    "| net | seed | tower a | tower b | difference |",
+    "|---|---|---|---|---|",
+  ]
   diffs = {}
   for name in ("baseline", "one_tower"):
     diffs[name] = {}
@@ -342,11 +422,19 @@ def kernels_section(loaded, report_dir) -> List[str]:
       diffs[name][r["seed"]] = s["difference"]
       lines.append(f"| {name} | {r['seed']} | {s['a']:.3f} | {s['b']:.3f} | {s['difference']:.3f} |")
   two, one = effects.t_interval(diffs["baseline"].values()), effects.t_interval(diffs["one_tower"].values())
-  lines += ["", f"Difference between the halves, mean [95% t interval]: two towers {fmt_interval(two, 3)}, "
-                f"one-tower control {fmt_interval(one, 3)}. " + kernels_reading(two, one, diffs), ""]
+  lines += [
+    "",
+    f"Difference between the halves, mean [95% t interval]: two towers {fmt_interval(two, 3)}, "
+    f"one-tower control {fmt_interval(one, 3)}. " + kernels_reading(two, one, diffs),
+    "",
+  ]
   if os.path.exists(os.path.join(report_dir, "figure3_conv1_kernels.png")):
-    lines += ["![conv1 kernels of the baseline, one tower per block of rows](figure3_conv1_kernels.png)", "",
-              "![colour share per kernel, per tower and seed](figure3_colour_share.png)", ""]
+    lines += [
+      "![conv1 kernels of the baseline, one tower per block of rows](figure3_conv1_kernels.png)",
+      "",
+      "![colour share per kernel, per tower and seed](figure3_colour_share.png)",
+      "",
+    ]
   return lines
 
 
@@ -356,38 +444,54 @@ def kernels_reading(two, one, diffs) -> str:
   control_max = max(diffs["one_tower"].values())
   above = sum(d > control_max for d in diffs["baseline"].values())
   if two.low > one.high:
-    return (f"The towers differ more than arbitrary halves do ({above} of {two.n} two-tower seeds above every "
-            f"control seed): the specialisation is reproduced.")
-  return (f"The towers do not differ detectably more than arbitrary halves do ({above} of {two.n} two-tower seeds "
-          f"above every control seed): the paper's 'during every run' specialisation is not reproduced at "
-          f"this scale.")
+    return (
+      f"The towers differ more than arbitrary halves do ({above} of {two.n} two-tower seeds above every "
+      f"control seed): the specialisation is reproduced."
+    )
+  return (
+    f"The towers do not differ detectably more than arbitrary halves do ({above} of {two.n} two-tower seeds "
+    f"above every control seed): the paper's 'during every run' specialisation is not reproduced at "
+    f"this scale."
+  )
 
 
 def convergence_section(arms, loaded) -> List[str]:
-  lines = ["## Convergence", "",
-           f"Change of the validation top-1 error (centre, points) over the last 20% of each run's epochs; "
-           f"a run counts as converged when it moved less than {CONVERGED_POINTS:g} point.", "",
-           "| arm | change per seed | converged |", "|---|---|---|"]
+  lines = [
+    "## Convergence",
+    "",
+    f"Change of the validation top-1 error (centre, points) over the last 20% of each run's epochs; "
+    f"a run counts as converged when it moved less than {CONVERGED_POINTS:g} point.",
+    "",
+    "| arm | change per seed | converged |",
+    "|---|---|---|",
+  ]
   for arm in arms:
     changes = {r["seed"]: late_change(r["curve"]) for r in loaded[arm.name]}
     if changes:
       flat = sum(abs(c) < CONVERGED_POINTS for c in changes.values())
-      lines.append(f"| {arm.name} | {', '.join(f'{c:+.2f}' for _, c in sorted(changes.items()))} | "
-                   f"{flat} of {len(changes)} |")
+      lines.append(
+        f"| {arm.name} | {', '.join(f'{c:+.2f}' for _, c in sorted(changes.items()))} | {flat} of {len(changes)} |"
+      )
   return lines + ["", "![validation error per epoch of every arm, mean and the seeds' range](curves.png)", ""]
 
 
 def per_seed_section(arms, loaded) -> List[str]:
-  lines = ["## Every run", "", "| arm | seed | top-1 | top-5 | top-1 (10-crop) | top-5 (10-crop) | train top-1 "
-           "| trained | wall min |", "|---|---|---|---|---|---|---|---|---|"]
+  lines = [
+    "## Every run",
+    "",
+    "| arm | seed | top-1 | top-5 | top-1 (10-crop) | top-5 (10-crop) | train top-1 | trained | wall min |",
+    "|---|---|---|---|---|---|---|---|---|",
+  ]
   for arm in arms:
     for r in loaded[arm.name]:
       f = r["final"]
       cell = lambda k: f"{100 * f[k]:.2f}" if k in f else "–"
-      lines.append(f"| {arm.name} | {r['seed']} | {cell('eval/top1_error')} | {cell('eval/top5_error')} | "
-                   f"{cell('eval_ten_crop/top1_error')} | {cell('eval_ten_crop/top5_error')} | "
-                   f"{cell('train_eval/top1_error')} | {'no' if r['failed'] else 'yes'} | "
-                   f"{r['wall_time_s'] / 60:.1f} |")
+      lines.append(
+        f"| {arm.name} | {r['seed']} | {cell('eval/top1_error')} | {cell('eval/top5_error')} | "
+        f"{cell('eval_ten_crop/top1_error')} | {cell('eval_ten_crop/top5_error')} | "
+        f"{cell('train_eval/top1_error')} | {'no' if r['failed'] else 'yes'} | "
+        f"{r['wall_time_s'] / 60:.1f} |"
+      )
   return lines + [""]
 
 
@@ -396,11 +500,13 @@ def per_seed_section(arms, loaded) -> List[str]:
 
 def write_figures(report_dir: str, arms, loaded) -> None:
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  rows = lambda names, field: [{"config": n, "_curves": [r[field] for r in loaded.get(n, []) if not r["failed"]]}
-                               for n in names]
+  rows = lambda names, field: [
+    {"config": n, "_curves": [r[field] for r in loaded.get(n, []) if not r["failed"]]} for n in names
+  ]
   fig, ax = plt.subplots(figsize=(7, 4.5))
   ablate.plot_curves(ax, rows(["baseline"], "train_curve") + rows(["tanh"], "train_curve"))
   threshold = speed_threshold(loaded["baseline"])
@@ -422,7 +528,7 @@ def write_figures(report_dir: str, arms, loaded) -> None:
     ablate.plot_curves(ax, rows([arm.name], "curve"))
     ax.set_title(arm.name, fontsize=9)
     ax.grid(alpha=0.3)
-  for ax in list(axes.flat)[len(arms):]:
+  for ax in list(axes.flat)[len(arms) :]:
     ax.axis("off")
   fig.supxlabel("epoch")
   fig.supylabel("validation top-1 error (%, centre)")
@@ -464,14 +570,19 @@ def write_figures(report_dir: str, arms, loaded) -> None:
 # ------------------------------------------------------------------------------------------ the report
 
 
-def write_report(report_dir: str, arms, claims, *, command: Optional[str] = None,
-                 invocation_s: Optional[float] = None) -> None:
+def write_report(
+  report_dir: str, arms, claims, *, command: Optional[str] = None, invocation_s: Optional[float] = None
+) -> None:
   os.makedirs(report_dir, exist_ok=True)
   loaded = {arm.name: load_arm(report_dir, arm) for arm in arms}
   write_figures(report_dir, arms, loaded)
-  lines = ["# The paper's claims, measured", "",
-           "Generated by `python -m experiments.study` (experiments/study_report.py) from the runs under "
-           "`runs/`; do not edit by hand.", ""]
+  lines = [
+    "# The paper's claims, measured",
+    "",
+    "Generated by `python -m experiments.study` (experiments/study_report.py) from the runs under "
+    "`runs/`; do not edit by hand.",
+    "",
+  ]
   lines += status_section(arms, loaded)
   lines += setup_section(loaded, command, invocation_s)
   lines += departures_section(loaded)

@@ -33,6 +33,7 @@ SHARED_IMAGENETTE = REPO.parent / "shared" / "datasets" / "imagenette2-128"
 def synthetic_data_dir(tmp_path_factory):
   """A small prepared synthetic_shapes (400 train / 100 val, 72 px), shared by the tests of a session."""
   from alexnet_jax.data import prepare
+
   data_dir = tmp_path_factory.mktemp("synthetic_data")
   prepare.prepare_synthetic(str(data_dir), train_size=400, val_size=100, image_size=72, seed=0)
   return str(data_dir)
@@ -44,6 +45,7 @@ def imagenette_subset_dir(tmp_path_factory):
   if not SHARED_IMAGENETTE.is_dir():
     pytest.skip(f"the shared Imagenette is not at {SHARED_IMAGENETTE}")
   from alexnet_jax.data import prepare
+
   data_dir = tmp_path_factory.mktemp("imagenette_data")
   prepare.prepare_folder(str(SHARED_IMAGENETTE), str(data_dir), name="imagenette_subset", limit=150)
   return str(data_dir)

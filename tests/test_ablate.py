@@ -38,7 +38,11 @@ def test_config_differences_names_each_changed_leaf():
   stored = {"seed": 0, "model": {"use_lrn": True, "width": 1.0}, "tags": [1, 2], "old": 1}
   intended = {"seed": 0, "model": {"use_lrn": False, "width": 1.0}, "tags": [1, 3], "new": 2}
   assert ablate.config_differences(stored, intended) == [
-      "model.use_lrn: True -> False", "new: '(absent)' -> 2", "old: 1 -> '(absent)'", "tags: [1, 2] -> [1, 3]"]
+    "model.use_lrn: True -> False",
+    "new: '(absent)' -> 2",
+    "old: 1 -> '(absent)'",
+    "tags: [1, 2] -> [1, 3]",
+  ]
   assert ablate.config_differences(stored, json.loads(json.dumps(stored))) == []
 
 
@@ -55,8 +59,11 @@ def test_existing_run_of_another_config_is_refused_before_anything_runs(tmp_path
   (tmp_path / "runs" / same.name / "seed1" / "config.json").write_text(config.to_json_best_effort())
   ablate.check_existing_runs(runs, spec, ["num_epochs=2"])
   # The same folder under a sweep with another --set value, or with the seed it does not have.
-  with pytest.raises(configlib.ConfigError, match=r"1 of the sweep's run folders .*seed1: num_epochs: 2.0 -> 5.0\. "
-                                                  r"Use a new --workdir"):
+  with pytest.raises(
+    configlib.ConfigError,
+    match=r"1 of the sweep's run folders .*seed1: num_epochs: 2.0 -> 5.0\. "
+    r"Use a new --workdir",
+  ):
     ablate.check_existing_runs(runs, spec, ["num_epochs=5"])
   config.seed = 0
   (tmp_path / "runs" / same.name / "seed1" / "config.json").write_text(config.to_json_best_effort())
@@ -75,9 +82,14 @@ def test_parallel_runs_get_a_gpu_each_or_a_share_of_its_memory():
   assert ablate.run_environment(base, 2, parallel=4, gpus=4) == {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "2"}
   # 4 runs over 2 GPUs: two per GPU, 0.45 of its memory each; 3 runs on the same GPU(s): 0.3 each.
   assert ablate.run_environment(base, 1, parallel=4, gpus=2) == {
-      "PATH": "/bin", "CUDA_VISIBLE_DEVICES": "1", "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.45"}
+    "PATH": "/bin",
+    "CUDA_VISIBLE_DEVICES": "1",
+    "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.45",
+  }
   assert ablate.run_environment(base, None, parallel=3, gpus=0) == {
-      "PATH": "/bin", "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.30"}
+    "PATH": "/bin",
+    "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.30",
+  }
   assert ablate.runs_per_gpu(5, 2) == 3 and ablate.runs_per_gpu(2, 1) == 2 and ablate.runs_per_gpu(2, 8) == 1
   # A new run goes to the GPU with the fewest runs: after GPU 1's run ends, 1 again, not the next in turn.
   assert ablate.least_busy_gpu([], 3) == 0
@@ -93,10 +105,23 @@ SWEEP_ENV = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1
 
 def sweep_command(workdir, data_dir, *sets, sweep=None):
   """`python -m alexnet_jax.ablate` over the smoke variant at 1/8 width on the session dataset, one seed."""
-  sets = [f"dataset.data_dir={data_dir}", "dataset.num_workers=0", "dataset.auto_prepare=False",
-          "model.width_multiplier=0.125", "batch_size=16", "progress_bar=False", *sets]
-  command = [sys.executable, "-m", "alexnet_jax.ablate", f"--config={REPO}/configs/alexnet.py:smoke",
-             f"--workdir={workdir}", "--seeds=1"] + [f"--set={s}" for s in sets]
+  sets = [
+    f"dataset.data_dir={data_dir}",
+    "dataset.num_workers=0",
+    "dataset.auto_prepare=False",
+    "model.width_multiplier=0.125",
+    "batch_size=16",
+    "progress_bar=False",
+    *sets,
+  ]
+  command = [
+    sys.executable,
+    "-m",
+    "alexnet_jax.ablate",
+    f"--config={REPO}/configs/alexnet.py:smoke",
+    f"--workdir={workdir}",
+    "--seeds=1",
+  ] + [f"--set={s}" for s in sets]
   return command + ([f"--sweep={sweep}"] if sweep else [])
 
 
@@ -104,8 +129,9 @@ def sweep_command(workdir, data_dir, *sets, sweep=None):
 def test_two_by_two_sweep_writes_results_and_skips_finished_runs(tmp_path, synthetic_data_dir):
   """Two runs at a time (--parallel=2): the 2 cores compile two configurations at once."""
   workdir = tmp_path / "sweep"
-  command = sweep_command(workdir, synthetic_data_dir, "num_train_steps=50", "eval_every_epochs=1.0",
-                          "log_every_steps=25") + ["--parallel=2"]
+  command = sweep_command(
+    workdir, synthetic_data_dir, "num_train_steps=50", "eval_every_epochs=1.0", "log_every_steps=25"
+  ) + ["--parallel=2"]
   result = subprocess.run(command, capture_output=True, text=True, timeout=1200, env=SWEEP_ENV)
   assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
   for name in ("results.csv", "results.md", "curves.png", "ablation.png"):
@@ -143,8 +169,14 @@ def test_two_by_two_sweep_writes_results_and_skips_finished_runs(tmp_path, synth
 @pytest.mark.slow
 def test_a_sweep_with_a_failed_run_still_reports_the_finished_ones_as_partial(tmp_path, synthetic_data_dir):
   workdir = tmp_path / "sweep"
-  command = sweep_command(workdir, synthetic_data_dir, "num_train_steps=10", "eval_every_epochs=100.0",
-                          "augment.final_eval_views=center", sweep="model.pool_impl=xla,no_such_impl")
+  command = sweep_command(
+    workdir,
+    synthetic_data_dir,
+    "num_train_steps=10",
+    "eval_every_epochs=100.0",
+    "augment.final_eval_views=center",
+    sweep="model.pool_impl=xla,no_such_impl",
+  )
   result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=SWEEP_ENV)
   assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-3000:]
   assert "FAILED pool_impl=no_such_impl seed 0" in result.stdout
@@ -152,17 +184,26 @@ def test_a_sweep_with_a_failed_run_still_reports_the_finished_ones_as_partial(tm
   table = (workdir / "results.md").read_text()
   assert "**Partial results**: 1 of 2 runs finished" in table
   assert [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| pool_impl=")] == [
-      "pool_impl=xla"]
+    "pool_impl=xla"
+  ]
   assert (workdir / "curves.png").stat().st_size > 0
 
 
 def _fake_finished_run(run, top1, top5=0.1, num_classes=10):
   """A run folder as main leaves it: summary.json and metrics.jsonl with one eval record."""
   os.makedirs(run.workdir)
-  final = {"eval/top1_error": top1, "eval/top5_error": top5, "eval_ten_crop/top1_error": top1 - 0.01,
-           "eval_ten_crop/top5_error": top5}
-  summary = {"final": final, "train_images_per_sec": 100.0, "wall_time_s": 60.0,
-             "config": {"model": {"num_classes": num_classes}}}
+  final = {
+    "eval/top1_error": top1,
+    "eval/top5_error": top5,
+    "eval_ten_crop/top1_error": top1 - 0.01,
+    "eval_ten_crop/top5_error": top5,
+  }
+  summary = {
+    "final": final,
+    "train_images_per_sec": 100.0,
+    "wall_time_s": 60.0,
+    "config": {"model": {"num_classes": num_classes}},
+  }
   with open(os.path.join(run.workdir, "summary.json"), "w") as f:
     json.dump(summary, f)
   with open(os.path.join(run.workdir, "metrics.jsonl"), "w") as f:
@@ -172,8 +213,11 @@ def _fake_finished_run(run, top1, top5=0.1, num_classes=10):
 
 def test_differences_are_seed_paired_with_t_intervals_and_failed_runs_are_set_apart(tmp_path):
   axes = ablate.parse_sweep("model.use_lrn=True,False;model.dropout_rate=0.5,0.0")
-  runs = [r for r in ablate.plan(str(tmp_path), axes, seeds=3) if r.point["model.dropout_rate"] == 0.5 or
-          r.point["model.use_lrn"]]
+  runs = [
+    r
+    for r in ablate.plan(str(tmp_path), axes, seeds=3)
+    if r.point["model.dropout_rate"] == 0.5 or r.point["model.use_lrn"]
+  ]
   baseline = {0: 0.30, 1: 0.40, 2: 0.50}
   for run in runs:
     if run.point == {"model.use_lrn": True, "model.dropout_rate": 0.5}:

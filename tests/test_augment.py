@@ -33,7 +33,7 @@ def test_random_crop_takes_a_real_window_of_each_image_and_varies():
   crops = np.asarray(augment.random_crop(jnp.asarray(x), jax.random.key(0), 8))
   offsets = []
   for image, crop in zip(x, crops):
-    found = [(y, z) for y in range(5) for z in range(5) if np.array_equal(image[y:y + 8, z:z + 8], crop)]
+    found = [(y, z) for y in range(5) for z in range(5) if np.array_equal(image[y : y + 8, z : z + 8], crop)]
     assert found, "the crop is not a window of its own image"
     offsets.append(found[0])
   assert len(set(offsets)) > 4  # independent per image
@@ -67,8 +67,9 @@ def test_pca_lighting_is_the_papers_formula():
 def test_normalize_per_channel_and_per_pixel():
   x = images(3, 5)
   mean = np.array([10.0, 20.0, 30.0])
-  np.testing.assert_allclose(augment.normalize(jnp.asarray(x), mean, [2.0, 4.0, 5.0]),
-                             (x - mean) / np.array([2.0, 4.0, 5.0]), rtol=1e-6)
+  np.testing.assert_allclose(
+    augment.normalize(jnp.asarray(x), mean, [2.0, 4.0, 5.0]), (x - mean) / np.array([2.0, 4.0, 5.0]), rtol=1e-6
+  )
   mean_image = np.random.default_rng(1).uniform(0, 255, size=(5, 5, 3))
   np.testing.assert_allclose(augment.normalize(jnp.asarray(x), mean_image), x - mean_image, rtol=1e-5, atol=1e-4)
 
@@ -102,9 +103,16 @@ def test_random_resized_crop_samples_area_aspect_and_position_as_specified():
   rows, cols = np.meshgrid(np.arange(height, dtype=np.float32), np.arange(width, dtype=np.float32), indexing="ij")
   ramp = np.stack([cols, rows, np.zeros_like(rows)], -1)
   batch, size, ratio = 400, 96, 1.5  # area * ratio <= 0.9: no box is clipped
-  out = np.asarray(augment.random_resized_crop(jnp.asarray(np.broadcast_to(ramp, (batch, height, width, 3))),
-                                               jax.random.key(3), size, area_range=(0.1, 0.6),
-                                               ratio_range=(ratio, ratio)), np.float64)
+  out = np.asarray(
+    augment.random_resized_crop(
+      jnp.asarray(np.broadcast_to(ramp, (batch, height, width, 3))),
+      jax.random.key(3),
+      size,
+      area_range=(0.1, 0.6),
+      ratio_range=(ratio, ratio),
+    ),
+    np.float64,
+  )
   box_w = np.median(np.diff(out[:, size // 2, :, 0], axis=-1), axis=-1) * size
   box_h = np.median(np.diff(out[:, :, size // 2, 1], axis=-1), axis=-1) * size
   np.testing.assert_allclose(box_w / box_h, ratio, rtol=1e-3)
@@ -170,16 +178,37 @@ def test_stats_command_writes_beside_the_dataset_not_into_the_current_folder(tmp
   import sys
   from conftest import REPO
   from alexnet_jax.data import pipeline
-  result = subprocess.run([sys.executable, "-m", "alexnet_jax.data.stats", f"--data_dir={synthetic_data_dir}",
-                           "--name=synthetic_shapes", "--split=val"], capture_output=True, text=True, timeout=300,
-                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+  result = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "alexnet_jax.data.stats",
+      f"--data_dir={synthetic_data_dir}",
+      "--name=synthetic_shapes",
+      "--split=val",
+    ],
+    capture_output=True,
+    text=True,
+    timeout=300,
+    cwd=tmp_path,
+    env={**os.environ, "PYTHONPATH": str(REPO)},
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   assert list(tmp_path.iterdir()) == []  # nothing in the folder it ran from
   out = pathlib.Path(synthetic_data_dir) / "synthetic_shapes.val_stats.json"
   assert f"Written to {out}" in result.stdout
   stats = json.loads(out.read_text())
-  config = pipeline.LoaderConfig(data_dir=synthetic_data_dir, name="synthetic_shapes", split="val", batch_size=32,
-                                 image_size=0, seed=0, num_workers=0, shuffle=False)
+  config = pipeline.LoaderConfig(
+    data_dir=synthetic_data_dir,
+    name="synthetic_shapes",
+    split="val",
+    batch_size=32,
+    image_size=0,
+    seed=0,
+    num_workers=0,
+    shuffle=False,
+  )
   pixels = np.concatenate([b["image"][b["mask"] > 0] for b in pipeline.eval_batches(config)]).astype(np.float64)
   np.testing.assert_allclose(stats["mean_rgb"], pixels.reshape(-1, 3).mean(0), rtol=1e-6)
   np.testing.assert_allclose(np.load(str(out) + ".mean_image.npy"), pixels.mean(0), rtol=1e-5)
@@ -192,18 +221,26 @@ def test_a_per_pixel_mean_is_cut_at_each_random_crops_offset():
   images = np.random.default_rng(0).integers(0, 256, (batch_size, side, side, 3)).astype(np.uint8)
   mean = np.arange(side * side * 3, dtype=np.float32).reshape(side, side, 3)  # every pixel its own number
   key = jax.random.key(7)
-  out = augment.train_preprocess({"image": jnp.asarray(images), "label": jnp.zeros(batch_size, jnp.int32)}, key,
-                                 resize_to=None, crop_size=crop, flip=False, pca_std=0.0, mean=mean)["image"]
+  out = augment.train_preprocess(
+    {"image": jnp.asarray(images), "label": jnp.zeros(batch_size, jnp.int32)},
+    key,
+    resize_to=None,
+    crop_size=crop,
+    flip=False,
+    pca_std=0.0,
+    mean=mean,
+  )["image"]
   offsets = np.asarray(augment.random_crop_offsets(jax.random.split(key, 3)[0], batch_size, side, side, crop))
   assert len({tuple(o) for o in offsets}) > 1  # the crops land in different places
   for i, (y, x) in enumerate(offsets):
-    want = images[i, y:y + crop, x:x + crop].astype(np.float32) - mean[y:y + crop, x:x + crop]
+    want = images[i, y : y + crop, x : x + crop].astype(np.float32) - mean[y : y + crop, x : x + crop]
     np.testing.assert_allclose(out[i], want, rtol=1e-6)
 
 
 def _bilinear_reference(image, size):
   """Bilinear resampling written out: output pixel i samples the input at (i + 0.5) * in / out - 0.5
   (pixel centres aligned), clamped to the image, between its two neighbours in each direction."""
+
   def axis_weights(n_in, n_out):
     src = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
     low = np.floor(src).astype(int)
@@ -212,6 +249,7 @@ def _bilinear_reference(image, size):
     w[np.arange(n_out), low] += 1 - (src - low)
     w[np.arange(n_out), high] += src - low
     return w
+
   wy, wx = axis_weights(image.shape[0], size), axis_weights(image.shape[1], size)
   return np.einsum("yi,xj,ijc->yxc", wy, wx, image.astype(np.float64))
 

@@ -82,8 +82,9 @@ def test_a_damaged_checkpoint_is_moved_aside_and_the_previous_one_used(two_check
 
 
 def test_another_configs_checkpoints_are_refused_and_left_in_place(two_checkpoints, tmp_path):
-  with pytest.raises(checkpointing.CheckpointError,
-                     match=r"this config has \(5, 3\), the checkpoint \(4, 3\)\).*another model"):
+  with pytest.raises(
+    checkpointing.CheckpointError, match=r"this config has \(5, 3\), the checkpoint \(4, 3\)\).*another model"
+  ):
     restore_copy(two_checkpoints, tmp_path, template=state_of(width=5))
   workdir = tmp_path / "work"
   assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == ["1", "2"]

@@ -50,35 +50,54 @@ def test_variants_and_aliases():
   assert model.use_lrn is False and model.lrn_enabled is False and model.num_classes == 10
 
 
-@pytest.mark.parametrize("key,value", [("pool_impl", "fast"), ("tower_impl", "vmap"), ("conv1_impl", "fft"),
-                                       ("preset", "vgg")])
+@pytest.mark.parametrize(
+  "key,value", [("pool_impl", "fast"), ("tower_impl", "vmap"), ("conv1_impl", "fft"), ("preset", "vgg")]
+)
 def test_a_misspelt_model_choice_is_one_clear_error(key, value):
   from alexnet_jax.train import TrainingError
+
   config = cfg.get_config(f"smoke,model.{key}={value}")
   with pytest.raises(TrainingError, match=rf"model.{key}='{value}' is not one of \["):
     build_model(config)
 
 
-@pytest.mark.parametrize("arg,message", [
+@pytest.mark.parametrize(
+  "arg,message",
+  [
     ("smok", "Unknown config variant 'smok'"),
     ("lrm=False", "Unknown config key 'lrm'"),
     ("model.use_lrm=False", "Unknown config key 'model.use_lrm'"),
     ("lrn=maybe", "Config key 'model.use_lrn' is a bool"),
     ("batch=1.5", "Config key 'batch_size' is a int"),
-])
+  ],
+)
 def test_bad_arguments_are_clear_errors(arg, message):
   with pytest.raises(configlib.ConfigError, match=message):
     cfg.get_config(arg)
 
 
-@pytest.mark.parametrize("flag,message", [
+@pytest.mark.parametrize(
+  "flag,message",
+  [
     ("--config.model.use_lrm=False", "use_lrm"),
     ("--config.batch_size=lots", "batch_size"),
-])
+  ],
+)
 def test_command_line_overrides_fail_before_anything_runs(tmp_path, flag, message):
   workdir = tmp_path / "work"
-  result = subprocess.run([sys.executable, "-m", "alexnet_jax.main", f"--config={REPO}/configs/alexnet.py:smoke",
-                           f"--workdir={workdir}", flag], capture_output=True, text=True, timeout=300)
+  result = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "alexnet_jax.main",
+      f"--config={REPO}/configs/alexnet.py:smoke",
+      f"--workdir={workdir}",
+      flag,
+    ],
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode != 0
   assert message in result.stderr
   assert not workdir.exists()  # nothing ran, nothing was written
@@ -86,6 +105,7 @@ def test_command_line_overrides_fail_before_anything_runs(tmp_path, flag, messag
 
 def test_auto_conv1_is_space_to_depth_on_gpus_and_im2col_elsewhere():
   from alexnet_jax.train import resolve_conv1_impl
+
   assert resolve_conv1_impl("auto", "gpu") == "space_to_depth"
   assert resolve_conv1_impl("auto", "cpu") == "im2col" and resolve_conv1_impl("auto", "tpu") == "im2col"
   assert resolve_conv1_impl("space_to_depth", "cpu") == "space_to_depth"
@@ -94,13 +114,17 @@ def test_auto_conv1_is_space_to_depth_on_gpus_and_im2col_elsewhere():
   assert config.model.conv1_impl == "auto" and build_model(config).conv1_impl == "im2col"  # this CPU
 
 
-@pytest.mark.parametrize("key,value,expected", [
+@pytest.mark.parametrize(
+  "key,value,expected",
+  [
     ("crop", "centre", "augment.crop='centre' is not one of ['random', 'inception', 'center']"),
     ("eval_views", "ten_crop", "augment.eval_views='ten_crop': it needs 'center'"),
     ("final_eval_views", "center, tencrop", "unknown view(s) ['tencrop']"),
-])
+  ],
+)
 def test_bad_augmentation_choices_are_refused_before_training(key, value, expected):
   from alexnet_jax import train
+
   config = cfg.get_config("smoke")
   config.augment[key] = value
   with pytest.raises(train.TrainingError) as error:
@@ -114,13 +138,18 @@ def test_a_crop_larger_than_the_images_is_refused():
   import dataclasses
   from alexnet_jax import train
   from alexnet_jax.data import sources
-  info = sources.DatasetInfo(name="imagenette2_128", path="/nowhere", num_classes=10, class_names=(),
-                             split_sizes={"train": 1}, image_size=128)
+
+  info = sources.DatasetInfo(
+    name="imagenette2_128", path="/nowhere", num_classes=10, class_names=(), split_sizes={"train": 1}, image_size=128
+  )
   config = cfg.get_config("imagenette")
   train.check_crop_fits(config, info)  # 128 px resized to 256 on the device, then 227 crops
   config.augment.resize_to = 0
-  with pytest.raises(train.TrainingError, match=r"crop_size=227 does not fit in the 128x128 images .*"
-                                                r"--config.augment.resize_to=256"):
+  with pytest.raises(
+    train.TrainingError,
+    match=r"crop_size=227 does not fit in the 128x128 images .*"
+    r"--config.augment.resize_to=256",
+  ):
     train.check_crop_fits(config, info)
   config.augment.crop_size = 128
   train.check_crop_fits(config, info)
@@ -129,14 +158,22 @@ def test_a_crop_larger_than_the_images_is_refused():
     train.check_crop_fits(config, dataclasses.replace(info, image_size=0))
 
 
-@pytest.mark.parametrize("key,value,allowed", [
-    ("optim.learning_rate", -1.0, "> 0"), ("optim.learning_rate", 0.0, "> 0"),
-    ("optim.momentum", 1.0, "in [0, 1)"), ("optim.momentum", -0.1, "in [0, 1)"),
-    ("optim.weight_decay", -5e-4, ">= 0"), ("model.dropout_rate", 1.0, "in [0, 1)"),
-    ("batch_size", 0, ">= 1"), ("augment.crop_size", 0, "> 0"),
-])
+@pytest.mark.parametrize(
+  "key,value,allowed",
+  [
+    ("optim.learning_rate", -1.0, "> 0"),
+    ("optim.learning_rate", 0.0, "> 0"),
+    ("optim.momentum", 1.0, "in [0, 1)"),
+    ("optim.momentum", -0.1, "in [0, 1)"),
+    ("optim.weight_decay", -5e-4, ">= 0"),
+    ("model.dropout_rate", 1.0, "in [0, 1)"),
+    ("batch_size", 0, ">= 1"),
+    ("augment.crop_size", 0, "> 0"),
+  ],
+)
 def test_values_no_run_can_mean_are_refused_before_the_workdir_exists(tmp_path, key, value, allowed):
   from alexnet_jax import train
+
   config = cfg.get_config("smoke")
   configlib.set_path(config, key, value)
   with pytest.raises(train.TrainingError, match=re.escape(f"{key}={value!r} must be {allowed}")):
@@ -146,6 +183,7 @@ def test_values_no_run_can_mean_are_refused_before_the_workdir_exists(tmp_path, 
 
 def test_a_run_without_steps_is_refused():
   from alexnet_jax import train
+
   config = cfg.get_config("smoke")
   config.num_epochs, config.num_train_steps = 0.0, -1
   with pytest.raises(train.TrainingError, match="num_epochs=0.0 must be > 0"):

@@ -12,7 +12,8 @@ try:
 except ImportError:  # the tests that need it skip, saying why; the others run
   torch = None
 needs_torch = pytest.mark.skipif(
-    torch is None, reason="torch is a test-only extra: `pip install torch` (CPU build) to run the conversion test")
+  torch is None, reason="torch is a test-only extra: `pip install torch` (CPU build) to run the conversion test"
+)
 
 
 def torchvision_alexnet(num_classes):
@@ -20,24 +21,39 @@ def torchvision_alexnet(num_classes):
   (torchvision/models/alexnet.py: identical layers, so identical state_dict keys and forward pass)."""
   try:
     from torchvision.models import alexnet
+
     return alexnet(weights=None, num_classes=num_classes)
   except Exception:  # torchvision absent or built for another torch
     nn = torch.nn
 
     class AlexNet(nn.Module):
-
       def __init__(self):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-            nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-            nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2))
+          nn.Conv2d(3, 64, 11, 4, 2),
+          nn.ReLU(inplace=True),
+          nn.MaxPool2d(3, 2),
+          nn.Conv2d(64, 192, 5, padding=2),
+          nn.ReLU(inplace=True),
+          nn.MaxPool2d(3, 2),
+          nn.Conv2d(192, 384, 3, padding=1),
+          nn.ReLU(inplace=True),
+          nn.Conv2d(384, 256, 3, padding=1),
+          nn.ReLU(inplace=True),
+          nn.Conv2d(256, 256, 3, padding=1),
+          nn.ReLU(inplace=True),
+          nn.MaxPool2d(3, 2),
+        )
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
         self.classifier = nn.Sequential(
-            nn.Dropout(0.5), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(inplace=True),
-            nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Linear(4096, num_classes))
+          nn.Dropout(0.5),
+          nn.Linear(256 * 6 * 6, 4096),
+          nn.ReLU(inplace=True),
+          nn.Dropout(0.5),
+          nn.Linear(4096, 4096),
+          nn.ReLU(inplace=True),
+          nn.Linear(4096, num_classes),
+        )
 
       def forward(self, x):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
@@ -65,7 +81,8 @@ def test_torchvision_weights_give_the_same_logits():
 
   variables = torchvision_to_flax(net.state_dict())
   logits = AlexNet(preset="owt", num_classes=1000).apply(
-      variables, jnp.asarray(images.transpose(0, 2, 3, 1)), train=False)
+    variables, jnp.asarray(images.transpose(0, 2, 3, 1)), train=False
+  )
   assert np.std(expected) > 1e-3
   np.testing.assert_allclose(np.asarray(logits), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
@@ -85,6 +102,7 @@ def test_flax_to_torchvision_inverts_the_import_exactly_and_torch_gives_the_same
     assert np.array_equal(back[key], tensor.numpy()), key
   # Flax params -> a fresh torchvision module: its logits are the Flax model's.
   import jax
+
   variables = AlexNet(preset="owt", num_classes=10).init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)), train=False)
   fresh = torchvision_alexnet(num_classes=10).eval()
   fresh.load_state_dict({k: torch.from_numpy(v) for k, v in flax_to_torchvision(variables).items()})
@@ -92,8 +110,7 @@ def test_flax_to_torchvision_inverts_the_import_exactly_and_torch_gives_the_same
   flax_logits = AlexNet(preset="owt", num_classes=10).apply(variables, jnp.asarray(images), train=False)
   with torch.no_grad():
     torch_logits = fresh(torch.from_numpy(images.transpose(0, 3, 1, 2))).numpy()
-  np.testing.assert_allclose(torch_logits, np.asarray(flax_logits), rtol=1e-4,
-                             atol=1e-4 * np.abs(torch_logits).max())
+  np.testing.assert_allclose(torch_logits, np.asarray(flax_logits), rtol=1e-4, atol=1e-4 * np.abs(torch_logits).max())
 
 
 def test_params_of_another_preset_are_a_clear_error_on_export():
@@ -110,6 +127,7 @@ def test_predict_runs_torchvision_weights_with_the_users_class_names(tmp_path):
   from PIL import Image
   from conftest import REPO
   from alexnet_jax import augment
+
   net = random_torchvision_alexnet(3, seed=0)
   torch.save(net.state_dict(), tmp_path / "weights.pth")
   (tmp_path / "names.txt").write_text("cat\ndog\nfox\n")
@@ -119,8 +137,20 @@ def test_predict_runs_torchvision_weights_with_the_users_class_names(tmp_path):
   x = (centre - np.array(augment.IMAGENET_MEAN_RGB)) / np.array(augment.IMAGENET_STD_RGB)
   with torch.no_grad():
     expected = ["cat", "dog", "fox"][int(net(torch.from_numpy(x.transpose(2, 0, 1)[None].astype(np.float32))).argmax())]
-  result = subprocess.run([sys.executable, "-m", "alexnet_jax.predict", f"--torchvision_weights={tmp_path}/weights.pth",
-                           f"--class_names={tmp_path}/names.txt", "--top=1", str(tmp_path / "photo.png")],
-                          capture_output=True, text=True, timeout=300, cwd=REPO)
+  result = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "alexnet_jax.predict",
+      f"--torchvision_weights={tmp_path}/weights.pth",
+      f"--class_names={tmp_path}/names.txt",
+      "--top=1",
+      str(tmp_path / "photo.png"),
+    ],
+    capture_output=True,
+    text=True,
+    timeout=300,
+    cwd=REPO,
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   assert result.stdout.strip().startswith(f"{tmp_path / 'photo.png'}: {expected} ")

@@ -30,6 +30,7 @@ def test_synthetic_is_a_pure_function_of_seed_split_index():
 
 def test_synthetic_labels_are_balanced_and_colour_alone_is_near_chance():
   """The class must live in the geometry: a nearest-centroid classifier on mean colour is near chance."""
+
   def features(split, n):
     xs, ys = [], []
     for i in range(n):
@@ -51,8 +52,13 @@ def test_prepared_synthetic_reads_back_identically(synthetic_data_dir):
   info = sources.dataset_info(synthetic_data_dir, "synthetic_shapes")
   assert info.num_classes == 10 and info.split_sizes == {"train": 400, "val": 100} and info.image_size == 72
   assert info.class_names == synthetic.CLASS_NAMES
-  batches = list(pipeline.eval_batches(pipeline.LoaderConfig(
-      data_dir=synthetic_data_dir, name="synthetic_shapes", split="val", batch_size=32, num_workers=0)))
+  batches = list(
+    pipeline.eval_batches(
+      pipeline.LoaderConfig(
+        data_dir=synthetic_data_dir, name="synthetic_shapes", split="val", batch_size=32, num_workers=0
+      )
+    )
+  )
   assert len(batches) == 4 and [int(b["mask"].sum()) for b in batches] == [32, 32, 32, 4]
   labels = np.concatenate([b["label"][b["mask"] > 0] for b in batches])
   assert labels.tolist() == [synthetic.synthetic_example(0, "val", i, 72)[1] for i in range(100)]
@@ -84,9 +90,11 @@ def test_imagenette_subset_prepares_and_reads_back(imagenette_subset_dir):
 def test_split_records_are_tfds_own_records_in_order(synthetic_data_dir, split):
   """Records read straight from the array_record files equal those of TFDS's own data source."""
   import tensorflow_datasets as tfds
+
   info = sources.dataset_info(synthetic_data_dir, "synthetic_shapes")
   want = tfds.builder_from_directory(info.path).as_data_source(
-      split=split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
+    split=split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES
+  )
   got = sources.open_split(info, split)
   assert len(got) == len(want) > 0
   keys = np.random.default_rng(0).permutation(len(want))[:50].tolist() + [0, len(want) - 1]
@@ -96,6 +104,7 @@ def test_split_records_are_tfds_own_records_in_order(synthetic_data_dir, split):
 def test_split_records_span_files_in_order(tmp_path):
   """A split made of slices of several files (ImageNet's train split has 1024 of them)."""
   from array_record.python import array_record_module
+
   paths = []
   for f, count in enumerate([5, 7, 4]):
     paths.append(str(tmp_path / f"part-{f}.array_record"))
@@ -104,8 +113,11 @@ def test_split_records_span_files_in_order(tmp_path):
       writer.write(f"file{f}-record{i}".encode())
     writer.close()
   records = sources.SplitRecords([(paths[0], 2, 3), (paths[1], 0, 7), (paths[2], 1, 2)])
-  want = [f"file0-record{i}" for i in (2, 3, 4)] + [f"file1-record{i}" for i in range(7)] + [
-      f"file2-record{i}" for i in (1, 2)]
+  want = (
+    [f"file0-record{i}" for i in (2, 3, 4)]
+    + [f"file1-record{i}" for i in range(7)]
+    + [f"file2-record{i}" for i in (1, 2)]
+  )
   assert len(records) == 12
   keys = [11, 0, 5, 3, 2, 10, 4]
   assert [r.decode() for r in records.__getitems__(keys)] == [want[k] for k in keys]
@@ -121,8 +133,9 @@ def test_a_relative_data_dir_reads_from_workers_and_in_process(synthetic_data_di
   parent, folder = os.path.split(synthetic_data_dir)
   monkeypatch.chdir(parent)
   for workers in (0, 1):
-    loader = pipeline.train_loader(pipeline.LoaderConfig(data_dir=folder, name="synthetic_shapes", split="train",
-                                                         batch_size=8, num_workers=workers))
+    loader = pipeline.train_loader(
+      pipeline.LoaderConfig(data_dir=folder, name="synthetic_shapes", split="train", batch_size=8, num_workers=workers)
+    )
     try:
       assert next(loader)["image"].shape == (8, 72, 72, 3)
     finally:
@@ -131,6 +144,7 @@ def test_a_relative_data_dir_reads_from_workers_and_in_process(synthetic_data_di
 
 def test_missing_or_damaged_record_files_are_one_clear_error(synthetic_data_dir, tmp_path):
   import shutil
+
   shutil.copytree(synthetic_data_dir, tmp_path / "copy")
   info = sources.dataset_info(str(tmp_path / "copy"), "synthetic_shapes")
   train_file = glob.glob(os.path.join(info.path, "*train.array_record*"))[0]
@@ -159,8 +173,11 @@ def test_greyscale_photos_read_as_three_equal_channels(tmp_path):
   with Image.open(root / "val" / "grey" / photos[2].name) as written:
     assert written.mode == "L"
   prepare.prepare_folder(str(root), str(tmp_path / "data"), name="greys")
-  (batch,) = list(pipeline.eval_batches(pipeline.LoaderConfig(
-      data_dir=str(tmp_path / "data"), name="greys", split="val", batch_size=2, num_workers=0)))
+  (batch,) = list(
+    pipeline.eval_batches(
+      pipeline.LoaderConfig(data_dir=str(tmp_path / "data"), name="greys", split="val", batch_size=2, num_workers=0)
+    )
+  )
   labels = batch["label"].tolist()  # classes sorted: colour=0, grey=1
   grey_image, colour_image = batch["image"][labels.index(1)], batch["image"][labels.index(0)]
   assert grey_image.shape == colour_image.shape == (128, 128, 3)
@@ -202,6 +219,7 @@ def _photo_like(height: int, width: int, seed: int = 0) -> np.ndarray:
 def _opencv_rgb(data: bytes) -> np.ndarray:
   """The reference decoder: OpenCV's imdecode, EXIF orientation ignored, BGR turned to RGB by hand."""
   import cv2
+
   bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
   return np.ascontiguousarray(bgr[..., ::-1])
 
@@ -210,10 +228,14 @@ def _jpeg_kinds():
   photo = _photo_like(48, 64)
   exif = Image.Exif()
   exif[0x0112] = 6  # "rotate 90 degrees clockwise to display": the decoders must all ignore it
-  return {"4:2:0": _jpeg(photo, quality=90), "4:4:4": _jpeg(photo, quality=95, subsampling=0),
-          "progressive": _jpeg(photo, quality=85, progressive=True),
-          "greyscale": _jpeg(photo[..., 0], quality=90), "exif-rotated": _jpeg(photo, quality=90, exif=exif),
-          "cmyk": _jpeg(Image.fromarray(photo).convert("CMYK"), quality=95)}
+  return {
+    "4:2:0": _jpeg(photo, quality=90),
+    "4:4:4": _jpeg(photo, quality=95, subsampling=0),
+    "progressive": _jpeg(photo, quality=85, progressive=True),
+    "greyscale": _jpeg(photo[..., 0], quality=90),
+    "exif-rotated": _jpeg(photo, quality=90, exif=exif),
+    "cmyk": _jpeg(Image.fromarray(photo).convert("CMYK"), quality=95),
+  }
 
 
 @pytest.mark.parametrize("kind", ["4:2:0", "4:4:4", "progressive", "greyscale", "exif-rotated", "cmyk"])
@@ -284,8 +306,9 @@ assert not loaded, loaded
 
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_iterator_state_restores_the_same_batches(synthetic_data_dir, num_workers):
-  config = pipeline.LoaderConfig(data_dir=synthetic_data_dir, name="synthetic_shapes", split="train",
-                                 batch_size=64, seed=3, num_workers=num_workers)
+  config = pipeline.LoaderConfig(
+    data_dir=synthetic_data_dir, name="synthetic_shapes", split="train", batch_size=64, seed=3, num_workers=num_workers
+  )
   iterator = iter(pipeline.train_loader(config))
   for _ in range(8):  # past the first epoch (400 examples = 6.25 batches)
     next(iterator)
@@ -296,21 +319,43 @@ def test_iterator_state_restores_the_same_batches(synthetic_data_dir, num_worker
   for batch in expected:
     got = next(resumed)
     assert np.array_equal(got["image"], batch["image"]) and np.array_equal(got["label"], batch["label"])
-  other_seed = next(iter(pipeline.train_loader(pipeline.LoaderConfig(
-      data_dir=synthetic_data_dir, name="synthetic_shapes", split="train", batch_size=64, seed=4,
-      num_workers=0))))
-  first = next(iter(pipeline.train_loader(pipeline.LoaderConfig(
-      data_dir=synthetic_data_dir, name="synthetic_shapes", split="train", batch_size=64, seed=3,
-      num_workers=0))))
+  other_seed = next(
+    iter(
+      pipeline.train_loader(
+        pipeline.LoaderConfig(
+          data_dir=synthetic_data_dir, name="synthetic_shapes", split="train", batch_size=64, seed=4, num_workers=0
+        )
+      )
+    )
+  )
+  first = next(
+    iter(
+      pipeline.train_loader(
+        pipeline.LoaderConfig(
+          data_dir=synthetic_data_dir, name="synthetic_shapes", split="train", batch_size=64, seed=3, num_workers=0
+        )
+      )
+    )
+  )
   assert not np.array_equal(other_seed["label"], first["label"])
 
 
 def test_eval_batches_are_equal_in_number_across_processes(synthetic_data_dir):
   counts, seen = [], 0
   for p in range(3):
-    batches = list(pipeline.eval_batches(pipeline.LoaderConfig(
-        data_dir=synthetic_data_dir, name="synthetic_shapes", split="val", batch_size=16, num_workers=0,
-        process_index=p, process_count=3)))
+    batches = list(
+      pipeline.eval_batches(
+        pipeline.LoaderConfig(
+          data_dir=synthetic_data_dir,
+          name="synthetic_shapes",
+          split="val",
+          batch_size=16,
+          num_workers=0,
+          process_index=p,
+          process_count=3,
+        )
+      )
+    )
     counts.append(len(batches))
     seen += int(sum(b["mask"].sum() for b in batches))
   assert counts == [3, 3, 3] and seen == 100  # 34/33/33 examples -> 3 batches of 16 each, all counted once
@@ -320,8 +365,11 @@ def test_eval_batches_are_equal_in_number_across_processes(synthetic_data_dir):
 
 
 def test_missing_dataset_names_path_and_command(tmp_path):
-  with pytest.raises(sources.DatasetNotPrepared, match=r"No prepared dataset 'imagenet2012' in .*python -m "
-                     r"alexnet_jax.data.prepare --source=imagenet2012"):
+  with pytest.raises(
+    sources.DatasetNotPrepared,
+    match=r"No prepared dataset 'imagenet2012' in .*python -m "
+    r"alexnet_jax.data.prepare --source=imagenet2012",
+  ):
     sources.dataset_info(str(tmp_path), "imagenet2012")
 
 
@@ -330,11 +378,13 @@ def test_data_dir_that_is_a_file(tmp_path):
   f.write_text("x")
   with pytest.raises(sources.DatasetError, match="is a file, not a folder"):
     sources.dataset_info(str(f), "synthetic_shapes")
-  result = subprocess.run([sys.executable, "-m", "alexnet_jax.data.prepare", f"--data_dir={f}"],
-                          capture_output=True, text=True, timeout=300)
+  result = subprocess.run(
+    [sys.executable, "-m", "alexnet_jax.data.prepare", f"--data_dir={f}"], capture_output=True, text=True, timeout=300
+  )
   assert result.returncode == 2 and result.stderr.count("is a file, not a folder") == 1, result.stderr[-2000:]
   # Training's on-the-fly preparation of the embedded set says the same instead of trying to prepare.
   from alexnet_jax import ablate, train
+
   config = ablate.load_config(f"{REPO / 'configs' / 'alexnet.py'}:smoke")
   assert config.dataset.auto_prepare and config.dataset.name == "synthetic_shapes"
   config.dataset.data_dir = str(f)
@@ -348,6 +398,7 @@ def test_auto_prepare_never_replaces_a_copy_it_cannot_use(tmp_path):
   (here written as tfrecord) is reported with its fix and left as it is."""
   from alexnet_jax import ablate, train
   from alexnet_jax.data import prepare
+
   target = pathlib.Path(prepare.prepare_synthetic(str(tmp_path), train_size=20, val_size=10, image_size=32))
   info_file = target / "dataset_info.json"
   info_file.write_text(info_file.read_text().replace('"array_record"', '"tfrecord"'))
@@ -364,6 +415,7 @@ def test_preparers_racing_for_one_folder_keep_the_first_complete_copy(tmp_path):
   """Processes of a multi-process run prepare the embedded set at once (train.ensure_dataset): a copy that
   lands second is dropped, the first is never replaced under a reader; `prepare` itself replaces."""
   from alexnet_jax.data import prepare
+
   small = dict(train_size=20, val_size=10, image_size=32)
   target = pathlib.Path(prepare.prepare_synthetic(str(tmp_path), **small))
   marker = target / "first_copy"
@@ -377,8 +429,12 @@ def test_preparers_racing_for_one_folder_keep_the_first_complete_copy(tmp_path):
 
 
 def test_prepare_refuses_a_negative_worker_count(tmp_path):
-  result = subprocess.run([sys.executable, "-m", "alexnet_jax.data.prepare", f"--data_dir={tmp_path / 'data'}",
-                           "--workers=-2"], capture_output=True, text=True, timeout=300)
+  result = subprocess.run(
+    [sys.executable, "-m", "alexnet_jax.data.prepare", f"--data_dir={tmp_path / 'data'}", "--workers=-2"],
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 2 and result.stderr.count("--workers=-2: use 0 (one process per core)") == 1
   assert not (tmp_path / "data").exists()
 
@@ -407,8 +463,9 @@ def test_worker_processes_prepare_the_same_records_in_the_same_order_and_chroma_
     data_dir = tmp_path / f"data{workers}"
     prepare.prepare_folder(str(root), str(data_dir), name="photos", image_size=24, workers=workers)
     info = sources.dataset_info(str(data_dir), "photos")
-    records[workers] = [sources.parse_example(sources.open_split(info, split)[i])
-                        for split in ("train", "val") for i in range(5)]
+    records[workers] = [
+      sources.parse_example(sources.open_split(info, split)[i]) for split in ("train", "val") for i in range(5)
+    ]
   assert records[1] == records[2]
   assert len({r["image"] for r in records[1]}) == 10  # every image stored, none twice
   from PIL import JpegImagePlugin
@@ -421,8 +478,9 @@ def test_worker_processes_prepare_the_same_records_in_the_same_order_and_chroma_
   prepare.prepare_folder(str(root), str(tmp_path / "data420"), name="photos", image_size=24, chroma="4:2:0")
   info = sources.dataset_info(str(tmp_path / "data420"), "photos")
   assert {chroma(sources.parse_example(sources.open_split(info, "val")[i])["image"]) for i in range(5)} == {2}
-  with pytest.raises(sources.DatasetError,
-                     match=r"Unknown chroma subsampling '4:1:1': use one of \['4:4:4', '4:2:0'\]"):
+  with pytest.raises(
+    sources.DatasetError, match=r"Unknown chroma subsampling '4:1:1': use one of \['4:4:4', '4:2:0'\]"
+  ):
     prepare.prepare_folder(str(root), str(tmp_path / "data411"), name="photos", image_size=24, chroma="4:1:1")
   assert not (tmp_path / "data411").exists()
 
@@ -473,10 +531,16 @@ def _tiny_catalog_builder():
     MANUAL_DOWNLOAD_INSTRUCTIONS = "Put <split>/<label>_<n>.jpg files in manual_dir."
 
     def _info(self):
-      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-          "image": tfds.features.Image(encoding_format="jpeg"),
-          "label": tfds.features.ClassLabel(names=["ant", "bee", "cat"]),
-          "file_name": tfds.features.Text()}))
+      return tfds.core.DatasetInfo(
+        builder=self,
+        features=tfds.features.FeaturesDict(
+          {
+            "image": tfds.features.Image(encoding_format="jpeg"),
+            "label": tfds.features.ClassLabel(names=["ant", "bee", "cat"]),
+            "file_name": tfds.features.Text(),
+          }
+        ),
+      )
 
     def _split_generators(self, dl_manager):
       return {split: self._generate_examples(dl_manager.manual_dir / split) for split in ("train", "validation")}
@@ -505,8 +569,9 @@ def test_catalog_dataset_stored_at_a_size(tmp_path):
   _tiny_catalog_builder()
   files = _tiny_catalog_files(tmp_path / "manual")
   data_dir = tmp_path / "data"
-  target = prepare.prepare_catalog("tiny_manual_photos", str(data_dir), manual_dir=str(tmp_path / "manual"),
-                                   image_size=32, workers=2)
+  target = prepare.prepare_catalog(
+    "tiny_manual_photos", str(data_dir), manual_dir=str(tmp_path / "manual"), image_size=32, workers=2
+  )
   assert target == str(data_dir / "tiny_manual_photos" / prepare.VERSION)
   assert (data_dir / prepare.FULL_SIZE_DIR / "tiny_manual_photos" / "2.0.0" / "dataset_info.json").is_file()
   info = sources.dataset_info(str(data_dir), "tiny_manual_photos")  # what training finds by the name
@@ -531,16 +596,20 @@ def test_a_sized_catalog_copy_is_refused_where_tfds_own_build_would_shadow_it(tm
   full = prepare.prepare_catalog("tiny_manual_photos", str(data_dir), manual_dir=str(tmp_path / "manual"))
   assert sources.dataset_info(str(data_dir), "tiny_manual_photos").image_size == 0  # as TFDS stores them
   before = sorted(p.relative_to(data_dir) for p in data_dir.rglob("*"))
-  with pytest.raises(sources.DatasetError, match=r"already holds a build of 'tiny_manual_photos' \(version "
-                     r"2.0.0\).*--name=tiny_manual_photos_sized.*nothing was changed"):
-    prepare.prepare_catalog("tiny_manual_photos", str(data_dir), manual_dir=str(tmp_path / "manual"),
-                            image_size=32)
+  with pytest.raises(
+    sources.DatasetError,
+    match=r"already holds a build of 'tiny_manual_photos' \(version "
+    r"2.0.0\).*--name=tiny_manual_photos_sized.*nothing was changed",
+  ):
+    prepare.prepare_catalog("tiny_manual_photos", str(data_dir), manual_dir=str(tmp_path / "manual"), image_size=32)
   assert sorted(p.relative_to(data_dir) for p in data_dir.rglob("*")) == before and os.path.isdir(full)
   with pytest.raises(sources.DatasetError, match="--name=tiny_32 renames a TFDS dataset only when"):
-    prepare.prepare_catalog("tiny_manual_photos", str(data_dir), manual_dir=str(tmp_path / "manual"),
-                            stored_name="tiny_32")
-  sized = prepare.prepare_catalog("tiny_manual_photos", str(data_dir), manual_dir=str(tmp_path / "manual"),
-                                  image_size=32, stored_name="tiny_32")
+    prepare.prepare_catalog(
+      "tiny_manual_photos", str(data_dir), manual_dir=str(tmp_path / "manual"), stored_name="tiny_32"
+    )
+  sized = prepare.prepare_catalog(
+    "tiny_manual_photos", str(data_dir), manual_dir=str(tmp_path / "manual"), image_size=32, stored_name="tiny_32"
+  )
   assert sources.dataset_info(str(data_dir), "tiny_32").path == sized
 
 
@@ -560,6 +629,7 @@ def test_preparing_the_embedded_set_prints_no_download_message(tmp_path, capfd):
   """TFDS announces 'Downloading and preparing dataset Unknown size' and warns about its staging folder
   while it writes examples we generate: neither reaches the user."""
   from alexnet_jax.data import prepare
+
   prepare.prepare_synthetic(str(tmp_path), train_size=8, val_size=4, image_size=16, seed=0)
   out, err = capfd.readouterr()
   assert "Downloading" not in out + err and "has no dataset_info.json" not in out + err
@@ -572,6 +642,7 @@ def test_the_not_prepared_message_of_a_folder_dataset_is_a_command_that_works(tm
   as printed from the repository root (here with --limit, to keep it short)."""
   from alexnet_jax import ablate, train
   from conftest import REPO, SHARED_IMAGENETTE
+
   if not SHARED_IMAGENETTE.is_dir():
     pytest.skip(f"the shared Imagenette is not at {SHARED_IMAGENETTE}")
   config = ablate.run_config(f"{REPO}/configs/alexnet.py:imagenette", [f"dataset.data_dir={tmp_path}"], {})

@@ -12,8 +12,9 @@ from alexnet_jax.data.decode_pool import DecodePool
 
 
 def loader_config(data_dir, num_workers, **kwargs):
-  return pipeline.LoaderConfig(data_dir=data_dir, name="synthetic_shapes", split="train", batch_size=48,
-                               seed=5, num_workers=num_workers, **kwargs)
+  return pipeline.LoaderConfig(
+    data_dir=data_dir, name="synthetic_shapes", split="train", batch_size=48, seed=5, num_workers=num_workers, **kwargs
+  )
 
 
 def test_workers_yield_the_batches_of_in_process_decoding(synthetic_data_dir):
@@ -27,8 +28,9 @@ def test_workers_yield_the_batches_of_in_process_decoding(synthetic_data_dir):
       np.testing.assert_array_equal(got["label"], want["label"])
   finally:
     pooled.close()
-  config = pipeline.LoaderConfig(data_dir=synthetic_data_dir, name="synthetic_shapes", split="val",
-                                 batch_size=32, shuffle=False)
+  config = pipeline.LoaderConfig(
+    data_dir=synthetic_data_dir, name="synthetic_shapes", split="val", batch_size=32, shuffle=False
+  )
   want = list(pipeline.eval_batches(config.__class__(**{**config.__dict__, "num_workers": 0})))
   got = list(pipeline.eval_batches(config.__class__(**{**config.__dict__, "num_workers": 2})))
   assert len(got) == len(want) == 4 and got[-1]["mask"].sum() == 100 - 3 * 32
@@ -63,6 +65,7 @@ def test_state_moves_between_worker_counts(synthetic_data_dir):
 def _records_with_a_bad_image(count):
   """A source whose records are tf.Examples holding bytes that are no image (opened in the worker)."""
   from tensorflow_datasets.proto import tf_example_pb2
+
   example = tf_example_pb2.Example()
   example.features.feature["image"].bytes_list.value.append(b"\x00not a jpeg")
   example.features.feature["label"].int64_list.value.append(1)
@@ -74,16 +77,16 @@ def _records_that_are_not_examples(count):
 
 
 def test_a_decode_error_in_a_worker_arrives_with_its_message():
-  pool = DecodePool(_records_with_a_bad_image, (4,), pipeline.decode_into, image_size=8, batch_size=2,
-                    num_workers=1)
+  pool = DecodePool(_records_with_a_bad_image, (4,), pipeline.decode_into, image_size=8, batch_size=2, num_workers=1)
   try:
     pool.submit(0, [0, 1])
     with pytest.raises(sources.DatasetError, match="Cannot decode image"):
       pool.collect(0)
   finally:
     pool.close()
-  pool = DecodePool(_records_that_are_not_examples, (4,), pipeline.decode_into, image_size=8, batch_size=2,
-                    num_workers=1)
+  pool = DecodePool(
+    _records_that_are_not_examples, (4,), pipeline.decode_into, image_size=8, batch_size=2, num_workers=1
+  )
   try:
     pool.submit(0, [0, 1])
     with pytest.raises(RuntimeError, match="Decoding worker 0 failed: DecodeError"):
@@ -145,6 +148,7 @@ def test_workers_ignore_ctrl_c_and_stop_when_the_training_process_is_gone(tmp_pa
   import subprocess
   import sys
   import time
+
   code = f"""
 import os, signal, sys, time
 from alexnet_jax.data import pipeline
@@ -171,13 +175,15 @@ time.sleep(600)
   deadline = time.time() + 15
   while time.time() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in workers):
     time.sleep(0.5)
-  alive = [pid for pid in workers if os.path.exists(f"/proc/{pid}")
-           and open(f"/proc/{pid}/stat").read().split()[2] != "Z"]
+  alive = [
+    pid for pid in workers if os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+  ]
   assert not alive, f"workers {alive} outlived their killed training process"
 
 
 def test_output_arrays_are_reused_only_when_nothing_refers_to_them():
   from alexnet_jax.data.decode_pool import OutputArrays
+
   outputs = OutputArrays(batch_size=4, image_size=2)
   first = outputs.take()
   held = outputs.take()
@@ -234,12 +240,20 @@ def _churn_into_labels(records, images, labels):
 def _faults_in_a_fresh_process(keep):
   import subprocess
   import sys
-  code = ("import sys; sys.path.insert(0, 'tests'); import test_decode_pool as t; "
-          "from alexnet_jax.data import decode_pool; "
-          f"ok = decode_pool.keep_freed_memory() if {keep} else True; "
-          "print(ok, t._page_faults_of_heap_churn())")
-  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                       cwd=os.path.join(os.path.dirname(__file__), ".."))
+
+  code = (
+    "import sys; sys.path.insert(0, 'tests'); import test_decode_pool as t; "
+    "from alexnet_jax.data import decode_pool; "
+    f"ok = decode_pool.keep_freed_memory() if {keep} else True; "
+    "print(ok, t._page_faults_of_heap_churn())"
+  )
+  out = subprocess.run(
+    [sys.executable, "-c", code],
+    capture_output=True,
+    text=True,
+    check=True,
+    cwd=os.path.join(os.path.dirname(__file__), ".."),
+  )
   ok, faults = out.stdout.split()
   return ok == "True", float(faults)
 
@@ -254,8 +268,7 @@ def test_decoding_workers_keep_freed_memory_instead_of_faulting_it_in_again():
   _, faults_without = _faults_in_a_fresh_process(keep=False)
   assert faults_without > 100, faults_without  # the behaviour the setting exists for
   assert faults_with < 5, faults_with
-  pool = DecodePool(_records_that_are_not_examples, (4,), _churn_into_labels, image_size=8, batch_size=2,
-                    num_workers=1)
+  pool = DecodePool(_records_that_are_not_examples, (4,), _churn_into_labels, image_size=8, batch_size=2, num_workers=1)
   try:
     pool.submit(0, [0, 1])
     assert pool.collect(0)["label"][0] < 5

@@ -59,12 +59,12 @@ def test_paper_preset_matches_figure_2_layer_by_layer():
   conv2 (5x5, pad 2, 27x27) has 27*5 - 2*(2+1) = 129 real (output, tap) pairs per axis, conv3-5 (3x3,
   pad 1, 13x13) 13*3 - 2 = 37; conv2, conv4 and conv5 see half the input channels (two towers)."""
   macs = {
-      "conv1": 55 * 55 * 96 * (11 * 11 * 3),  # 227x227, stride 4, no padding: every tap is real
-      "conv2": 129 ** 2 * 256 * 48,
-      "conv3": 37 ** 2 * 384 * 256,
-      "conv4": 37 ** 2 * 384 * 192,
-      "conv5": 37 ** 2 * 256 * 192,
-      "fc": 6 * 6 * 256 * 4096 + 4096 * 4096 + 4096 * 1000,
+    "conv1": 55 * 55 * 96 * (11 * 11 * 3),  # 227x227, stride 4, no padding: every tap is real
+    "conv2": 129**2 * 256 * 48,
+    "conv3": 37**2 * 384 * 256,
+    "conv4": 37**2 * 384 * 192,
+    "conv5": 37**2 * 256 * 192,
+    "fc": 6 * 6 * 256 * 4096 + 4096 * 4096 + 4096 * 1000,
   }
   forward = 2 * sum(macs.values())
   # Training: each layer's forward pass and weight gradient, plus the input gradient of every layer but

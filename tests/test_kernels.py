@@ -39,6 +39,7 @@ def test_tile_has_one_tile_per_kernel_in_a_block_per_tower():
 
 def test_nearest_neighbours_against_a_loop_over_distances():
   from alexnet_jax import inspect as look
+
   rng = np.random.default_rng(3)
   features, queries = rng.normal(size=(40, 6)), rng.normal(size=(4, 6))
   found = look.nearest(queries, features, 5)

@@ -33,15 +33,17 @@ def test_matches_numpy_formula(channels, alpha_per_size):
   got = np.asarray(local_response_norm(jnp.asarray(x), alpha_per_size=alpha_per_size), np.float64)
   np.testing.assert_allclose(got, expected, rtol=1e-6, atol=0)
   # The normalisation must actually bite, or the test proves nothing about the sum.
-  assert np.max(np.abs(expected / x - 2.0 ** -0.75)) > 1e-2
+  assert np.max(np.abs(expected / x - 2.0**-0.75)) > 1e-2
 
 
 @pytest.mark.parametrize("size,k,alpha,beta", [(3, 1.0, 1e-3, 0.5), (4, 2.0, 1e-2, 0.75), (9, 0.5, 1e-4, 1.0)])
 def test_other_constants_and_even_window(size, k, alpha, beta):
   x = np.random.default_rng(size).normal(scale=10.0, size=(5, 12)).astype(np.float32)
   np.testing.assert_allclose(
-      np.asarray(local_response_norm(jnp.asarray(x), size=size, k=k, alpha=alpha, beta=beta), np.float64),
-      reference_lrn(x, size=size, k=k, alpha=alpha, beta=beta), rtol=1e-6)
+    np.asarray(local_response_norm(jnp.asarray(x), size=size, k=k, alpha=alpha, beta=beta), np.float64),
+    reference_lrn(x, size=size, k=k, alpha=alpha, beta=beta),
+    rtol=1e-6,
+  )
 
 
 def test_gradient_matches_finite_differences():
@@ -53,8 +55,9 @@ def test_gradient_matches_finite_differences():
     return float(np.sum(reference_lrn(a, alpha=1e-3) * weights))
 
   # JAX's float32 gradient against central differences of the float64 NumPy formula.
-  grad = np.asarray(jax.grad(lambda a: jnp.sum(local_response_norm(a, alpha=1e-3) * weights))(
-      jnp.asarray(x, jnp.float32)), np.float64)
+  grad = np.asarray(
+    jax.grad(lambda a: jnp.sum(local_response_norm(a, alpha=1e-3) * weights))(jnp.asarray(x, jnp.float32)), np.float64
+  )
   eps = 1e-4
   numeric = np.zeros_like(x)
   for idx in np.ndindex(x.shape):
@@ -63,7 +66,7 @@ def test_gradient_matches_finite_differences():
     down[idx] -= eps
     numeric[idx] = (objective_np(up) - objective_np(down)) / (2 * eps)
   np.testing.assert_allclose(grad, numeric, rtol=1e-4, atol=1e-6)
-  assert np.max(np.abs(numeric - weights * 2.0 ** -0.75)) > 1e-2  # the energy term matters
+  assert np.max(np.abs(numeric - weights * 2.0**-0.75)) > 1e-2  # the energy term matters
 
 
 def test_bfloat16_in_bfloat16_out_with_float32_math():
@@ -73,9 +76,9 @@ def test_bfloat16_in_bfloat16_out_with_float32_math():
   assert out.dtype == jnp.bfloat16
   # Reference on exactly the bf16 input values: only the final rounding to bf16 may differ.
   expected = reference_lrn(np.asarray(x_bf16, np.float32))
-  np.testing.assert_allclose(np.asarray(out, np.float64), expected, rtol=2 ** -8)
+  np.testing.assert_allclose(np.asarray(out, np.float64), expected, rtol=2**-8)
   # Summing bf16 squares in bf16 would drop the energy term; float32 math keeps it.
-  assert np.max(np.abs(expected - np.asarray(x_bf16, np.float64) * 2.0 ** -0.75)) > 0.5
+  assert np.max(np.abs(expected - np.asarray(x_bf16, np.float64) * 2.0**-0.75)) > 0.5
 
 
 def test_jit_and_vmap():

@@ -33,8 +33,9 @@ ONE_TOWER_PARAMS = PAPER_PARAMS + (614_656 - 307_456) + (1_327_488 - 663_936) + 
 TORCHVISION_ALEXNET_PARAMS = 61_100_840  # sum(p.numel() for p in torchvision.models.alexnet().parameters())
 
 
-@pytest.mark.parametrize("preset,expected", [("paper", PAPER_PARAMS), ("one_tower", ONE_TOWER_PARAMS),
-                                             ("owt", TORCHVISION_ALEXNET_PARAMS)])
+@pytest.mark.parametrize(
+  "preset,expected", [("paper", PAPER_PARAMS), ("one_tower", ONE_TOWER_PARAMS), ("owt", TORCHVISION_ALEXNET_PARAMS)]
+)
 def test_exact_parameter_counts(preset, expected):
   model = AlexNet(preset=preset, num_classes=1000)
   params, logits, _ = init_shapes(model, models.canonical_image_size(preset))
@@ -45,9 +46,16 @@ def test_exact_parameter_counts(preset, expected):
 def test_paper_layer_shapes():
   params, _, _ = init_shapes(AlexNet(preset="paper"), 227)
   shapes = {name: layer["kernel"].shape for name, layer in params.items()}
-  assert shapes == {"conv1": (11, 11, 3, 96), "conv2": (5, 5, 48, 256), "conv3": (3, 3, 256, 384),
-                    "conv4": (3, 3, 192, 384), "conv5": (3, 3, 192, 256), "fc6": (9216, 4096),
-                    "fc7": (4096, 4096), "fc8": (4096, 1000)}
+  assert shapes == {
+    "conv1": (11, 11, 3, 96),
+    "conv2": (5, 5, 48, 256),
+    "conv3": (3, 3, 256, 384),
+    "conv4": (3, 3, 192, 384),
+    "conv5": (3, 3, 192, 256),
+    "fc6": (9216, 4096),
+    "fc7": (4096, 4096),
+    "fc8": (4096, 1000),
+  }
 
 
 @pytest.mark.parametrize("preset", ["paper", "one_tower", "owt"])
@@ -56,8 +64,16 @@ def test_intermediate_sizes(preset, overlapping_pool):
   model = AlexNet(preset=preset, overlapping_pool=overlapping_pool)
   _, _, inter = init_shapes(model, models.canonical_image_size(preset))
   sides = {name: value[0].shape[1] for name, value in inter.items() if name not in ("relu6", "relu7")}
-  assert sides == {"relu1": 55, "pool1": 27, "relu2": 27, "pool2": 13, "relu3": 13, "relu4": 13,
-                   "relu5": 13, "pool5": 6}
+  assert sides == {
+    "relu1": 55,
+    "pool1": 27,
+    "relu2": 27,
+    "pool2": 13,
+    "relu3": 13,
+    "relu4": 13,
+    "relu5": 13,
+    "pool5": 6,
+  }
   assert inter["pool5"][0].shape[1:] == (6, 6, 256)
   assert inter["relu6"][0].shape == inter["relu7"][0].shape == (1, 4096)
 
@@ -65,8 +81,7 @@ def test_intermediate_sizes(preset, overlapping_pool):
 @pytest.mark.parametrize("num_classes", [10, 1000])
 def test_output_shapes_per_preset(num_classes):
   for preset in models.PRESETS:
-    _, logits, _ = init_shapes(AlexNet(preset=preset, num_classes=num_classes),
-                               models.canonical_image_size(preset))
+    _, logits, _ = init_shapes(AlexNet(preset=preset, num_classes=num_classes), models.canonical_image_size(preset))
     assert logits.shape == (1, num_classes)
 
 
@@ -78,8 +93,9 @@ def tiny(**kwargs):
 
 def test_paper_initialisation():
   """Section 5: weights N(0, 0.01); bias 1 on conv2, conv4, conv5, fc6, fc7; 0 on conv1, conv3, fc8."""
-  params = AlexNet(preset="paper", num_classes=1000).init(
-      jax.random.key(0), jnp.zeros((1, 227, 227, 3)), train=False)["params"]
+  params = AlexNet(preset="paper", num_classes=1000).init(jax.random.key(0), jnp.zeros((1, 227, 227, 3)), train=False)[
+    "params"
+  ]
   for name, layer in params.items():
     bias = np.asarray(layer["bias"])
     expected_bias = 1.0 if name in ("conv2", "conv4", "conv5", "fc6", "fc7") else 0.0
@@ -109,8 +125,9 @@ def test_dropout_only_in_training():
   assert not np.allclose(train_a, train_b)
   assert not np.allclose(train_a, eval_a)
   no_dropout = tiny(init_scheme="he", dropout_rate=0.0)
-  np.testing.assert_allclose(no_dropout.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)}),
-                             eval_a, rtol=1e-6)
+  np.testing.assert_allclose(
+    no_dropout.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)}), eval_a, rtol=1e-6
+  )
 
 
 def test_bfloat16_compute_close_to_float32():
@@ -118,8 +135,9 @@ def test_bfloat16_compute_close_to_float32():
   f32 = tiny(init_scheme="he")
   variables = f32.init(jax.random.key(0), x, train=False)
   logits32 = f32.apply(variables, x, train=False)
-  logits16, state = tiny(init_scheme="he", dtype=jnp.bfloat16).apply(variables, x, train=False,
-                                                                      mutable=["intermediates"])
+  logits16, state = tiny(init_scheme="he", dtype=jnp.bfloat16).apply(
+    variables, x, train=False, mutable=["intermediates"]
+  )
   assert logits16.dtype == jnp.float32  # logits come back in float32 for the loss
   # The layers compute in bfloat16 (a model that ignored `dtype` would give float32 maps, equal logits).
   assert {v[0].dtype for v in state["intermediates"].values()} == {jnp.dtype(jnp.bfloat16)}
@@ -151,6 +169,7 @@ def test_split_towers_equal_grouped_convolution():
 
 def test_lrn_per_tower_normalises_each_half_on_its_own():
   from alexnet_jax.lrn import local_response_norm
+
   x = jnp.asarray(np.random.default_rng(0).normal(scale=100.0, size=(1, 1, 1, 8)), jnp.float32)
   per_tower = AlexNet(preset="paper").lrn(x)
   halves = jnp.concatenate([local_response_norm(x[..., :4]), local_response_norm(x[..., 4:])], -1)
@@ -163,17 +182,25 @@ def test_bad_preset_is_a_clear_error():
     AlexNet(preset="vgg").init(jax.random.key(0), jnp.zeros((1, 227, 227, 3)), train=False)
 
 
-@pytest.mark.parametrize("impl,size,padding", [(impl, size, padding) for impl in ("space_to_depth_conv", "im2col_conv")
-                                               for size, padding in ((227, 0), (224, 2), (67, 0), (70, 3))
-                                               if impl == "space_to_depth_conv" or size < 100])
+@pytest.mark.parametrize(
+  "impl,size,padding",
+  [
+    (impl, size, padding)
+    for impl in ("space_to_depth_conv", "im2col_conv")
+    for size, padding in ((227, 0), (224, 2), (67, 0), (70, 3))
+    if impl == "space_to_depth_conv" or size < 100
+  ],
+)
 def test_conv1_forms_equal_the_strided_convolution(size, padding, impl):
   """Against lax's direct 11x11 stride-4 convolution: outputs and both gradients."""
   from jax import lax
+
   rng = np.random.default_rng(size)
   x = jnp.asarray(rng.normal(size=(2, size, size, 3)), jnp.float32)
   kernel = jnp.asarray(rng.normal(size=(11, 11, 3, 8)) * 0.05, jnp.float32)
-  direct = lambda x, k: lax.conv_general_dilated(x, k, (4, 4), [(padding, padding)] * 2,
-                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  direct = lambda x, k: lax.conv_general_dilated(
+    x, k, (4, 4), [(padding, padding)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC")
+  )
   blocked = lambda x, k: getattr(models, impl)(x, k, 4, padding)
   want, got = jax.jit(direct)(x, kernel), jax.jit(blocked)(x, kernel)  # jit: one program, not 100s of ops
   out = (size + 2 * padding - 11) // 4 + 1
@@ -184,10 +211,16 @@ def test_conv1_forms_equal_the_strided_convolution(size, padding, impl):
     np.testing.assert_allclose(got_g, want_g, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("options", [dict(conv1_impl="space_to_depth"), dict(conv1_impl="im2col"),
-                                     dict(pool_impl="masked"),
-                                     dict(tower_impl="split"),
-                                     dict(conv1_impl="space_to_depth", pool_impl="masked", tower_impl="split")])
+@pytest.mark.parametrize(
+  "options",
+  [
+    dict(conv1_impl="space_to_depth"),
+    dict(conv1_impl="im2col"),
+    dict(pool_impl="masked"),
+    dict(tower_impl="split"),
+    dict(conv1_impl="space_to_depth", pool_impl="masked", tower_impl="split"),
+  ],
+)
 def test_performance_options_keep_parameters_and_function(options):
   """Each implementation option against the straightforward one (grouped, direct conv1, XLA's pooling)."""
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 67, 67, 3)), jnp.float32)
@@ -219,7 +252,12 @@ def test_the_papers_one_gpu_comparison_net_has_the_hand_counted_parameters():
   params, _, inter = init_shapes(model, models.canonical_image_size("paper_one_gpu"))
   assert param_count(params) == PAPER_ONE_GPU_PARAMS == 59_798_312
   assert {n: p["kernel"].shape[-1] for n, p in params.items() if n.startswith("conv")} == {
-      "conv1": 48, "conv2": 128, "conv3": 192, "conv4": 192, "conv5": 256}
+    "conv1": 48,
+    "conv2": 128,
+    "conv3": 192,
+    "conv4": 192,
+    "conv5": 256,
+  }
   assert inter["pool5"][0].shape[1:] == (6, 6, 256)
 
 
@@ -247,8 +285,13 @@ def test_lrn_with_alpha_zero_is_its_constant_gain_alone():
   x = jax.random.normal(jax.random.key(1), (2, 67, 67, 3))
   variables = model.init(jax.random.key(0), x, train=False)
   _, state = model.apply(variables, x, train=False, mutable=["intermediates"])
-  relu1 = np.asarray(state["intermediates"]["relu1"][0]) / 2.0 ** 0.75
+  relu1 = np.asarray(state["intermediates"]["relu1"][0]) / 2.0**0.75
   side = (relu1.shape[1] - 3) // 2 + 1
-  pooled = np.stack([np.stack([relu1[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3].max(axis=(1, 2)) for j in range(side)],
-                              axis=1) for i in range(side)], axis=1)
+  pooled = np.stack(
+    [
+      np.stack([relu1[:, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3].max(axis=(1, 2)) for j in range(side)], axis=1)
+      for i in range(side)
+    ],
+    axis=1,
+  )
   np.testing.assert_allclose(state["intermediates"]["pool1"][0], pooled, rtol=1e-6)

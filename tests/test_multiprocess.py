@@ -28,11 +28,24 @@ def unused_port() -> int:
 def deterministic_flags(data_dir, steps=8, auto_prepare=False):
   """No randomness that depends on which device sees an example (dropout, crops, flips, lighting), so the
   two layouts see the same global batches and must reach the same parameters."""
-  flags = {"dataset.data_dir": data_dir, "dataset.num_workers": 0, "dataset.auto_prepare": auto_prepare,
-           "model.width_multiplier": 0.125, "model.dropout_rate": 0.0, "augment.crop_size": 72,
-           "augment.flip": False, "augment.pca_std": 0.0, "batch_size": 16, "optim.schedule": "constant",
-           "num_train_steps": steps, "checkpoint_every_steps": 4, "log_every_steps": 2,
-           "eval_every_epochs": 100.0, "augment.final_eval_views": "center", "progress_bar": False}
+  flags = {
+    "dataset.data_dir": data_dir,
+    "dataset.num_workers": 0,
+    "dataset.auto_prepare": auto_prepare,
+    "model.width_multiplier": 0.125,
+    "model.dropout_rate": 0.0,
+    "augment.crop_size": 72,
+    "augment.flip": False,
+    "augment.pca_std": 0.0,
+    "batch_size": 16,
+    "optim.schedule": "constant",
+    "num_train_steps": steps,
+    "checkpoint_every_steps": 4,
+    "log_every_steps": 2,
+    "eval_every_epochs": 100.0,
+    "augment.final_eval_views": "center",
+    "progress_bar": False,
+  }
   return [f"--config.{k}={v}" for k, v in flags.items()]
 
 
@@ -40,8 +53,11 @@ def launch(workdir, flags, *, devices, process_id=None, num_processes=None, port
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
   command = [sys.executable, "-m", "alexnet_jax.main", f"--config={CONFIG}", f"--workdir={workdir}"] + flags
   if num_processes:
-    command += [f"--coordinator_address=localhost:{port}", f"--num_processes={num_processes}",
-                f"--process_id={process_id}"]
+    command += [
+      f"--coordinator_address=localhost:{port}",
+      f"--num_processes={num_processes}",
+      f"--process_id={process_id}",
+    ]
   if heartbeat:
     command += [f"--heartbeat_timeout_s={heartbeat}"]
   return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -76,6 +92,7 @@ def test_two_processes_stopped_and_resumed_equal_one_process_with_as_many_device
     assert "Resumed from the checkpoint at step 4" in err, err[-3000:]
 
   import jax
+
   a, b = final_params(tmp_path / "single", 8), final_params(tmp_path / "multi", 8)
   for (path, x), (_, y) in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree_util.tree_leaves_with_path(b)):
     np.testing.assert_allclose(np.asarray(y), np.asarray(x), rtol=1e-5, atol=1e-6, err_msg=str(path))
@@ -88,11 +105,16 @@ def test_two_processes_stopped_and_resumed_equal_one_process_with_as_many_device
 def test_a_killed_peer_fails_the_survivor_in_bounded_time(tmp_path, synthetic_data_dir):
   port = unused_port()
   flags = deterministic_flags(synthetic_data_dir, steps=100000)
-  workers = [launch(tmp_path / "multi", flags, devices=2, process_id=i, num_processes=2, port=port, heartbeat=10)
-             for i in range(2)]
+  workers = [
+    launch(tmp_path / "multi", flags, devices=2, process_id=i, num_processes=2, port=port, heartbeat=10)
+    for i in range(2)
+  ]
   try:
-    wait_for(lambda: (tmp_path / "multi" / "metrics.jsonl").exists() and len(records(tmp_path / "multi")) >= 2,
-             300, "both processes training")
+    wait_for(
+      lambda: (tmp_path / "multi" / "metrics.jsonl").exists() and len(records(tmp_path / "multi")) >= 2,
+      300,
+      "both processes training",
+    )
     workers[1].send_signal(signal.SIGKILL)
     killed_at = time.time()
     out, err = workers[0].communicate(timeout=180)

@@ -39,8 +39,7 @@ def random_problem(seed=0):
 def test_coupled_is_the_papers_rule(nesterov):
   """Section 5: v <- 0.9 v - 0.0005 eps w - eps g;  w <- w + v (Nesterov: w <- w + 0.9 v_new - eps(g + wd w))."""
   params, grads = random_problem()
-  tx = optim.sgd(schedule_of(LRS), momentum=0.9, nesterov=nesterov, weight_decay=5e-4,
-                 weight_decay_mode="coupled")
+  tx = optim.sgd(schedule_of(LRS), momentum=0.9, nesterov=nesterov, weight_decay=5e-4, weight_decay_mode="coupled")
   got, _ = run_optax(tx, params, grads)
   for name in params:
     w = params[name].astype(np.float64)
@@ -83,8 +82,9 @@ def test_decoupled_decay_matches_the_papers_strength_at_wd_over_one_minus_moment
   start = {"w": np.ones(4, np.float32)}
   paper, _ = run_optax(optim.sgd(lambda c: lr, weight_decay=wd, weight_decay_mode="coupled"), start, zero)
   same_wd, _ = run_optax(optim.sgd(lambda c: lr, weight_decay=wd, weight_decay_mode="decoupled"), start, zero)
-  scaled, _ = run_optax(optim.sgd(lambda c: lr, weight_decay=wd / (1 - momentum), weight_decay_mode="decoupled"),
-                        start, zero)
+  scaled, _ = run_optax(
+    optim.sgd(lambda c: lr, weight_decay=wd / (1 - momentum), weight_decay_mode="decoupled"), start, zero
+  )
   # Hand-computed: decoupled is exactly (1 - lr wd')^steps; coupled lags it by the ~1/(1 - momentum) steps
   # its buffer takes to fill.
   np.testing.assert_allclose(same_wd["w"], (1 - lr * wd) ** steps, rtol=1e-5)  # 0.905
@@ -97,13 +97,17 @@ def test_mask_keeps_biases_out_of_decay():
   params = {"kernel": np.ones((2, 2), np.float32), "bias": np.ones((2,), np.float32)}
   zeros = {k: np.zeros_like(v) for k, v in params.items()}
   for mode in optim.WEIGHT_DECAY_MODES:
-    tx = optim.sgd(lambda c: 0.1, momentum=0.0, weight_decay=0.5, weight_decay_mode=mode,
-                   mask=optim.decay_mask("kernels"))
+    tx = optim.sgd(
+      lambda c: 0.1, momentum=0.0, weight_decay=0.5, weight_decay_mode=mode, mask=optim.decay_mask("kernels")
+    )
     got, _ = run_optax(tx, params, [zeros])
     np.testing.assert_allclose(got["kernel"], 1 - 0.1 * 0.5)  # decayed
     np.testing.assert_allclose(got["bias"], 1.0)  # untouched
-    got_all, _ = run_optax(optim.sgd(lambda c: 0.1, momentum=0.0, weight_decay=0.5, weight_decay_mode=mode,
-                                     mask=optim.decay_mask("all")), params, [zeros])
+    got_all, _ = run_optax(
+      optim.sgd(lambda c: 0.1, momentum=0.0, weight_decay=0.5, weight_decay_mode=mode, mask=optim.decay_mask("all")),
+      params,
+      [zeros],
+    )
     np.testing.assert_allclose(got_all["bias"], 0.95)
 
 
@@ -114,28 +118,46 @@ def test_lr_factor_scales_the_update_and_is_recorded():
   assert optim.learning_rate_factor(state) == pytest.approx(0.1)
   updates, state = tx.update(grads[0], state, params)
   np.testing.assert_allclose(updates["w"], -0.01 * grads[0]["w"], rtol=1e-6)
-  assert float(jax.tree_util.tree_leaves(
-      [s.learning_rate for s in state if isinstance(s, optim.ScheduledLRState)])[0]) == pytest.approx(0.01)
+  assert float(
+    jax.tree_util.tree_leaves([s.learning_rate for s in state if isinstance(s, optim.ScheduledLRState)])[0]
+  ) == pytest.approx(0.01)
 
 
 def optim_config(**overrides):
-  config = ml_collections.ConfigDict(dict(
-      learning_rate=0.01, base_batch_size=None, momentum=0.9, nesterov=False, weight_decay=5e-4,
-      weight_decay_mode="decoupled", weight_decay_mask="all", schedule="plateau", warmup_epochs=0.0,
-      step_epochs=(30, 60, 90), step_gamma=0.1, cosine_final_fraction=0.0))
+  config = ml_collections.ConfigDict(
+    dict(
+      learning_rate=0.01,
+      base_batch_size=None,
+      momentum=0.9,
+      nesterov=False,
+      weight_decay=5e-4,
+      weight_decay_mode="decoupled",
+      weight_decay_mask="all",
+      schedule="plateau",
+      warmup_epochs=0.0,
+      step_epochs=(30, 60, 90),
+      step_gamma=0.1,
+      cosine_final_fraction=0.0,
+    )
+  )
   config.update(overrides)
   return config
 
 
 def schedule(steps_per_epoch=10, num_epochs=100, batch_size=128, **overrides):
-  return optim.create_schedule(optim_config(**overrides), batch_size=batch_size,
-                               steps_per_epoch=steps_per_epoch, total_steps=num_epochs * steps_per_epoch)
+  return optim.create_schedule(
+    optim_config(**overrides),
+    batch_size=batch_size,
+    steps_per_epoch=steps_per_epoch,
+    total_steps=num_epochs * steps_per_epoch,
+  )
 
 
 def test_step_schedule_divides_by_ten_at_the_given_epochs():
   s = schedule(schedule="step")
   assert [float(s(i)) for i in (0, 299, 300, 599, 600, 899, 900)] == pytest.approx(
-      [0.01, 0.01, 0.001, 0.001, 1e-4, 1e-4, 1e-5])
+    [0.01, 0.01, 0.001, 0.001, 1e-4, 1e-4, 1e-5]
+  )
 
 
 def test_cosine_schedule_and_warmup():
@@ -200,8 +222,9 @@ def test_plateau_cooldown_minimum_threshold_and_roundtrip():
 
 
 def test_create_optimizer_from_config():
-  config = ml_collections.ConfigDict(dict(batch_size=128, num_epochs=90, num_train_steps=-1,
-                                          optim=optim_config(schedule="step")))
+  config = ml_collections.ConfigDict(
+    dict(batch_size=128, num_epochs=90, num_train_steps=-1, optim=optim_config(schedule="step"))
+  )
   tx, sched = optim.create_optimizer(config, steps_per_epoch=100)
   assert float(sched(3000)) == pytest.approx(0.001)
   params = {"w": jnp.ones((2, 2))}
@@ -213,8 +236,9 @@ def test_create_optimizer_from_config():
 def test_a_cosine_schedule_ends_at_num_train_steps_when_it_is_set():
   """num_train_steps overrides num_epochs for the run, and so for the schedule: the cosine reaches its
   end at step 500 (it decayed over 90 epochs x 100 steps before)."""
-  config = ml_collections.ConfigDict(dict(batch_size=128, num_epochs=90, num_train_steps=500,
-                                          optim=optim_config(schedule="cosine")))
+  config = ml_collections.ConfigDict(
+    dict(batch_size=128, num_epochs=90, num_train_steps=500, optim=optim_config(schedule="cosine"))
+  )
   _, sched = optim.create_optimizer(config, steps_per_epoch=100)
   assert float(sched(250)) == pytest.approx(0.005, rel=1e-5)  # half way: (1 + cos(pi / 2)) / 2 of 0.01
   assert float(sched(500)) == pytest.approx(0.0, abs=1e-9)
@@ -228,8 +252,16 @@ def test_create_optimizer_wires_the_decay_mode_and_mask_from_the_config(mode, ma
   """The configured optimiser, two steps, against the update rule of its mode written out by hand; with
   mask 'kernels' the bias follows plain SGD with momentum (no decay)."""
   wd, lr, mu = 0.05, 0.1, 0.9  # a large decay, so a decay in the wrong place (or none) shows
-  config = ml_collections.ConfigDict(dict(batch_size=128, num_epochs=1, num_train_steps=-1, optim=optim_config(
-      schedule="constant", learning_rate=lr, weight_decay=wd, weight_decay_mode=mode, weight_decay_mask=mask)))
+  config = ml_collections.ConfigDict(
+    dict(
+      batch_size=128,
+      num_epochs=1,
+      num_train_steps=-1,
+      optim=optim_config(
+        schedule="constant", learning_rate=lr, weight_decay=wd, weight_decay_mode=mode, weight_decay_mask=mask
+      ),
+    )
+  )
   tx, _ = optim.create_optimizer(config, steps_per_epoch=10)
   params, grads = random_problem(2)
   got, _ = run_optax(tx, params, grads[:2])

@@ -17,14 +17,17 @@ def reference_batches(n, batch_size, seed, process_index, process_count, num_bat
     stream.extend(rng.permutation(n).tolist() if shuffle else range(n))
     epoch += 1
   mine = [stream[i] for i in range(process_index, len(stream), process_count)]
-  return [mine[k * batch_size:(k + 1) * batch_size] for k in range(num_batches)]
+  return [mine[k * batch_size : (k + 1) * batch_size] for k in range(num_batches)]
 
 
-@pytest.mark.parametrize("n,batch_size,process_count,shuffle", [
+@pytest.mark.parametrize(
+  "n,batch_size,process_count,shuffle",
+  [
     (103, 16, 4, True),  # batches straddle epochs
     (10, 16, 3, True),  # one batch spans several epochs
     (50, 7, 1, False),  # unshuffled: the records in order, repeated
-])
+  ],
+)
 def test_batches_follow_the_definition(n, batch_size, process_count, shuffle):
   for p in range(process_count):
     want = reference_batches(n, batch_size, 5, p, process_count, 20, shuffle)
@@ -45,7 +48,7 @@ def test_shards_are_disjoint_and_cover_each_epoch_which_is_reshuffled():
   n, processes = 103, 4
   shards = [order.TrainOrder(n, 1, seed=7, process_index=p, process_count=processes) for p in range(processes)]
   stream = [int(shards[i % processes][i // processes][0]) for i in range(3 * n)]
-  epochs = [stream[e * n:(e + 1) * n] for e in range(3)]
+  epochs = [stream[e * n : (e + 1) * n] for e in range(3)]
   assert all(sorted(e) == list(range(n)) for e in epochs)
   assert epochs[0] != epochs[1] != epochs[2]
   per_process = [set(stream[p:n:processes]) for p in range(processes)]

@@ -19,7 +19,7 @@ def numpy_pool_and_grad(x, g, window, stride):
     for i in range(out_h):
       for j in range(out_w):
         for ch in range(c):
-          patch = x[n, i * stride:i * stride + window, j * stride:j * stride + window, ch]
+          patch = x[n, i * stride : i * stride + window, j * stride : j * stride + window, ch]
           flat = int(np.argmax(patch))  # np.argmax returns the first maximum in row-major order
           y[n, i, j, ch] = patch.flat[flat]
           dx[n, i * stride + flat // window, j * stride + flat % window, ch] += g[n, i, j, ch]
@@ -39,9 +39,9 @@ def test_forward_and_gradient_match_the_loop_reference(impl, window, stride, siz
   g = np.random.default_rng(1).normal(size=(2, out_h, out_w, 3)).astype(np.float32)
   want_y, want_dx = numpy_pool_and_grad(x, g, window, stride)
   # Under jit, as in a train step (a traced init value once made the gradient undefined there).
-  y, dx = jax.jit(lambda v, g: (max_pool(v, window, stride, impl),
-                                jax.vjp(lambda u: max_pool(u, window, stride, impl), v)[1](g)[0]))(
-      jnp.asarray(x), jnp.asarray(g))
+  y, dx = jax.jit(
+    lambda v, g: (max_pool(v, window, stride, impl), jax.vjp(lambda u: max_pool(u, window, stride, impl), v)[1](g)[0])
+  )(jnp.asarray(x), jnp.asarray(g))
   np.testing.assert_array_equal(np.asarray(y), want_y)
   np.testing.assert_allclose(np.asarray(dx), want_dx, rtol=1e-6, atol=1e-6)
   # The input really had windows with a repeated maximum, so the first-maximum rule was exercised.

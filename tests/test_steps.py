@@ -63,8 +63,10 @@ def test_pmap_over_eight_devices_equals_jit_on_one():
   """One pmapped step over 8 devices on a global batch == one jitted step on the same batch (dropout off)."""
   tx = optim.sgd(lambda c: 0.05, momentum=0.9, weight_decay=5e-4, weight_decay_mode="coupled")
   rng = np.random.default_rng(0)
-  batch = {"image": rng.normal(size=(32, 67, 67, 3)).astype(np.float32),
-           "label": rng.integers(0, 10, size=32).astype(np.int32)}
+  batch = {
+    "image": rng.normal(size=(32, 67, 67, 3)).astype(np.float32),
+    "label": rng.integers(0, 10, size=32).astype(np.int32),
+  }
   # Two steps, so the momentum buffer and the second gradient are compared too.
   jit_state, pmap_state = tiny_alexnet_state(tx), tiny_alexnet_state(tx)
   initial = jax.tree_util.tree_map(np.asarray, jit_state.params)
@@ -88,8 +90,9 @@ def test_pmap_over_eight_devices_equals_jit_on_one():
 
 
 def test_step_rng_differs_per_device_and_per_step():
-  keys = jax.vmap(lambda _: jax.random.key_data(steps.step_rng(jax.random.key(0), 3, "d")),
-                  axis_name="d")(jnp.arange(4))
+  keys = jax.vmap(lambda _: jax.random.key_data(steps.step_rng(jax.random.key(0), 3, "d")), axis_name="d")(
+    jnp.arange(4)
+  )
   assert len({tuple(np.asarray(k)) for k in keys}) == 4
   a = jax.random.key_data(steps.step_rng(jax.random.key(0), 3))
   b = jax.random.key_data(steps.step_rng(jax.random.key(0), 4))
@@ -98,6 +101,7 @@ def test_step_rng_differs_per_device_and_per_step():
 
 class Linear(nn.Module):
   """logits = x W + b, optionally after dropout of x: a model whose loss a test can write out."""
+
   dropout_rate: float = 0.0
 
   @nn.compact
@@ -124,7 +128,8 @@ def test_the_preprocess_hook_gets_each_devices_own_key_and_feeds_the_model():
     return {**batch, "image": jax.random.normal(rng, batch["image"].shape)}
 
   _, metrics = steps.pmap_train_step(preprocess=noise_for_images, donate=False)(
-      state, steps.shard_batch(batch), jax.random.key(7))
+    state, steps.shard_batch(batch), jax.random.key(7)
+  )
   losses = []
   for device, labels in enumerate(batch["label"].reshape(8, 2)):
     key = jax.random.split(jax.random.fold_in(jax.random.fold_in(jax.random.key(7), 3), device))[0]
@@ -140,7 +145,8 @@ def test_dropout_masks_differ_across_devices():
   everywhere = jax.tree_util.tree_map(lambda x: np.stack([x] * 8), examples)
   _, eight = steps.pmap_train_step(donate=False)(state, everywhere, jax.random.key(1))
   _, one = steps.pmap_train_step(donate=False, devices=jax.local_devices()[:1])(
-      state, jax.tree_util.tree_map(lambda x: x[None], examples), jax.random.key(1))
+    state, jax.tree_util.tree_map(lambda x: x[None], examples), jax.random.key(1)
+  )
   assert abs(float(eight["loss"][0]) - float(one["loss"][0])) > 1e-3
 
 
@@ -148,9 +154,11 @@ def test_eval_mask_makes_padding_count_nothing():
   state = steps.create_train_state(jax.random.key(0), MLP(), jnp.zeros((1, 2)), optax.sgd(0.1))
   data = toy_problem(13)
   unpadded = steps.jit_eval_step()(state, data)
-  padded = {"image": np.concatenate([data["image"], np.full((3, 2), 9.0, np.float32)]),
-            "label": np.concatenate([data["label"], np.zeros(3, np.int32)]),
-            "mask": np.concatenate([np.ones(13, np.float32), np.zeros(3, np.float32)])}
+  padded = {
+    "image": np.concatenate([data["image"], np.full((3, 2), 9.0, np.float32)]),
+    "label": np.concatenate([data["label"], np.zeros(3, np.int32)]),
+    "mask": np.concatenate([np.ones(13, np.float32), np.zeros(3, np.float32)]),
+  }
   got = steps.pmap_eval_step()(state, steps.shard_batch(padded))
   for key in ("loss_sum", "top1", "top5", "count"):
     np.testing.assert_allclose(float(got[key][0]), float(unpadded[key]), rtol=1e-5)
@@ -167,8 +175,7 @@ def test_multi_view_eval_averages_softmax():
   rng = np.random.default_rng(0)
   views = rng.normal(scale=3.0, size=(6, 10, 2)).astype(np.float32)
   labels = rng.integers(0, 4, size=6).astype(np.int32)
-  got = steps.jit_eval_step()(state, {"image": views[:, :, None, None, :].reshape(6, 10, 1, 1, 2),
-                                      "label": labels})
+  got = steps.jit_eval_step()(state, {"image": views[:, :, None, None, :].reshape(6, 10, 1, 1, 2), "label": labels})
   logits = np.asarray(state.apply_fn({"params": state.params}, views.reshape(60, 2), train=False), np.float64)
   probs = np.exp(logits - logits.max(-1, keepdims=True))
   probs = (probs / probs.sum(-1, keepdims=True)).reshape(6, 10, 4).mean(1)
@@ -179,6 +186,7 @@ def test_multi_view_eval_averages_softmax():
 def test_the_pmapped_step_compiles_once(caplog):
   """A replicated state has the sharding pmap returns, so steps 2.. reuse step 1's executable."""
   import logging
+
   tx = optim.sgd(lambda c: 0.05)
   state = steps.replicate(tiny_alexnet_state(tx))
   p_train = steps.pmap_train_step()
@@ -223,8 +231,9 @@ def test_label_smoothing_reaches_the_loss_of_the_train_step():
   # The same dropout masks: recompute the logits as the step does (its dropout rng is the split of the
   # step-folded key), then the loss by hand in float64.
   _, dropout_rng = jax.random.split(steps.step_rng(jax.random.key(3), 0))
-  logits = np.asarray(model.apply({"params": state.params}, batch["image"], train=True,
-                                  rngs={"dropout": dropout_rng}), np.float64)
+  logits = np.asarray(
+    model.apply({"params": state.params}, batch["image"], train=True, rngs={"dropout": dropout_rng}), np.float64
+  )
   log_probs = logits - logits.max(1, keepdims=True)
   log_probs -= np.log(np.exp(log_probs).sum(1, keepdims=True))
   targets = (1 - smoothing) * np.eye(4)[batch["label"]] + smoothing / 4
@@ -237,8 +246,10 @@ def test_jit_over_a_mesh_equals_pmap_over_eight_devices():
   assert jax.local_device_count() == 8
   tx = optim.sgd(lambda c: 0.05, momentum=0.9, weight_decay=5e-4, weight_decay_mode="coupled")
   rng = np.random.default_rng(1)
-  batch = {"image": rng.normal(size=(32, 67, 67, 3)).astype(np.float32),
-           "label": rng.integers(0, 10, size=32).astype(np.int32)}
+  batch = {
+    "image": rng.normal(size=(32, 67, 67, 3)).astype(np.float32),
+    "label": rng.integers(0, 10, size=32).astype(np.int32),
+  }
   sharded_state, pmap_state = tiny_alexnet_state(tx), tiny_alexnet_state(tx)
   s_train, p_train = steps.sharded_train_step(donate=False), steps.pmap_train_step(donate=False)
   for i in range(2):

@@ -4,7 +4,6 @@ import json
 import os
 
 import numpy as np
-import pytest
 
 from experiments import study, study_report
 
@@ -12,12 +11,13 @@ from experiments import study, study_report
 def test_runs_go_in_rounds_of_seeds_and_every_arm_is_a_valid_config():
   runs = study.plan("/w")
   first_round = [r for r in runs if r.seed == 0]
-  assert runs[:len(first_round)] == first_round and len(first_round) == len(study.ARMS)
+  assert runs[: len(first_round)] == first_round and len(first_round) == len(study.ARMS)
   assert len(runs) == sum(a.seeds for a in study.ARMS)
   assert {a.name for a in study.ARMS if a.seeds >= 5} == {"baseline", "no_lrn", "no_overlap"}
   assert all(a.seeds >= 3 for a in study.ARMS if a.name in {c.arm for c in study.CLAIMS})
   assert runs[0].workdir == "/w/runs/baseline/seed0"
   from alexnet_jax import ablate
+
   for arm in study.ARMS:
     ablate.validate("configs/alexnet.py:study", [(k, [v]) for k, v in arm.overrides.items()], [])
 
@@ -25,23 +25,59 @@ def test_runs_go_in_rounds_of_seeds_and_every_arm_is_a_valid_config():
 def _fake_run(folder, seed, val_top1, train_top1, kernel):
   """A run as study.copy_finished leaves it: summary.json, metrics.jsonl, conv1_kernels.npy."""
   os.makedirs(folder)
-  final = {"eval/top1_error": val_top1, "eval/top5_error": val_top1 / 3, "eval_ten_crop/top1_error": val_top1,
-           "eval_ten_crop/top5_error": val_top1 / 3, "train_eval/top1_error": train_top1}
-  summary = {"final": final, "train_images_per_sec": 300.0, "wall_time_s": 600.0, "epochs": 4.0,
-             "parameters": 1000, "device_kind": "cpu", "devices": 1, "jax_version": "0",
-             "config": {
-                 "model": {"num_classes": 10, "preset": "paper", "width_multiplier": 0.25, "init_scheme": "he"},
-                 "dataset": {"name": "fake"}, "augment": {"resize_to": 76, "crop_size": 67}, "batch_size": 64,
-                 "num_epochs": 4.0, "optim": {"learning_rate": 0.02, "schedule": "cosine", "warmup_epochs": 0.5,
-                                              "momentum": 0.9, "weight_decay": 5e-4, "weight_decay_mode": "coupled"}}}
+  final = {
+    "eval/top1_error": val_top1,
+    "eval/top5_error": val_top1 / 3,
+    "eval_ten_crop/top1_error": val_top1,
+    "eval_ten_crop/top5_error": val_top1 / 3,
+    "train_eval/top1_error": train_top1,
+  }
+  summary = {
+    "final": final,
+    "train_images_per_sec": 300.0,
+    "wall_time_s": 600.0,
+    "epochs": 4.0,
+    "parameters": 1000,
+    "device_kind": "cpu",
+    "devices": 1,
+    "jax_version": "0",
+    "config": {
+      "model": {"num_classes": 10, "preset": "paper", "width_multiplier": 0.25, "init_scheme": "he"},
+      "dataset": {"name": "fake"},
+      "augment": {"resize_to": 76, "crop_size": 67},
+      "batch_size": 64,
+      "num_epochs": 4.0,
+      "optim": {
+        "learning_rate": 0.02,
+        "schedule": "cosine",
+        "warmup_epochs": 0.5,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "weight_decay_mode": "coupled",
+      },
+    },
+  }
   with open(os.path.join(folder, "summary.json"), "w") as f:
     json.dump(summary, f)
   with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
     for epoch in range(1, 5):  # training error falls 0.8, 0.6, 0.4, 0.2 (+ val_top1 - 0.3)
-      f.write(json.dumps({"kind": "train", "step": epoch, "epoch": float(epoch),
-                          "train/top1_error": 1.0 - 0.2 * epoch + (val_top1 - 0.3)}) + "\n")
-      f.write(json.dumps({"kind": "eval", "step": epoch, "epoch": float(epoch),
-                          "eval/top1_error": val_top1 + 0.1 * (4 - epoch)}) + "\n")
+      f.write(
+        json.dumps(
+          {
+            "kind": "train",
+            "step": epoch,
+            "epoch": float(epoch),
+            "train/top1_error": 1.0 - 0.2 * epoch + (val_top1 - 0.3),
+          }
+        )
+        + "\n"
+      )
+      f.write(
+        json.dumps(
+          {"kind": "eval", "step": epoch, "epoch": float(epoch), "eval/top1_error": val_top1 + 0.1 * (4 - epoch)}
+        )
+        + "\n"
+      )
   np.save(os.path.join(folder, "conv1_kernels.npy"), kernel)
 
 
@@ -83,6 +119,7 @@ def test_the_report_pairs_seeds_sets_failed_runs_apart_and_reads_the_kernels(tmp
 
 def test_finished_runs_are_copied_with_their_final_conv1_kernels(tmp_path, monkeypatch):
   from alexnet_jax import ablate
+
   run = ablate.Run("baseline", {}, 0, str(tmp_path / "work"))
   os.makedirs(run.workdir)
   for name in ("summary.json", "metrics.jsonl", "config.json"):

@@ -29,10 +29,20 @@ def env():
 
 def tiny_flags(data_dir, **overrides):
   """The smoke variant on the small session dataset: a 1/8-width model, 16-image batches."""
-  flags = {"dataset.data_dir": data_dir, "dataset.num_workers": 0, "dataset.auto_prepare": False,
-           "model.width_multiplier": 0.125, "batch_size": 16, "optim.schedule": "constant",
-           "num_train_steps": 24, "checkpoint_every_steps": 12, "log_every_steps": 4,
-           "eval_every_epochs": 100.0, "augment.final_eval_views": "center", "progress_bar": False}
+  flags = {
+    "dataset.data_dir": data_dir,
+    "dataset.num_workers": 0,
+    "dataset.auto_prepare": False,
+    "model.width_multiplier": 0.125,
+    "batch_size": 16,
+    "optim.schedule": "constant",
+    "num_train_steps": 24,
+    "checkpoint_every_steps": 12,
+    "log_every_steps": 4,
+    "eval_every_epochs": 100.0,
+    "augment.final_eval_views": "center",
+    "progress_bar": False,
+  }
   flags.update(overrides)
   return [f"--config.{k}={v}" for k, v in flags.items()]
 
@@ -42,8 +52,9 @@ def main_command(workdir, flags, variant="smoke"):
 
 
 def run_main(workdir, flags, variant="smoke", timeout=600, **extra_env):
-  return subprocess.run(main_command(workdir, flags, variant), capture_output=True, text=True, timeout=timeout,
-                        env={**env(), **extra_env})
+  return subprocess.run(
+    main_command(workdir, flags, variant), capture_output=True, text=True, timeout=timeout, env={**env(), **extra_env}
+  )
 
 
 def records(workdir, kinds=("train", "eval")):
@@ -58,6 +69,7 @@ def final_params(workdir, step):
 
 def assert_trees_equal(a, b):
   import jax
+
   leaves_a, leaves_b = jax.tree_util.tree_leaves_with_path(a), jax.tree_util.tree_leaves_with_path(b)
   assert [p for p, _ in leaves_a] == [p for p, _ in leaves_b]
   for (path, x), (_, y) in zip(leaves_a, leaves_b):
@@ -77,6 +89,7 @@ def in_process_config(data_dir, workers=0):
   """The smoke variant at 1/8 width, 16-image batches on the session dataset, for train_and_evaluate
   called in this process (as tiny_flags is for the command line)."""
   from test_configs import cfg
+
   config = cfg.get_config("smoke")
   config.dataset.data_dir, config.dataset.num_workers, config.dataset.auto_prepare = data_dir, workers, False
   config.model.width_multiplier, config.batch_size, config.progress_bar = 0.125, 16, False
@@ -96,6 +109,7 @@ def trained_workdir(tmp_path_factory, synthetic_data_dir):
 
 def copy_of(workdir, tmp_path):
   import shutil
+
   return pathlib.Path(shutil.copytree(workdir, tmp_path / "work"))
 
 
@@ -103,8 +117,7 @@ def copy_of(workdir, tmp_path):
 def test_smoke_trains_end_to_end(tmp_path):
   """The README's main job, on a fresh data_dir: prepares synthetic_shapes itself and trains all 8 epochs."""
   data_dir, workdir = tmp_path / "data", tmp_path / "smoke"
-  result = run_main(workdir, [f"--config.dataset.data_dir={data_dir}", "--config.progress_bar=False"],
-                    timeout=1500)
+  result = run_main(workdir, [f"--config.dataset.data_dir={data_dir}", "--config.progress_bar=False"], timeout=1500)
   assert result.returncode == 0, result.stderr[-3000:]
   summary = json.loads((workdir / "summary.json").read_text())
   # 10 classes: chance is 0.9 top-1 error; 0.5 leaves room for seed-to-seed spread (the README gives the
@@ -124,8 +137,12 @@ def test_exact_resume_after_kill_minus_nine(tmp_path, synthetic_data_dir, traine
 
   # Same config, but asked for many more steps so it is still running when killed right after step 12's
   # checkpoint is complete (orbax renames the finished checkpoint into place).
-  process = subprocess.Popen(main_command(killed, tiny_flags(synthetic_data_dir, num_train_steps=100000)),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
+  process = subprocess.Popen(
+    main_command(killed, tiny_flags(synthetic_data_dir, num_train_steps=100000)),
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+    env=env(),
+  )
   try:
     wait_for(lambda: (killed / "checkpoints" / "12" / "state").is_dir(), 300, "the checkpoint at step 12")
     process.send_signal(signal.SIGKILL)
@@ -139,8 +156,7 @@ def test_exact_resume_after_kill_minus_nine(tmp_path, synthetic_data_dir, traine
   # The resume also shares the compilation cache the straight run wrote: its pmapped steps (JAX names
   # them 'jit__fun') load from there instead of compiling, and train the same bits.
   cache = straight.parent / "xla_cache"
-  result = run_main(killed, tiny_flags(synthetic_data_dir) + [f"--compilation_cache_dir={cache}"],
-                    JAX_LOG_COMPILES="1")
+  result = run_main(killed, tiny_flags(synthetic_data_dir) + [f"--compilation_cache_dir={cache}"], JAX_LOG_COMPILES="1")
   assert result.returncode == 0, result.stderr[-3000:]
   assert "Persistent compilation cache hit for 'jit__fun'" in result.stderr
   assert_trees_equal(final_params(straight, 24), final_params(killed, 24))
@@ -152,8 +168,9 @@ def test_exact_resume_after_kill_minus_nine(tmp_path, synthetic_data_dir, traine
 def test_a_stop_signal_checkpoints_and_exits_cleanly_then_resumes(tmp_path, synthetic_data_dir, stop_signal):
   workdir = tmp_path / "work"
   flags = tiny_flags(synthetic_data_dir, num_train_steps=100000, checkpoint_every_steps=100000)
-  process = subprocess.Popen(main_command(workdir, flags), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=env())
+  process = subprocess.Popen(
+    main_command(workdir, flags), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env()
+  )
   try:
     wait_for(lambda: (workdir / "metrics.jsonl").exists() and len(records(workdir)) >= 2, 300, "training steps")
     process.send_signal(stop_signal)
@@ -187,13 +204,13 @@ def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path, synthetic
 
 
 @pytest.mark.slow
-def test_non_finite_loss_stops_with_the_last_good_checkpoint_intact(tmp_path, synthetic_data_dir,
-                                                                   trained_workdir):
+def test_non_finite_loss_stops_with_the_last_good_checkpoint_intact(tmp_path, synthetic_data_dir, trained_workdir):
   workdir = copy_of(trained_workdir, tmp_path)
   before = final_params(workdir, 24)
   result = run_main(workdir, tiny_flags(synthetic_data_dir, num_train_steps=36, **{"optim.learning_rate": 1e6}))
   assert result.returncode != 0
   import re
+
   bad_step = re.search(r"Non-finite training loss at step (\d+) ", result.stderr)
   assert bad_step and 25 <= int(bad_step.group(1)) <= 28, result.stderr[-2000:]  # the first log after the resume
   assert "the last good checkpoint is step 24" in result.stderr
@@ -265,10 +282,17 @@ def test_error_paths_leave_existing_work_untouched(tmp_path, synthetic_data_dir,
 def test_imagenette_variant_runs_a_few_steps(tmp_path, imagenette_subset_dir):
   """The canonical geometry on real photos: 128 px upsampled to 256 on the device, 227 crops, paper preset."""
   workdir = tmp_path / "work"
-  flags = [f"--config.dataset.data_dir={imagenette_subset_dir}", "--config.dataset.name=imagenette_subset",
-           "--config.dataset.num_workers=0", "--config.batch_size=4", "--config.num_train_steps=2",
-           "--config.dataset.eval_split=val[:8]", "--config.augment.final_eval_views=center,ten_crop",
-           "--config.progress_bar=False", "--config.log_every_steps=1"]
+  flags = [
+    f"--config.dataset.data_dir={imagenette_subset_dir}",
+    "--config.dataset.name=imagenette_subset",
+    "--config.dataset.num_workers=0",
+    "--config.batch_size=4",
+    "--config.num_train_steps=2",
+    "--config.dataset.eval_split=val[:8]",
+    "--config.augment.final_eval_views=center,ten_crop",
+    "--config.progress_bar=False",
+    "--config.log_every_steps=1",
+  ]
   result = run_main(workdir, flags, variant="imagenette", timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   summary = json.loads((workdir / "summary.json").read_text())
@@ -301,6 +325,7 @@ def test_a_run_that_fails_stops_its_decoding_workers(tmp_path, synthetic_data_di
   def failing_step(*args, **kwargs):
     def step(*a, **k):
       raise RuntimeError("injected failure in the train step")
+
     return step
 
   real_train_loader = pipeline.train_loader
@@ -339,9 +364,11 @@ def test_the_loop_runs_at_most_two_steps_ahead_of_the_devices(tmp_path, syntheti
       state, metrics = real(*a, **k)
       returned.append(metrics)
       return state, metrics
+
     return step
 
   import jax
+
   jax_block = jax.block_until_ready
   real_pmap_train_step = steps.pmap_train_step
   monkeypatch.setattr(train, "InFlight", RecordingInFlight)
@@ -356,6 +383,7 @@ def test_the_loop_runs_at_most_two_steps_ahead_of_the_devices(tmp_path, syntheti
 
 def test_the_study_reads_conv1_from_the_newest_checkpoint(trained_workdir):
   from experiments import study
+
   kernel = study.final_conv1_kernels(str(trained_workdir))
   assert kernel.shape[:3] == (11, 11, 3)
   np.testing.assert_array_equal(kernel, np.asarray(final_params(trained_workdir, 24)["conv1"]["kernel"]))
@@ -365,6 +393,7 @@ def test_the_study_reads_conv1_from_the_newest_checkpoint(trained_workdir):
 def _strict_json(text):
   def refuse(constant):
     raise ValueError(f"not standard JSON: {constant}")
+
   return json.loads(text, parse_constant=refuse)
 
 
@@ -381,13 +410,22 @@ def test_a_finished_run_run_again_says_so_and_writes_nothing(tmp_path, synthetic
 
 @pytest.mark.slow
 def test_the_papers_plateau_schedule_cuts_in_the_loop_floors_at_min_lr_and_resumes_exactly(
-    tmp_path, synthetic_data_dir):
+  tmp_path, synthetic_data_dir
+):
   """Section 5's rule in the trainer: with patience 1 and a 50% improvement threshold every evaluation after
   the first is a stall, so the rate is divided by 10 at each until plateau_min_lr; the logged rate (read
   from the optimiser state) follows, and a run stopped half way and resumed ends in the same state."""
-  plateau = {"optim.schedule": "plateau", "optim.learning_rate": 0.01, "optim.plateau_patience": 1,
-             "optim.plateau_threshold": 0.5, "optim.plateau_min_lr": 1e-4, "eval_every_epochs": 0.16,
-             "optim.warmup_epochs": 0.0, "log_every_steps": 4, "checkpoint_every_steps": 8}
+  plateau = {
+    "optim.schedule": "plateau",
+    "optim.learning_rate": 0.01,
+    "optim.plateau_patience": 1,
+    "optim.plateau_threshold": 0.5,
+    "optim.plateau_min_lr": 1e-4,
+    "eval_every_epochs": 0.16,
+    "optim.warmup_epochs": 0.0,
+    "log_every_steps": 4,
+    "checkpoint_every_steps": 8,
+  }
   whole, halves = tmp_path / "whole", tmp_path / "halves"
   # The whole run also checkpoints every 4 steps keeping 2 (config.keep_checkpoints): 12 and 16 remain.
   kept = {"checkpoint_every_steps": 4, "keep_checkpoints": 2}
@@ -413,6 +451,7 @@ def test_the_final_evaluation_decodes_the_split_once_for_all_views(tmp_path, syn
   """Centre and 10-crop views come from one pass over the decoded split (it was decoded once per view)."""
   from alexnet_jax import train
   from alexnet_jax.data import pipeline
+
   passes = []
   real_eval_batches = pipeline.eval_batches
 
@@ -430,8 +469,10 @@ def test_the_final_evaluation_decodes_the_split_once_for_all_views(tmp_path, syn
 
 def _val_batch(data_dir, n=16):
   from alexnet_jax.data import pipeline
-  config = pipeline.LoaderConfig(data_dir=data_dir, name="synthetic_shapes", split="val", batch_size=n,
-                                 image_size=72, num_workers=0, shuffle=False)
+
+  config = pipeline.LoaderConfig(
+    data_dir=data_dir, name="synthetic_shapes", split="val", batch_size=n, image_size=72, num_workers=0, shuffle=False
+  )
   return next(iter(pipeline.eval_batches(config)))
 
 
@@ -440,13 +481,15 @@ def test_inference_scores_images_as_the_evaluation_step_does(trained_workdir, sy
   centre view and for the 10 crops."""
   import jax
   from alexnet_jax import inference, steps, train
+
   net = inference.load(str(trained_workdir))
   assert net.step == 24 and net.image_size == 72 and len(net.class_names) == 10
   batch = _val_batch(synthetic_data_dir)
   state = steps.TrainState.create(apply_fn=net.model.apply, params=net.params, tx=__import__("optax").sgd(0.0))
   for views in ("center", "ten_crop"):
     sums = jax.jit(lambda s, b: steps.eval_step(s, b, preprocess=train.eval_preprocessor(net.config, views)))(
-        state, batch)
+      state, batch
+    )
     logits = net.logits(batch["image"], views=views)
     assert logits.shape == (16, 10)
     assert int((logits.argmax(1) == batch["label"]).sum()) == int(sums["top1"])
@@ -455,6 +498,7 @@ def test_inference_scores_images_as_the_evaluation_step_does(trained_workdir, sy
 def test_fc7_features_are_the_activations_recomputed_from_the_parameters(trained_workdir, synthetic_data_dir):
   """fc7 = relu(relu(pool5 W6 + b6) W7 + b7) by hand in float64 from the checkpoint's parameters."""
   from alexnet_jax import inference, train
+
   net = inference.load(str(trained_workdir))
   images = _val_batch(synthetic_data_dir, n=3)["image"]
   x = np.asarray(train.eval_preprocessor(net.config, "center")({"image": images})["image"])
@@ -474,6 +518,7 @@ def test_fc7_features_are_the_activations_recomputed_from_the_parameters(trained
 
 def test_inference_refuses_a_workdir_without_a_checkpoint(tmp_path):
   from alexnet_jax import inference
+
   (tmp_path / "config.json").write_text("{}")
   with pytest.raises(inference.InferenceError, match="holds no checkpoint"):
     inference.load(str(tmp_path))
@@ -486,29 +531,50 @@ def test_predict_prints_the_classes_the_network_scores_highest(trained_workdir, 
   inference's logits; an unreadable file is one line naming it."""
   from PIL import Image
   from alexnet_jax import inference
+
   batch = _val_batch(synthetic_data_dir, n=2)
   for i, image in enumerate(batch["image"]):
     Image.fromarray(image).save(tmp_path / f"val{i}.png")
   net = inference.load(str(trained_workdir))
   expected = [net.class_names[i] for i in net.logits(batch["image"]).argmax(1)]
-  command = [sys.executable, "-m", "alexnet_jax.predict", f"--workdir={trained_workdir}", "--json", "--top=3",
-             str(tmp_path)]
+  command = [
+    sys.executable,
+    "-m",
+    "alexnet_jax.predict",
+    f"--workdir={trained_workdir}",
+    "--json",
+    "--top=3",
+    str(tmp_path),
+  ]
   result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env())
   assert result.returncode == 0, result.stderr[-2000:]
   images = json.loads(result.stdout)["images"]
   assert [images[str(tmp_path / f"val{i}.png")][0]["class"] for i in range(2)] == expected
   assert all(len(v) == 3 and sum(c["probability"] for c in v) <= 1.0 + 1e-6 for v in images.values())
   (tmp_path / "broken.jpg").write_bytes(b"not an image")
-  broken = subprocess.run(command[:-2] + [str(tmp_path / "broken.jpg")], capture_output=True, text=True,
-                          timeout=300, env=env())
+  broken = subprocess.run(
+    command[:-2] + [str(tmp_path / "broken.jpg")], capture_output=True, text=True, timeout=300, env=env()
+  )
   assert broken.returncode == 1 and f"Cannot decode '{tmp_path / 'broken.jpg'}'" in broken.stderr
 
 
 def test_inspect_writes_figure_3_and_figure_4_of_a_run(trained_workdir, tmp_path):
   out = tmp_path / "inside"
-  result = subprocess.run([sys.executable, "-m", "alexnet_jax.inspect", f"--workdir={trained_workdir}",
-                           f"--out={out}", "--queries=2", "--neighbours=3"], capture_output=True, text=True,
-                          timeout=300, env=env())
+  result = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "alexnet_jax.inspect",
+      f"--workdir={trained_workdir}",
+      f"--out={out}",
+      "--queries=2",
+      "--neighbours=3",
+    ],
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env=env(),
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   for name in ("conv1_kernels.png", "neighbours.png"):
     assert (out / name).stat().st_size > 1000 and f"Wrote {out / name}" in result.stdout
@@ -518,6 +584,7 @@ def test_inference_loads_a_run_trained_before_a_config_key_existed(trained_workd
   """A workdir whose config.json lacks keys added later (model.activation, model.lrn_alpha): they take
   their defaults, as the run was trained."""
   from alexnet_jax import inference
+
   workdir = copy_of(trained_workdir, tmp_path)
   stored = json.loads((workdir / "config.json").read_text())
   del stored["model"]["activation"], stored["model"]["lrn_alpha"]
@@ -528,11 +595,16 @@ def test_inference_loads_a_run_trained_before_a_config_key_existed(trained_workd
 
 def test_non_finite_losses_stop_at_the_first_or_after_too_many_skipped_in_a_row():
   from alexnet_jax import optim, train
-  logged = [{"loss": 1.0, "learning_rate": 0.01}, {"loss": float("nan"), "learning_rate": 0.01},
-            {"loss": 2.0, "learning_rate": 0.01}]
+
+  logged = [
+    {"loss": 1.0, "learning_rate": 0.01},
+    {"loss": float("nan"), "learning_rate": 0.01},
+    {"loss": 2.0, "learning_rate": 0.01},
+  ]
   assert train.nonfinite_problem("stop", logged[:1], 40, 0) is None
   assert train.nonfinite_problem("stop", logged, 40, 0) == "Non-finite training loss at step 42 (learning rate 0.01)"
   assert train.nonfinite_problem("skip", logged, 40, 0) is None  # skipped, training goes on
-  many = train.nonfinite_problem("skip", [{"loss": float("inf"), "learning_rate": 0.5}] * 12, 40,
-                                 optim.MAX_SKIPPED_IN_A_ROW + 2)
+  many = train.nonfinite_problem(
+    "skip", [{"loss": float("inf"), "learning_rate": 0.5}] * 12, 40, optim.MAX_SKIPPED_IN_A_ROW + 2
+  )
   assert many.startswith(f"{optim.MAX_SKIPPED_IN_A_ROW + 2} updates in a row") and "up to step 52" in many

@@ -45,7 +45,8 @@ def slot_bytes(capacity: int, image_size: int) -> int:
 def _describe(error: Exception) -> Tuple[bool, str]:
   """An exception as plain data (any exception pickles this way): (is a DatasetError, message)."""
   return isinstance(error, DatasetError), str(error) if isinstance(error, DatasetError) else (
-      f"{type(error).__name__}: {error}")
+    f"{type(error).__name__}: {error}"
+  )
 
 
 # glibc's mallopt parameters (malloc.h).
@@ -69,8 +70,16 @@ def keep_freed_memory(trim_threshold: int = 64 << 20, mmap_threshold: int = 16 <
   return bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold)) and bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold))
 
 
-def _worker_main(open_source: Callable, source_args: tuple, decode_into: Callable, image_size: int,
-                 capacity: int, slot_names: Sequence[str], requests, responses):
+def _worker_main(
+  open_source: Callable,
+  source_args: tuple,
+  decode_into: Callable,
+  image_size: int,
+  capacity: int,
+  slot_names: Sequence[str],
+  requests,
+  responses,
+):
   """A worker: opens its own data source, then decodes requested batches into its slots until None.
 
   Ctrl-C reaches the whole process group: the worker ignores it (from birth when started from the main
@@ -94,7 +103,7 @@ def _worker_main(open_source: Callable, source_args: tuple, decode_into: Callabl
         continue
       try:
         images, labels = slots[slot]
-        decode_into(read_records(source, keys), images[:len(keys)], labels[:len(keys)])
+        decode_into(read_records(source, keys), images[: len(keys)], labels[: len(keys)])
         responses.put((slot, len(keys), None))
       except Exception as e:  # reported to the training process, which raises it there
         responses.put((slot, 0, _describe(e)))
@@ -130,8 +139,7 @@ def _sigint_ignored():
   exec, and Python's start-up keeps it. Only the main thread may change handlers, and only a handler
   Python knows can be put back: otherwise the workers ignore SIGINT from `_worker_main` on. A Ctrl-C during
   the few milliseconds of the start is lost."""
-  if (threading.current_thread() is not threading.main_thread()
-      or signal.getsignal(signal.SIGINT) is None):
+  if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
     yield
     return
   previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -205,11 +213,15 @@ def _death_message(worker: int, process) -> str:
   `if __name__ == "__main__":` guard that spawned processes need)."""
   code = process.exitcode
   if code is not None and code < 0:
-    cause = (f"was killed by signal {-code} (out of memory?). Lower --config.dataset.num_workers or the "
-             f"batch size, then run again")
+    cause = (
+      f"was killed by signal {-code} (out of memory?). Lower --config.dataset.num_workers or the "
+      f"batch size, then run again"
+    )
   else:
-    cause = (f"exited with code {code}: its error is printed above (a script that builds a loader needs "
-             f"the `if __name__ == \"__main__\":` guard for worker processes). Fix it, then run again")
+    cause = (
+      f"exited with code {code}: its error is printed above (a script that builds a loader needs "
+      f'the `if __name__ == "__main__":` guard for worker processes). Fix it, then run again'
+    )
   return f"Decoding worker {worker} (pid {process.pid}) {cause}: the run resumes from its last checkpoint."
 
 
@@ -221,8 +233,17 @@ class DecodePool:
   `collect(k)`, for k = 0, 1, 2, ... with at most `capacity` batches between them.
   """
 
-  def __init__(self, open_source: Callable, source_args: tuple, decode_into: Callable, *, image_size: int,
-               batch_size: int, num_workers: int, slots_per_worker: int = 2):
+  def __init__(
+    self,
+    open_source: Callable,
+    source_args: tuple,
+    decode_into: Callable,
+    *,
+    image_size: int,
+    batch_size: int,
+    num_workers: int,
+    slots_per_worker: int = 2,
+  ):
     if num_workers < 1:
       raise ValueError(f"DecodePool needs at least one worker, got {num_workers}.")
     self.num_workers, self.slots_per_worker = num_workers, slots_per_worker
@@ -230,17 +251,31 @@ class DecodePool:
     self._image_size, self._batch_size = image_size, batch_size
     context = multiprocessing.get_context("spawn")  # fork after JAX has started threads is unsafe
     size = slot_bytes(batch_size, image_size)
-    self._blocks = [[shared_memory.SharedMemory(create=True, size=size) for _ in range(slots_per_worker)]
-                    for _ in range(num_workers)]
+    self._blocks = [
+      [shared_memory.SharedMemory(create=True, size=size) for _ in range(slots_per_worker)] for _ in range(num_workers)
+    ]
     self._slots = [[_slot_arrays(block.buf, batch_size, image_size) for block in row] for row in self._blocks]
     self._outputs = OutputArrays(batch_size, image_size)
     self._requests = [context.Queue() for _ in range(num_workers)]
     self._responses = [context.Queue() for _ in range(num_workers)]
     self._processes = [
-        context.Process(target=_worker_main, daemon=True, name=f"alexnet-decode-{w}",
-                        args=(open_source, source_args, decode_into, image_size, batch_size,
-                              [block.name for block in self._blocks[w]], self._requests[w], self._responses[w]))
-        for w in range(num_workers)]
+      context.Process(
+        target=_worker_main,
+        daemon=True,
+        name=f"alexnet-decode-{w}",
+        args=(
+          open_source,
+          source_args,
+          decode_into,
+          image_size,
+          batch_size,
+          [block.name for block in self._blocks[w]],
+          self._requests[w],
+          self._responses[w],
+        ),
+      )
+      for w in range(num_workers)
+    ]
     with _sigint_ignored():
       for process in self._processes:
         process.start()

@@ -27,7 +27,7 @@ def epoch_permutation(seed: int, epoch: int, num_records: int) -> np.ndarray:
 
   numpy's Generator (PCG64 seeded through SeedSequence) is the same on every machine for the same numpy
   stream; the seed is taken modulo 2**63 so any integer config seed works."""
-  rng = np.random.default_rng(np.random.SeedSequence([seed % 2 ** 63, epoch]))
+  rng = np.random.default_rng(np.random.SeedSequence([seed % 2**63, epoch]))
   return rng.permutation(num_records)
 
 
@@ -37,11 +37,21 @@ class TrainOrder:
   `order[k]` is a pure function of k (see the module docstring); the permutations of the epochs in use are
   cached, so consecutive batches cost a few vectorised numpy calls."""
 
-  def __init__(self, num_records: int, batch_size: int, *, seed: int, shuffle: bool = True,
-               process_index: int = 0, process_count: int = 1):
+  def __init__(
+    self,
+    num_records: int,
+    batch_size: int,
+    *,
+    seed: int,
+    shuffle: bool = True,
+    process_index: int = 0,
+    process_count: int = 1,
+  ):
     if num_records < 1 or batch_size < 1 or not 0 <= process_index < process_count:
-      raise ValueError(f"TrainOrder needs num_records >= 1, batch_size >= 1 and 0 <= process_index < "
-                       f"process_count; got {num_records}, {batch_size}, {process_index}, {process_count}.")
+      raise ValueError(
+        f"TrainOrder needs num_records >= 1, batch_size >= 1 and 0 <= process_index < "
+        f"process_count; got {num_records}, {batch_size}, {process_index}, {process_count}."
+      )
     self.num_records, self.batch_size = num_records, batch_size
     self._seed, self._shuffle = seed, shuffle
     self._process_index, self._process_count = process_index, process_count
@@ -73,9 +83,10 @@ class TrainOrder:
     return keys
 
 
-def eval_order(num_records: int, batch_size: int, *, process_index: int = 0,
-               process_count: int = 1) -> List[np.ndarray]:
+def eval_order(
+  num_records: int, batch_size: int, *, process_index: int = 0, process_count: int = 1
+) -> List[np.ndarray]:
   """Every record once, in order, dealt round-robin to the processes (p takes p, p + P, ...), in batches
   of `batch_size`; the last batch may be short (the loader pads it and masks the padding)."""
   mine = np.arange(process_index, num_records, process_count, dtype=np.int64)
-  return [mine[start:start + batch_size] for start in range(0, len(mine), batch_size)]
+  return [mine[start : start + batch_size] for start in range(0, len(mine), batch_size)]

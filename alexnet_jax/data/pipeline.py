@@ -69,9 +69,11 @@ def host_image_size(requested: int, info: sources.DatasetInfo) -> int:
   """The side of the square uint8 images a loader yields: `requested`, or the stored size when it is 0."""
   size = requested or info.image_size
   if not size:
-    raise sources.DatasetError(f"Dataset {info.name!r} stores images of varied sizes: set "
-                               f"--config.dataset.image_size (e.g. 256, the paper's) or prepare it with "
-                               f"--image_size=256.")
+    raise sources.DatasetError(
+      f"Dataset {info.name!r} stores images of varied sizes: set "
+      f"--config.dataset.image_size (e.g. 256, the paper's) or prepare it with "
+      f"--image_size=256."
+    )
   return size
 
 
@@ -83,8 +85,17 @@ class BatchLoader:
   `close()` stops the workers (a loader that is garbage-collected stops them too).
   """
 
-  def __init__(self, index_batches: Sequence[np.ndarray], info: sources.DatasetInfo, split: str, *,
-               image_size: int, batch_size: int, num_workers: int, source=None):
+  def __init__(
+    self,
+    index_batches: Sequence[np.ndarray],
+    info: sources.DatasetInfo,
+    split: str,
+    *,
+    image_size: int,
+    batch_size: int,
+    num_workers: int,
+    source=None,
+  ):
     """`source`: the split, already opened by the caller (used when decoding in this process)."""
     self._index_batches = index_batches
     self._length = len(index_batches)  # sys.maxsize for the endless training stream
@@ -93,8 +104,14 @@ class BatchLoader:
     self._pool: Optional[DecodePool] = None
     self._source = None
     if num_workers > 0:
-      self._pool = DecodePool(sources.open_split, (info, split), decode_into, image_size=image_size,
-                              batch_size=batch_size, num_workers=num_workers)
+      self._pool = DecodePool(
+        sources.open_split,
+        (info, split),
+        decode_into,
+        image_size=image_size,
+        batch_size=batch_size,
+        num_workers=num_workers,
+      )
     else:
       self._source = source if source is not None else sources.open_split(info, split)
 
@@ -121,9 +138,11 @@ class BatchLoader:
 
   def set_state(self, state: dict) -> None:
     if "batches_returned" not in state or state.get("order") != order.ORDER_NAME:
-      raise sources.DatasetError(f"The data-iterator state {state!r} was written by an older input pipeline "
-                                 f"and cannot position this one: resume with the version that wrote it, or "
-                                 f"start a new workdir.")
+      raise sources.DatasetError(
+        f"The data-iterator state {state!r} was written by an older input pipeline "
+        f"and cannot position this one: resume with the version that wrote it, or "
+        f"start a new workdir."
+      )
     for k in range(self._returned, self._submitted):  # batches in flight: collect and drop them
       try:
         self._pool.collect(k)
@@ -143,9 +162,11 @@ class BatchLoader:
 def check_split_holds_a_batch(info: sources.DatasetInfo, split: str, num_examples: int, global_batch: int) -> None:
   """Training draws whole global batches: a split with fewer examples than one cannot feed a step."""
   if num_examples < global_batch:
-    raise sources.DatasetError(f"Split {split!r} of {info.name!r} has {num_examples} examples, fewer than one "
-                               f"batch of {global_batch} (the global batch, all processes together): lower "
-                               f"--config.batch_size or use a larger split.")
+    raise sources.DatasetError(
+      f"Split {split!r} of {info.name!r} has {num_examples} examples, fewer than one "
+      f"batch of {global_batch} (the global batch, all processes together): lower "
+      f"--config.batch_size or use a larger split."
+    )
 
 
 def train_loader(config: LoaderConfig) -> BatchLoader:
@@ -154,10 +175,23 @@ def train_loader(config: LoaderConfig) -> BatchLoader:
   size = host_image_size(config.image_size, info)
   source = sources.open_split(info, config.split)
   check_split_holds_a_batch(info, config.split, len(source), config.batch_size * config.process_count)
-  index_batches = order.TrainOrder(len(source), config.batch_size, seed=config.seed, shuffle=config.shuffle,
-                                   process_index=config.process_index, process_count=config.process_count)
-  return BatchLoader(index_batches, info, config.split, image_size=size, batch_size=config.batch_size,
-                     num_workers=config.workers, source=source)
+  index_batches = order.TrainOrder(
+    len(source),
+    config.batch_size,
+    seed=config.seed,
+    shuffle=config.shuffle,
+    process_index=config.process_index,
+    process_count=config.process_count,
+  )
+  return BatchLoader(
+    index_batches,
+    info,
+    config.split,
+    image_size=size,
+    batch_size=config.batch_size,
+    num_workers=config.workers,
+    source=source,
+  )
 
 
 def pad_batch(batch, *, batch_size: int):
@@ -179,19 +213,30 @@ def eval_batches(config: LoaderConfig) -> Iterator[dict]:
   size = host_image_size(config.image_size, info)
   source = sources.open_split(info, config.split)
   num_batches = eval_num_batches(len(source), config.batch_size, config.process_count)
-  index_batches = order.eval_order(len(source), config.batch_size, process_index=config.process_index,
-                                   process_count=config.process_count)
+  index_batches = order.eval_order(
+    len(source), config.batch_size, process_index=config.process_index, process_count=config.process_count
+  )
   produced = 0
   if index_batches:
-    loader = BatchLoader(index_batches, info, config.split, image_size=size, batch_size=config.batch_size,
-                         num_workers=min(config.workers, len(index_batches)), source=source)
+    loader = BatchLoader(
+      index_batches,
+      info,
+      config.split,
+      image_size=size,
+      batch_size=config.batch_size,
+      num_workers=min(config.workers, len(index_batches)),
+      source=source,
+    )
     try:
       for batch in loader:
         produced += 1
         yield pad_batch(batch, batch_size=config.batch_size)
     finally:
       loader.close()
-  empty = {"image": np.zeros((config.batch_size, size, size, 3), np.uint8),
-           "label": np.zeros((config.batch_size,), np.int32), "mask": np.zeros((config.batch_size,), np.float32)}
+  empty = {
+    "image": np.zeros((config.batch_size, size, size, 3), np.uint8),
+    "label": np.zeros((config.batch_size,), np.int32),
+    "mask": np.zeros((config.batch_size,), np.float32),
+  }
   for _ in range(num_batches - produced):
     yield empty

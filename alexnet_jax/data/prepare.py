@@ -49,6 +49,7 @@ CHROMA_SUBSAMPLINGS = ("4:4:4", "4:2:0")
 
 def _jpeg_bytes(image: np.ndarray, chroma: str = "4:4:4") -> bytes:
   from PIL import Image
+
   buffer = io.BytesIO()
   Image.fromarray(image).save(buffer, format="JPEG", quality=JPEG_QUALITY, subsampling=chroma)
   return buffer.getvalue()
@@ -61,16 +62,20 @@ def _check_chroma(chroma):
 
 def _features(class_names, image_size):
   import tensorflow_datasets as tfds
+
   shape = (image_size, image_size, 3) if image_size else (None, None, 3)
-  return tfds.features.FeaturesDict({
+  return tfds.features.FeaturesDict(
+    {
       "image": tfds.features.Image(shape=shape, encoding_format="jpeg"),
       "label": tfds.features.ClassLabel(names=list(class_names)),
       "file_name": tfds.features.Text(),
-  })
+    }
+  )
 
 
 def _progress(iterable, total, desc):
   from tqdm import tqdm
+
   return tqdm(iterable, total=total, desc=desc, unit="img", mininterval=1.0, file=sys.stderr)
 
 
@@ -114,8 +119,9 @@ def folder_examples(files, image_size, split, workers=1, chroma="4:4:4"):
 
 def _check_data_dir(data_dir):
   if os.path.exists(data_dir) and not os.path.isdir(data_dir):
-    raise sources.DatasetError(f"data_dir {data_dir!r} is a file, not a folder: give a folder for prepared "
-                               f"datasets (it is created if missing).")
+    raise sources.DatasetError(
+      f"data_dir {data_dir!r} is a file, not a folder: give a folder for prepared datasets (it is created if missing)."
+    )
 
 
 class _DropTfdsNoise(logging_std.Filter):
@@ -131,6 +137,7 @@ def _quiet_tfds():
   preparing dataset Unknown size ...' (nothing is downloaded), its progress bars and a staging-folder
   warning. Our own progress bars and messages say what happens instead."""
   import tensorflow_datasets as tfds
+
   noise = _DropTfdsNoise()
   logger = logging_std.getLogger("absl")
   logger.addFilter(noise)
@@ -150,6 +157,7 @@ def _store(name, data_dir, split_examples, class_names, image_size, description,
   the new copy discarded instead, so that several processes may prepare the same dataset at once (the
   first complete copy lands by an atomic rename, the others see it and drop theirs)."""
   import tensorflow_datasets as tfds
+
   target = os.path.join(data_dir, name, VERSION)
   _check_data_dir(data_dir)
   os.makedirs(data_dir, exist_ok=True)
@@ -157,9 +165,15 @@ def _store(name, data_dir, split_examples, class_names, image_size, description,
   try:
     with _quiet_tfds():
       builder = tfds.dataset_builders.store_as_tfds_dataset(
-          name=name, version=VERSION, features=_features(class_names, image_size),
-          split_datasets=split_examples, data_dir=staging, description=description,
-          file_format="array_record", disable_shuffling=True)
+        name=name,
+        version=VERSION,
+        features=_features(class_names, image_size),
+        split_datasets=split_examples,
+        data_dir=staging,
+        description=description,
+        file_format="array_record",
+        disable_shuffling=True,
+      )
     written = builder.data_dir
     os.makedirs(os.path.dirname(target), exist_ok=True)
     if os.path.exists(target) and not keep_existing:
@@ -174,25 +188,35 @@ def _store(name, data_dir, split_examples, class_names, image_size, description,
   return target
 
 
-def prepare_synthetic(data_dir, *, train_size=6000, val_size=1000, image_size=72, seed=0,
-                      name="synthetic_shapes", keep_existing=False):
+def prepare_synthetic(
+  data_dir, *, train_size=6000, val_size=1000, image_size=72, seed=0, name="synthetic_shapes", keep_existing=False
+):
   """The embedded procedural dataset (synthetic.py); every example is a pure function of (seed, split,
   index), so copies prepared anywhere are identical. `keep_existing`: see `_store`."""
-  splits = {"train": synthetic_examples("train", train_size, image_size, seed),
-            "val": synthetic_examples("val", val_size, image_size, seed)}
-  return _store(name, data_dir, splits, synthetic.CLASS_NAMES, image_size,
-                f"Procedural shapes ({synthetic.NUM_CLASSES} classes), seed {seed}, {image_size}px.",
-                keep_existing=keep_existing)
+  splits = {
+    "train": synthetic_examples("train", train_size, image_size, seed),
+    "val": synthetic_examples("val", val_size, image_size, seed),
+  }
+  return _store(
+    name,
+    data_dir,
+    splits,
+    synthetic.CLASS_NAMES,
+    image_size,
+    f"Procedural shapes ({synthetic.NUM_CLASSES} classes), seed {seed}, {image_size}px.",
+    keep_existing=keep_existing,
+  )
 
 
-def prepare_folder(root, data_dir, *, name, image_size=0, splits=("train", "val"), limit=None, workers=1,
-                   chroma="4:4:4"):
+def prepare_folder(
+  root, data_dir, *, name, image_size=0, splits=("train", "val"), limit=None, workers=1, chroma="4:4:4"
+):
   """Prepares root/<split>/<class>/* ; `limit` keeps an evenly spread subset of each split (tests);
   `workers` processes decode (and resize, re-encode with `chroma` subsampling) the images."""
   _check_chroma(chroma)
   class_names, files = sources.list_image_folder(root, splits)
   if limit:
-    files = {s: f[::max(1, len(f) // limit)][:limit] for s, f in files.items()}
+    files = {s: f[:: max(1, len(f) // limit)][:limit] for s, f in files.items()}
   examples = {s: folder_examples(f, image_size, s, workers, chroma) for s, f in files.items()}
   stored_size = image_size or _common_square_size(path for f in files.values() for path, _ in f)
   return _store(name, data_dir, examples, class_names, stored_size, f"Images from {os.path.abspath(root)}.")
@@ -201,6 +225,7 @@ def prepare_folder(root, data_dir, *, name, image_size=0, splits=("train", "val"
 def _common_square_size(paths) -> int:
   """The side shared by all images when they are equal squares (read from headers only), else 0."""
   from PIL import Image
+
   sizes = set()
   for path in paths:
     try:
@@ -210,12 +235,13 @@ def _common_square_size(paths) -> int:
       return 0  # folder_examples reports the unreadable file with its path
     if len(sizes) > 1:
       return 0
-  (width, height), = sizes
+  ((width, height),) = sizes
   return width if width == height else 0
 
 
-def prepare_catalog(name, data_dir, *, manual_dir=None, download=False, image_size=0, stored_name=None,
-                    workers=1, chroma="4:4:4"):
+def prepare_catalog(
+  name, data_dir, *, manual_dir=None, download=False, image_size=0, stored_name=None, workers=1, chroma="4:4:4"
+):
   """Builds a TFDS catalog dataset (e.g. imagenet2012 from its manual_dir tars) in array_record format.
 
   image_size 0: TFDS's own build, in data_dir (images as TFDS stores them: ImageNet's full-size photos).
@@ -223,9 +249,12 @@ def prepare_catalog(name, data_dir, *, manual_dir=None, download=False, image_si
   every image is fitted to S x S (section 2: shorter side to S, central crop) and stored as
   data_dir/<stored_name or name>/1.0.0, so training decodes small fixed-size JPEGs."""
   import tensorflow_datasets as tfds
+
   if stored_name and not image_size:
-    raise sources.DatasetError(f"--name={stored_name} renames a TFDS dataset only when it is stored at a size "
-                               f"(--image_size=256, say); TFDS's own build keeps the name {name!r}.")
+    raise sources.DatasetError(
+      f"--name={stored_name} renames a TFDS dataset only when it is stored at a size "
+      f"(--image_size=256, say); TFDS's own build keeps the name {name!r}."
+    )
   stored_name = stored_name or name
   _check_data_dir(data_dir)
   _check_chroma(chroma)
@@ -238,25 +267,36 @@ def prepare_catalog(name, data_dir, *, manual_dir=None, download=False, image_si
     raise sources.DatasetError(f"TFDS has no dataset {name!r} ({e}). See the TFDS catalog for names.")
   needs_manual = bool(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None))
   if needs_manual and not manual_dir:
-    raise sources.DatasetError(f"{name} is built from files you download yourself: pass --manual_dir=FOLDER "
-                               f"holding them ({builder.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()[:300]}).")
+    raise sources.DatasetError(
+      f"{name} is built from files you download yourself: pass --manual_dir=FOLDER "
+      f"holding them ({builder.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()[:300]})."
+    )
   if needs_manual and not os.path.isdir(os.path.expanduser(manual_dir)):
-    raise sources.DatasetError(f"--manual_dir {manual_dir!r} is not a folder. It must hold the files that "
-                               f"{name} is built from.")
+    raise sources.DatasetError(
+      f"--manual_dir {manual_dir!r} is not a folder. It must hold the files that {name} is built from."
+    )
   if not needs_manual and not download:
-    raise sources.DatasetError(f"Preparing {name} downloads it. Nothing is downloaded unless asked: run "
-                               f"again with --download, or prepare a local copy with --source=folder:PATH.")
+    raise sources.DatasetError(
+      f"Preparing {name} downloads it. Nothing is downloaded unless asked: run "
+      f"again with --download, or prepare a local copy with --source=folder:PATH."
+    )
   config = tfds.download.DownloadConfig(manual_dir=os.path.expanduser(manual_dir) if manual_dir else None)
   builder.download_and_prepare(download_config=config, file_format="array_record")
   if not image_size:
     return builder.data_dir
   info = sources.dataset_info(build_dir, name, path=builder.data_dir)
   splits = {split: catalog_examples(info, split, image_size, workers, chroma) for split in info.split_sizes}
-  target = _store(stored_name, data_dir, splits, info.class_names, image_size,
-                  f"TFDS {name} {os.path.basename(builder.data_dir)}, images fitted to "
-                  f"{image_size}x{image_size}, JPEG {chroma}.")
-  logging.info("TFDS's full-size build stays in %s for another --image_size; delete it if you need the space.",
-               builder.data_dir)
+  target = _store(
+    stored_name,
+    data_dir,
+    splits,
+    info.class_names,
+    image_size,
+    f"TFDS {name} {os.path.basename(builder.data_dir)}, images fitted to {image_size}x{image_size}, JPEG {chroma}.",
+  )
+  logging.info(
+    "TFDS's full-size build stays in %s for another --image_size; delete it if you need the space.", builder.data_dir
+  )
   return target
 
 
@@ -270,10 +310,11 @@ def _check_not_shadowed(data_dir, name):
     version_dir = os.path.dirname(info_file)
     if os.path.basename(version_dir) != VERSION:
       raise sources.DatasetError(
-          f"{version_dir!r} already holds a build of {name!r} (version {os.path.basename(version_dir)}), which "
-          f"training would read instead of the {VERSION} copy this command stores. Store it under another "
-          f"name (--name={name}_sized, then --config.dataset.name={name}_sized) or in another --data_dir; "
-          f"nothing was changed.")
+        f"{version_dir!r} already holds a build of {name!r} (version {os.path.basename(version_dir)}), which "
+        f"training would read instead of the {VERSION} copy this command stores. Store it under another "
+        f"name (--name={name}_sized, then --config.dataset.name={name}_sized) or in another --data_dir; "
+        f"nothing was changed."
+      )
 
 
 _OPEN_SPLITS = {}  # (dataset path, split) -> its records, opened once per process
@@ -286,15 +327,17 @@ def _catalog_example(item):
     _OPEN_SPLITS[info.path, split] = sources.open_split(info, split)
   example = sources.parse_example(_OPEN_SPLITS[info.path, split][key])
   image = sources.decode_image(example["image"], path=f"{info.path} {split}[{key}]")
-  return (example["label"], example.get("file_name", f"{split}/{key}"),
-          _jpeg_bytes(sources.fit_to_size(image, image_size), chroma))
+  return (
+    example["label"],
+    example.get("file_name", f"{split}/{key}"),
+    _jpeg_bytes(sources.fit_to_size(image, image_size), chroma),
+  )
 
 
 def catalog_examples(info, split, image_size, workers=1, chroma="4:4:4"):
   """The examples of a built TFDS dataset's split, each image fitted to image_size and re-encoded."""
   count = info.split_sizes[split]
-  examples = _in_order(_catalog_example, ((info, split, key, image_size, chroma) for key in range(count)),
-                       workers)
+  examples = _in_order(_catalog_example, ((info, split, key, image_size, chroma) for key in range(count)), workers)
   examples = _progress(examples, count, f"{info.name} {split} -> {image_size}px")
   for key, (label, file_name, data) in enumerate(examples):
     yield key, {"image": io.BytesIO(data), "label": label, "file_name": file_name}
@@ -306,9 +349,11 @@ def parse_source(source):
     return "synthetic", None
   for kind in ("folder", "tfds"):
     if source.startswith(kind + ":") and len(source) > len(kind) + 1:
-      return kind, source[len(kind) + 1:]
-  raise sources.DatasetError(f"Unknown --source={source!r}: expected synthetic_shapes, folder:PATH "
-                             f"(PATH/<split>/<class>/*.jpg) or tfds:NAME (a TFDS catalog dataset).")
+      return kind, source[len(kind) + 1 :]
+  raise sources.DatasetError(
+    f"Unknown --source={source!r}: expected synthetic_shapes, folder:PATH "
+    f"(PATH/<split>/<class>/*.jpg) or tfds:NAME (a TFDS catalog dataset)."
+  )
 
 
 def main(argv):
@@ -320,18 +365,37 @@ def main(argv):
       raise sources.DatasetError(f"--workers={FLAGS.workers}: use 0 (one process per core) or more.")
     kind, value = parse_source(FLAGS.source)
     if kind == "synthetic":
-      path = prepare_synthetic(data_dir, train_size=FLAGS.train_size, val_size=FLAGS.val_size,
-                               image_size=FLAGS.image_size or 72, seed=FLAGS.seed,
-                               name=FLAGS.name or "synthetic_shapes")
+      path = prepare_synthetic(
+        data_dir,
+        train_size=FLAGS.train_size,
+        val_size=FLAGS.val_size,
+        image_size=FLAGS.image_size or 72,
+        seed=FLAGS.seed,
+        name=FLAGS.name or "synthetic_shapes",
+      )
     elif kind == "folder":
       name = FLAGS.name or os.path.basename(os.path.normpath(value)).replace("-", "_").lower()
-      path = prepare_folder(value, data_dir, name=name, image_size=FLAGS.image_size,
-                            splits=tuple(FLAGS.splits), limit=FLAGS.limit, workers=workers,
-                            chroma=FLAGS.chroma_subsampling)
+      path = prepare_folder(
+        value,
+        data_dir,
+        name=name,
+        image_size=FLAGS.image_size,
+        splits=tuple(FLAGS.splits),
+        limit=FLAGS.limit,
+        workers=workers,
+        chroma=FLAGS.chroma_subsampling,
+      )
     else:
-      path = prepare_catalog(value, data_dir, manual_dir=FLAGS.manual_dir, download=FLAGS.download,
-                             image_size=FLAGS.image_size, stored_name=FLAGS.name, workers=workers,
-                             chroma=FLAGS.chroma_subsampling)
+      path = prepare_catalog(
+        value,
+        data_dir,
+        manual_dir=FLAGS.manual_dir,
+        download=FLAGS.download,
+        image_size=FLAGS.image_size,
+        stored_name=FLAGS.name,
+        workers=workers,
+        chroma=FLAGS.chroma_subsampling,
+      )
   except sources.DatasetError as e:  # one line saying what is wrong and what to do
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
@@ -339,27 +403,49 @@ def main(argv):
 
 
 def define_flags():
-  flags.DEFINE_string("source", "synthetic_shapes",
-                      "synthetic_shapes | folder:PATH (PATH/<split>/<class>/*.jpg) | tfds:NAME (TFDS catalog).")
+  flags.DEFINE_string(
+    "source",
+    "synthetic_shapes",
+    "synthetic_shapes | folder:PATH (PATH/<split>/<class>/*.jpg) | tfds:NAME (TFDS catalog).",
+  )
   flags.DEFINE_string("data_dir", "~/alexnet_data", "Where prepared datasets live (data_dir/<name>/<version>).")
-  flags.DEFINE_string("name", None, "Name to store the dataset under (default: the folder's name, the TFDS "
-                      "name, synthetic_shapes). Not for TFDS sources without --image_size (TFDS names those).")
-  flags.DEFINE_integer("image_size", 0, "Store images at this square size (shorter side, centre crop; the "
-                       "paper: 256). 0 keeps folder and TFDS images as they are (synthetic default: 72). A "
-                       "TFDS dataset is built full size first, in DATA_DIR/tfds_full_size.")
+  flags.DEFINE_string(
+    "name",
+    None,
+    "Name to store the dataset under (default: the folder's name, the TFDS "
+    "name, synthetic_shapes). Not for TFDS sources without --image_size (TFDS names those).",
+  )
+  flags.DEFINE_integer(
+    "image_size",
+    0,
+    "Store images at this square size (shorter side, centre crop; the "
+    "paper: 256). 0 keeps folder and TFDS images as they are (synthetic default: 72). A "
+    "TFDS dataset is built full size first, in DATA_DIR/tfds_full_size.",
+  )
   flags.DEFINE_list("splits", ["train", "val"], "Split folders of a folder source.")
-  flags.DEFINE_enum("chroma_subsampling", "4:4:4", list(CHROMA_SUBSAMPLINGS), "Chroma subsampling of the "
-                    "JPEGs written (resized or re-encoded images): 4:2:0 decodes faster, with colour at half "
-                    "resolution.")
-  flags.DEFINE_integer("workers", 0, "Processes that decode, resize and re-encode folder and TFDS images "
-                       "(0: one per core).")
-  flags.DEFINE_integer("limit", None, "Folder sources: keep at most this many images per split (an evenly "
-                       "spread subset).")
+  flags.DEFINE_enum(
+    "chroma_subsampling",
+    "4:4:4",
+    list(CHROMA_SUBSAMPLINGS),
+    "Chroma subsampling of the "
+    "JPEGs written (resized or re-encoded images): 4:2:0 decodes faster, with colour at half "
+    "resolution.",
+  )
+  flags.DEFINE_integer(
+    "workers", 0, "Processes that decode, resize and re-encode folder and TFDS images (0: one per core)."
+  )
+  flags.DEFINE_integer(
+    "limit", None, "Folder sources: keep at most this many images per split (an evenly spread subset)."
+  )
   flags.DEFINE_integer("train_size", 6000, "synthetic_shapes: training examples.")
   flags.DEFINE_integer("val_size", 1000, "synthetic_shapes: validation examples.")
   flags.DEFINE_integer("seed", 0, "synthetic_shapes: the seed every example derives from.")
-  flags.DEFINE_string("manual_dir", None, "tfds sources: the folder with manually downloaded files "
-                      "(imagenet2012: ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar).")
+  flags.DEFINE_string(
+    "manual_dir",
+    None,
+    "tfds sources: the folder with manually downloaded files "
+    "(imagenet2012: ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar).",
+  )
   flags.DEFINE_bool("download", False, "tfds sources: allow TFDS to download the data. Off by default.")
 
 

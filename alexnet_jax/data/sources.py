@@ -21,6 +21,7 @@ import numpy as np
 
 try:  # OpenCV where installed, else Pillow; both give RGB uint8 here.
   import cv2
+
   cv2.setNumThreads(1)  # one decode per worker process; parallelism comes from the workers
 except ImportError:  # pragma: no cover - exercised on machines without OpenCV
   cv2 = None
@@ -58,30 +59,41 @@ def list_image_folder(root: str, splits: Sequence[str] = ("train", "val")) -> Tu
   share one class set.
   """
   if not os.path.exists(root):
-    raise DatasetError(f"Image folder {root!r} does not exist. Expected {root}/<split>/<class>/*.jpg with "
-                       f"splits {list(splits)}.")
+    raise DatasetError(
+      f"Image folder {root!r} does not exist. Expected {root}/<split>/<class>/*.jpg with splits {list(splits)}."
+    )
   if not os.path.isdir(root):
     raise DatasetError(f"{root!r} is a file, not a folder. Expected {root}/<split>/<class>/*.jpg.")
   class_sets, files = {}, {}
   for split in splits:
     split_dir = os.path.join(root, split)
     if not os.path.isdir(split_dir):
-      raise DatasetError(f"Missing split folder {split_dir!r}. Expected {root}/<split>/<class>/*.jpg "
-                         f"for each of the splits {list(splits)}.")
+      raise DatasetError(
+        f"Missing split folder {split_dir!r}. Expected {root}/<split>/<class>/*.jpg "
+        f"for each of the splits {list(splits)}."
+      )
     classes = sorted(d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d)))
     class_sets[split] = classes
-    files[split] = [(path, c) for c in classes for path in sorted(glob.glob(os.path.join(split_dir, c, "*")))
-                    if path.lower().endswith(IMAGE_EXTENSIONS)]
+    files[split] = [
+      (path, c)
+      for c in classes
+      for path in sorted(glob.glob(os.path.join(split_dir, c, "*")))
+      if path.lower().endswith(IMAGE_EXTENSIONS)
+    ]
     if not files[split]:
-      raise DatasetError(f"No images in {split_dir!r}: expected class folders holding "
-                         f"{'/'.join(IMAGE_EXTENSIONS)} files, e.g. {split_dir}/<class>/0001.jpg.")
+      raise DatasetError(
+        f"No images in {split_dir!r}: expected class folders holding "
+        f"{'/'.join(IMAGE_EXTENSIONS)} files, e.g. {split_dir}/<class>/0001.jpg."
+      )
   reference = class_sets[splits[0]]
   for split in splits[1:]:
     if class_sets[split] != reference:
       only_a = sorted(set(reference) - set(class_sets[split]))
       only_b = sorted(set(class_sets[split]) - set(reference))
-      raise DatasetError(f"The splits of {root!r} have different classes: only in {splits[0]}: {only_a[:5]}, "
-                         f"only in {split}: {only_b[:5]}. Every split needs the same class folders.")
+      raise DatasetError(
+        f"The splits of {root!r} have different classes: only in {splits[0]}: {only_a[:5]}, "
+        f"only in {split}: {only_b[:5]}. Every split needs the same class folders."
+      )
   index = {c: i for i, c in enumerate(reference)}
   return reference, {s: [(p, index[c]) for p, c in files[s]] for s in splits}
 
@@ -129,11 +141,13 @@ def decode_image(data: bytes, *, path: str = "<bytes>") -> np.ndarray:
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
   try:
     from PIL import Image
+
     with Image.open(io.BytesIO(data)) as image:
       return np.asarray(image.convert("RGB"))
   except Exception as e:
-    raise DatasetError(f"Cannot decode image {path!r} ({e}). Remove or replace the file, then prepare "
-                       f"the dataset again.") from None
+    raise DatasetError(
+      f"Cannot decode image {path!r} ({e}). Remove or replace the file, then prepare the dataset again."
+    ) from None
 
 
 def decode_fitted_into(data: bytes, out: np.ndarray) -> None:
@@ -156,7 +170,7 @@ def fit_to_size(image: np.ndarray, size: int) -> np.ndarray:
     return image
   top, left = (height - size) // 2, (width - size) // 2
   if min(height, width) == size:  # already the right scale (e.g. prepared at this size): crop only
-    return image[top:top + size, left:left + size]
+    return image[top : top + size, left : left + size]
   scale = size / min(height, width)
   new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
   if cv2 is not None:
@@ -164,9 +178,10 @@ def fit_to_size(image: np.ndarray, size: int) -> np.ndarray:
     image = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
   else:
     from PIL import Image
+
     image = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
   top, left = (new_h - size) // 2, (new_w - size) // 2
-  return image[top:top + size, left:left + size]
+  return image[top : top + size, left : left + size]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -176,6 +191,7 @@ def fit_to_size(image: np.ndarray, size: int) -> np.ndarray:
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
   """What the trainer needs to know of a prepared dataset."""
+
   name: str
   path: str
   num_classes: int
@@ -188,13 +204,17 @@ def find_prepared(data_dir: str, name: str) -> str:
   """The folder holding `dataset_info.json` of dataset `name` under data_dir (the newest version)."""
   data_dir = os.path.expanduser(data_dir)
   if os.path.exists(data_dir) and not os.path.isdir(data_dir):
-    raise DatasetError(f"data_dir {data_dir!r} is a file, not a folder. Point --config.dataset.data_dir at "
-                       f"the folder that `{prepare_command(name, '<folder>')}` wrote.")
+    raise DatasetError(
+      f"data_dir {data_dir!r} is a file, not a folder. Point --config.dataset.data_dir at "
+      f"the folder that `{prepare_command(name, '<folder>')}` wrote."
+    )
   candidates = glob.glob(os.path.join(data_dir, name, "**", "dataset_info.json"), recursive=True)
   if not candidates:
-    raise DatasetNotPrepared(f"No prepared dataset {name!r} in {data_dir!r} (expected "
-                             f"{os.path.join(data_dir, name)}/<version>/dataset_info.json with array_record "
-                             f"files). Prepare it with: {prepare_command(name, data_dir)}")
+    raise DatasetNotPrepared(
+      f"No prepared dataset {name!r} in {data_dir!r} (expected "
+      f"{os.path.join(data_dir, name)}/<version>/dataset_info.json with array_record "
+      f"files). Prepare it with: {prepare_command(name, data_dir)}"
+    )
 
   def version_key(path):
     version = os.path.basename(os.path.dirname(path))
@@ -212,11 +232,15 @@ def dataset_info(data_dir: str, name: str, *, path: str = None) -> DatasetInfo:
   with open(os.path.join(path, "features.json")) as f:
     features = json.load(f)
   if info.get("fileFormat", "tfrecord") != "array_record":
-    raise DatasetError(f"The dataset in {path!r} is stored as {info.get('fileFormat', 'tfrecord')!r}, not "
-                       f"array_record, which training reads without TensorFlow. Prepare it again with: "
-                       f"{prepare_command(name, data_dir)}")
-  splits = {s["name"]: int(sum(int(n) for n in s.get("shardLengths", [])) or s.get("numExamples", 0))
-            for s in info.get("splits", [])}
+    raise DatasetError(
+      f"The dataset in {path!r} is stored as {info.get('fileFormat', 'tfrecord')!r}, not "
+      f"array_record, which training reads without TensorFlow. Prepare it again with: "
+      f"{prepare_command(name, data_dir)}"
+    )
+  splits = {
+    s["name"]: int(sum(int(n) for n in s.get("shardLengths", [])) or s.get("numExamples", 0))
+    for s in info.get("splits", [])
+  }
   label = _find_feature(features, "label")
   num_classes = int(label.get("classLabel", {}).get("numClasses", 0))
   names_file = os.path.join(path, "label.labels.txt")
@@ -227,16 +251,19 @@ def dataset_info(data_dir: str, name: str, *, path: str = None) -> DatasetInfo:
   image = _find_feature(features, "image")
   shape = image.get("image", {}).get("shape", {}).get("dimensions", [])
   size = int(shape[0]) if len(shape) == 3 and int(shape[0]) > 0 and shape[0] == shape[1] else 0
-  return DatasetInfo(name=name, path=path, num_classes=num_classes, class_names=names, split_sizes=splits,
-                     image_size=size)
+  return DatasetInfo(
+    name=name, path=path, num_classes=num_classes, class_names=names, split_sizes=splits, image_size=size
+  )
 
 
 def _find_feature(features: dict, key: str) -> dict:
   found = features.get("featuresDict", {}).get("features", {}).get(key)
   if found is None:
-    raise DatasetError(f"The prepared dataset has no {key!r} feature (features: "
-                       f"{sorted(features.get('featuresDict', {}).get('features', {}))}). Expected an image "
-                       f"classification dataset with 'image' and 'label'.")
+    raise DatasetError(
+      f"The prepared dataset has no {key!r} feature (features: "
+      f"{sorted(features.get('featuresDict', {}).get('features', {}))}). Expected an image "
+      f"classification dataset with 'image' and 'label'."
+    )
   return found
 
 
@@ -267,10 +294,12 @@ class SplitRecords:
   def _reader(self, i: int):
     if self._readers[i] is None:
       from array_record.python import array_record_module
+
       try:
         # readahead 0: reads are random, a read-ahead buffer would fill with records never asked for.
         self._readers[i] = array_record_module.ArrayRecordReader(
-            self._paths[i], "readahead_buffer_size:0", file_reader_buffer_size=32768)
+          self._paths[i], "readahead_buffer_size:0", file_reader_buffer_size=32768
+        )
       except Exception as e:
         raise DatasetError(f"Cannot read {self._paths[i]!r} ({e}). Prepare the dataset again.") from None
     return self._readers[i]
@@ -295,8 +324,9 @@ class SplitRecords:
         try:
           read = reader.read(first, first + end - start)
         except (RuntimeError, IndexError) as e:  # the reader's I/O and format errors; a file cut short
-          raise DatasetError(f"Cannot read records of {self._paths[i]!r} ({e}). The file is damaged: "
-                             f"prepare the dataset again.") from None
+          raise DatasetError(
+            f"Cannot read records of {self._paths[i]!r} ({e}). The file is damaged: prepare the dataset again."
+          ) from None
         for j, record in zip(where[start:end].tolist(), read):
           records[j] = record
     return records
@@ -310,27 +340,39 @@ def open_split(info: DatasetInfo, split: str) -> SplitRecords:
   with the one small proto parse costs a fraction of TFDS's generic feature decoding, which would otherwise
   take longer than decoding the JPEG itself."""
   import tensorflow_datasets as tfds  # reads the split's file instructions; needs no TensorFlow
+
   builder = tfds.builder_from_directory(info.path)
   base = split.split("[")[0]
   if base not in info.split_sizes:
-    raise DatasetError(f"Dataset {info.name!r} at {info.path!r} has no split {base!r}: it has "
-                       f"{sorted(info.split_sizes)}. Set --config.dataset.train_split / eval_split.")
+    raise DatasetError(
+      f"Dataset {info.name!r} at {info.path!r} has no split {base!r}: it has "
+      f"{sorted(info.split_sizes)}. Set --config.dataset.train_split / eval_split."
+    )
   try:
     instructions = builder.info.splits[split].file_instructions
   except (ValueError, KeyError, AssertionError) as e:
-    raise DatasetError(f"Cannot read split {split!r} of {info.name!r} ({' '.join(str(e).split())}). Use a "
-                       f"split like 'train', 'train[:300]' or 'train[10%:]'.") from None
+    raise DatasetError(
+      f"Cannot read split {split!r} of {info.name!r} ({' '.join(str(e).split())}). Use a "
+      f"split like 'train', 'train[:300]' or 'train[10%:]'."
+    ) from None
   # The files lie beside dataset_info.json (TFDS's file names carry the data_dir as it was given).
-  slices = [(os.path.abspath(os.path.join(info.path, os.path.basename(f.filename))), f.skip, f.take)
-            for f in instructions if f.take > 0]
+  slices = [
+    (os.path.abspath(os.path.join(info.path, os.path.basename(f.filename))), f.skip, f.take)
+    for f in instructions
+    if f.take > 0
+  ]
   missing = [path for path, _, _ in slices if not os.path.isfile(path)]
   if missing:
-    raise DatasetError(f"Dataset {info.name!r} at {info.path!r} lacks {len(missing)} of the files of split "
-                       f"{split!r}, e.g. {missing[0]!r}. Prepare it again (into a new --data_dir, or after "
-                       f"moving the old one aside).")
+    raise DatasetError(
+      f"Dataset {info.name!r} at {info.path!r} lacks {len(missing)} of the files of split "
+      f"{split!r}, e.g. {missing[0]!r}. Prepare it again (into a new --data_dir, or after "
+      f"moving the old one aside)."
+    )
   if not slices:
-    raise DatasetError(f"Split {split!r} of {info.name!r} selects no examples ({base!r} has "
-                       f"{info.split_sizes[base]}). Use a split like 'train', 'train[:300]' or 'train[10%:]'.")
+    raise DatasetError(
+      f"Split {split!r} of {info.name!r} selects no examples ({base!r} has "
+      f"{info.split_sizes[base]}). Use a split like 'train', 'train[:300]' or 'train[10%:]'."
+    )
   return SplitRecords(slices)
 
 
@@ -344,6 +386,7 @@ def read_records(source, keys: Sequence[int]) -> List[bytes]:
 @functools.cache
 def _example_type():
   from tensorflow_datasets.proto import tf_example_pb2  # the proto alone: no TensorFlow
+
   return tf_example_pb2.Example
 
 

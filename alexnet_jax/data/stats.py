@@ -49,15 +49,27 @@ def pixel_statistics(images_iter, image_size: int):
   order = np.argsort(eigval)[::-1]
   eigval, eigvec = eigval[order], eigvec[:, order]
   eigvec = eigvec * np.sign(eigvec[0:1, :] + 1e-12)  # a fixed sign convention
-  return {"mean_rgb": mean.tolist(), "std_rgb": np.sqrt(np.diag(cov)).tolist(),
-          "pca_eigval": (np.maximum(eigval, 0) / 255.0).tolist(), "pca_eigvec": eigvec.tolist(),
-          "covariance": cov.tolist(), "num_images": num_images,
-          "mean_image": mean_image / max(num_images, 1)}
+  return {
+    "mean_rgb": mean.tolist(),
+    "std_rgb": np.sqrt(np.diag(cov)).tolist(),
+    "pca_eigval": (np.maximum(eigval, 0) / 255.0).tolist(),
+    "pca_eigvec": eigvec.tolist(),
+    "covariance": cov.tolist(),
+    "num_images": num_images,
+    "mean_image": mean_image / max(num_images, 1),
+  }
 
 
 def dataset_statistics(data_dir, name, split="train", image_size=0, batch_size=64, num_workers=-1):
-  config = pipeline.LoaderConfig(data_dir=data_dir, name=name, split=split, batch_size=batch_size,
-                                 image_size=image_size, num_workers=num_workers, shuffle=False)
+  config = pipeline.LoaderConfig(
+    data_dir=data_dir,
+    name=name,
+    split=split,
+    batch_size=batch_size,
+    image_size=image_size,
+    num_workers=num_workers,
+    shuffle=False,
+  )
   info = sources.dataset_info(data_dir, name)
   size = image_size or info.image_size
 
@@ -96,6 +108,9 @@ if __name__ == "__main__":
   flags.DEFINE_string("name", None, "The prepared dataset.", required=True)
   flags.DEFINE_string("split", "train", "The split to measure.")
   flags.DEFINE_integer("image_size", 0, "Bring images to this size first (0: as stored).")
-  flags.DEFINE_string("out", "", "Output JSON (default: <data_dir>/<name>.<split>_stats.json); the mean image "
-                      "goes to <out>.mean_image.npy.")
+  flags.DEFINE_string(
+    "out",
+    "",
+    "Output JSON (default: <data_dir>/<name>.<split>_stats.json); the mean image goes to <out>.mean_image.npy.",
+  )
   cli.run(main)

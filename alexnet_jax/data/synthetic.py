@@ -9,8 +9,7 @@ convnet learns it in a CPU minute, while colour statistics alone stay at chance.
 
 import numpy as np
 
-CLASS_NAMES = ("disc", "ring", "square", "triangle", "plus", "hstripes", "vstripes", "dstripes",
-               "checker", "dots")
+CLASS_NAMES = ("disc", "ring", "square", "triangle", "plus", "hstripes", "vstripes", "dstripes", "checker", "dots")
 NUM_CLASSES = len(CLASS_NAMES)
 SPLITS = {"train": 0, "val": 1, "test": 2}
 
@@ -39,7 +38,7 @@ def _mask(label: int, rng, size: int) -> np.ndarray:
   # Rotated coordinates for the shapes that have an orientation.
   u = dx * np.cos(theta) + dy * np.sin(theta)
   v = -dx * np.sin(theta) + dy * np.cos(theta)
-  dist = np.sqrt(dx ** 2 + dy ** 2)
+  dist = np.sqrt(dx**2 + dy**2)
   period = rng.uniform(0.1, 0.2)
   phase = rng.uniform(0, 2 * np.pi)
   wave = lambda t: np.sin(2 * np.pi * t / period + phase) > 0
@@ -68,7 +67,7 @@ def _mask(label: int, rng, size: int) -> np.ndarray:
   if name == "dots":
     spacing = period * 1.5
     fy, fx = (yy / spacing + phase) % 1.0 - 0.5, (xx / spacing + phase) % 1.0 - 0.5
-    return fy ** 2 + fx ** 2 < 0.09
+    return fy**2 + fx**2 < 0.09
   raise AssertionError(name)
 
 
