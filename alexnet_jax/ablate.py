@@ -62,24 +62,6 @@ def run_name(point: Dict[str, object]) -> str:
   return ",".join(f"{k.split('.')[-1]}={v}" for k, v in point.items()) or "baseline"
 
 
-def split_config_spec(spec: str) -> Tuple[str, str]:
-  path, _, arg = spec.partition(":")
-  return path, arg
-
-
-def load_config(spec: str):
-  """get_config(arg) of a config file, as main would load it (for validating the sweep up front)."""
-  import importlib.util
-
-  path, arg = split_config_spec(spec)
-  if not os.path.exists(path):
-    raise configlib.ConfigError(f"Config file {path!r} does not exist.")
-  module_spec = importlib.util.spec_from_file_location("sweep_config", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg or None)
-
-
 def check_counts(seeds: int, parallel: int, gpus: int) -> None:
   """--seeds and --parallel of at least 1 (0 would run nothing, or wait forever), --gpus of at least 0."""
   for flag, value, least in (("seeds", seeds, 1), ("parallel", parallel, 1), ("gpus", gpus, 0)):
@@ -90,7 +72,7 @@ def check_counts(seeds: int, parallel: int, gpus: int) -> None:
 def run_config(spec: str, overrides: Sequence[str], point: Dict[str, object], seed: Optional[int] = None):
   """The config one run of the sweep trains: the file's get_config(arg), the --set overrides, the point's
   values, and the seed, applied in the order `Run.command` passes them to main."""
-  config = load_config(spec)
+  config = configlib.load_config(spec)
   for item in overrides:
     key, _, value = item.partition("=")
     configlib.set_path(config, key, configlib.parse_value(value))

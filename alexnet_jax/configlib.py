@@ -1,6 +1,8 @@
 """Helpers for `get_config(arg)`: named variants plus `key=value` overrides, checked before anything runs."""
 
 import ast
+import importlib.util
+import os
 from typing import Callable, Dict, Mapping
 
 import ml_collections
@@ -57,3 +59,19 @@ def apply_arg(
     key, value = token.split("=", 1)
     set_path(config, aliases.get(key.strip(), key.strip()), parse_value(value.strip()))
   return config
+
+
+def config_module(path: str):
+  """The config file at `path` as a module (its `get_config`), loaded the way ml_collections loads it."""
+  if not os.path.isfile(path):
+    raise ConfigError(f"Config file {path!r} does not exist.")
+  spec = importlib.util.spec_from_file_location("alexnet_jax_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """`get_config(arg)` of 'path/to/config.py[:arg]', as `--config=` gives it to main."""
+  path, _, arg = spec.partition(":")
+  return config_module(path).get_config(arg or None)

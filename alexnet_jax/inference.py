@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from alexnet_jax import augment, train
+from alexnet_jax import augment, configlib, train
 from alexnet_jax.data import sources
 
 # Layer name -> the model's sown intermediate: conv layers after their activation (before LRN and pooling).
@@ -150,14 +150,13 @@ def load(workdir: str, step: Optional[int] = None) -> Network:
 def with_defaults(stored: dict) -> ml_collections.ConfigDict:
   """A run's stored config over the current defaults: keys added since it was trained take their
   defaults, which keep the behaviour it was trained with."""
-  from alexnet_jax import ablate
 
   def merge(base, new):
     for key, value in new.items():
       base[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
     return base
 
-  return ml_collections.ConfigDict(merge(ablate.load_config(CONFIG_FILE).to_dict(), stored))
+  return ml_collections.ConfigDict(merge(configlib.load_config(CONFIG_FILE).to_dict(), stored))
 
 
 def stored_size(config) -> int:

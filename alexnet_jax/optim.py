@@ -245,3 +245,25 @@ def plateau_update(
   if bad >= patience and cut_to < factor * (1 - 1e-6):
     factor, cuts, bad, cooldown_left = cut_to, cuts + 1, 0, cooldown
   return PlateauState(new_best, bad, cooldown_left, factor, cuts)
+
+
+def apply_plateau(plateau: PlateauState, opt_state, value: float, **rule):
+  """One evaluation through the plateau rule (`plateau_update`, settings in `rule`), and the optimiser
+  state with the rule's factor in it: (new PlateauState, opt_state). The rule's bookkeeping and the
+  factor the update reads change together, here."""
+  new = plateau_update(plateau, value, **rule)
+  if new.factor != plateau.factor:
+    opt_state = with_learning_rate_factor(opt_state, new.factor)
+  return new, opt_state
+
+
+def plateau_rule(optim_config, batch_size: int) -> dict:
+  """`apply_plateau`'s settings from `config.optim` (plateau_min_lr as a factor of the base rate)."""
+  o = optim_config
+  return dict(
+    patience=o.plateau_patience,
+    cut=o.plateau_cut,
+    cooldown=o.plateau_cooldown,
+    min_factor=o.plateau_min_lr / base_learning_rate(o, batch_size),
+    threshold=o.plateau_threshold,
+  )

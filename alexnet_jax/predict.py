@@ -62,7 +62,7 @@ def torchvision_network(weights_path: str, names_path: str = ""):
   std); class names from `names_path` (one per line, in class order), else 'class <i>'."""
   import jax
   import jax.numpy as jnp
-  from alexnet_jax import ablate, convert, inference, train
+  from alexnet_jax import configlib, convert, inference, train
 
   try:
     import torch
@@ -74,7 +74,7 @@ def torchvision_network(weights_path: str, names_path: str = ""):
   except (OSError, RuntimeError, KeyError, TypeError) as e:
     raise ValueError(f"Cannot use {weights_path!r} as torchvision alexnet() weights ({e}).") from None
   num_classes = int(params["fc8"]["bias"].shape[0])
-  config = ablate.load_config(f"{inference.CONFIG_FILE}:owt,model.num_classes={num_classes}")
+  config = configlib.load_config(f"{inference.CONFIG_FILE}:owt,model.num_classes={num_classes}")
   names = [f"class {i}" for i in range(num_classes)]
   if names_path:
     with open(names_path) as f:

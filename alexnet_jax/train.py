@@ -9,27 +9,22 @@ plateau state), `metrics.jsonl`, `tensorboard/`, `config.json`, `summary.json`. 
 readable checkpoint automatically; SIGTERM / SIGINT make it save at the next step boundary and exit cleanly.
 """
 
-import collections
 import contextlib
 import dataclasses
 import functools
 import json
 import math
 import os
-import signal
-import sys
 import tempfile
 import time
-from typing import Optional
 
 from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from alexnet_jax import augment, checkpointing, metrics_io, models, optim, pooling, steps
+from alexnet_jax import augment, loop, metrics_io, models, optim, pooling, steps
 from alexnet_jax.data import pipeline, sources
 
 
@@ -324,183 +319,48 @@ def save_config(config, workdir, resumed_step):
 # ------------------------------------------------------------------------------------------ the loop
 
 
-class Preemption:
-  """SIGTERM / SIGINT set a flag; the loop checkpoints at the next step boundary and exits cleanly."""
-
-  def __init__(self):
-    self.requested = None
-    self._previous = {}
-
-  def __enter__(self):
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      try:
-        self._previous[sig] = signal.signal(sig, self._handle)
-      except ValueError:  # not the main thread: no handlers
-        pass
-    return self
-
-  def _handle(self, signum, frame):
-    del frame
-    self.requested = signal.Signals(signum).name
-    logging.warning("%s received: saving a checkpoint at the next step boundary, then exiting.", self.requested)
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
-
-
-# Steps dispatched but not yet computed, at most: enough to keep an accelerator fed while the host prepares
-# the next step, few enough that progress counts finished work and a stop request waits for two steps only.
-MAX_STEPS_IN_FLIGHT = 2
-
-
-class InFlight:
-  """Bounds how far the host runs ahead of the devices.
-
-  JAX dispatches steps asynchronously: without a bound the loop queues as many steps as the loader can
-  feed, the progress bar counts dispatched steps, and a stop request waits for the whole queue to compute
-  before the state can be saved. `add` takes a step's outputs and waits for the oldest ones until at most
-  `limit` are outstanding; it returns how many steps it saw finish."""
-
-  def __init__(self, limit: int = MAX_STEPS_IN_FLIGHT):
-    self.limit = limit
-    self._queue = collections.deque()
-
-  def add(self, outputs) -> int:
-    self._queue.append(outputs)
-    finished = 0
-    while len(self._queue) > self.limit:
-      self.wait(self._queue.popleft())
-      finished += 1
-    return finished
-
-  def clear(self) -> None:
-    """Forgets the queue once its outputs have been fetched (fetching waits for them)."""
-    self._queue.clear()
-
-  @staticmethod
-  def wait(outputs) -> None:
-    jax.block_until_ready(outputs)
-
-
-def device_prefetch(iterator, mesh, size: int):
-  """Host batches -> [devices, per_device, ...] arrays on the local devices, `size` batches ahead."""
-  sharding = NamedSharding(mesh, PartitionSpec("batch"))
-  num_devices = mesh.devices.size
-  queue = []
-
-  def put(batch):
-    return jax.device_put(steps.shard_batch(batch, num_devices), sharding)
-
-  for batch in iterator:
-    queue.append(put(batch))
-    if len(queue) > size:
-      yield queue.pop(0)
-  yield from queue
-
-
-def evaluate(p_eval_steps, state, config, info, mesh, split: str, name: str = "eval") -> dict:
-  """Errors on the whole of `split` for each view ('center', 'ten_crop'), recorded as `name`/... for the
-  centre view and `name`_view/... for the others; padded batches are masked. The split is decoded once:
-  every view's step runs on each batch."""
-  per_process = config.batch_size // jax.process_count()
-  totals = {view: None for view in p_eval_steps}
-  batches = pipeline.eval_batches(loader_config(config, split, batch_size=per_process, shuffle=False))
-  for batch in device_prefetch(batches, mesh, 1):
-    for view, p_eval in p_eval_steps.items():
-      sums = p_eval(state, batch)
-      totals[view] = sums if totals[view] is None else jax.tree_util.tree_map(jnp.add, totals[view], sums)
-  results = {}
-  for view, view_totals in totals.items():
-    view_totals = jax.tree_util.tree_map(local_value, view_totals)
-    count = max(view_totals["count"], 1.0)
-    prefix = name if view == "center" else f"{name}_{view}"
-    results.update(
-      {
-        f"{prefix}/loss": view_totals["loss_sum"] / count,
-        f"{prefix}/top1_error": 1.0 - view_totals["top1"] / count,
-        f"{prefix}/top5_error": 1.0 - view_totals["top5"] / count,
-        f"{prefix}/count": view_totals["count"],
-      }
-    )
-  return results
-
-
-def local_value(x) -> float:
-  """The value of a per-device metric that is equal on every device, read from this process's first
-  device (with several processes the array spans devices this process cannot address)."""
-  return float(np.asarray(jax.device_get(x.addressable_data(0))).reshape(-1)[0])
-
-
-def _summarise_train(metrics_list):
-  """Host means over the steps since the last log, and the per-step values."""
-  fetched = [{k: local_value(v) for k, v in m.items()} for m in metrics_list]
-  count = sum(m["count"] for m in fetched)
-  losses = [m["loss"] for m in fetched]
-  values = {
-    "train/loss": float(np.mean(losses)),
-    "train/top1_error": 1.0 - sum(m["top1"] for m in fetched) / count,
-    "train/top5_error": 1.0 - sum(m["top5"] for m in fetched) / count,
-    "train/grad_norm": float(np.mean([m["grad_norm"] for m in fetched])),
-  }
-  if "learning_rate" in fetched[-1]:
-    values["train/learning_rate"] = fetched[-1]["learning_rate"]
-  return values, fetched
-
-
-def nonfinite_problem(on_nonfinite: str, per_step: list, first_step: int, skipped_in_a_row: int) -> Optional[str]:
-  """Why the run must stop for non-finite losses among the steps since `first_step` (their metrics in
-  `per_step`), or None: 'stop' stops at the first, 'skip' once MAX_SKIPPED_IN_A_ROW updates in a row were
-  dropped (the updates themselves were skipped by optim.guard_nonfinite)."""
-  bad = [i for i, m in enumerate(per_step) if not math.isfinite(m["loss"])]
-  if not bad:
-    return None
-  rate = per_step[bad[0]].get("learning_rate", float("nan"))
-  if on_nonfinite == "stop":
-    return f"Non-finite training loss at step {first_step + 1 + bad[0]} (learning rate {rate:.3g})"
-  if skipped_in_a_row >= optim.MAX_SKIPPED_IN_A_ROW:
-    return (
-      f"{skipped_in_a_row} updates in a row had a non-finite loss and were skipped, up to step "
-      f"{first_step + len(per_step)} (learning rate {rate:.3g}): the run has diverged"
-    )
-  logging.warning(
-    "Skipped %d update(s) with a non-finite loss between steps %d and %d.",
-    len(bad),
-    first_step + 1,
-    first_step + len(per_step),
-  )
-  return None
-
-
 @dataclasses.dataclass
-class LoopState:
-  """Host-side bookkeeping saved with each checkpoint (JSON)."""
+class Setup:
+  """A run as built from its config, every check passed and nothing written yet."""
 
-  plateau: dict
-  best: dict
-  train_time_s: float = 0.0
-  images_seen: int = 0
+  config: ml_collections.ConfigDict
+  workdir: str
+  info: sources.DatasetInfo
+  state: steps.TrainState  # initialised, not yet restored or replicated
+  train_preprocess: object
+  eval_preprocessors: dict
+  global_batch: int
+  steps_per_epoch: int
+  total_steps: int
+  eval_every: int
 
-  def to_dict(self):
-    return dataclasses.asdict(self)
+  def is_boundary(self, step: int) -> dict:
+    """Which of log / eval / checkpoint happen after `step` (the last step logs and evaluates)."""
+    last = step == self.total_steps
+    return {
+      "log": step % self.config.log_every_steps == 0 or last,
+      "eval": step % self.eval_every == 0 or last,
+      "checkpoint": step % self.config.checkpoint_every_steps == 0,
+    }
+
+  def batches_of(self, split: str):
+    """The host evaluation batches of `split`, this process's share."""
+    per_process = self.global_batch // jax.process_count()
+    return pipeline.eval_batches(loader_config(self.config, split, batch_size=per_process, shuffle=False))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains `config` in `workdir` (resuming if it holds a checkpoint) and returns the summary."""
-  start_time = time.time()
+def set_up(config: ml_collections.ConfigDict, workdir: str) -> Setup:
+  """Checks the config, the devices and the dataset (preparing it if asked), and builds the model, the
+  optimiser and the initial state: everything that can fail does so here, before the workdir is written."""
   check_values(config)  # first: a value no run can mean fails before the workdir exists
   workdir = check_workdir(workdir)
-  is_logger = jax.process_index() == 0
-  num_devices = jax.local_device_count()
-  global_batch = config.batch_size
+  num_devices, global_batch = jax.local_device_count(), config.batch_size
   if global_batch % (num_devices * jax.process_count()):
     raise TrainingError(
       f"batch_size {global_batch} does not split evenly across {num_devices} local devices "
       f"x {jax.process_count()} processes: use a multiple of {num_devices * jax.process_count()}."
     )
-  per_process_batch = global_batch // jax.process_count()
-
-  model = build_model(config)  # first: a bad model choice fails before any data is prepared
+  model = build_model(config)  # a bad model choice fails before any data is prepared
   train_preprocess, eval_preprocessors = make_preprocessors(config)  # and so do bad augmentation settings
   info = ensure_dataset(config)
   if info.num_classes != config.model.num_classes:
@@ -516,228 +376,165 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if split:  # a misspelt one fails now, not at the first evaluation
       sources.open_split(info, split)
   steps_per_epoch = max(1, train_size // global_batch)
-  total_steps = optim.total_steps(config, steps_per_epoch)
-  eval_every = max(1, int(round(config.eval_every_epochs * steps_per_epoch)))
-
-  tx, schedule = optim.create_optimizer(config, steps_per_epoch)
+  tx, _ = optim.create_optimizer(config, steps_per_epoch)
   try:
     tx = optim.guard_nonfinite(tx, config.on_nonfinite)
   except ValueError as e:
     raise TrainingError(f"{e} Set --config.on_nonfinite to one of them.") from None
   size = config.augment.crop_size
-  init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
-  state = steps.create_train_state(init_rng, model, jnp.zeros((1, size, size, 3), jnp.dtype(config.model.dtype)), tx)
+  sample = jnp.zeros((1, size, size, 3), jnp.dtype(config.model.dtype))
+  state = steps.create_train_state(jax.random.split(jax.random.key(config.seed))[0], model, sample, tx)
+  setup = Setup(
+    config,
+    workdir,
+    info,
+    state,
+    train_preprocess,
+    eval_preprocessors,
+    global_batch,
+    steps_per_epoch,
+    optim.total_steps(config, steps_per_epoch),
+    max(1, int(round(config.eval_every_epochs * steps_per_epoch))),
+  )
   logging.info(
     "Model %s: %s parameters; %d steps (%d per epoch), global batch %d on %d device(s).",
     config.model.preset,
     f"{models.param_count(state.params):,}",
-    total_steps,
+    setup.total_steps,
     steps_per_epoch,
     global_batch,
     num_devices * jax.process_count(),
   )
+  return setup
 
-  # However the run ends (finished, preempted, an error), the decoding workers stop, a checkpoint being written
-  # is finished, and the metric files and progress bar are closed.
+
+def make_evaluator(run: Setup, writer, progress: loop.Progress) -> loop.Evaluator:
+  config = run.config
+  return loop.Evaluator(
+    {v: steps.pmap_eval_step(preprocess=p) for v, p in run.eval_preprocessors.items()},
+    {"periodic": view_names(config.augment.eval_views), "final": view_names(config.augment.final_eval_views)},
+    run.batches_of,
+    writer,
+    progress,
+    eval_split=config.dataset.eval_split,
+    train_eval_split=config.dataset.train_eval_split,
+    steps_per_epoch=run.steps_per_epoch,
+    plateau=optim.plateau_rule(config.optim, run.global_batch) if config.optim.schedule == "plateau" else None,
+  )
+
+
+def evaluate_only(run: Setup, evaluator: loop.Evaluator, state, step: int, restored: bool) -> dict:
+  """`eval_only`: the final evaluation of the newest checkpoint, written to eval.json (not metrics.jsonl)."""
+  if not restored:
+    raise TrainingError(f"eval_only needs a checkpoint, and {run.workdir}/checkpoints has none.")
+  summary = {"eval_only": True, "step": step, "final": evaluator.run(step, state, "final")}
+  if jax.process_index() == 0:
+    _write_json(os.path.join(run.workdir, "eval.json"), summary)
+  return summary
+
+
+def summarise(run: Setup, state, step: int, preempted, final: dict, progress: loop.Progress, start_time) -> dict:
+  summary = {
+    "step": step,
+    "total_steps": run.total_steps,
+    "epochs": step / run.steps_per_epoch,
+    "preempted": preempted,
+    "final": final,
+    "best": progress.best,
+    "train_time_s": progress.train_time_s,
+    "wall_time_s": time.time() - start_time,
+    "train_images_per_sec": progress.images_seen / max(progress.train_time_s, 1e-9),
+    "devices": jax.device_count(),
+    "device_kind": jax.devices()[0].device_kind,
+    "jax_version": jax.__version__,
+    "parameters": models.param_count(state.params),
+    "config": json.loads(run.config.to_json_best_effort()),
+  }
+  if run.config.optim.schedule == "plateau":
+    summary["plateau"] = progress.plateau
+  return summary
+
+
+def stop_if_not_finite(config, per_step, since: int, state, checkpointer: loop.Checkpointer) -> None:
+  """Raises TrainingError where `loop.nonfinite_problem` finds the steps since `since` must stop the run."""
+  problem = loop.nonfinite_problem(config.on_nonfinite, per_step, since, optim.skipped_in_a_row(state.opt_state))
+  if problem:
+    advice = ", or set on_nonfinite=skip to drop such updates." if config.on_nonfinite == "stop" else "."
+    raise TrainingError(f"{problem}; {checkpointer.where_the_last_good_one_is()}. Lower optim.learning_rate{advice}")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains `config` in `workdir` (resuming if it holds a checkpoint) and returns the summary."""
+  start_time, is_logger = time.time(), jax.process_index() == 0
+  run = set_up(config, workdir)
+  # However the run ends (finished, preempted, an error), the decoding workers stop, a checkpoint being
+  # written is finished, and the metric files and progress bar are closed.
   with contextlib.ExitStack() as cleanup:
-    manager = checkpointing.create_manager(os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints)
-    cleanup.callback(manager.close)  # waits for a checkpoint still being written
-    restored = checkpointing.restore_latest(manager, state, workdir)
-    o = config.optim
-    min_factor = o.plateau_min_lr / optim.base_learning_rate(o, global_batch)
-    loop = LoopState(plateau=optim.PlateauState().to_dict(), best={})
-    data_state, start_step = None, 0
-    if restored is not None:
-      state, data_state, extra, start_step = restored
-      loop = LoopState(**extra)
-      logging.info("Resumed from the checkpoint at step %d in %s.", start_step, workdir)
-      done = None if config.eval_only else finished_summary(workdir, start_step, total_steps)
-      if done is not None:  # nothing to train: say so, write nothing (eval_only re-evaluates)
-        return {**done, "already_finished": True}
+    checkpointer = loop.Checkpointer(run.workdir, config.keep_checkpoints)
+    cleanup.callback(checkpointer.close)
+    state, progress, data_state, start_step = checkpointer.restore(run.state)
+    done = None if config.eval_only or not start_step else finished_summary(run.workdir, start_step, run.total_steps)
+    if done is not None:  # nothing to train: say so, write nothing (eval_only re-evaluates)
+      return {**done, "already_finished": True}
     if is_logger and not config.eval_only:
-      save_config(config, workdir, start_step)
-      metrics_io.truncate_after(os.path.join(workdir, "metrics.jsonl"), start_step)
-    writer = metrics_io.MetricWriter(workdir, enabled=is_logger and not config.eval_only)
+      save_config(config, run.workdir, start_step)
+      metrics_io.truncate_after(os.path.join(run.workdir, "metrics.jsonl"), start_step)
+    writer = metrics_io.MetricWriter(run.workdir, enabled=is_logger and not config.eval_only)
     cleanup.callback(writer.close)
-
     state = steps.replicate(state)  # the sharding every step returns: the step compiles once
-    p_train = steps.pmap_train_step(preprocess=train_preprocess, label_smoothing=config.label_smoothing)
-    p_evals = {v: steps.pmap_eval_step(preprocess=p) for v, p in eval_preprocessors.items()}
-    view_sets = {
-      "periodic": view_names(config.augment.eval_views),
-      "final": view_names(config.augment.final_eval_views),
-    }
-    mesh = Mesh(np.array(jax.local_devices()), ("batch",))
-
-    def run_eval(step, kind="periodic"):
-      results = evaluate({v: p_evals[v] for v in view_sets[kind]}, state, config, info, mesh, config.dataset.eval_split)
-      if kind == "final" and config.dataset.train_eval_split:  # training images as evaluation sees them
-        results.update(
-          evaluate(
-            {"center": p_evals["center"]}, state, config, info, mesh, config.dataset.train_eval_split, name="train_eval"
-          )
-        )
-      writer.write("eval", step, results, epoch=round(step / steps_per_epoch, 3))
-      return results
-
+    evaluator = make_evaluator(run, writer, progress)
     if config.eval_only:
-      if restored is None:
-        raise TrainingError(f"eval_only needs a checkpoint, and {workdir}/checkpoints has none.")
-      results = run_eval(start_step, "final")
-      summary = {"eval_only": True, "step": start_step, "final": results}
-      if is_logger:
-        _write_json(os.path.join(workdir, "eval.json"), summary)
-      return summary
+      return evaluate_only(run, evaluator, state, start_step, checkpointer.last_good is not None)
 
-    train_iter = pipeline.train_loader(
-      loader_config(config, config.dataset.train_split, batch_size=per_process_batch, shuffle=True)
+    per_process = run.global_batch // jax.process_count()
+    loader = pipeline.train_loader(
+      loader_config(config, config.dataset.train_split, batch_size=per_process, shuffle=True)
     )
-    cleanup.callback(train_iter.close)  # the decoding workers
+    cleanup.callback(loader.close)  # the decoding workers
     if data_state is not None:
-      train_iter.set_state(data_state)
-    data_state_at = {}  # step -> the iterator state after the batches of steps < step were drawn
-
-    def host_batches():
-      step = start_step
-      while True:
-        data_state_at[step] = train_iter.get_state()
-        yield next(train_iter)
+      loader.set_state(data_state)
+    batches = loop.device_prefetch(
+      checkpointer.batches(loader, start_step), steps.local_mesh(), config.prefetch_to_device
+    )
+    logger = loop.TrainLogger(
+      writer,
+      progress,
+      start_step=start_step,
+      total_steps=run.total_steps,
+      steps_per_epoch=run.steps_per_epoch,
+      global_batch=run.global_batch,
+      start_time=start_time,
+      progress_bar=is_logger and config.progress_bar,
+    )
+    cleanup.callback(logger.close)
+    p_train = steps.pmap_train_step(preprocess=run.train_preprocess, label_smoothing=config.label_smoothing)
+    step_rng = jax.random.split(jax.random.key(config.seed))[1]
+    step, preempted = start_step, None
+    with loop.Preemption() as preemption:
+      while step < run.total_steps and not preempted:
+        state, metrics = p_train(state, next(batches), step_rng)
         step += 1
-
-    # The iterator state that matches a checkpoint at step s is the one before batch s was drawn; batches are
-    # drawn ahead for the prefetch queue, so host_batches records it per step.
-    batches = device_prefetch(host_batches(), mesh, config.prefetch_to_device)
-
-    def checkpoint(step):
-      checkpointing.save(manager, step, state, data_state_at[step], loop.to_dict())
-      for s in [s for s in data_state_at if s < step]:
-        del data_state_at[s]
-
-    progress = None
-    if is_logger and config.progress_bar:
-      from tqdm import tqdm
-
-      progress = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, file=sys.stderr)
-      cleanup.callback(progress.close)
-
-    pending, pending_since = [], start_step
-    last_log_time = time.time()
-    interval_start = last_log_time
-    last_good_checkpoint = start_step if restored is not None else None
-    preempted = None
-    latest_eval = {}
-    step = start_step
-    in_flight = InFlight()
-    with Preemption() as preemption:
-      while step < total_steps:
-        batch = next(batches)
-        state, metrics = p_train(state, batch, step_rng)
-        pending.append(metrics)
-        finished = in_flight.add(metrics)
-        step += 1
-        if progress is not None:
-          progress.update(finished)
-        log_now = step % config.log_every_steps == 0 or step == total_steps
-        checkpoint_now = step % config.checkpoint_every_steps == 0
-        eval_now = step % eval_every == 0 or step == total_steps
-        if log_now or checkpoint_now or eval_now or preemption.requested:
-          values, per_step = _summarise_train(pending)  # fetching waits for every step dispatched
-          in_flight.clear()
-          if progress is not None:
-            progress.update(step - progress.n)
-          problem = nonfinite_problem(
-            config.on_nonfinite, per_step, pending_since, optim.skipped_in_a_row(state.opt_state)
-          )
-          if problem:
-            manager.wait_until_finished()
-            where = (
-              f"the last good checkpoint is step {last_good_checkpoint} in {manager.directory}, untouched"
-              if last_good_checkpoint is not None
-              else "no checkpoint was written"
-            )
-            raise TrainingError(
-              f"{problem}; {where}. Lower optim.learning_rate"
-              + (", or set on_nonfinite=skip to drop such updates." if config.on_nonfinite == "stop" else ".")
-            )
-          now = time.time()
-          images = (step - pending_since) * global_batch
-          loop.train_time_s += now - interval_start
-          loop.images_seen += images
-          writer.write("train", step, values, epoch=round(step / steps_per_epoch, 3))
-          writer.write(
-            "perf",
-            step,
-            {"perf/images_per_sec": images / max(now - interval_start, 1e-9), "perf/wall_time_s": now - start_time},
-          )
-          if progress is not None:
-            progress.set_postfix(
-              epoch=f"{step / steps_per_epoch:.2f}",
-              loss=f"{values['train/loss']:.3f}",
-              img_s=f"{images / max(now - interval_start, 1e-9):.0f}",
-            )
-          pending, pending_since = [], step
-          if eval_now:
-            results = run_eval(step, "final" if step == total_steps else "periodic")
-            latest_eval = {**results, "step": step}
-            top1 = results["eval/top1_error"]
-            if not loop.best or top1 < loop.best["eval/top1_error"]:
-              loop.best = {**results, "step": step}
-            if o.schedule == "plateau":
-              new = optim.plateau_update(
-                optim.PlateauState.from_dict(loop.plateau),
-                top1,
-                patience=o.plateau_patience,
-                cut=o.plateau_cut,
-                cooldown=o.plateau_cooldown,
-                min_factor=min_factor,
-                threshold=o.plateau_threshold,
-              )
-              if new.factor != loop.plateau["factor"]:
-                logging.info("Validation error plateaued: learning rate x%g (cut %d).", new.factor, new.cuts)
-                state = steps.replicate(
-                  state.replace(opt_state=optim.with_learning_rate_factor(state.opt_state, new.factor))
-                )
-              loop.plateau = new.to_dict()
-          interval_start = time.time()
-          if checkpoint_now or preemption.requested:
-            checkpoint(step)
-            last_good_checkpoint = step
-          if preemption.requested:
-            preempted = preemption.requested
-            break
-
-      if not preempted:
-        if last_good_checkpoint != step:
-          checkpoint(step)
-    manager.wait_until_finished()
-    if progress is not None:
-      progress.close()
-    train_iter.close()  # its workers stop before the final evaluation starts its own
-
-    final = {}
-    if not preempted:
-      if latest_eval.get("step") == step:
-        final = {k: v for k, v in latest_eval.items() if k != "step"}
-      else:
-        final = run_eval(step, "final")
-    summary = {
-      "step": step,
-      "total_steps": total_steps,
-      "epochs": step / steps_per_epoch,
-      "preempted": preempted,
-      "final": final,
-      "best": loop.best,
-      "train_time_s": loop.train_time_s,
-      "wall_time_s": time.time() - start_time,
-      "train_images_per_sec": loop.images_seen / max(loop.train_time_s, 1e-9),
-      "devices": num_devices * jax.process_count(),
-      "device_kind": jax.devices()[0].device_kind,
-      "jax_version": jax.__version__,
-      "parameters": models.param_count(state.params),
-      "config": json.loads(config.to_json_best_effort()),
-    }
-    if o.schedule == "plateau":
-      summary["plateau"] = loop.plateau
+        logger.add(metrics)
+        now, stop = run.is_boundary(step), preemption.requested  # a request arriving later waits a step
+        if not any(now.values()) and not stop:
+          continue
+        values, per_step = logger.collect(step)
+        stop_if_not_finite(config, per_step, logger.since, state, checkpointer)
+        logger.record(step, values)
+        if now["eval"]:
+          state = evaluator.during_training(step, state, last=step == run.total_steps)
+        logger.restart_interval()
+        if now["checkpoint"] or stop:
+          checkpointer.save(step, state, progress)
+        preempted = stop
+      if not preempted and checkpointer.last_good != step:
+        checkpointer.save(step, state, progress)
+    checkpointer.manager.wait_until_finished()
+    logger.close()
+    loader.close()  # its workers stop before the final evaluation starts its own
+    summary = summarise(
+      run, state, step, preempted, {} if preempted else evaluator.final(step, state), progress, start_time
+    )
     if is_logger and not preempted:
-      _write_json(os.path.join(workdir, "summary.json"), summary)
+      _write_json(os.path.join(run.workdir, "summary.json"), summary)
   return summary

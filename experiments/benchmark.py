@@ -562,9 +562,9 @@ def pipeline_rates(data_dir, name, batch, seconds, workers_list, rounds=3):
 
 
 def end_to_end(config_spec, data_dir, name, steps):
-  from alexnet_jax import ablate, train
+  from alexnet_jax import configlib, train
 
-  config = ablate.load_config(config_spec)  # as main and the sweeps load it
+  config = configlib.load_config(config_spec)  # as main and the sweeps load it
   config.dataset.update(data_dir=data_dir, name=name)
   config.update(
     num_train_steps=steps,

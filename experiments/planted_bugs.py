@@ -212,7 +212,7 @@ def fast_tests_fail(root: str, tests: List[str]) -> bool:
   """True when a fast test fails (or errors) in the copy at `root`; False when they all pass."""
   environment = dict(os.environ, PYTHONPATH=root)
   result = subprocess.run(
-    [sys.executable, "-m", "pytest", "-x", "-q", "-m", "not slow", "-p", "no:cacheprovider", *tests],
+    [sys.executable, "-m", "pytest", "-x", "-q", "-m", "not slow", "-n", "0", "-p", "no:cacheprovider", *tests],
     cwd=root,
     env=environment,
     capture_output=True,

@@ -54,7 +54,7 @@ def test_existing_run_of_another_config_is_refused_before_anything_runs(tmp_path
   same = runs[1]
   assert (same.point, same.seed) == ({"model.use_lrn": True}, 1)
   os.makedirs(same.workdir)
-  config = ablate.load_config(spec)
+  config = configlib.load_config(spec)
   config.num_epochs, config.seed = 2.0, 1
   (tmp_path / "runs" / same.name / "seed1" / "config.json").write_text(config.to_json_best_effort())
   ablate.check_existing_runs(runs, spec, ["num_epochs=2"])

@@ -1,6 +1,5 @@
 """configs/alexnet.py: the paper's recipe, variants, key=value overrides and their errors."""
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -13,14 +12,7 @@ from alexnet_jax.train import build_model
 from conftest import REPO
 
 
-def load_config_module():
-  spec = importlib.util.spec_from_file_location("alexnet_config", REPO / "configs" / "alexnet.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-cfg = load_config_module()
+cfg = configlib.config_module(str(REPO / "configs" / "alexnet.py"))
 
 
 def test_default_is_the_papers_recipe():

@@ -383,9 +383,9 @@ def test_data_dir_that_is_a_file(tmp_path):
   )
   assert result.returncode == 2 and result.stderr.count("is a file, not a folder") == 1, result.stderr[-2000:]
   # Training's on-the-fly preparation of the embedded set says the same instead of trying to prepare.
-  from alexnet_jax import ablate, train
+  from alexnet_jax import configlib, train
 
-  config = ablate.load_config(f"{REPO / 'configs' / 'alexnet.py'}:smoke")
+  config = configlib.load_config(f"{REPO / 'configs' / 'alexnet.py'}:smoke")
   assert config.dataset.auto_prepare and config.dataset.name == "synthetic_shapes"
   config.dataset.data_dir = str(f)
   with pytest.raises(sources.DatasetError, match="is a file, not a folder. Point --config.dataset.data_dir"):
@@ -396,14 +396,14 @@ def test_data_dir_that_is_a_file(tmp_path):
 def test_auto_prepare_never_replaces_a_copy_it_cannot_use(tmp_path):
   """Training prepares the embedded set only where there is no copy at all: one that is there but unusable
   (here written as tfrecord) is reported with its fix and left as it is."""
-  from alexnet_jax import ablate, train
+  from alexnet_jax import configlib, train
   from alexnet_jax.data import prepare
 
   target = pathlib.Path(prepare.prepare_synthetic(str(tmp_path), train_size=20, val_size=10, image_size=32))
   info_file = target / "dataset_info.json"
   info_file.write_text(info_file.read_text().replace('"array_record"', '"tfrecord"'))
   before = {p.name: p.read_bytes() for p in target.iterdir()}
-  config = ablate.load_config(f"{REPO / 'configs' / 'alexnet.py'}:smoke")
+  config = configlib.load_config(f"{REPO / 'configs' / 'alexnet.py'}:smoke")
   config.dataset.data_dir = str(tmp_path)
   assert config.dataset.auto_prepare
   with pytest.raises(sources.DatasetError, match="is stored as 'tfrecord', not array_record"):

@@ -75,14 +75,10 @@ def two_processes(workdir, flags):
 
 @pytest.mark.slow
 def test_two_processes_stopped_and_resumed_equal_one_process_with_as_many_devices(tmp_path):
-  """Both runs start from an empty data_dir, so each prepares the embedded dataset on first use; in the
-  two-process run both processes find it missing at once and prepare it together into one folder. The
-  two-process run stops at step 4 and a second launch resumes it to 8 (the checkpoint written by process
-  0, read by both, and each process's data position); the one-process run goes straight to 8."""
-  single = launch(tmp_path / "single", deterministic_flags(tmp_path / "data_single", auto_prepare=True), devices=4)
-  out, err = single.communicate(timeout=600)
-  assert single.returncode == 0, err[-3000:]
-
+  """The two-process run starts from an empty data_dir: both processes find the embedded dataset missing
+  at once and prepare it together into one folder. It stops at step 4 and a second launch resumes it to 8
+  (the checkpoint written by process 0, read by both, and each process's data position); a one-process
+  run on 4 devices goes straight to 8 on the same data."""
   shared_data = tmp_path / "data_multi"
   outputs = two_processes(tmp_path / "multi", deterministic_flags(shared_data, steps=4, auto_prepare=True))
   assert sorted(p.name for p in shared_data.iterdir()) == ["synthetic_shapes"]  # one copy, no staging left
@@ -90,6 +86,10 @@ def test_two_processes_stopped_and_resumed_equal_one_process_with_as_many_device
   resumed = two_processes(tmp_path / "multi", deterministic_flags(shared_data, steps=8))
   for _, err in resumed:
     assert "Resumed from the checkpoint at step 4" in err, err[-3000:]
+
+  single = launch(tmp_path / "single", deterministic_flags(shared_data), devices=4)
+  out, err = single.communicate(timeout=600)
+  assert single.returncode == 0, err[-3000:]
 
   import jax
 

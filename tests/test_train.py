@@ -345,11 +345,11 @@ def test_the_loop_runs_at_most_two_steps_ahead_of_the_devices(tmp_path, syntheti
   """Each call of the train step counts the earlier calls whose outputs the loop has not yet waited for:
   never more than MAX_STEPS_IN_FLIGHT, so a stop request waits for two steps' compute, not a queue of
   hundreds, and the progress bar counts finished steps."""
-  from alexnet_jax import steps, train
+  from alexnet_jax import loop, steps, train
 
   waited, outstanding_at_call = set(), []
 
-  class RecordingInFlight(train.InFlight):
+  class RecordingInFlight(loop.InFlight):
     @staticmethod
     def wait(outputs):
       waited.add(id(outputs))
@@ -371,14 +371,14 @@ def test_the_loop_runs_at_most_two_steps_ahead_of_the_devices(tmp_path, syntheti
 
   jax_block = jax.block_until_ready
   real_pmap_train_step = steps.pmap_train_step
-  monkeypatch.setattr(train, "InFlight", RecordingInFlight)
+  monkeypatch.setattr(loop, "InFlight", RecordingInFlight)
   monkeypatch.setattr(steps, "pmap_train_step", counting_step)
   config = in_process_config(synthetic_data_dir, workers=0)
   config.num_train_steps, config.log_every_steps, config.eval_every_epochs = 12, 1000, 100.0
   config.augment.final_eval_views = "center"
   train.train_and_evaluate(config, str(tmp_path / "work"))
   assert len(outstanding_at_call) == 12
-  assert max(outstanding_at_call) == train.MAX_STEPS_IN_FLIGHT  # reached, and never passed
+  assert max(outstanding_at_call) == loop.MAX_STEPS_IN_FLIGHT  # reached, and never passed
 
 
 def test_the_study_reads_conv1_from_the_newest_checkpoint(trained_workdir):
@@ -594,17 +594,17 @@ def test_inference_loads_a_run_trained_before_a_config_key_existed(trained_workd
 
 
 def test_non_finite_losses_stop_at_the_first_or_after_too_many_skipped_in_a_row():
-  from alexnet_jax import optim, train
+  from alexnet_jax import loop, optim
 
   logged = [
     {"loss": 1.0, "learning_rate": 0.01},
     {"loss": float("nan"), "learning_rate": 0.01},
     {"loss": 2.0, "learning_rate": 0.01},
   ]
-  assert train.nonfinite_problem("stop", logged[:1], 40, 0) is None
-  assert train.nonfinite_problem("stop", logged, 40, 0) == "Non-finite training loss at step 42 (learning rate 0.01)"
-  assert train.nonfinite_problem("skip", logged, 40, 0) is None  # skipped, training goes on
-  many = train.nonfinite_problem(
+  assert loop.nonfinite_problem("stop", logged[:1], 40, 0) is None
+  assert loop.nonfinite_problem("stop", logged, 40, 0) == "Non-finite training loss at step 42 (learning rate 0.01)"
+  assert loop.nonfinite_problem("skip", logged, 40, 0) is None  # skipped, training goes on
+  many = loop.nonfinite_problem(
     "skip", [{"loss": float("inf"), "learning_rate": 0.5}] * 12, 40, optim.MAX_SKIPPED_IN_A_ROW + 2
   )
   assert many.startswith(f"{optim.MAX_SKIPPED_IN_A_ROW + 2} updates in a row") and "up to step 52" in many
