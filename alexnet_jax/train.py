@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from alexnet_jax import augment, loop, metrics_io, models, optim, pooling, steps
+from alexnet_jax import augment, loop, metrics_io, models, optim, paths, pooling, steps
 from alexnet_jax.data import pipeline, sources
 
 
@@ -258,7 +258,7 @@ def check_crop_fits(config, info: sources.DatasetInfo) -> None:
 
 def check_workdir(workdir: str) -> str:
   workdir = os.path.abspath(os.path.expanduser(workdir))
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
+  if paths.file_in_the_way(workdir):
     raise WorkdirError(f"--workdir {workdir!r} is a file. Give a folder (it is created if missing).")
   try:
     os.makedirs(workdir, exist_ok=True)

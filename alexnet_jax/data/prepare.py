@@ -35,7 +35,7 @@ import tempfile
 from absl import flags, logging
 import numpy as np
 
-from alexnet_jax import cli
+from alexnet_jax import cli, paths
 from alexnet_jax.data import sources, synthetic
 
 FLAGS = flags.FLAGS
@@ -118,7 +118,7 @@ def folder_examples(files, image_size, split, workers=1, chroma="4:4:4"):
 
 
 def _check_data_dir(data_dir):
-  if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+  if paths.file_in_the_way(data_dir):
     raise sources.DatasetError(
       f"data_dir {data_dir!r} is a file, not a folder: give a folder for prepared datasets (it is created if missing)."
     )

@@ -19,6 +19,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from alexnet_jax import paths
+
 try:  # OpenCV where installed, else Pillow; both give RGB uint8 here.
   import cv2
 
@@ -203,7 +205,7 @@ class DatasetInfo:
 def find_prepared(data_dir: str, name: str) -> str:
   """The folder holding `dataset_info.json` of dataset `name` under data_dir (the newest version)."""
   data_dir = os.path.expanduser(data_dir)
-  if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+  if paths.file_in_the_way(data_dir):
     raise DatasetError(
       f"data_dir {data_dir!r} is a file, not a folder. Point --config.dataset.data_dir at "
       f"the folder that `{prepare_command(name, '<folder>')}` wrote."
