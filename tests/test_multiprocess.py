@@ -123,6 +123,6 @@ def test_a_killed_peer_fails_the_survivor_in_bounded_time(tmp_path, synthetic_da
     for w in workers:
       w.kill()
   assert workers[0].returncode != 0
-  assert elapsed < 120, elapsed  # a 10 s heartbeat: the survivor stopped in ~10 s here, never hung
+  assert elapsed < 120, elapsed  # a 10 s heartbeat: the survivor stops in bounded time, never hangs
   # JAX's coordination service names the cause: the peer stopped sending heartbeats.
   assert "heartbeat" in err and "another task died" in err, err[-3000:]
