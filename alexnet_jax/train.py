@@ -327,6 +327,7 @@ class Setup:
   workdir: str
   info: sources.DatasetInfo
   state: steps.TrainState  # initialised, not yet restored or replicated
+  step_rng: jax.Array  # folded with the step (and device) inside the train step
   train_preprocess: object
   eval_preprocessors: dict
   global_batch: int
@@ -351,7 +352,8 @@ class Setup:
 
 def set_up(config: ml_collections.ConfigDict, workdir: str) -> Setup:
   """Checks the config, the devices and the dataset (preparing it if asked), and builds the model, the
-  optimiser and the initial state: everything that can fail does so here, before the workdir is written."""
+  optimiser and the initial state: everything that can fail does so here, before anything is written into
+  the workdir (it is only created, and checked for writing)."""
   check_values(config)  # first: a value no run can mean fails before the workdir exists
   workdir = check_workdir(workdir)
   num_devices, global_batch = jax.local_device_count(), config.batch_size
@@ -383,12 +385,14 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> Setup:
     raise TrainingError(f"{e} Set --config.on_nonfinite to one of them.") from None
   size = config.augment.crop_size
   sample = jnp.zeros((1, size, size, 3), jnp.dtype(config.model.dtype))
-  state = steps.create_train_state(jax.random.split(jax.random.key(config.seed))[0], model, sample, tx)
+  init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
+  state = steps.create_train_state(init_rng, model, sample, tx)
   setup = Setup(
     config,
     workdir,
     info,
     state,
+    step_rng,
     train_preprocess,
     eval_preprocessors,
     global_batch,
@@ -508,11 +512,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     )
     cleanup.callback(logger.close)
     p_train = steps.pmap_train_step(preprocess=run.train_preprocess, label_smoothing=config.label_smoothing)
-    step_rng = jax.random.split(jax.random.key(config.seed))[1]
     step, preempted = start_step, None
     with loop.Preemption() as preemption:
       while step < run.total_steps and not preempted:
-        state, metrics = p_train(state, next(batches), step_rng)
+        state, metrics = p_train(state, next(batches), run.step_rng)
         step += 1
         logger.add(metrics)
         now, stop = run.is_boundary(step), preemption.requested  # a request arriving later waits a step
