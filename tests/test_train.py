@@ -1,7 +1,8 @@
-"""The trainer through its command line: end to end, exact resume after kill -9, SIGTERM, corrupt and
-non-finite checkpoints, and the error paths. Each run is a real `python -m alexnet_jax.main` subprocess on
-2 virtual CPU devices, so the pmapped path is the one under test; the last test calls train_and_evaluate
-in this process, as a user's own program would."""
+"""The trainer on one shared trained run (`trained_workdir`): exact resume after kill -9, corrupt and
+non-finite checkpoints, eval-only, the error paths, and using the trained network (inference, predict,
+inspect). Command-line runs are real `python -m alexnet_jax.main` subprocesses on 2 virtual CPU devices,
+so the pmapped path is the one under test; some tests call train_and_evaluate in this process, as a user's
+own program would. The helpers here serve test_train_runs.py and test_multiprocess.py too."""
 
 import json
 import os
