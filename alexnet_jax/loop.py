@@ -319,9 +319,13 @@ class Checkpointer:
       del self._data_state_at[s]
     self.last_good = step
 
+  def wait(self) -> None:
+    """Until a save in progress has its files written."""
+    self.manager.wait_until_finished()
+
   def where_the_last_good_one_is(self) -> str:
     """Waits for a save in progress, then says where the last good checkpoint is (for error messages)."""
-    self.manager.wait_until_finished()
+    self.wait()
     if self.last_good is None:
       return "no checkpoint was written"
     return f"the last good checkpoint is step {self.last_good} in {self.manager.directory}, untouched"

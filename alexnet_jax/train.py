@@ -344,10 +344,13 @@ class Setup:
       "checkpoint": step % self.config.checkpoint_every_steps == 0,
     }
 
+  @property
+  def per_process_batch(self) -> int:
+    return self.global_batch // jax.process_count()
+
   def batches_of(self, split: str):
     """The host evaluation batches of `split`, this process's share."""
-    per_process = self.global_batch // jax.process_count()
-    return pipeline.eval_batches(loader_config(self.config, split, batch_size=per_process, shuffle=False))
+    return pipeline.eval_batches(loader_config(self.config, split, batch_size=self.per_process_batch, shuffle=False))
 
 
 def set_up(config: ml_collections.ConfigDict, workdir: str) -> Setup:
@@ -490,9 +493,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if config.eval_only:
       return evaluate_only(run, evaluator, state, start_step, checkpointer.last_good is not None)
 
-    per_process = run.global_batch // jax.process_count()
     loader = pipeline.train_loader(
-      loader_config(config, config.dataset.train_split, batch_size=per_process, shuffle=True)
+      loader_config(config, config.dataset.train_split, batch_size=run.per_process_batch, shuffle=True)
     )
     cleanup.callback(loader.close)  # the decoding workers
     if data_state is not None:
@@ -532,7 +534,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         preempted = stop
       if not preempted and checkpointer.last_good != step:
         checkpointer.save(step, state, progress)
-    checkpointer.manager.wait_until_finished()
+    checkpointer.wait()
     logger.close()
     loader.close()  # its workers stop before the final evaluation starts its own
     summary = summarise(

@@ -155,7 +155,7 @@ def decode_image(data: bytes, *, path: str = "<bytes>") -> np.ndarray:
 def decode_fitted_into(data: bytes, out: np.ndarray) -> None:
   """JPEG/PNG bytes -> `out` (uint8 [S, S, 3], C-contiguous): the image fitted to S x S by `fit_to_size`.
   An S x S JPEG (every image of a dataset prepared at that size) is decoded straight into `out`, which
-  saves copying it there (6 us per 128 px image, 19 per 256 px; 2-core development machine)."""
+  saves copying it there (the saving is in experiments/results/benchmark/README.md)."""
   size = out.shape[0]
   image = _decode_jpeg_turbo(data, out)
   if image is not None and image.shape == out.shape:
@@ -274,14 +274,13 @@ class SplitRecords:
 
   The same records, in the same order, as `builder.as_data_source(split)` with RAW_BYTES: TFDS's file
   instructions say which file slices make the split. Reading them here skips two wrappers that cost a
-  Python call and a thread-pool hop per record (7-20 us per record on the 2-core development machine,
-  against 8-12 us for the read itself).
+  Python call and a thread-pool hop per record, about as much as the read itself.
 
   Each run of consecutive records is one range read, in the calling thread. ArrayRecord's read of a list
-  of positions fans out to its own thread pool: 38 us per record for lists of 1-4 positions (one record
-  per file is the common case for a batch drawn from ImageNet's 1024 train files) against 9-13 us for
-  range reads; and even for 128 positions of one file its threads spend 23 us of CPU per record against
-  11 (`experiments/record_reads.py`, 2-core development machine), CPU the other decoding workers lose."""
+  of positions fans out to its own thread pool, which is slower for the short lists a batch drawn from
+  many files gives (one record per file is the common case for ImageNet's 1024 train files) and spends
+  more CPU per record even for long ones, CPU the other decoding workers lose (`experiments/record_reads.py`;
+  figures in experiments/results/benchmark/README.md)."""
 
   def __init__(self, slices: Sequence[Tuple[str, int, int]]):
     """slices: (path, first record, record count) of each file, in split order."""
@@ -395,8 +394,7 @@ def _example_type():
 def parse_example(serialized: bytes, *, file_name: bool = True) -> dict:
   """A serialized tf.train.Example -> {'image': encoded bytes, 'label': int, 'file_name': str}.
 
-  `file_name=False` leaves the name out: the decoding workers' path (about 1 us less than the 7-9 us of
-  the full parse per record, 2-core development machine)."""
+  `file_name=False` leaves the name out: the decoding workers' path, a little cheaper per record."""
   features = _example_type().FromString(serialized).features.feature
   example = {"image": features["image"].bytes_list.value[0], "label": int(features["label"].int64_list.value[0])}
   if file_name and "file_name" in features:
