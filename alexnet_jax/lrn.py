@@ -7,11 +7,19 @@ channels. The paper's constants are k=2, n=5, alpha=1e-4, beta=0.75 (section 3.3
 the plain sum. cuda-convnet, Caffe and PyTorch's `nn.LocalResponseNorm` divide alpha by n instead:
 `alpha_per_size=True` selects that convention.
 
-The window sum is written as `size` shifted slices of the zero-padded squares. XLA fuses that with the
-surrounding element-wise ops into one kernel, and it is differentiable by construction.
+Two implementations of the same function (`LRN_IMPLS`), speed settings only:
+  slices  the window sum as `size` shifted slices of the zero-padded squares, differentiated by JAX;
+  matmul  the window sum as one multiply by a banded 0/1 matrix over the channels, with the gradient
+          written out (`_banded_lrn_bwd`): shifted slices of a short channel axis and the power's own
+          derivative are slow on XLA:CPU (experiments/results/benchmark/README.md).
 """
 
+import functools
+
+import jax
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
 
 # Section 3.3: "k = 2, n = 5, alpha = 1e-4, and beta = 0.75".
 PAPER_K = 2.0
@@ -19,8 +27,12 @@ PAPER_SIZE = 5
 PAPER_ALPHA = 1e-4
 PAPER_BETA = 0.75
 
+LRN_IMPLS = ("slices", "matmul")
 
-def local_response_norm(x, *, size=PAPER_SIZE, k=PAPER_K, alpha=PAPER_ALPHA, beta=PAPER_BETA, alpha_per_size=False):
+
+def local_response_norm(
+  x, *, size=PAPER_SIZE, k=PAPER_K, alpha=PAPER_ALPHA, beta=PAPER_BETA, alpha_per_size=False, impl="slices"
+):
   """Normalises each channel of channels-last `x` by the energy of its `size` neighbouring channels.
 
   Args:
@@ -30,13 +42,55 @@ def local_response_norm(x, *, size=PAPER_SIZE, k=PAPER_K, alpha=PAPER_ALPHA, bet
       as in PyTorch); clipped at the channel edges, so C < size is fine.
     k, alpha, beta: the formula's constants (paper section 3.3).
     alpha_per_size: divide alpha by `size` (cuda-convnet / Caffe / PyTorch convention).
+    impl: one of `LRN_IMPLS`; the same function and gradient either way.
   """
   if size < 1:
     raise ValueError(f"local_response_norm: size must be >= 1, got {size}.")
+  if impl not in LRN_IMPLS:
+    raise ValueError(f"Unknown LRN impl {impl!r}: expected one of {LRN_IMPLS}.")
   a = x.astype(jnp.float32)
+  scale = alpha / size if alpha_per_size else alpha
+  if impl == "matmul":
+    return _banded_lrn(a, size, float(k), float(scale), float(beta)).astype(x.dtype)
   channels = a.shape[-1]
   before, after = size // 2, (size - 1) // 2
   squares = jnp.pad(jnp.square(a), [(0, 0)] * (a.ndim - 1) + [(before, after)])
   window_sum = sum(squares[..., offset : offset + channels] for offset in range(size))
-  scale = alpha / size if alpha_per_size else alpha
   return (a * (k + scale * window_sum) ** -beta).astype(x.dtype)
+
+
+def window_matrix(channels: int, size: int) -> np.ndarray:
+  """[C, C] 0/1 matrix W with W[j, i] = 1 when channel j is in channel i's window, so that the window
+  sums of `squares` [..., C] are `squares @ W`."""
+  j, i = np.meshgrid(np.arange(channels), np.arange(channels), indexing="ij")
+  return ((j >= i - size // 2) & (j <= i + (size - 1) // 2)).astype(np.float32)
+
+
+def _window_sums(values, window):
+  return jnp.matmul(values, window, precision=lax.Precision.HIGHEST)  # exact float32 sums of 0/1 weights
+
+
+def _normaliser(a, size, k, alpha):
+  """u = k + alpha * (window sum of a^2), the quantity raised to -beta."""
+  return k + alpha * _window_sums(jnp.square(a), window_matrix(a.shape[-1], size))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
+def _banded_lrn(a, size, k, alpha, beta):
+  return a * _normaliser(a, size, k, alpha) ** -beta
+
+
+def _banded_lrn_fwd(a, size, k, alpha, beta):
+  u = _normaliser(a, size, k, alpha)
+  gain = u**-beta
+  return a * gain, (a, u, gain)
+
+
+def _banded_lrn_bwd(size, k, alpha, beta, residuals, g):
+  """d/da_j of sum_i g_i b_i = g_j u_j^-beta - 2 alpha beta a_j sum_{i: j in window(i)} g_i a_i u_i^(-beta-1)."""
+  a, u, gain = residuals
+  through_energy = _window_sums(g * a * gain / u, window_matrix(a.shape[-1], size).T)
+  return (g * gain - 2.0 * alpha * beta * a * through_energy,)
+
+
+_banded_lrn.defvjp(_banded_lrn_fwd, _banded_lrn_bwd)

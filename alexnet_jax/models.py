@@ -18,9 +18,10 @@ constant gain alone, x / k^beta: a control for the scale LRN applies), `num_clas
 and any input size (fc6's fan-in follows the input), so a
 tiny model trains on a CPU in a minute.
 
-`tower_impl`, `pool_impl` and `conv1_impl` choose how layers are computed, never what they compute: the
-parameters and the function are the same (tests/test_models.py), so they are speed settings, measured by
-experiments/benchmark.py.
+`tower_impl`, `pool_impl`, `conv1_impl` and `lrn_impl` choose how layers are computed, never what they
+compute: the parameters and the function are the same (tests/test_models.py), so they are speed settings,
+measured by `python -m experiments.benchmark`. Every choice is checked when the module is constructed
+(`CHOICES`).
 """
 
 import dataclasses
@@ -31,8 +32,16 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from alexnet_jax.lrn import PAPER_ALPHA, local_response_norm
-from alexnet_jax.pooling import max_pool
+from alexnet_jax.lrn import LRN_IMPLS, PAPER_ALPHA, local_response_norm
+from alexnet_jax.pooling import POOL_IMPLS, max_pool
+
+
+class ChoiceError(ValueError):
+  """A choice field of AlexNet set to a value outside `CHOICES[field]`."""
+
+  def __init__(self, field: str, value, allowed):
+    super().__init__(f"AlexNet {field}={value!r} is not one of {list(allowed)}.")
+    self.field, self.value, self.allowed = field, value, tuple(allowed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +99,7 @@ TOWER_IMPLS = ("grouped", "split")
 # Section 3.1: ReLU, and the saturating tanh it is compared with (figure 1).
 ACTIVATIONS = {"relu": nn.relu, "tanh": jnp.tanh}
 CONV1_IMPLS = ("direct", "space_to_depth", "im2col")
+INIT_SCHEMES = ("paper", "he")
 
 
 def kernel_initializer(init: str):
@@ -98,7 +108,7 @@ def kernel_initializer(init: str):
     return nn.initializers.normal(PAPER_INIT_STD)
   if init == "he":
     return nn.initializers.variance_scaling(2.0, "fan_in", "normal")
-  raise ValueError(f"Unknown init {init!r}: expected 'paper' or 'he'.")
+  raise ValueError(f"Unknown init {init!r}: expected one of {INIT_SCHEMES}.")
 
 
 def bias_initializer(init: str, layer: str):
@@ -246,13 +256,18 @@ class AlexNet(nn.Module):
   tower_impl: str = "split"
   pool_impl: str = "xla"
   conv1_impl: str = "direct"
+  lrn_impl: str = "slices"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
+  def __post_init__(self):
+    super().__post_init__()
+    for field, allowed in CHOICES.items():
+      if getattr(self, field) not in allowed:
+        raise ChoiceError(field, getattr(self, field), allowed)
+
   @property
   def spec(self) -> Preset:
-    if self.preset not in PRESETS:
-      raise ValueError(f"Unknown AlexNet preset {self.preset!r}: expected one of {sorted(PRESETS)}.")
     return PRESETS[self.preset]
 
   @property
@@ -270,16 +285,12 @@ class AlexNet(nn.Module):
     towers = self.spec.lrn_towers
     if towers > 1 and self.lrn_per_tower:
       split = x.reshape(x.shape[:-1] + (towers, x.shape[-1] // towers))
-      return local_response_norm(split, alpha=self.lrn_alpha).reshape(x.shape)
-    return local_response_norm(x, alpha=self.lrn_alpha)
+      return local_response_norm(split, alpha=self.lrn_alpha, impl=self.lrn_impl).reshape(x.shape)
+    return local_response_norm(x, alpha=self.lrn_alpha, impl=self.lrn_impl)
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     spec = self.spec
-    if self.conv1_impl not in CONV1_IMPLS:
-      raise ValueError(f"Unknown conv1 impl {self.conv1_impl!r}: expected one of {CONV1_IMPLS}.")
-    if self.activation not in ACTIVATIONS:
-      raise ValueError(f"Unknown activation {self.activation!r}: expected one of {sorted(ACTIVATIONS)}.")
     activation = ACTIVATIONS[self.activation]
     x = x.astype(self.dtype)
     for index, conv in enumerate(spec.convs):
@@ -328,6 +339,18 @@ class AlexNet(nn.Module):
       name="fc8",
     )(x)
     return x.astype(jnp.float32)
+
+
+# The allowed values of AlexNet's choice fields, checked once, when a module is constructed.
+CHOICES = {
+  "preset": tuple(PRESETS),
+  "init_scheme": INIT_SCHEMES,
+  "activation": tuple(ACTIVATIONS),
+  "tower_impl": TOWER_IMPLS,
+  "pool_impl": POOL_IMPLS,
+  "conv1_impl": CONV1_IMPLS,
+  "lrn_impl": LRN_IMPLS,
+}
 
 
 def canonical_image_size(preset: str) -> int:

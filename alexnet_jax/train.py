@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from alexnet_jax import augment, loop, metrics_io, models, optim, paths, pooling, steps
+from alexnet_jax import augment, loop, metrics_io, models, optim, paths, steps
 from alexnet_jax.data import pipeline, sources
 
 
@@ -39,13 +39,12 @@ class WorkdirError(TrainingError):
 # ------------------------------------------------------------------------------------------ construction
 
 
-MODEL_CHOICES = {
-  "preset": tuple(models.PRESETS),
-  "init_scheme": ("paper", "he"),
-  "activation": tuple(models.ACTIVATIONS),
-  "tower_impl": models.TOWER_IMPLS,
-  "pool_impl": pooling.POOL_IMPLS,
-  "conv1_impl": ("auto",) + tuple(models.CONV1_IMPLS),
+# `auto` for these model keys: the implementation measured fastest on each backend ("gpu", or any other),
+# the same parameters and function whichever is picked (tests/test_models.py). Measurements:
+# experiments/results/benchmark/README.md and experiments/results/study/NOTES.md.
+BACKEND_DEFAULTS = {
+  "conv1_impl": {"gpu": "space_to_depth", "other": "im2col"},
+  "lrn_impl": {"gpu": "slices", "other": "matmul"},
 }
 
 
@@ -73,25 +72,27 @@ def check_values(config) -> None:
     )
 
 
-def resolve_conv1_impl(choice: str, backend: str) -> str:
-  """`auto`: conv1 as a space-to-depth convolution on GPUs, as one matrix multiply of its patches
-  (im2col) elsewhere: the fastest measured on each (experiments/results/benchmark/README.md and
-  experiments/results/study/NOTES.md). Same
-  parameters and function either way (tests/test_models.py)."""
+def resolve_impl(key: str, choice: str, backend: str) -> str:
+  """The implementation `auto` stands for on `backend` (BACKEND_DEFAULTS[key]); any other choice as given."""
   if choice != "auto":
     return choice
-  return "space_to_depth" if backend == "gpu" else "im2col"
+  defaults = BACKEND_DEFAULTS[key]
+  return defaults.get(backend, defaults["other"])
 
 
 def build_model(config: ml_collections.ConfigDict) -> models.AlexNet:
   """The configured AlexNet; a misspelt choice is a TrainingError naming the key, before anything runs."""
-  m = config.model
-  for key, allowed in MODEL_CHOICES.items():
-    if m[key] not in allowed:
-      raise TrainingError(
-        f"model.{key}={m[key]!r} is not one of {list(allowed)}: set "
-        f"--config.model.{key}={allowed[0]} (or another of them)."
-      )
+  try:
+    return _construct_model(config.model, jax.default_backend())
+  except models.ChoiceError as e:
+    allowed = (("auto",) if e.field in BACKEND_DEFAULTS else ()) + e.allowed
+    raise TrainingError(
+      f"model.{e.field}={e.value!r} is not one of {list(allowed)}: set "
+      f"--config.model.{e.field}={allowed[0]} (or another of them)."
+    ) from None
+
+
+def _construct_model(m: ml_collections.ConfigDict, backend: str) -> models.AlexNet:
   return models.AlexNet(
     preset=m.preset,
     num_classes=m.num_classes,
@@ -105,7 +106,8 @@ def build_model(config: ml_collections.ConfigDict) -> models.AlexNet:
     init_scheme=m.init_scheme,
     tower_impl=m.tower_impl,
     pool_impl=m.pool_impl,
-    conv1_impl=resolve_conv1_impl(m.conv1_impl, jax.default_backend()),
+    conv1_impl=resolve_impl("conv1_impl", m.conv1_impl, backend),
+    lrn_impl=resolve_impl("lrn_impl", m.lrn_impl, backend),
     dtype=jnp.dtype(m.dtype),
     param_dtype=jnp.dtype(m.param_dtype),
   )

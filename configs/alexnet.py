@@ -82,11 +82,12 @@ def base_config() -> ml_collections.ConfigDict:
       lrn_alpha=lrn.PAPER_ALPHA,
       width_multiplier=1.0,
       init_scheme="paper",
-      # Implementations with identical parameters and function; experiments/benchmark.py measures them.
-      # conv1_impl="auto": space_to_depth on GPUs, im2col elsewhere (train.resolve_conv1_impl).
+      # Implementations with identical parameters and function, measured by `python -m experiments.benchmark`;
+      # "auto" picks per backend (train.BACKEND_DEFAULTS).
       tower_impl="split",
       pool_impl="xla",
       conv1_impl="auto",
+      lrn_impl="auto",
       dtype="float32",
       param_dtype="float32",
     )

@@ -43,14 +43,16 @@ def test_variants_and_aliases():
 
 
 @pytest.mark.parametrize(
-  "key,value", [("pool_impl", "fast"), ("tower_impl", "vmap"), ("conv1_impl", "fft"), ("preset", "vgg")]
+  "key,value",
+  [("pool_impl", "fast"), ("tower_impl", "vmap"), ("conv1_impl", "fft"), ("lrn_impl", "fft"), ("preset", "vgg")],
 )
 def test_a_misspelt_model_choice_is_one_clear_error(key, value):
   from alexnet_jax.train import TrainingError
 
   config = cfg.get_config(f"smoke,model.{key}={value}")
-  with pytest.raises(TrainingError, match=rf"model.{key}='{value}' is not one of \["):
+  with pytest.raises(TrainingError, match=rf"model.{key}='{value}' is not one of \[") as raised:
     build_model(config)
+  assert ("'auto'" in str(raised.value)) == (key in ("conv1_impl", "lrn_impl"))
 
 
 @pytest.mark.parametrize(
@@ -95,15 +97,19 @@ def test_command_line_overrides_fail_before_anything_runs(tmp_path, flag, messag
   assert not workdir.exists()  # nothing ran, nothing was written
 
 
-def test_auto_conv1_is_space_to_depth_on_gpus_and_im2col_elsewhere():
-  from alexnet_jax.train import resolve_conv1_impl
+def test_auto_picks_each_backends_implementation_and_a_choice_stays():
+  from alexnet_jax.train import resolve_impl
 
-  assert resolve_conv1_impl("auto", "gpu") == "space_to_depth"
-  assert resolve_conv1_impl("auto", "cpu") == "im2col" and resolve_conv1_impl("auto", "tpu") == "im2col"
-  assert resolve_conv1_impl("space_to_depth", "cpu") == "space_to_depth"
-  assert resolve_conv1_impl("direct", "gpu") == "direct"
+  assert resolve_impl("conv1_impl", "auto", "gpu") == "space_to_depth"
+  assert resolve_impl("conv1_impl", "auto", "cpu") == resolve_impl("conv1_impl", "auto", "tpu") == "im2col"
+  assert resolve_impl("conv1_impl", "space_to_depth", "cpu") == "space_to_depth"
+  assert resolve_impl("conv1_impl", "direct", "gpu") == "direct"
+  assert resolve_impl("lrn_impl", "auto", "gpu") == "slices" and resolve_impl("lrn_impl", "auto", "cpu") == "matmul"
+  assert resolve_impl("lrn_impl", "slices", "cpu") == "slices"
   config = cfg.get_config()
-  assert config.model.conv1_impl == "auto" and build_model(config).conv1_impl == "im2col"  # this CPU
+  assert config.model.conv1_impl == config.model.lrn_impl == "auto"
+  model = build_model(config)
+  assert (model.conv1_impl, model.lrn_impl) == ("im2col", "matmul")  # this CPU
 
 
 @pytest.mark.parametrize(
