@@ -12,7 +12,7 @@ computes that gradient:
           pooled output, keeps the hits not already claimed by an earlier offset, and scatters the
           gradient back with an interior-padded `lax.pad`. Every piece is element-wise, so XLA fuses the
           whole backward pass into a few loop kernels; it is the candidate for accelerators where
-          select_and_scatter is slow (experiments/benchmark.py measures both).
+          select_and_scatter is slow (`python -m experiments.benchmark` measures both).
 """
 
 import functools

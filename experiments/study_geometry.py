@@ -6,7 +6,7 @@ For each (crop, width, conv1_impl) the study config (`configs/alexnet.py:study` 
 built as the trainer builds it, and its pmapped train step (augmentation included) and centre-view eval
 step are timed on synthetic uint8 batches at the stored size (best of `--repeats` rounds). From the rates,
 the minutes of one run of `--epochs` epochs on Imagenette (9,469 training and 3,925 validation images,
-evaluated every epoch) follow, without the input pipeline (measured by experiments/benchmark.py).
+evaluated every epoch) follow, without the input pipeline (measured by `python -m experiments.benchmark`).
 """
 
 import json

@@ -1,0 +1,1 @@
+"""The benchmark suite (run it with `python -m experiments.benchmark`; its --help lists the sections)."""
