@@ -210,23 +210,18 @@ def space_to_depth_conv(x, kernel, stride: int, padding: int):
 def im2col_conv(x, kernel, stride: int, padding: int):
   """conv(x, kernel, stride, symmetric padding) as one matrix multiply of its patches.
 
-  Each output pixel's k x k x C input patch is gathered by k*k strided slices (cheap copies), laid out in
-  the kernel's HWIO order, and multiplied with the kernel reshaped to [k*k*C, F]. conv1's three input
-  channels make a poor convolution for XLA:CPU and a good matrix multiply (experiments/results/study/NOTES.md).
-  x: [B, H, W, C]; kernel: [k, k, C, F]."""
+  The k x k x C patch of each output pixel is gathered in two passes of strided slices: the k kernel rows
+  side by side on the channel axis, then k column offsets of that (chunks k*C wide, not C: XLA:CPU copies
+  wide chunks much faster), laid out (column, row, channel) and multiplied with the kernel in that order,
+  [k*k*C, F]. conv1's three input channels make a poor convolution for XLA:CPU and a good matrix multiply
+  (experiments/results/benchmark/README.md). x: [B, H, W, C]; kernel: [k, k, C, F]."""
   k = kernel.shape[0]
   x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
   out_h = (x.shape[1] - k) // stride + 1
   out_w = (x.shape[2] - k) // stride + 1
-  patches = jnp.concatenate(
-    [
-      x[:, i : i + stride * (out_h - 1) + 1 : stride, j : j + stride * (out_w - 1) + 1 : stride, :]
-      for i in range(k)
-      for j in range(k)
-    ],
-    axis=-1,
-  )
-  return patches @ kernel.reshape(-1, kernel.shape[-1])
+  rows = jnp.concatenate([x[:, i : i + stride * (out_h - 1) + 1 : stride] for i in range(k)], axis=-1)
+  patches = jnp.concatenate([rows[:, :, j : j + stride * (out_w - 1) + 1 : stride] for j in range(k)], axis=-1)
+  return patches @ jnp.swapaxes(kernel, 0, 1).reshape(-1, kernel.shape[-1])
 
 
 def scaled(width: int, multiplier: float, towers: int) -> int:

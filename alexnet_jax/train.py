@@ -45,6 +45,7 @@ class WorkdirError(TrainingError):
 BACKEND_DEFAULTS = {
   "conv1_impl": {"gpu": "space_to_depth", "other": "im2col"},
   "lrn_impl": {"gpu": "slices", "other": "matmul"},
+  "pool_impl": {"gpu": "xla", "other": "masked"},
 }
 
 
@@ -105,7 +106,7 @@ def _construct_model(m: ml_collections.ConfigDict, backend: str) -> models.AlexN
     width_multiplier=m.width_multiplier,
     init_scheme=m.init_scheme,
     tower_impl=m.tower_impl,
-    pool_impl=m.pool_impl,
+    pool_impl=resolve_impl("pool_impl", m.pool_impl, backend),
     conv1_impl=resolve_impl("conv1_impl", m.conv1_impl, backend),
     lrn_impl=resolve_impl("lrn_impl", m.lrn_impl, backend),
     dtype=jnp.dtype(m.dtype),

@@ -85,7 +85,7 @@ def base_config() -> ml_collections.ConfigDict:
       # Implementations with identical parameters and function, measured by `python -m experiments.benchmark`;
       # "auto" picks per backend (train.BACKEND_DEFAULTS).
       tower_impl="split",
-      pool_impl="xla",
+      pool_impl="auto",
       conv1_impl="auto",
       lrn_impl="auto",
       dtype="float32",

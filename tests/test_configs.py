@@ -52,7 +52,7 @@ def test_a_misspelt_model_choice_is_one_clear_error(key, value):
   config = cfg.get_config(f"smoke,model.{key}={value}")
   with pytest.raises(TrainingError, match=rf"model.{key}='{value}' is not one of \[") as raised:
     build_model(config)
-  assert ("'auto'" in str(raised.value)) == (key in ("conv1_impl", "lrn_impl"))
+  assert ("'auto'" in str(raised.value)) == (key in ("conv1_impl", "lrn_impl", "pool_impl"))
 
 
 @pytest.mark.parametrize(
@@ -106,10 +106,11 @@ def test_auto_picks_each_backends_implementation_and_a_choice_stays():
   assert resolve_impl("conv1_impl", "direct", "gpu") == "direct"
   assert resolve_impl("lrn_impl", "auto", "gpu") == "slices" and resolve_impl("lrn_impl", "auto", "cpu") == "matmul"
   assert resolve_impl("lrn_impl", "slices", "cpu") == "slices"
+  assert resolve_impl("pool_impl", "auto", "gpu") == "xla" and resolve_impl("pool_impl", "auto", "cpu") == "masked"
   config = cfg.get_config()
-  assert config.model.conv1_impl == config.model.lrn_impl == "auto"
+  assert config.model.conv1_impl == config.model.lrn_impl == config.model.pool_impl == "auto"
   model = build_model(config)
-  assert (model.conv1_impl, model.lrn_impl) == ("im2col", "matmul")  # this CPU
+  assert (model.conv1_impl, model.lrn_impl, model.pool_impl) == ("im2col", "matmul", "masked")  # this CPU
 
 
 @pytest.mark.parametrize(

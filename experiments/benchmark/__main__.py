@@ -10,7 +10,8 @@
 (b) e2e: end-to-end images/s of `train_and_evaluate` on a prepared dataset (end_to_end.py).
 (c) torch: the same network's step in PyTorch (torch_net.py), channels_last, autocast on CUDA,
     torch.compile where it works; vs_torch: both frameworks side by side on the CPU at each crop, with and
-    without LRN, in alternating rounds (vs_torch.py).
+    without LRN, in alternating rounds (vs_torch.py); layers: each layer's forward and backward alone in
+    both, at the same crops (layers.py).
 (d) pipeline: host input, decode rates and the training loader with 1 and N workers (host_input.py).
 (e) variants: the project step of one configuration with each implementation option, and taken apart.
 (f) flags: the project step re-measured in a fresh process per XLA_FLAGS set.
@@ -41,7 +42,7 @@ flags.DEFINE_string("extra_dtypes", "float32", "steps_extra: these dtypes at the
 flags.DEFINE_string("extra_batch_sizes", "1024", "steps_extra: these batch sizes in bfloat16")
 flags.DEFINE_string(
   "model_options",
-  "conv1_impl=auto,lrn_impl=auto",
+  "conv1_impl=auto,lrn_impl=auto,pool_impl=auto",
   "AlexNet options for plain and project steps, e.g. pool_impl=masked,conv1_impl=space_to_depth; the default is "
   "what training uses on this backend; also the base of every variant",
 )
@@ -75,7 +76,7 @@ flags.DEFINE_integer("vs_torch_rounds", 6, "vs_torch: alternating rounds (best c
 flags.DEFINE_integer("vs_torch_steps", 0, "vs_torch: steps per round (0: about half a second of steps)")
 flags.DEFINE_string(
   "vs_torch_variants",
-  "conv1_impl=auto,lrn_impl=auto;conv1_impl=direct,lrn_impl=slices",
+  "conv1_impl=auto,lrn_impl=auto,pool_impl=auto;conv1_impl=direct,lrn_impl=slices,pool_impl=xla",
   "vs_torch: ';'-separated model option sets of the JAX side (the first: training's defaults)",
 )
 flags.DEFINE_string("pipeline_data_dir", "", "pipeline and e2e: a folder of prepared datasets")

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from experiments.benchmark import device_steps, end_to_end, host_input, vs_torch
+from experiments.benchmark import device_steps, end_to_end, host_input, layers, vs_torch
 from experiments.benchmark.timing import parse_options
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -138,6 +138,24 @@ def section_vs_torch(flags, report):
       )
 
 
+def section_layers(flags, report):
+  """Each layer's forward and backward alone, JAX against PyTorch, at every vs_torch crop (layers.py)."""
+  from alexnet_jax import models
+
+  options = parse_options(flags.vs_torch_variants.split(";")[0])
+  model = models.AlexNet(preset="paper", num_classes=1000, width_multiplier=flags.vs_torch_width, **options)
+  rows = report.setdefault("layers", [])
+  for crop in [int(c) for c in _list(flags.vs_torch_crops)]:
+    steps = flags.vs_torch_steps or vs_torch.default_steps_per_round(crop)
+    profile = layers.layer_profile(model, crop, flags.vs_torch_batch, flags.vs_torch_rounds, steps, flags.warmup)
+    rows.append({"crop": crop, "options": options, "layers": profile})
+    print(f"crop {crop}, batch {flags.vs_torch_batch}, ms forward + backward:", flush=True)
+    for r in profile:
+      print(f"  {r['layer']:6} {str(r['input']):22} jax {r['jax_ms']:8.2f}  torch {r['torch_ms']:8.2f}", flush=True)
+    total = {f: sum(r[f"{f}_ms"] for r in profile) for f in ("jax", "torch")}
+    print(f"  {'sum':29} jax {total['jax']:8.2f}  torch {total['torch']:8.2f}", flush=True)
+
+
 def section_variants(flags, report):
   rows = report.setdefault("variants", [])
   batch = int(_list(flags.batch_sizes)[0])
@@ -257,6 +275,7 @@ SECTIONS = {
   "steps": section_steps,
   "torch": section_torch,
   "vs_torch": section_vs_torch,
+  "layers": section_layers,
   "variants": section_variants,
   "pipeline": section_pipeline,
   "e2e": section_e2e,
