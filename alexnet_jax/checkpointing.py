@@ -49,6 +49,12 @@ def save(manager: ocp.CheckpointManager, step: int, state, data_state: dict, ext
   )
 
 
+def _shapes(template):
+  """The train state's tree of array shapes: what a checkpoint must match (shapes and structure, not
+  dtypes: orbax may return a saved scalar as a Python number)."""
+  return jax.tree_util.tree_map(np.shape, _host_tree(template))
+
+
 def _restore(manager, step, template):
   restored = manager.restore(
     step,
@@ -56,8 +62,7 @@ def _restore(manager, step, template):
       state=ocp.args.StandardRestore(_host_tree(template)), data=ocp.args.JsonRestore(), extra=ocp.args.JsonRestore()
     ),
   )
-  # Shapes and structure, not dtypes: orbax may return a saved scalar as a Python number.
-  expected = jax.tree_util.tree_map(np.shape, _host_tree(template))
+  expected = _shapes(template)
   found = jax.tree_util.tree_map(np.shape, restored["state"])
   if expected != found:
     raise ValueError(f"checkpoint structure or shape mismatch: {_first_difference(expected, found)}")
@@ -121,5 +126,5 @@ def written_by_another_config(manager: ocp.CheckpointManager, step: int, templat
     )
   except Exception:  # no readable record: the damage reaches the metadata too
     return None
-  expected = jax.tree_util.tree_map(np.shape, _host_tree(template))
+  expected = _shapes(template)
   return None if found == expected else _first_difference(expected, found)
