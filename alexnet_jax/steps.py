@@ -225,37 +225,77 @@ def pmap_eval_step(step_fn: Callable = eval_step, *, axis_name: str = "batch", d
   return jax.pmap(fn, axis_name=axis_name, in_axes=(None, 0), out_axes=0, devices=devices)
 
 
+def _merged_device_axis(step_fn, device_axis: bool):
+  """`step_fn` with a batch of [devices, per_device, ...] (as the trainer prefetches for pmap) merged to
+  [B, ...] first: a reshape of the leading sharded axis that moves no data between devices."""
+  if not device_axis:
+    return step_fn
+
+  def merged(state, batch, *args, **kwargs):
+    batch = jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
+    return step_fn(state, batch, *args, **kwargs)
+
+  return merged
+
+
 def sharded_train_step(
-  step_fn: Callable = train_step, *, mesh: Optional[Mesh] = None, donate: bool = True, **step_kwargs
+  step_fn: Callable = train_step,
+  *,
+  mesh: Optional[Mesh] = None,
+  donate: bool = True,
+  device_axis: bool = False,
+  **step_kwargs,
 ):
   """`step_fn` under `jax.jit` over a data-parallel mesh, today's idiom beside pmap: (state, batch, rng) ->
   (state, metrics) with the batch [B, ...] sharded along the mesh's first axis and the state replicated.
 
   The step is written for one device (axis_name=None): XLA partitions it and inserts the gradient
-  all-reduce itself. The batch has no device axis (B divisible by the mesh's size); metrics come back as
+  all-reduce itself. The batch has no device axis (B divisible by the mesh's size), unless `device_axis`:
+  then it is [devices, per_device, ...], as `shard_batch` makes it for pmap. Metrics come back as
   replicated scalars. One rng serves the whole global batch, so dropout masks and crops are drawn per
   global batch, not per device as under pmap."""
   mesh = mesh if mesh is not None else local_mesh()
   replicated = NamedSharding(mesh, PartitionSpec())
   by_example = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
   return jax.jit(
-    functools.partial(step_fn, axis_name=None, **step_kwargs),
+    _merged_device_axis(functools.partial(step_fn, axis_name=None, **step_kwargs), device_axis),
     in_shardings=(replicated, by_example, replicated),
     out_shardings=(replicated, replicated),
     donate_argnums=(0,) if donate else (),
   )
 
 
-def sharded_eval_step(step_fn: Callable = eval_step, *, mesh: Optional[Mesh] = None, **step_kwargs):
+def sharded_eval_step(
+  step_fn: Callable = eval_step, *, mesh: Optional[Mesh] = None, device_axis: bool = False, **step_kwargs
+):
   """`step_fn` for evaluation under `jax.jit` over a data-parallel mesh: (state, batch) -> metric sums."""
   mesh = mesh if mesh is not None else local_mesh()
   replicated = NamedSharding(mesh, PartitionSpec())
   by_example = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
   return jax.jit(
-    functools.partial(step_fn, axis_name=None, **step_kwargs),
+    _merged_device_axis(functools.partial(step_fn, axis_name=None, **step_kwargs), device_axis),
     in_shardings=(replicated, by_example),
     out_shardings=replicated,
   )
+
+
+# The trainer's two forms of the same data-parallel step (config key `step_impl`): pmap over the local
+# devices, or jit over a mesh of them. Both take the loop's [devices, per_device, ...] batches.
+STEP_IMPLS = ("pmap", "jit_sharded")
+
+
+def trainer_steps(impl: str, *, train_preprocess=None, eval_preprocessors=None, **train_kwargs):
+  """(train step, {view: eval step}) in the form `impl` (one of STEP_IMPLS), for the trainer's batches."""
+  eval_preprocessors = eval_preprocessors or {}
+  if impl == "pmap":
+    train = pmap_train_step(preprocess=train_preprocess, **train_kwargs)
+    evals = {view: pmap_eval_step(preprocess=p) for view, p in eval_preprocessors.items()}
+  elif impl == "jit_sharded":
+    train = sharded_train_step(device_axis=True, preprocess=train_preprocess, **train_kwargs)
+    evals = {view: sharded_eval_step(device_axis=True, preprocess=p) for view, p in eval_preprocessors.items()}
+  else:
+    raise ValueError(f"Unknown step impl {impl!r}: expected one of {STEP_IMPLS}.")
+  return train, evals
 
 
 def jit_train_step(step_fn: Callable = train_step, *, donate: bool = True, **step_kwargs):

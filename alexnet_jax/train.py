@@ -331,12 +331,12 @@ class Setup:
   info: sources.DatasetInfo
   state: steps.TrainState  # initialised, not yet restored or replicated
   step_rng: jax.Array  # folded with the step (and device) inside the train step
-  train_preprocess: object
-  eval_preprocessors: dict
   global_batch: int
   steps_per_epoch: int
   total_steps: int
   eval_every: int
+  train_step: object  # (state, batch, rng) -> (state, metrics), in the form config.step_impl names
+  eval_steps: dict  # view -> (state, batch) -> metric sums
 
   def is_boundary(self, step: int) -> dict:
     """Which of log / eval / checkpoint happen after `step` (the last step logs and evaluates)."""
@@ -354,6 +354,23 @@ class Setup:
   def batches_of(self, split: str):
     """The host evaluation batches of `split`, this process's share."""
     return pipeline.eval_batches(loader_config(self.config, split, batch_size=self.per_process_batch, shuffle=False))
+
+
+def make_steps(config, train_preprocess, eval_preprocessors):
+  """The train step and the eval steps in the form `config.step_impl` names (steps.STEP_IMPLS)."""
+  if config.step_impl == "jit_sharded" and jax.process_count() > 1:
+    raise TrainingError(
+      "step_impl='jit_sharded' runs on one process's devices; with several processes use --config.step_impl=pmap."
+    )
+  try:
+    return steps.trainer_steps(
+      config.step_impl,
+      train_preprocess=train_preprocess,
+      eval_preprocessors=eval_preprocessors,
+      label_smoothing=config.label_smoothing,
+    )
+  except ValueError as e:
+    raise TrainingError(f"{e} Set --config.step_impl to one of them.") from None
 
 
 def set_up(config: ml_collections.ConfigDict, workdir: str) -> Setup:
@@ -393,18 +410,19 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> Setup:
   sample = jnp.zeros((1, size, size, 3), jnp.dtype(config.model.dtype))
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
   state = steps.create_train_state(init_rng, model, sample, tx)
+  train_step, eval_steps = make_steps(config, train_preprocess, eval_preprocessors)
   setup = Setup(
     config,
     workdir,
     info,
     state,
     step_rng,
-    train_preprocess,
-    eval_preprocessors,
     global_batch,
     steps_per_epoch,
     optim.total_steps(config, steps_per_epoch),
     max(1, int(round(config.eval_every_epochs * steps_per_epoch))),
+    train_step,
+    eval_steps,
   )
   logging.info(
     "Model %s: %s parameters; %d steps (%d per epoch), global batch %d on %d device(s).",
@@ -421,7 +439,7 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> Setup:
 def make_evaluator(run: Setup, writer, progress: loop.Progress) -> loop.Evaluator:
   config = run.config
   return loop.Evaluator(
-    {v: steps.pmap_eval_step(preprocess=p) for v, p in run.eval_preprocessors.items()},
+    run.eval_steps,
     {"periodic": view_names(config.augment.eval_views), "final": view_names(config.augment.final_eval_views)},
     run.batches_of,
     writer,
@@ -516,11 +534,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       progress_bar=is_logger and config.progress_bar,
     )
     cleanup.callback(logger.close)
-    p_train = steps.pmap_train_step(preprocess=run.train_preprocess, label_smoothing=config.label_smoothing)
     step, preempted = start_step, None
     with loop.Preemption() as preemption:
       while step < run.total_steps and not preempted:
-        state, metrics = p_train(state, next(batches), run.step_rng)
+        state, metrics = run.train_step(state, next(batches), run.step_rng)
         step += 1
         logger.add(metrics)
         now, stop = run.is_boundary(step), preemption.requested  # a request arriving later waits a step

@@ -156,6 +156,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
   config.eval_only = False
+  # The data-parallel step: "pmap" over the local devices, or "jit_sharded", the same step under jit over
+  # a mesh of them (one process; dropout and crops drawn per global batch, not per device).
+  config.step_impl = "pmap"
   config.on_nonfinite = "stop"  # or "skip": drop non-finite updates (optim.MAX_SKIPPED_IN_A_ROW in a row stop)
   config.prefetch_to_device = 2
   config.progress_bar = True

@@ -363,6 +363,46 @@ def test_the_final_evaluation_decodes_the_split_once_for_all_views(tmp_path, syn
   assert summary["final"]["eval/count"] == summary["final"]["eval_ten_crop/count"] == 100
 
 
+def test_the_jit_sharded_step_trains_the_parameters_pmap_trains(tmp_path, synthetic_data_dir, monkeypatch):
+  """config.step_impl: the trainer's jit-over-a-mesh step reaches pmap's parameters (8 devices, 4 steps).
+  Dropout and random augmentation are off: the two draw their randomness per device and per global batch."""
+  from alexnet_jax import steps, train
+
+  built = []  # which step forms the trainer built
+  for name in ("pmap_train_step", "sharded_train_step"):
+    real = getattr(steps, name)
+    monkeypatch.setattr(steps, name, lambda *a, _real=real, _name=name, **k: built.append(_name) or _real(*a, **k))
+  params = {}
+  for impl in ("pmap", "jit_sharded"):
+    config = in_process_config(synthetic_data_dir)
+    config.num_train_steps, config.eval_every_epochs, config.step_impl = 4, 100.0, impl
+    config.model.dropout_rate, config.augment.crop, config.augment.flip, config.augment.pca_std = (
+      0.0,
+      "center",
+      False,
+      0.0,
+    )
+    summary = train.train_and_evaluate(config, str(tmp_path / impl))
+    assert summary["step"] == 4 and summary["config"]["step_impl"] == impl
+    params[impl] = final_params(tmp_path / impl, 4)
+  assert built == ["pmap_train_step", "sharded_train_step"]
+  import jax
+
+  pairs = zip(jax.tree_util.tree_leaves_with_path(params["pmap"]), jax.tree_util.tree_leaves(params["jit_sharded"]))
+  for (path, a), b in pairs:
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6, err_msg=jax.tree_util.keystr(path))
+
+
+def test_an_unknown_step_impl_is_refused_before_anything_is_written(tmp_path, synthetic_data_dir):
+  from alexnet_jax import train
+
+  config = in_process_config(synthetic_data_dir)
+  config.step_impl = "vmap"
+  with pytest.raises(train.TrainingError, match=r"Unknown step impl 'vmap'.*--config.step_impl"):
+    train.train_and_evaluate(config, str(tmp_path / "work"))
+  assert not (tmp_path / "work" / "checkpoints").exists()
+
+
 def _val_batch(data_dir, n=16):
   from alexnet_jax.data import pipeline
 
