@@ -192,6 +192,14 @@ def train_preprocess(
   return {**batch, "image": images.astype(dtype)}
 
 
+def train_preprocessor(*, crop: str = "random", **options):
+  """`train_preprocess` with its options fixed: the function a train step calls as (batch, rng). An
+  unknown `crop` is refused here, when the step is built, rather than when it is first traced."""
+  if crop not in TRAIN_CROPS:
+    raise ValueError(f"augment.crop={crop!r} is not one of {list(TRAIN_CROPS)}.")
+  return functools.partial(train_preprocess, crop=crop, **options)
+
+
 def eval_preprocess(
   batch,
   *,

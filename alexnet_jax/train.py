@@ -140,11 +140,6 @@ def make_preprocessors(config):
   Called before anything is written: a misspelt crop or view fails here, in one line, not in the final
   evaluation after hours of training."""
   a = config.augment
-  if a.crop not in augment.TRAIN_CROPS:
-    raise TrainingError(
-      f"augment.crop={a.crop!r} is not one of {list(augment.TRAIN_CROPS)}: set "
-      f"--config.augment.crop=random (the paper's), inception or center."
-    )
   for key in ("eval_views", "final_eval_views"):
     names = view_names(a[key])
     unknown = [v for v in names if v not in augment.EVAL_VIEWS]
@@ -156,19 +151,21 @@ def make_preprocessors(config):
         f"--config.augment.{key}=center,ten_crop."
       )
   mean = _mean_pixels(config)
-  train = functools.partial(
-    augment.train_preprocess,
-    resize_to=a.resize_to or None,
-    crop_size=a.crop_size,
-    crop=a.crop,
-    flip=a.flip,
-    pca_std=a.pca_std,
-    eigval=tuple(a.eigval),
-    eigvec=tuple(map(tuple, a.eigvec)),
-    mean=mean,
-    std=tuple(a.std_rgb) or None,
-    dtype=jnp.dtype(config.model.dtype),
-  )
+  try:
+    train = augment.train_preprocessor(
+      resize_to=a.resize_to or None,
+      crop_size=a.crop_size,
+      crop=a.crop,
+      flip=a.flip,
+      pca_std=a.pca_std,
+      eigval=tuple(a.eigval),
+      eigvec=tuple(map(tuple, a.eigvec)),
+      mean=mean,
+      std=tuple(a.std_rgb) or None,
+      dtype=jnp.dtype(config.model.dtype),
+    )
+  except ValueError as e:
+    raise TrainingError(f"{e} Set --config.augment.crop=random (the paper's), inception or center.") from None
   views = set(view_names(a.eval_views)) | set(view_names(a.final_eval_views))
   return train, {v: eval_preprocessor(config, v, mean) for v in views}
 

@@ -260,3 +260,11 @@ def test_upsampling_matches_bilinear_written_out():
   got = np.asarray(augment.resize(jnp.asarray(images), 32))
   for image, out in zip(images, got):
     np.testing.assert_allclose(out, _bilinear_reference(image, 32), rtol=1e-5, atol=1e-3)
+
+
+def test_an_unknown_crop_is_refused_when_the_preprocessor_is_built():
+  with pytest.raises(ValueError, match=r"augment.crop='centre' is not one of \['random', 'inception', 'center'\]"):
+    augment.train_preprocessor(resize_to=None, crop_size=8, crop="centre")
+  built = augment.train_preprocessor(resize_to=None, crop_size=8, crop="center", flip=False, pca_std=0.0)
+  batch = {"image": jnp.full((1, 10, 10, 3), 200, jnp.uint8)}
+  assert built(batch, jax.random.key(0))["image"].shape == (1, 8, 8, 3)
