@@ -56,9 +56,10 @@ flags.DEFINE_bool("project_only", False, "skip the plain jit reference step")
 flags.DEFINE_string(
   "variants",
   "default;pool_impl=masked;conv1_impl=direct;conv1_impl=space_to_depth;lrn_impl=slices;lrn_impl=matmul;"
-  "tower_impl=grouped;step=jit;augment=off;metrics=loss;augment=off,metrics=loss,step=jit",
-  "';'-separated option sets for the variants section, each over --model_options: model options, step=jit "
-  "(instead of pmap), augment=off (pre-cropped input), metrics=loss (loss only)",
+  "tower_impl=grouped;step=jit_sharded;step=jit;augment=off;metrics=loss;augment=off,metrics=loss,step=jit",
+  "';'-separated option sets for the variants section, each over --model_options: model options, "
+  "step=jit_sharded (jit over the devices' mesh instead of pmap) or step=jit (one device), augment=off "
+  "(pre-cropped input), metrics=loss (loss only)",
 )
 flags.DEFINE_string("variants_dtype", "bfloat16", "dtype of the variants section")
 flags.DEFINE_float("width", 1.0, "width multiplier of the steps, torch and variants sections")

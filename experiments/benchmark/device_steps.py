@@ -61,8 +61,9 @@ def plain_runner(model, params, tx, images, labels, step_key, warmup):
 
 def project_runner(model, size, dtype, host_batch_of, step_key, warmup, step_kind, augment_on_device, metrics):
   """(run one step, wait, images per step) of the project's step (steps.py) of `model`: pmapped over the
-  local devices or jitted on one, fed uint8 256x256 images augmented on the device or, with
-  `augment_on_device=False`, already-cropped images; `metrics="loss"` keeps only the loss."""
+  local devices, jitted over a mesh of them (`jit_sharded`) or jitted on one (`jit`), fed uint8 256x256
+  images augmented on the device or, with `augment_on_device=False`, already-cropped images;
+  `metrics="loss"` keeps only the loss."""
   import jax
   import jax.numpy as jnp
   from alexnet_jax import augment, optim
@@ -86,8 +87,11 @@ def project_runner(model, size, dtype, host_batch_of, step_key, warmup, step_kin
     return new_state, {"loss": all_metrics["loss"]}
 
   step_fn = steps_lib.train_step if metrics == "all" else loss_only_step
-  if step_kind == "pmap":
-    train = steps_lib.pmap_train_step(step_fn, preprocess=preprocess)
+  if step_kind in ("pmap", "jit_sharded"):  # the trainer's two forms (config step_impl), its batches
+    if step_kind == "pmap":
+      train = steps_lib.pmap_train_step(step_fn, preprocess=preprocess)
+    else:
+      train = steps_lib.sharded_train_step(step_fn, device_axis=True, preprocess=preprocess)
     batch_in = jax.device_put(
       steps_lib.shard_batch(host_batch, devices),
       jax.sharding.NamedSharding(steps_lib.local_mesh(), jax.sharding.PartitionSpec("batch")),
