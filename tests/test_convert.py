@@ -105,7 +105,7 @@ def test_flax_to_torchvision_inverts_the_import_exactly_and_torch_gives_the_same
 
   variables = AlexNet(preset="owt", num_classes=10).init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)), train=False)
   fresh = torchvision_alexnet(num_classes=10).eval()
-  fresh.load_state_dict({k: torch.from_numpy(v) for k, v in flax_to_torchvision(variables).items()})
+  fresh.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in flax_to_torchvision(variables).items()})
   images = np.random.default_rng(2).normal(size=(2, 224, 224, 3)).astype(np.float32)
   flax_logits = AlexNet(preset="owt", num_classes=10).apply(variables, jnp.asarray(images), train=False)
   with torch.no_grad():
