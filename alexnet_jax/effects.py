@@ -64,8 +64,10 @@ def paired_difference(
 
 def verdict(interval: Interval, paper_sign: Optional[float]) -> str:
   """'confirmed' (interval excludes 0 on the paper's side), 'reversed' (excludes 0 on the other side),
-  'not detected' (includes 0), 'too few seeds' (n < 2); 'measured' where the paper states no direction."""
-  if interval.n < 2:
+  'not detected' (includes 0), 'too few seeds' (n < 2, or seeds whose differences agree exactly: a zero
+  spread from a few seeds of quantised errors is chance, and its zero-width interval says nothing);
+  'measured' where the paper states no direction."""
+  if interval.n < 2 or interval.high - interval.low <= 1e-9 * max(1.0, abs(interval.mean)):  # up to rounding
     return "too few seeds"
   if not interval.excludes_zero():
     return "not detected"

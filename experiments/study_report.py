@@ -255,7 +255,8 @@ def claims_section(claims, loaded) -> List[str]:
     "Δ: the arm's error minus the baseline's, in points, seed-paired, mean [95% t interval]; positive "
     "means the paper's direction (removing the component hurts). Verdict on the 10-crop top-1 error "
     "(the paper's test protocol): *confirmed* (the interval excludes 0 on the paper's side), *not "
-    "detected* (it includes 0; the largest effect it could still hide is given), *reversed*.",
+    "detected* (it includes 0; the largest effect it could still hide is given), *reversed*, *too few "
+    "seeds* (fewer than 2 trained, or seeds whose differences agree exactly: a zero-width interval).",
     "",
     "| # | claim (section) | paper | later anchors | seeds | Δ top-1 | Δ top-5 | Δ top-1 (10-crop) "
     "| Δ top-5 (10-crop) | verdict |",

@@ -48,6 +48,9 @@ def test_verdicts():
   assert effects.verdict(effects.Interval(1.0, -0.5, 2.5, 5), paper_sign=+1) == "not detected"
   assert effects.verdict(effects.Interval(1.0, math.nan, math.nan, 1), paper_sign=+1) == "too few seeds"
   assert effects.verdict(confirmed, paper_sign=None) == "measured"
+  # Two seeds whose differences agree to the image (both -13 of 3,925) are no evidence of a direction.
+  agreeing = effects.paired_difference({0: 1606 / 3925, 1: 1475 / 3925}, {0: 1593 / 3925, 1: 1462 / 3925})
+  assert agreeing.n == 2 and effects.verdict(agreeing, paper_sign=+1) == "too few seeds"
 
 
 def test_runs_near_chance_did_not_train():
