@@ -8,7 +8,7 @@
 # (float32 and batch 1024 rows: `bash experiments/gpu_suite.sh a --sections=steps_extra`, a later --sections
 # replacing the part's own.)
 #
-# Extra arguments go to `python -m experiments.benchmark` (absl flags; absl-py is among the project's wheels). On the workplace GPU machine (Python 3.12, jax with CUDA,
+# Extra arguments go to `python -m experiments.benchmark` (absl flags; the GPU machine has absl-py). On the workplace GPU machine (Python 3.12, jax with CUDA,
 # no TensorFlow/TFDS): carry .whl/ (from `bash ../shared/tools/device-wheels.sh simplejpeg`) and data_prepared/ (the shared
 # Imagenette prepared with
 #   python -m alexnet_jax.data.prepare --source=folder:../shared/datasets/imagenette2-128 \
