@@ -59,11 +59,11 @@ def plain_runner(model, params, tx, images, labels, step_key, warmup):
   return run, sync, float(cost.get("flops", 0.0)) if cost else float("nan")
 
 
-def project_runner(model, size, dtype, host_batch_of, step_key, warmup, step_kind, augment_on_device, metrics):
+def project_runner(model, size, dtype, host_batch_of, step_key, warmup, step_kind, augment_on_device, metrics, tx=None):
   """(run one step, wait, images per step) of the project's step (steps.py) of `model`: pmapped over the
   local devices, jitted over a mesh of them (`jit_sharded`) or jitted on one (`jit`), fed uint8 256x256
   images augmented on the device or, with `augment_on_device=False`, already-cropped images;
-  `metrics="loss"` keeps only the loss."""
+  `metrics="loss"` keeps only the loss. `tx`: the optimiser (default: optim.sgd at a constant 0.01)."""
   import jax
   import jax.numpy as jnp
   from alexnet_jax import augment, optim
@@ -74,7 +74,7 @@ def project_runner(model, size, dtype, host_batch_of, step_key, warmup, step_kin
   devices = jax.local_device_count()
   state = steps_lib.replicate(
     steps_lib.create_train_state(
-      jax.random.key(0), model, jnp.zeros((1, size, size, 3), dtype), optim.sgd(lambda c: 0.01)
+      jax.random.key(0), model, jnp.zeros((1, size, size, 3), dtype), tx or optim.sgd(lambda c: 0.01)
     )
   )
   preprocess = None

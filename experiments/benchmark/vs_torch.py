@@ -63,28 +63,23 @@ def torch_step(variant, batch, width, steps, warmup, compile_model):
 
 
 def jax_training_step(model, batch, image_size, warmup):
-  """(run one step, wait) of the project's train step (steps.train_step, jitted, state donated) on one
-  fixed already-cropped float32 batch on the device."""
+  """(run one step, wait) of the project's train step (steps.train_step, jitted on one device, state
+  donated) on one fixed already-cropped float32 batch, with PyTorch's SGD rule (coupled weight decay)."""
   import jax
   import jax.numpy as jnp
   from alexnet_jax import optim
-  from alexnet_jax import steps as steps_lib
+
+  from experiments.benchmark import device_steps
 
   rng = np.random.default_rng(0)
-  images = jnp.asarray(rng.normal(size=(batch, image_size, image_size, 3)), jnp.float32)
-  batch_in = {"image": images, "label": jnp.asarray(rng.integers(0, model.num_classes, batch), jnp.int32)}
-  tx = optim.sgd(lambda count: 0.01, weight_decay_mode="coupled")  # PyTorch's SGD rule
-  box = {"s": steps_lib.create_train_state(jax.random.key(0), model, images[:1], tx)}
-  train = steps_lib.jit_train_step()
-  key = jax.random.key(1)
-
-  def run():
-    box["s"], box["metrics"] = train(box["s"], batch_in, key)
-
-  def sync():
-    box["metrics"]["loss"].block_until_ready()
-
-  timed(run, 0, warmup, repeats=0, sync=sync)
+  fixed = {
+    "image": jnp.asarray(rng.normal(size=(batch, image_size, image_size, 3)), jnp.float32),
+    "label": jnp.asarray(rng.integers(0, model.num_classes, batch), jnp.int32),
+  }
+  tx = optim.sgd(lambda count: 0.01, weight_decay_mode="coupled")
+  run, sync, _ = device_steps.project_runner(
+    model, image_size, jnp.float32, lambda devices, on_device: fixed, jax.random.key(1), warmup, "jit", False, "all", tx
+  )
   return run, sync
 
 
