@@ -8,7 +8,8 @@ finished runs are skipped, interrupted ones resume, a workdir of another config 
 each finished run's summary.json, metrics.jsonl and final conv1 kernels to `--report_dir` and writes the report there
 (experiments/study_report.py). Seeds run in rounds (seed 0 of every arm, then seed 1, ...), so a study cut
 short has every claim measured once before any is measured twice. `--report_only` rewrites the report from
-the copies (after copying the finished runs of --workdir, where it exists). The canonical geometry on a
+the copies (after copying the finished runs of --workdir, where it exists). `--readme=README.md` also
+writes the report's findings paragraph into the repository README's findings block. The canonical geometry on a
 GPU: `--config=configs/alexnet.py:imagenette` with `--set`s.
 """
 
@@ -91,7 +92,9 @@ class Claim:
   `kind`: 'error' (removing the component raises the error), 'overfit' (it also widens the gap between
   validation and training error), 'speed' (the arm needs more epochs to a fixed training error).
   `paper_effect`: the paper's (top-1, top-5) error increase of the arm over the baseline, where it gives
-  numbers (None for a part it does not give)."""
+  numbers (None for a part it does not give). `topic`: the component in a word or two, for the findings.
+  `measured_by`: what the claim's headline verdict reads: 'error' (10-crop top-1), 'gap' (validation
+  minus training error: the claim is about overfitting), 'epochs' (epochs to a training error)."""
 
   number: int
   section: str
@@ -101,6 +104,8 @@ class Claim:
   paper: str
   paper_effect: Optional[Tuple[Optional[float], Optional[float]]] = None
   anchors: str = ""
+  topic: str = ""
+  measured_by: str = "error"
 
 
 CLAIMS = (
@@ -111,6 +116,8 @@ CLAIMS = (
     "tanh",
     "speed",
     "a 4-layer CIFAR-10 net reached 25% training error 6x faster with ReLU",
+    topic="ReLU against tanh",
+    measured_by="epochs",
   ),
   Claim(
     2,
@@ -120,6 +127,7 @@ CLAIMS = (
     "error",
     "+1.7 / +1.2 for the one-GPU net",
     (1.7, 1.2),
+    topic="two towers",
   ),
   Claim(
     3,
@@ -131,6 +139,7 @@ CLAIMS = (
     (1.4, 1.2),
     "Mishkin et al. 2016 (CaffeNet, 128 px ImageNet): top-1 accuracy 0.470 with LRN, 0.471 without "
     "(-0.1 without); VGG table 3: A 29.6 / 10.4 vs A-LRN 29.7 / 10.5 (-0.1 / -0.1 without)",
+    topic="LRN",
   ),
   Claim(
     4,
@@ -142,6 +151,7 @@ CLAIMS = (
     (0.4, 0.3),
     "Mishkin et al. 2016: top-1 accuracy 0.471 with 3x3/2, 0.484 with 2x2/2 (-1.3 with 2x2; their "
     "2x2 changes the output size, unlike the paper's comparison)",
+    topic="overlapping pooling",
   ),
   Claim(
     5,
@@ -151,6 +161,7 @@ CLAIMS = (
     "error",
     "over +1 top-1 without it",
     (1.0, None),
+    topic="PCA lighting",
   ),
   Claim(
     6,
@@ -159,6 +170,8 @@ CLAIMS = (
     "no_crop_flip",
     "overfit",
     '"without this scheme, our network suffers from substantial overfitting"',
+    topic="random crops and flips",
+    measured_by="gap",
   ),
   Claim(
     7,
@@ -167,6 +180,8 @@ CLAIMS = (
     "no_dropout",
     "overfit",
     "overfits substantially without; about 2x the iterations with it",
+    topic="dropout",
+    measured_by="gap",
   ),
 )
 
@@ -210,11 +225,43 @@ def final_conv1_kernels(workdir: str) -> np.ndarray:
   return np.asarray(state["params"]["conv1"]["kernel"], np.float32)
 
 
-def write_report(report_dir: str, **kwargs) -> None:
+README_BEGIN = "<!-- study findings: written by `python -m experiments.study --readme=README.md`; do not edit -->"
+README_END = "<!-- end of study findings -->"
+
+
+def write_report(report_dir: str, readme: str = "", **kwargs) -> None:
+  """The report in report_dir; with `readme`, the same findings paragraph into that file's findings block."""
   from experiments import study_report  # imported here: the runs never need it
 
   study_report.write_report(report_dir, ARMS, CLAIMS, **kwargs)
   print(f"Report: {report_dir}/README.md")
+  if readme:
+    headline = study_report.headline(ARMS, CLAIMS, study_report.load_all(report_dir, ARMS))
+    replace_block(readme, headline)
+    print(f"Findings: {readme}")
+
+
+def block_bounds(path: str):
+  """The file's text and where its findings block's text starts and ends; ConfigError when it has none."""
+  try:
+    with open(path) as f:
+      content = f.read()
+  except OSError as e:
+    raise configlib.ConfigError(f"--readme={path}: {e.strerror}.") from e
+  begin, end = content.find(README_BEGIN), content.find(README_END)
+  if begin < 0 or end < begin:
+    raise configlib.ConfigError(
+      f"--readme={path} has no findings block to rewrite: it needs the line {README_BEGIN!r} and, "
+      f"after it, {README_END!r}."
+    )
+  return content, begin + len(README_BEGIN), end
+
+
+def replace_block(path: str, text: str) -> None:
+  """Puts `text` between README_BEGIN and README_END in the file at `path`."""
+  content, begin, end = block_bounds(path)
+  with open(path, "w") as f:
+    f.write(content[:begin] + "\n" + text + "\n" + content[end:])
 
 
 def main(argv):
@@ -222,10 +269,16 @@ def main(argv):
   report_dir = os.path.abspath(FLAGS.report_dir)
   workdir = os.path.abspath(os.path.expanduser(FLAGS.workdir))
   runs = plan(workdir)
+  try:
+    if FLAGS.readme:
+      block_bounds(FLAGS.readme)  # refused before anything is trained or written
+  except configlib.ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   if FLAGS.report_only:
     if os.path.isdir(workdir):
       print(f"Copied {copy_finished(runs, report_dir)} finished runs from {workdir}.")
-    write_report(report_dir, command=None)
+    write_report(report_dir, FLAGS.readme, command=None)
     return
   try:
     ablate.check_counts(1, FLAGS.parallel, FLAGS.gpus)
@@ -243,7 +296,10 @@ def main(argv):
     failure = e
   copy_finished(runs, report_dir)
   write_report(
-    report_dir, command="python -m experiments.study " + " ".join(sys.argv[1:]), invocation_s=time.time() - started
+    report_dir,
+    FLAGS.readme,
+    command="python -m experiments.study " + " ".join(sys.argv[1:]),
+    invocation_s=time.time() - started,
   )
   if failure:
     print(f"error: {failure}", file=sys.stderr)
@@ -264,4 +320,5 @@ if __name__ == "__main__":
   flags.DEFINE_integer("parallel", 1, "Runs at once.")
   flags.DEFINE_integer("gpus", 0, "GPUs to spread parallel runs over (see alexnet_jax.ablate).")
   flags.DEFINE_bool("report_only", False, "Rewrite the report from report_dir/runs without training.")
+  flags.DEFINE_string("readme", "", "Also rewrite the findings block of this file (the repository's README.md).")
   cli.run(main)

@@ -50,6 +50,11 @@ def load_arm(report_dir: str, arm) -> List[dict]:
   return results
 
 
+def load_all(report_dir: str, arms) -> Dict[str, List[dict]]:
+  """{arm name: its finished seeds (load_arm)} for every arm."""
+  return {arm.name: load_arm(report_dir, arm) for arm in arms}
+
+
 def values(results: Sequence[dict], key) -> Dict[int, float]:
   """{seed: value} over the runs that trained; `key` is a final metric (in points) or a function."""
   get = key if callable(key) else (lambda r: 100 * r["final"].get(key, math.nan))
@@ -76,13 +81,47 @@ def speed_threshold(baseline: Sequence[dict], fraction: float = 0.25) -> Optiona
   return float(np.mean(at))
 
 
+def at_fraction(curve, fraction: float) -> float:
+  """A (epoch, error) curve's error at the record nearest `fraction` of its last epoch; NaN if empty."""
+  if not curve:
+    return math.nan
+  total = curve[-1][0]
+  return min(curve, key=lambda p: abs(p[0] - fraction * total))[1]
+
+
 def late_change(curve, fraction: float = 0.2) -> float:
   """How much the validation error (points) moved over the last `fraction` of a run's epochs."""
   if len(curve) < 2:
     return math.nan
-  total = curve[-1][0]
-  start = min(curve, key=lambda p: abs(p[0] - (1 - fraction) * total))
-  return 100 * (curve[-1][1] - start[1])
+  return 100 * (curve[-1][1] - at_fraction(curve, 1 - fraction))
+
+
+def gap(result) -> float:
+  """Validation minus training top-1 error at the end, in points (both scored as evaluation scores)."""
+  return result["gap"]
+
+
+def epochs_effect(base: Sequence[dict], arm: Sequence[dict], threshold: float):
+  """Epochs to `threshold` per seed of `arm` ('never' = inf), the paired Δ against the baseline with
+  'never' counted as the run's length (a lower bound), and the ratio of the mean epochs."""
+  base_epochs = values(base, lambda r: epochs_to(r["train_curve"], threshold))
+  epochs = values(arm, lambda r: epochs_to(r["train_curve"], threshold))
+  length = {r["seed"]: r["summary"]["epochs"] for r in arm}
+  bounded = {s: (e if math.isfinite(e) else length[s]) for s, e in epochs.items()}
+  paired = [s for s in bounded if s in base_epochs]
+  ratio = np.mean([bounded[s] for s in paired]) / np.mean([base_epochs[s] for s in paired]) if paired else math.nan
+  return epochs, effects.paired_difference(base_epochs, bounded), ratio
+
+
+def claim_effect(claim, loaded) -> effects.Interval:
+  """The seed-paired Δ the claim's headline verdict reads (`claim.measured_by`)."""
+  base, arm = loaded["baseline"], loaded[claim.arm]
+  if claim.measured_by == "gap":
+    return effects.paired_difference(values(base, gap), values(arm, gap))
+  if claim.measured_by == "epochs":
+    threshold = speed_threshold(base)
+    return effects.t_interval([]) if threshold is None else epochs_effect(base, arm, threshold)[1]
+  return effects.paired_difference(values(base, PRIMARY), values(arm, PRIMARY))
 
 
 def specialisation(kernel, towers: int = 2) -> Dict[str, float]:
@@ -281,7 +320,6 @@ def claims_section(claims, loaded) -> List[str]:
 
 def overfitting_section(claims, loaded) -> List[str]:
   base = loaded["baseline"]
-  gap = lambda r: r["gap"]
   lines = [
     "## Overfitting: the gap between validation and training error",
     "",
@@ -324,20 +362,9 @@ def speed_section(claims, loaded) -> List[str]:
   base_epochs = values(loaded["baseline"], lambda r: epochs_to(r["train_curve"], threshold))
   lines.append(f"| baseline (ReLU) | {fmt_seeds(base_epochs, 2, 'never')} | – | – | – |")
   for claim in claims:
-    arm = loaded[claim.arm]
     if claim.kind != "speed" and claim.arm != "no_dropout":
       continue
-    epochs = values(arm, lambda r: epochs_to(r["train_curve"], threshold))
-    length = lambda r: r["summary"]["epochs"]
-    bounded = {
-      s: (e if math.isfinite(e) else length(next(r for r in arm if r["seed"] == s))) for s, e in epochs.items()
-    }
-    interval = effects.paired_difference(base_epochs, bounded)
-    ratio = (
-      np.mean(list(bounded.values())) / np.mean([base_epochs[s] for s in bounded if s in base_epochs])
-      if bounded and any(s in base_epochs for s in bounded)
-      else math.nan
-    )
+    epochs, interval, ratio = epochs_effect(loaded["baseline"], loaded[claim.arm], threshold)
     verdict = (
       verdict_text(interval, claim)
       if claim.kind == "speed"
@@ -413,15 +440,12 @@ def kernels_section(loaded, report_dir) -> List[str]:
     "| net | seed | tower a | tower b | difference |",
     "|---|---|---|---|---|",
   ]
-  diffs = {}
   for name in ("baseline", "one_tower"):
-    diffs[name] = {}
     for r in loaded.get(name, []):
-      if r["kernels"] is None or r["failed"]:
-        continue
-      s = specialisation(r["kernels"])
-      diffs[name][r["seed"]] = s["difference"]
-      lines.append(f"| {name} | {r['seed']} | {s['a']:.3f} | {s['b']:.3f} | {s['difference']:.3f} |")
+      if r["kernels"] is not None and not r["failed"]:
+        s = specialisation(r["kernels"])
+        lines.append(f"| {name} | {r['seed']} | {s['a']:.3f} | {s['b']:.3f} | {s['difference']:.3f} |")
+  diffs = tower_differences(loaded)
   two, one = effects.t_interval(diffs["baseline"].values()), effects.t_interval(diffs["one_tower"].values())
   lines += [
     "",
@@ -437,6 +461,18 @@ def kernels_section(loaded, report_dir) -> List[str]:
       "",
     ]
   return lines
+
+
+def tower_differences(loaded) -> Dict[str, Dict[int, float]]:
+  """{net: {seed: colour-share difference between its halves}} for the baseline and the one-tower control."""
+  return {
+    name: {
+      r["seed"]: specialisation(r["kernels"])["difference"]
+      for r in loaded.get(name, [])
+      if r["kernels"] is not None and not r["failed"]
+    }
+    for name in ("baseline", "one_tower")
+  }
 
 
 def kernels_reading(two, one, diffs) -> str:
@@ -456,7 +492,7 @@ def kernels_reading(two, one, diffs) -> str:
   )
 
 
-def convergence_section(arms, loaded) -> List[str]:
+def convergence_section(arms, claims, loaded) -> List[str]:
   lines = [
     "## Convergence",
     "",
@@ -466,14 +502,52 @@ def convergence_section(arms, loaded) -> List[str]:
     "| arm | change per seed | converged |",
     "|---|---|---|",
   ]
+  flat_runs = total_runs = 0
   for arm in arms:
     changes = {r["seed"]: late_change(r["curve"]) for r in loaded[arm.name]}
     if changes:
       flat = sum(abs(c) < CONVERGED_POINTS for c in changes.values())
+      flat_runs, total_runs = flat_runs + flat, total_runs + len(changes)
       lines.append(
         f"| {arm.name} | {', '.join(f'{c:+.2f}' for _, c in sorted(changes.items()))} | {flat} of {len(changes)} |"
       )
-  return lines + ["", "![validation error per epoch of every arm, mean and the seeds' range](curves.png)", ""]
+  lines += ["", f"{flat_runs} of {total_runs} runs are flat by this measure.", ""]
+  lines += effect_drift_lines(claims, loaded)
+  return lines + ["![validation error per epoch of every arm, mean and the seeds' range](curves.png)", ""]
+
+
+def effect_drift_lines(claims, loaded, fraction: float = 0.8) -> List[str]:
+  """Whether the claims' effects still moved late in the runs: the seed-paired Δ of the validation top-1
+  error (centre) at `fraction` of the epochs and at the end. Runs that are not flat matter to a claim
+  only where the difference between the arms still moves."""
+  lines = [
+    f"Do the effects still move? Δ validation top-1 error (centre, points), seed-paired, at "
+    f"{fraction:.0%} of the epochs and at the end:",
+    "",
+    "| claim | arm | Δ at " + f"{fraction:.0%}" + " | Δ at the end | moved |",
+    "|---|---|---|---|---|",
+  ]
+  moves = {}
+  for claim in claims:
+    at = lambda f: lambda r: 100 * at_fraction(r["curve"], f)
+    early = effects.paired_difference(values(loaded["baseline"], at(fraction)), values(loaded[claim.arm], at(fraction)))
+    end = effects.paired_difference(values(loaded["baseline"], at(1.0)), values(loaded[claim.arm], at(1.0)))
+    if end.n:
+      moves[claim.number] = end.mean - early.mean
+      lines.append(
+        f"| {claim.number} | {claim.arm} | {fmt_interval(early)} | {fmt_interval(end)} | {moves[claim.number]:+.2f} |"
+      )
+  own = [abs(late_change(r["curve"], 1 - fraction)) for rs in loaded.values() for r in rs if not r["failed"]]
+  if moves and own:
+    largest = max(moves, key=lambda k: abs(moves[k]))
+    lines += [
+      "",
+      f"Over the last {1 - fraction:.0%} of the epochs the claims' mean Δ moved by at most "
+      f"{abs(moves[largest]):.2f} points (claim {largest}), the trained runs' own errors by "
+      f"{np.mean(own):.2f} points on average: the runs were still improving at the end, and the "
+      f"verdicts are those of this budget, not of converged runs.",
+    ]
+  return lines + [""]
 
 
 def per_seed_section(arms, loaded) -> List[str]:
@@ -494,6 +568,71 @@ def per_seed_section(arms, loaded) -> List[str]:
         f"{r['wall_time_s'] / 60:.1f} |"
       )
   return lines + [""]
+
+
+# ------------------------------------------------------------------------------------------ findings
+
+UNITS = {"error": "points of 10-crop top-1 error", "gap": "points of validation-training gap", "epochs": "epochs"}
+
+
+def claim_phrase(claim, loaded) -> str:
+  """'claim 3 (LRN: +1.2 [+0.1, +2.3] points of ..., 5 seeds)', with the error Δ beside a gap."""
+  interval = claim_effect(claim, loaded)
+  text = f"claim {claim.number} ({claim.topic}: {fmt_interval(interval, 1)} {UNITS[claim.measured_by]}"
+  if claim.measured_by == "gap":
+    error = effects.paired_difference(values(loaded["baseline"], PRIMARY), values(loaded[claim.arm], PRIMARY))
+    text += f", and {fmt_interval(error, 1)} of 10-crop top-1 error"
+  threshold = speed_threshold(loaded["baseline"])
+  if claim.measured_by == "epochs" and threshold is not None:
+    ratio = epochs_effect(loaded["baseline"], loaded[claim.arm], threshold)[2]
+    text += f" to {100 * threshold:.0f}% training error, {ratio:.2f}x ReLU's"
+  return text + f", {interval.n} seeds)"
+
+
+def headline(arms, claims, loaded) -> str:
+  """The study's findings in a paragraph: the claims grouped by verdict, the runs that did not train and
+  figure 3's reading. Written into the report and, by `study.py --readme`, into the repository README."""
+  done, planned = sum(len(loaded[a.name]) for a in arms), sum(a.seeds for a in arms)
+  groups: Dict[str, List[str]] = {}
+  for claim in claims:
+    verdict = effects.verdict(claim_effect(claim, loaded), paper_sign(claim))
+    groups.setdefault(verdict, []).append(claim_phrase(claim, loaded))
+  c = loaded["baseline"][0]["summary"]["config"] if loaded["baseline"] else None
+  scale = (
+    f"at {c['augment']['crop_size']} px crops, x{c['model']['width_multiplier']:g} width and "
+    f"{c['num_epochs']:g} epochs on Imagenette"
+    if c
+    else "at the study geometry"
+  )
+  status = f"all {planned} runs" if done == planned else f"{done} of {planned} runs (the rest still to run)"
+  sentences = [
+    f"Study state: {status}; each Δ is the arm without the component minus the baseline, seed-paired, "
+    f"mean [95% t interval], positive in the paper's direction, {scale}."
+  ]
+  wording = {
+    "confirmed": "Confirmed",
+    "not detected": "Not detected (each interval bounds the effect that could still hide)",
+    "reversed": "Reversed, against the paper",
+    "too few seeds": "No verdict yet (too few seeds)",
+  }
+  for verdict, label in wording.items():
+    if groups.get(verdict):
+      sentences.append(f"{label}: " + "; ".join(groups[verdict]) + ".")
+  failed = [
+    f"{a.name} {sum(r['failed'] for r in loaded[a.name])} of {len(loaded[a.name])}"
+    for a in arms
+    if any(r["failed"] for r in loaded[a.name])
+  ]
+  if failed:
+    sentences.append("Runs that did not train (left out of the pairs): " + ", ".join(failed) + ".")
+  diffs = tower_differences(loaded)
+  two, one = effects.t_interval(diffs["baseline"].values()), effects.t_interval(diffs["one_tower"].values())
+  sentences.append("Figure 3: " + kernels_reading(two, one, diffs))
+  return " ".join(sentences)
+
+
+def findings_section(arms, claims, loaded) -> List[str]:
+  return ["## Findings", "", headline(arms, claims, loaded), ""]
 
 
 # ------------------------------------------------------------------------------------------ figures
@@ -575,7 +714,7 @@ def write_report(
   report_dir: str, arms, claims, *, command: Optional[str] = None, invocation_s: Optional[float] = None
 ) -> None:
   os.makedirs(report_dir, exist_ok=True)
-  loaded = {arm.name: load_arm(report_dir, arm) for arm in arms}
+  loaded = load_all(report_dir, arms)
   write_figures(report_dir, arms, loaded)
   lines = [
     "# The paper's claims, measured",
@@ -585,6 +724,7 @@ def write_report(
     "",
   ]
   lines += status_section(arms, loaded)
+  lines += findings_section(arms, claims, loaded)
   lines += setup_section(loaded, command, invocation_s)
   lines += departures_section(loaded)
   lines += claims_section(claims, loaded)
@@ -592,7 +732,7 @@ def write_report(
   lines += speed_section(claims, loaded)
   lines += lrn_controls_section(loaded)
   lines += kernels_section(loaded, report_dir)
-  lines += convergence_section(arms, loaded)
+  lines += convergence_section(arms, claims, loaded)
   lines += per_seed_section(arms, loaded)
   with open(os.path.join(report_dir, "README.md"), "w") as f:
     f.write("\n".join(lines))

@@ -4,6 +4,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from experiments import study, study_report
 
@@ -114,6 +115,12 @@ def test_the_report_pairs_seeds_sets_failed_runs_apart_and_reads_the_kernels(tmp
   # Kernels: the baseline's towers differ by 2/3 - 0 in colour share on every seed, the control's halves by 0.
   assert "| baseline | 0 | 0.667 | 0.000 | 0.667 |" in text and "| one_tower | 2 | 0.000 | 0.000 | 0.000 |" in text
   assert "the specialisation is reproduced" in text
+  findings = text.split("## Findings\n\n", 1)[1].split("\n", 1)[0]
+  assert "Study state: 12 of 41 runs (the rest still to run)" in findings
+  assert "Confirmed: claim 3 (LRN: +2.0 [+1.8, +2.2] points of 10-crop top-1 error, 3 seeds)" in findings
+  assert "Runs that did not train (left out of the pairs): tanh 1 of 3." in findings
+  # Both arms' validation curves sit 0.1 above their final error at epoch 3 (the record nearest 80% of 4).
+  assert "| 3 | no_lrn | +2.00 [+1.75, +2.25] | +2.00 [+1.75, +2.25] | +0.00 |" in text
   for figure in ("figure1_relu_tanh.png", "figure3_conv1_kernels.png", "figure3_colour_share.png", "curves.png"):
     assert (tmp_path / figure).stat().st_size > 0
 
@@ -132,3 +139,28 @@ def test_finished_runs_are_copied_with_their_final_conv1_kernels(tmp_path, monke
   copied = tmp_path / "report" / "runs" / "baseline" / "seed0"
   assert sorted(os.listdir(copied)) == ["config.json", "conv1_kernels.npy", "metrics.jsonl", "summary.json"]
   np.testing.assert_array_equal(np.load(copied / "conv1_kernels.npy"), kernel)
+
+
+def test_the_readme_states_the_findings_the_committed_runs_give():
+  """README.md's findings block and the committed report are what the committed runs give today."""
+  report_dir = os.path.join(os.path.dirname(__file__), "..", "experiments", "results", "study")
+  headline = study_report.headline(study.ARMS, study.CLAIMS, study_report.load_all(report_dir, study.ARMS))
+  readme = os.path.join(os.path.dirname(__file__), "..", "README.md")
+  content, begin, end = study.block_bounds(readme)
+  assert content[begin:end].strip() == headline, "rerun: python -m experiments.study --report_only --readme=README.md"
+  with open(os.path.join(report_dir, "README.md")) as f:
+    assert f"## Findings\n\n{headline}\n" in f.read()
+
+
+def test_the_findings_block_is_replaced_in_place_and_a_file_without_one_is_left_alone(tmp_path):
+  from alexnet_jax import configlib
+
+  readme = tmp_path / "README.md"
+  readme.write_text(f"intro\n{study.README_BEGIN}\nold findings\n{study.README_END}\nrest\n")
+  study.replace_block(str(readme), "new findings")
+  assert readme.read_text() == f"intro\n{study.README_BEGIN}\nnew findings\n{study.README_END}\nrest\n"
+  other = tmp_path / "OTHER.md"
+  other.write_text(f"{study.README_END}\n{study.README_BEGIN}\n")  # the markers in the wrong order
+  with pytest.raises(configlib.ConfigError, match="no findings block"):
+    study.replace_block(str(other), "new findings")
+  assert other.read_text() == f"{study.README_END}\n{study.README_BEGIN}\n"
