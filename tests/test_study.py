@@ -108,7 +108,7 @@ def test_the_report_pairs_seeds_sets_failed_runs_apart_and_reads_the_kernels(tmp
   assert "**Partial results: 12 of 41 runs finished.**" in text
   no_lrn_row = next(line for line in text.splitlines() if line.startswith("| 3 |"))
   assert no_lrn_row.count("+2.00 [+1.75, +2.25]") == 2  # top-1 centre and 10-crop: t(2) x 0.1 / sqrt(3)
-  assert no_lrn_row.endswith("| confirmed |")
+  assert no_lrn_row.endswith("| 10-crop top-1: confirmed |")
   assert "| tanh | section 3.1: tanh in place of ReLU | 3 / 3 | 1 of 3 (seed 1) |" in text
   # Claim 1: threshold = the baseline's mean training error at epoch 1 (a quarter of 4): 0.8 + mean(0, .1, .2)
   assert "Epochs to a training error of 90.0%" in text
@@ -121,7 +121,13 @@ def test_the_report_pairs_seeds_sets_failed_runs_apart_and_reads_the_kernels(tmp
   assert "Runs that did not train (left out of the pairs): tanh 1 of 3." in findings
   # Both arms' validation curves sit 0.1 above their final error at epoch 3 (the record nearest 80% of 4).
   assert "| 3 | no_lrn | +2.00 [+1.75, +2.25] | +2.00 [+1.75, +2.25] | +0.00 |" in text
-  for figure in ("figure1_relu_tanh.png", "figure3_conv1_kernels.png", "figure3_colour_share.png", "curves.png"):
+  for figure in (
+    "effects.png",
+    "figure1_relu_tanh.png",
+    "figure3_conv1_kernels.png",
+    "figure3_colour_share.png",
+    "curves.png",
+  ):
     assert (tmp_path / figure).stat().st_size > 0
 
 
