@@ -170,3 +170,17 @@ def test_the_findings_block_is_replaced_in_place_and_a_file_without_one_is_left_
   with pytest.raises(configlib.ConfigError, match="no findings block"):
     study.replace_block(str(other), "new findings")
   assert other.read_text() == f"{study.README_END}\n{study.README_BEGIN}\n"
+
+
+def test_the_lrn_reading_names_normalisation_when_the_gain_alone_does_not_help():
+  from alexnet_jax import effects
+
+  Iv = effects.Interval
+  no_lrn, gain_only = Iv(5.0, 3.0, 7.0, 5), Iv(4.8, 2.9, 6.7, 5)  # keeping only the gain loses it all
+  reading = study_report.lrn_reading(no_lrn, gain_only, gain_alone=Iv(0.2, -1.0, 1.4, 5))
+  assert "the effect is the normalisation across channels, not the scale" in reading
+  # The gain alone recovers the baseline: no difference without the normalisation, and better than no LRN.
+  reading = study_report.lrn_reading(no_lrn, Iv(0.3, -1.5, 2.1, 5), gain_alone=Iv(4.7, 2.8, 6.6, 5))
+  assert "mostly one of scale" in reading and "could hide ±2.1" in reading
+  assert "nothing to attribute" in study_report.lrn_reading(Iv(1.0, -2.0, 4.0, 5), gain_only, Iv(0, -1, 1, 5))
+  assert "do not separate" in study_report.lrn_reading(no_lrn, Iv(2.5, 0.5, 4.5, 5), Iv(2.5, 0.5, 4.5, 5))
