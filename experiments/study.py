@@ -94,7 +94,8 @@ class Claim:
   `paper_effect`: the paper's (top-1, top-5) error increase of the arm over the baseline, where it gives
   numbers (None for a part it does not give). `topic`: the component in a word or two, for the findings.
   `measured_by`: what the claim's headline verdict reads: 'error' (10-crop top-1), 'gap' (validation
-  minus training error: the claim is about overfitting), 'epochs' (epochs to a training error)."""
+  minus training error: the claim is about overfitting), 'epochs' (epochs to a training error).
+  `epochs_too`: the claim also speaks of the epochs to converge (the report measures them beside)."""
 
   number: int
   section: str
@@ -106,6 +107,7 @@ class Claim:
   anchors: str = ""
   topic: str = ""
   measured_by: str = "error"
+  epochs_too: bool = False
 
 
 CLAIMS = (
@@ -182,6 +184,7 @@ CLAIMS = (
     "overfits substantially without; about 2x the iterations with it",
     topic="dropout",
     measured_by="gap",
+    epochs_too=True,
   ),
 )
 
