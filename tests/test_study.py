@@ -184,3 +184,18 @@ def test_the_lrn_reading_names_normalisation_when_the_gain_alone_does_not_help()
   assert "mostly one of scale" in reading and "could hide ±2.1" in reading
   assert "nothing to attribute" in study_report.lrn_reading(Iv(1.0, -2.0, 4.0, 5), gain_only, Iv(0, -1, 1, 5))
   assert "do not separate" in study_report.lrn_reading(no_lrn, Iv(2.5, 0.5, 4.5, 5), Iv(2.5, 0.5, 4.5, 5))
+
+
+def test_epochs_to_converge_read_the_curve_asked_for_and_count_never_as_the_run_length():
+  def run(seed, val, train):
+    curve = lambda errors: [(float(e + 1), x) for e, x in enumerate(errors)]
+    return {"seed": seed, "failed": False, "curve": curve(val), "train_curve": curve(train), "summary": {"epochs": 4.0}}
+
+  # Validation error: the baseline gets to 0.5 at epochs 3 and 4, the arm at 1 and 2; the training
+  # curves say the opposite, so reading the wrong curve fails.
+  base = [run(0, [0.9, 0.7, 0.5, 0.4], [0.5, 0.4, 0.3, 0.2]), run(1, [0.9, 0.8, 0.6, 0.5], [0.5, 0.4, 0.3, 0.2])]
+  arm = [run(0, [0.5, 0.4, 0.3, 0.3], [0.9, 0.9, 0.9, 0.9]), run(1, [0.6, 0.5, 0.4, 0.3], [0.9, 0.9, 0.9, 0.9])]
+  epochs, interval, ratio = study_report.epochs_effect(base, arm, 0.5, curve="curve")
+  assert epochs == {0: 1.0, 1: 2.0} and interval.mean == -2.0 and ratio == 1.5 / 3.5
+  epochs, interval, _ = study_report.epochs_effect(base, arm, 0.5)  # training curves: the arm never gets there
+  assert epochs == {0: float("inf"), 1: float("inf")} and interval.mean == 4.0 - 1.0
