@@ -139,6 +139,14 @@ def specialisation(kernel, towers: int = 2) -> Dict[str, float]:
 # ------------------------------------------------------------------------------------------ formatting
 
 
+def run_epochs(results: Sequence[dict]) -> str:
+  """The epochs the runs trained for ('15', or '10-15' where they differ)."""
+  lengths = sorted({r["summary"]["epochs"] for r in results})
+  if not lengths:
+    return "–"
+  return f"{lengths[0]:g}" if len(lengths) == 1 else f"{lengths[0]:g}-{lengths[-1]:g}"
+
+
 def fmt_interval(interval: effects.Interval, digits: int = 2) -> str:
   if interval.n == 0:
     return "–"
@@ -295,17 +303,17 @@ def claims_section(claims, loaded) -> List[str]:
   lines = [
     "## The claims",
     "",
-    "Δ: the arm's error minus the baseline's, in points, seed-paired, mean [95% t interval]; positive "
-    "means the paper's direction (removing the component hurts). Verdict on the claim's own measure, "
+    "Epochs: the length of the runs compared. Δ: the arm's error minus the baseline's, in points, "
+    "seed-paired, mean [95% t interval]; positive means the paper's direction (removing the component hurts). Verdict on the claim's own measure, "
     "named first: the 10-crop top-1 error (the paper's test protocol), the validation-training gap "
     "for the claims about overfitting (6, 7; next section), the epochs to a training error for claim 1 "
     "(below): *confirmed* (the interval excludes 0 on the paper's side), *not detected* (it includes 0; "
     "the largest effect it could still hide is given), *reversed*, *too few seeds* (fewer than 2 "
     "trained, or seeds whose differences agree exactly: a zero-width interval).",
     "",
-    "| # | claim (section) | paper | later anchors | seeds | Δ top-1 | Δ top-5 | Δ top-1 (10-crop) "
+    "| # | claim (section) | paper | later anchors | seeds | epochs | Δ top-1 | Δ top-5 | Δ top-1 (10-crop) "
     "| Δ top-5 (10-crop) | verdict |",
-    "|---|---|---|---|---|---|---|---|---|---|",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for claim in claims:
     arm = loaded[claim.arm]
@@ -316,7 +324,7 @@ def claims_section(claims, loaded) -> List[str]:
     verdict = f"{MEASURE_NAMES[claim.measured_by]}: {verdict_text(claim_effect(claim, loaded), claim)}"
     lines.append(
       f"| {claim.number} | {claim.claim} ({claim.section}) | {claim.paper} | {claim.anchors or '–'} | "
-      f"{trained} of {len(arm)} trained | " + " | ".join(cells) + f" | {verdict} |"
+      f"{trained} of {len(arm)} trained | {run_epochs(base + arm)} | " + " | ".join(cells) + f" | {verdict} |"
     )
   return lines + ["", "![each claim's Δ with its interval and seeds, beside the paper's](effects.png)", ""]
 
