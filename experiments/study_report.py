@@ -304,12 +304,13 @@ def claims_section(claims, loaded) -> List[str]:
     "## The claims",
     "",
     "Epochs: the length of the runs compared. Δ: the arm's error minus the baseline's, in points, "
-    "seed-paired, mean [95% t interval]; positive means the paper's direction (removing the component hurts). Verdict on the claim's own measure, "
-    "named first: the 10-crop top-1 error (the paper's test protocol), the validation-training gap "
-    "for the claims about overfitting (6, 7; next section), the epochs to a training error for claim 1 "
-    "(below): *confirmed* (the interval excludes 0 on the paper's side), *not detected* (it includes 0; "
-    "the largest effect it could still hide is given), *reversed*, *too few seeds* (fewer than 2 "
-    "trained, or seeds whose differences agree exactly: a zero-width interval).",
+    "seed-paired, mean [95% t interval]; positive means the paper's direction (removing the component "
+    "hurts). Verdict on the claim's own measure, named first: the 10-crop top-1 error (the paper's test "
+    "protocol), the validation-training gap for the claims about overfitting (6, 7; next section), the "
+    "epochs to a training error for claim 1 (below): *confirmed* (the interval excludes 0 on the paper's "
+    "side), *not detected* (it includes 0; the largest effect it could still hide is given), *reversed*, "
+    "*too few seeds* (fewer than 2 trained, or seeds whose differences agree exactly: a zero-width "
+    "interval).",
     "",
     "| # | claim (section) | paper | later anchors | seeds | epochs | Δ top-1 | Δ top-5 | Δ top-1 (10-crop) "
     "| Δ top-5 (10-crop) | verdict |",
