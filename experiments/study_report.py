@@ -595,12 +595,17 @@ def effect_drift_lines(claims, loaded, fraction: float = 0.8) -> List[str]:
   own = [abs(late_change(r["curve"], 1 - fraction)) for rs in loaded.values() for r in rs if not r["failed"]]
   if moves and own:
     largest = max(moves, key=lambda k: abs(moves[k]))
+    still = np.mean(own) >= CONVERGED_POINTS
     lines += [
       "",
       f"Over the last {1 - fraction:.0%} of the epochs the claims' mean Δ moved by at most "
       f"{abs(moves[largest]):.2f} points (claim {largest}), the trained runs' own errors by "
-      f"{np.mean(own):.2f} points on average: the runs were still improving at the end, and the "
-      f"verdicts are those of this budget, not of converged runs.",
+      f"{np.mean(own):.2f} points on average"
+      + (
+        ": the runs were still improving at the end, and the verdicts are those of this budget, not of converged runs."
+        if still
+        else "."
+      ),
     ]
   return lines + [""]
 
