@@ -95,7 +95,9 @@ class Claim:
   numbers (None for a part it does not give). `topic`: the component in a word or two, for the findings.
   `measured_by`: what the claim's headline verdict reads: 'error' (10-crop top-1), 'gap' (validation
   minus training error: the claim is about overfitting), 'epochs' (epochs to a training error).
-  `epochs_too`: the claim also speaks of the epochs to converge (the report measures them beside)."""
+  `epochs_too`: the claim also speaks of the epochs to converge (the report measures them beside).
+  `anchor_effect`: the later anchors' top-1 error change of the arm over the baseline (points), where
+  they measured the same comparison (not for pooling: Mishkin et al.'s 2x2 changes the output size)."""
 
   number: int
   section: str
@@ -108,6 +110,7 @@ class Claim:
   topic: str = ""
   measured_by: str = "error"
   epochs_too: bool = False
+  anchor_effect: Optional[float] = None
 
 
 CLAIMS = (
@@ -142,6 +145,7 @@ CLAIMS = (
     "Mishkin et al. 2016 (CaffeNet, 128 px ImageNet): top-1 accuracy 0.470 with LRN, 0.471 without "
     "(-0.1 without); VGG table 3: A 29.6 / 10.4 vs A-LRN 29.7 / 10.5 (-0.1 / -0.1 without)",
     topic="LRN",
+    anchor_effect=-0.1,
   ),
   Claim(
     4,

@@ -436,17 +436,26 @@ def lrn_controls_section(loaded) -> List[str]:
       f"| {name} | {sum(not r['failed'] for r in arm)} of {len(arm)} | "
       f"{fmt_interval(intervals[name])} | {fmt_interval(centre)} |"
     )
-  gain_alone = effects.paired_difference(
-    values(loaded.get("lrn_gain_only", []), PRIMARY), values(loaded.get("no_lrn", []), PRIMARY)
-  )
+  no_lrn, gain_only, gain_alone = lrn_intervals(loaded)
   lines += [
     "",
     f"The gain's own effect (no_lrn minus lrn_gain_only, seed-paired): {fmt_interval(gain_alone)}.",
     "",
-    "Reading: " + lrn_reading(intervals["no_lrn"], intervals["lrn_gain_only"], gain_alone),
+    "Reading: " + lrn_reading(no_lrn, gain_only, gain_alone),
     "",
   ]
   return lines
+
+
+def lrn_intervals(loaded):
+  """lrn_reading's three intervals of the 10-crop top-1 error: no LRN and LRN's gain alone, each against
+  the baseline, and no LRN against the gain alone."""
+  get = lambda name: values(loaded.get(name, []), PRIMARY)
+  return (
+    effects.paired_difference(get("baseline"), get("no_lrn")),
+    effects.paired_difference(get("baseline"), get("lrn_gain_only")),
+    effects.paired_difference(get("lrn_gain_only"), get("no_lrn")),
+  )
 
 
 def lrn_reading(no_lrn: effects.Interval, gain_only: effects.Interval, gain_alone: effects.Interval) -> str:
@@ -652,9 +661,9 @@ def claim_phrase(claim, loaded) -> str:
   return text + f", {interval.n} seeds)"
 
 
-def headline(arms, claims, loaded) -> str:
-  """The study's findings in a paragraph: the claims grouped by verdict, the runs that did not train and
-  figure 3's reading. Written into the report and, by `study.py --readme`, into the repository README."""
+def findings(arms, claims, loaded) -> str:
+  """The study's findings in detail: every claim's Δ grouped by verdict, the runs that did not train and
+  figure 3's reading."""
   done, planned = sum(len(loaded[a.name]) for a in arms), sum(a.seeds for a in arms)
   groups: Dict[str, List[str]] = {}
   for claim in claims:
@@ -694,8 +703,85 @@ def headline(arms, claims, loaded) -> str:
   return " ".join(sentences)
 
 
+def disagreements(claims, loaded) -> List[str]:
+  """Where the measurements go against the paper: a reversed verdict, an error that falls where the paper
+  says it rises, or an effect whose interval excludes the paper's or the later anchors' size."""
+  out = []
+  for claim in claims:
+    own = claim_effect(claim, loaded)
+    if effects.verdict(own, paper_sign(claim)) == "reversed":
+      out.append(
+        f"{claim.topic} goes the other way (claim {claim.number}: {fmt_interval(own, 1)} {UNITS[claim.measured_by]})"
+      )
+    error = effects.paired_difference(values(loaded["baseline"], PRIMARY), values(loaded[claim.arm], PRIMARY))
+    if effects.verdict(error, paper_sign(claim)) == "too few seeds":
+      continue
+    if claim.measured_by != "error" and error.high < 0:
+      out.append(
+        f"without {claim.topic} the 10-crop top-1 error is lower, not higher (claim {claim.number}: "
+        f"{fmt_interval(error, 1)} points at this budget)"
+      )
+    if claim.measured_by != "error":
+      continue
+    sizes = (("the paper's", (claim.paper_effect or (None,))[0]), ("the later anchors'", claim.anchor_effect))
+    outside = [
+      f"{'larger' if size < error.low else 'smaller'} than {whose} ({size:+.1f})"
+      for whose, size in sizes
+      if size is not None and not error.low <= size <= error.high
+    ]
+    if outside:
+      out.append(
+        f"{claim.topic}'s effect (claim {claim.number}: {fmt_interval(error, 1)} points) is " + " and ".join(outside)
+      )
+  return out
+
+
+def headline(arms, claims, loaded) -> str:
+  """The study in three sentences: the verdicts, where it disagrees with the paper, and what the budget
+  leaves open. Heads the report's findings and, by `study.py --readme`, the repository README's."""
+  done, planned = sum(len(loaded[a.name]) for a in arms), sum(a.seeds for a in arms)
+  by_verdict: Dict[str, List[str]] = {}
+  for claim in claims:
+    interval = claim_effect(claim, loaded)
+    verdict = effects.verdict(interval, paper_sign(claim))
+    how = "" if claim.measured_by == "error" else f", on the {UNITS[claim.measured_by].replace('points of ', '')}"
+    threshold = speed_threshold(loaded["baseline"])
+    if claim.measured_by == "epochs" and threshold is not None:
+      how += f": {epochs_effect(loaded['baseline'], loaded[claim.arm], threshold)[2]:.2f}x the baseline's"
+    if verdict == "not detected":
+      how += f"; could hide ±{interval.largest_hidden():.1f}"
+    by_verdict.setdefault(verdict, []).append(f"{claim.topic} ({claim.number}{how})")
+  order = ("confirmed", "reversed", "not detected", "too few seeds")
+  counts = [f"{len(by_verdict[k])} {k}: {', '.join(by_verdict[k])}" for k in order if k in by_verdict]
+  seeds = sorted({len(loaded[c.arm]) for c in claims} | {len(loaded["baseline"])})
+  epochs = run_epochs(loaded["baseline"])
+  first = (
+    f"Of the paper's {len(claims)} claims, measured at a CPU scale (Imagenette, {epochs} epochs, {done} of "
+    f"{planned} runs, {seeds[0]}-{seeds[-1]} seeds per claim, seed-paired 95% t intervals of the 10-crop "
+    f"top-1 error unless named), " + "; ".join(counts) + "."
+  )
+  against = disagreements(claims, loaded)
+  diffs = tower_differences(loaded)
+  two, one = effects.t_interval(diffs["baseline"].values()), effects.t_interval(diffs["one_tower"].values())
+  if two.n >= 2 and one.n >= 2 and not two.low > one.high:
+    against.append("figure 3's colour specialisation of the towers is not reproduced")
+  second = (
+    ("Where it differs from the paper or later work: " + "; ".join(against) + ".")
+    if against
+    else "Nothing measured differs from the paper or later work."
+  )
+  second += " What LRN's effect is: " + lrn_reading(*lrn_intervals(loaded))
+  changes = [late_change(r["curve"]) for rs in loaded.values() for r in rs if not r["failed"]]
+  flat = sum(abs(c) < CONVERGED_POINTS for c in changes)
+  third = (
+    f"{flat} of {len(changes)} trained runs were flat over their last 20% of epochs: these are the verdicts "
+    f"of a {epochs}-epoch budget, not of converged runs (experiments/results/study/README.md has every number)."
+  )
+  return " ".join([first, second, third])
+
+
 def findings_section(arms, claims, loaded) -> List[str]:
-  return ["## Findings", "", headline(arms, claims, loaded), ""]
+  return ["## Findings", "", headline(arms, claims, loaded), "", findings(arms, claims, loaded), ""]
 
 
 # ------------------------------------------------------------------------------------------ figures

@@ -115,7 +115,14 @@ def test_the_report_pairs_seeds_sets_failed_runs_apart_and_reads_the_kernels(tmp
   # Kernels: the baseline's towers differ by 2/3 - 0 in colour share on every seed, the control's halves by 0.
   assert "| baseline | 0 | 0.667 | 0.000 | 0.667 |" in text and "| one_tower | 2 | 0.000 | 0.000 | 0.000 |" in text
   assert "the specialisation is reproduced" in text
-  findings = text.split("## Findings\n\n", 1)[1].split("\n", 1)[0]
+  headline, findings = text.split("## Findings\n\n", 1)[1].split("\n\n")[:2]
+  assert "12 of 41 runs" in headline and "1 confirmed: LRN (3);" in headline
+  # +2.0 [+1.8, +2.2] excludes the paper's +1.4 and the later anchors' -0.1; figure 3 is reproduced.
+  assert (
+    "LRN's effect (claim 3: +2.0 [+1.8, +2.2] points) is larger than the paper's (+1.4) and larger than the "
+    "later anchors' (-0.1)" in headline
+  )
+  assert "colour specialisation" not in headline
   assert "Study state: 12 of 41 runs (the rest still to run)" in findings
   assert "Confirmed: claim 3 (LRN: +2.0 [+1.8, +2.2] points of 10-crop top-1 error, 3 seeds)" in findings
   assert "Runs that did not train (left out of the pairs): tanh 1 of 3." in findings
