@@ -9,7 +9,7 @@ each finished run's summary.json, metrics.jsonl and final conv1 kernels to `--re
 (experiments/study_report.py). Seeds run in rounds (seed 0 of every arm, then seed 1, ...), so a study cut
 short has every claim measured once before any is measured twice. `--report_only` rewrites the report from
 the copies (after copying the finished runs of --workdir, where it exists). `--readme=README.md` also
-writes the report's findings paragraph into the repository README's findings block. The canonical geometry on a
+writes the report's headline into the repository README's findings block. The canonical geometry on a
 GPU: `--config=configs/alexnet.py:imagenette` with `--set`s.
 """
 
@@ -237,7 +237,7 @@ README_END = "<!-- end of study findings -->"
 
 
 def write_report(report_dir: str, readme: str = "", **kwargs) -> None:
-  """The report in report_dir; with `readme`, the same findings paragraph into that file's findings block."""
+  """The report in report_dir; with `readme`, the report's headline into that file's findings block."""
   from experiments import study_report  # imported here: the runs never need it
 
   study_report.write_report(report_dir, ARMS, CLAIMS, **kwargs)
