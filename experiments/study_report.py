@@ -10,7 +10,7 @@ import json
 import math
 import os
 import platform
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -98,6 +98,12 @@ def late_change(curve, fraction: float = 0.2) -> float:
   if len(curve) < 2:
     return math.nan
   return 100 * (curve[-1][1] - at_fraction(curve, 1 - fraction))
+
+
+def flat_counts(loaded) -> Tuple[int, int]:
+  """(runs whose validation error moved less than CONVERGED_POINTS over their last 20%, runs that trained)."""
+  changes = [late_change(r["curve"]) for rs in loaded.values() for r in rs if not r["failed"]]
+  return sum(abs(c) < CONVERGED_POINTS for c in changes), len(changes)
 
 
 def gap(result) -> float:
@@ -561,21 +567,19 @@ def convergence_section(arms, claims, loaded) -> List[str]:
     "## Convergence",
     "",
     f"Change of the validation top-1 error (centre, points) over the last 20% of each run's epochs; "
-    f"a run counts as converged when it moved less than {CONVERGED_POINTS:g} point.",
+    f"a run counts as flat (converged) when it moved less than {CONVERGED_POINTS:g} point.",
     "",
-    "| arm | change per seed | converged |",
+    "| arm | change per seed | flat |",
     "|---|---|---|",
   ]
-  flat_runs = total_runs = 0
   for arm in arms:
-    changes = {r["seed"]: late_change(r["curve"]) for r in loaded[arm.name]}
-    if changes:
-      flat = sum(abs(c) < CONVERGED_POINTS for c in changes.values())
-      flat_runs, total_runs = flat_runs + flat, total_runs + len(changes)
-      lines.append(
-        f"| {arm.name} | {', '.join(f'{c:+.2f}' for _, c in sorted(changes.items()))} | {flat} of {len(changes)} |"
-      )
-  lines += ["", f"{flat_runs} of {total_runs} runs are flat by this measure.", ""]
+    results = sorted(loaded[arm.name], key=lambda r: r["seed"])
+    if results:
+      cells = [f"{late_change(r['curve']):+.2f}" + (" (did not train)" if r["failed"] else "") for r in results]
+      flat, trained = flat_counts({arm.name: results})
+      lines.append(f"| {arm.name} | {', '.join(cells)} | {flat} of {trained} trained |")
+  flat, trained = flat_counts(loaded)
+  lines += ["", f"{flat} of the {trained} runs that trained are flat by this measure.", ""]
   lines += effect_drift_lines(claims, loaded)
   return lines + ["![validation error per epoch of every arm, mean and the seeds' range](curves.png)", ""]
 
@@ -771,10 +775,9 @@ def headline(arms, claims, loaded) -> str:
     else "Nothing measured differs from the paper or later work."
   )
   second += " What LRN's effect is: " + lrn_reading(*lrn_intervals(loaded))
-  changes = [late_change(r["curve"]) for rs in loaded.values() for r in rs if not r["failed"]]
-  flat = sum(abs(c) < CONVERGED_POINTS for c in changes)
+  flat, trained = flat_counts(loaded)
   third = (
-    f"{flat} of {len(changes)} trained runs were flat over their last 20% of epochs: these are the verdicts "
+    f"{flat} of {trained} trained runs were flat over their last 20% of epochs: these are the verdicts "
     f"of a {epochs}-epoch budget, not of converged runs (experiments/results/study/README.md has every number)."
   )
   return " ".join([first, second, third])
