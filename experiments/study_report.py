@@ -659,9 +659,12 @@ def claim_phrase(claim, loaded) -> str:
     text += f" to {100 * threshold:.0f}% training error, {ratio:.2f}x ReLU's"
   val_threshold = speed_threshold(loaded["baseline"], curve="curve")
   if claim.epochs_too and val_threshold is not None:
-    ratio = epochs_effect(loaded["baseline"], loaded[claim.arm], val_threshold, curve="curve")[2]
+    _, delta, ratio = epochs_effect(loaded["baseline"], loaded[claim.arm], val_threshold, curve="curve")
     if math.isfinite(ratio) and ratio:
-      text += f"; the baseline needs {1 / ratio:.2f}x the epochs to {100 * val_threshold:.0f}% validation error"
+      text += (
+        f"; the baseline needs {1 / ratio:.2f}x the epochs to {100 * val_threshold:.0f}% validation error "
+        f"(Δ {fmt_interval(delta, 1)} epochs without the component)"
+      )
   return text + f", {interval.n} seeds)"
 
 
