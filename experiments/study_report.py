@@ -781,7 +781,7 @@ def headline(arms, claims, loaded) -> str:
   flat, trained = flat_counts(loaded)
   third = (
     f"{flat} of {trained} trained runs were flat over their last 20% of epochs: these are the verdicts "
-    f"of a {epochs}-epoch budget, not of converged runs (experiments/results/study/README.md has every number)."
+    f"of a {epochs}-epoch budget, not of converged runs (the report has every number)."
   )
   return " ".join([first, second, third])
 
