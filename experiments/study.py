@@ -240,10 +240,9 @@ def write_report(report_dir: str, readme: str = "", **kwargs) -> None:
   """The report in report_dir; with `readme`, the report's headline into that file's findings block."""
   from experiments import study_report  # imported here: the runs never need it
 
-  study_report.write_report(report_dir, ARMS, CLAIMS, **kwargs)
+  headline = study_report.write_report(report_dir, ARMS, CLAIMS, **kwargs)
   print(f"Report: {report_dir}/README.md")
   if readme:
-    headline = study_report.headline(ARMS, CLAIMS, study_report.load_all(report_dir, ARMS))
     replace_block(readme, headline)
     print(f"Findings: {readme}")
 

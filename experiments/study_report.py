@@ -786,8 +786,8 @@ def headline(arms, claims, loaded) -> str:
   return " ".join([first, second, third])
 
 
-def findings_section(arms, claims, loaded) -> List[str]:
-  return ["## Findings", "", headline(arms, claims, loaded), "", findings(arms, claims, loaded), ""]
+def findings_section(arms, claims, loaded, summary: str) -> List[str]:
+  return ["## Findings", "", summary, "", findings(arms, claims, loaded), ""]
 
 
 # ------------------------------------------------------------------------------------------ figures
@@ -903,7 +903,8 @@ def plot_effects(plt, path: str, claims, loaded) -> None:
 
 def write_report(
   report_dir: str, arms, claims, *, command: Optional[str] = None, invocation_s: Optional[float] = None
-) -> None:
+) -> str:
+  """Writes the report and its figures into report_dir from its runs; returns the report's headline."""
   os.makedirs(report_dir, exist_ok=True)
   loaded = load_all(report_dir, arms)
   write_figures(report_dir, arms, claims, loaded)
@@ -915,7 +916,8 @@ def write_report(
     "",
   ]
   lines += status_section(arms, loaded)
-  lines += findings_section(arms, claims, loaded)
+  summary = headline(arms, claims, loaded)
+  lines += findings_section(arms, claims, loaded, summary)
   lines += setup_section(loaded, command, invocation_s)
   lines += departures_section(loaded)
   lines += claims_section(claims, loaded)
@@ -927,3 +929,4 @@ def write_report(
   lines += per_seed_section(arms, loaded)
   with open(os.path.join(report_dir, "README.md"), "w") as f:
     f.write("\n".join(lines))
+  return summary
