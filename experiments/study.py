@@ -9,7 +9,8 @@ each finished run's summary.json, metrics.jsonl and final conv1 kernels to `--re
 (experiments/study_report.py). Seeds run in rounds (seed 0 of every arm, then seed 1, ...), so a study cut
 short has every claim measured once before any is measured twice. `--report_only` rewrites the report from
 the copies (after copying the finished runs of --workdir, where it exists). `--readme=README.md` also
-writes the report's headline into the repository README's findings block. The canonical geometry on a
+writes the report's headline into the repository README's findings block. `--compare_to=DIR` adds how
+the results move between this budget and DIR's (experiments/study_budget.py). The canonical geometry on a
 GPU: `--config=configs/alexnet.py:imagenette` with `--set`s.
 """
 
@@ -236,11 +237,12 @@ README_BEGIN = "<!-- study findings: written by `python -m experiments.study --r
 README_END = "<!-- end of study findings -->"
 
 
-def write_report(report_dir: str, readme: str = "", **kwargs) -> None:
-  """The report in report_dir; with `readme`, the report's headline into that file's findings block."""
+def write_report(report_dir: str, readme: str = "", compare_to: str = "", **kwargs) -> None:
+  """The report in report_dir; with `readme`, the report's headline into that file's findings block;
+  with `compare_to`, the comparison with that report folder's budget."""
   from experiments import study_report  # imported here: the runs never need it
 
-  headline = study_report.write_report(report_dir, ARMS, CLAIMS, **kwargs)
+  headline = study_report.write_report(report_dir, ARMS, CLAIMS, compare_to=compare_to, **kwargs)
   print(f"Report: {report_dir}/README.md")
   if readme:
     replace_block(readme, headline)
@@ -270,6 +272,15 @@ def replace_block(path: str, text: str) -> None:
     f.write(content[:begin] + "\n" + text + "\n" + content[end:])
 
 
+def check_compare_to(path: str) -> None:
+  """ConfigError unless `path` is a report folder of this study with finished runs of the baseline."""
+  if path and not os.path.isdir(os.path.join(path, "runs", "baseline")):
+    raise configlib.ConfigError(
+      f"--compare_to={path} holds no study runs (no {os.path.join(path, 'runs', 'baseline')}): give the "
+      f"--report_dir of the same study at another budget, e.g. experiments/results/study."
+    )
+
+
 def main(argv):
   del argv
   report_dir = os.path.abspath(FLAGS.report_dir)
@@ -278,13 +289,14 @@ def main(argv):
   try:
     if FLAGS.readme:
       block_bounds(FLAGS.readme)  # refused before anything is trained or written
+    check_compare_to(FLAGS.compare_to)
   except configlib.ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   if FLAGS.report_only:
     if os.path.isdir(workdir):
       print(f"Copied {copy_finished(runs, report_dir)} finished runs from {workdir}.")
-    write_report(report_dir, FLAGS.readme, command=None)
+    write_report(report_dir, FLAGS.readme, FLAGS.compare_to, command=None)
     return
   try:
     ablate.check_counts(1, FLAGS.parallel, FLAGS.gpus)
@@ -304,6 +316,7 @@ def main(argv):
   write_report(
     report_dir,
     FLAGS.readme,
+    FLAGS.compare_to,
     command="python -m experiments.study " + " ".join(sys.argv[1:]),
     invocation_s=time.time() - started,
   )
@@ -326,5 +339,11 @@ if __name__ == "__main__":
   flags.DEFINE_integer("parallel", 1, "Runs at once.")
   flags.DEFINE_integer("gpus", 0, "GPUs to spread parallel runs over (see alexnet_jax.ablate).")
   flags.DEFINE_bool("report_only", False, "Rewrite the report from report_dir/runs without training.")
+  flags.DEFINE_string(
+    "compare_to",
+    "",
+    "The report_dir of the same study at another num_epochs (e.g. experiments/results/study): the report "
+    "adds how each arm's error and each claim's effect move between the two budgets, seed by seed.",
+  )
   flags.DEFINE_string("readme", "", "Also rewrite the findings block of this file (the repository's README.md).")
   cli.run(main)

@@ -743,9 +743,10 @@ def disagreements(claims, loaded) -> List[str]:
   return out
 
 
-def headline(arms, claims, loaded) -> str:
+def headline(arms, claims, loaded, other=None) -> str:
   """The study in three sentences: the verdicts, where it disagrees with the paper, and what the budget
-  leaves open. Heads the report's findings and, by `study.py --readme`, the repository README's."""
+  leaves open (with `other`, the same study at another budget: how far the baseline moved between them).
+  Heads the report's findings and, by `study.py --readme`, the repository README's."""
   done, planned = sum(len(loaded[a.name]) for a in arms), sum(a.seeds for a in arms)
   by_verdict: Dict[str, List[str]] = {}
   for claim in claims:
@@ -783,6 +784,10 @@ def headline(arms, claims, loaded) -> str:
     f"{flat} of {trained} trained runs were flat over their last 20% of epochs: these are the verdicts "
     f"of a {epochs}-epoch budget, not of converged runs (the report has every number)."
   )
+  if other is not None:
+    from experiments import study_budget
+
+    third = " ".join(filter(None, [third, study_budget.sentence(loaded, other)]))
   return " ".join([first, second, third])
 
 
@@ -902,11 +907,21 @@ def plot_effects(plt, path: str, claims, loaded) -> None:
 
 
 def write_report(
-  report_dir: str, arms, claims, *, command: Optional[str] = None, invocation_s: Optional[float] = None
+  report_dir: str,
+  arms,
+  claims,
+  *,
+  command: Optional[str] = None,
+  invocation_s: Optional[float] = None,
+  compare_to: str = "",
 ) -> str:
-  """Writes the report and its figures into report_dir from its runs; returns the report's headline."""
+  """Writes the report and its figures into report_dir from its runs; returns the report's headline.
+  `compare_to`: the report folder of the same study at another budget (experiments/study_budget.py)."""
+  from experiments import study_budget  # it reads this module's measures
+
   os.makedirs(report_dir, exist_ok=True)
   loaded = load_all(report_dir, arms)
+  other = load_all(compare_to, arms) if compare_to else None
   write_figures(report_dir, arms, claims, loaded)
   lines = [
     "# The paper's claims, measured",
@@ -916,7 +931,7 @@ def write_report(
     "",
   ]
   lines += status_section(arms, loaded)
-  summary = headline(arms, claims, loaded)
+  summary = headline(arms, claims, loaded, other)
   lines += findings_section(arms, claims, loaded, summary)
   lines += setup_section(loaded, command, invocation_s)
   lines += departures_section(loaded)
@@ -926,6 +941,8 @@ def write_report(
   lines += lrn_controls_section(loaded)
   lines += kernels_section(loaded, report_dir)
   lines += convergence_section(arms, claims, loaded)
+  if other is not None:
+    lines += study_budget.section(arms, claims, loaded, other, os.path.relpath(compare_to, report_dir))
   lines += per_seed_section(arms, loaded)
   with open(os.path.join(report_dir, "README.md"), "w") as f:
     f.write("\n".join(lines))

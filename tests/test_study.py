@@ -23,7 +23,7 @@ def test_runs_go_in_rounds_of_seeds_and_every_arm_is_a_valid_config():
     ablate.validate("configs/alexnet.py:study", [(k, [v]) for k, v in arm.overrides.items()], [])
 
 
-def _fake_run(folder, seed, val_top1, train_top1, kernel):
+def _fake_run(folder, seed, val_top1, train_top1, kernel, epochs=4.0):
   """A run as study.copy_finished leaves it: summary.json, metrics.jsonl, conv1_kernels.npy."""
   os.makedirs(folder)
   final = {
@@ -37,7 +37,7 @@ def _fake_run(folder, seed, val_top1, train_top1, kernel):
     "final": final,
     "train_images_per_sec": 300.0,
     "wall_time_s": 600.0,
-    "epochs": 4.0,
+    "epochs": epochs,
     "parameters": 1000,
     "device_kind": "cpu",
     "devices": 1,
@@ -47,7 +47,7 @@ def _fake_run(folder, seed, val_top1, train_top1, kernel):
       "dataset": {"name": "fake"},
       "augment": {"resize_to": 76, "crop_size": 67},
       "batch_size": 64,
-      "num_epochs": 4.0,
+      "num_epochs": epochs,
       "optim": {
         "learning_rate": 0.02,
         "schedule": "cosine",
@@ -206,3 +206,41 @@ def test_epochs_to_converge_read_the_curve_asked_for_and_count_never_as_the_run_
   assert epochs == {0: 1.0, 1: 2.0} and interval.mean == -2.0 and ratio == 1.5 / 3.5
   epochs, interval, _ = study_report.epochs_effect(base, arm, 0.5)  # training curves: the arm never gets there
   assert epochs == {0: float("inf"), 1: float("inf")} and interval.mean == 4.0 - 1.0
+
+
+def test_the_budget_comparison_pairs_seeds_across_budgets_and_names_what_else_changed(tmp_path):
+  short, long = tmp_path / "short", tmp_path / "long"
+  base_short, base_long = {0: 0.40, 1: 0.50, 2: 0.60}, {0: 0.30, 1: 0.38, 2: 0.52}  # -10, -12, -8 points
+  lrn_short, lrn_long = {0: 0.030, 1: 0.020, 2: 0.025}, {0: 0.010, 1: 0.010, 2: 0.015}  # Δ change -2, -1, -1
+  for seed in range(3):
+    for where, base, lrn, epochs in ((short, base_short, lrn_short, 4.0), (long, base_long, lrn_long, 8.0)):
+      _fake_run(where / "runs" / "baseline" / f"seed{seed}", seed, base[seed], 0.1, _kernels(True), epochs)
+      _fake_run(where / "runs" / "no_lrn" / f"seed{seed}", seed, base[seed] + lrn[seed], 0.1, _kernels(True), epochs)
+  summary = long / "runs" / "baseline" / "seed0" / "summary.json"
+  changed = json.loads(summary.read_text())
+  changed["config"]["model"]["lrn_impl"] = "auto"  # a key the short study's config lacks
+  summary.write_text(json.dumps(changed))
+  # The longer study's report, compared with the shorter one: the table reads shorter -> longer.
+  headline = study_report.write_report(str(long), study.ARMS, study.CLAIMS, compare_to=str(short))
+  text = (long / "README.md").read_text()
+  # Baseline: mean -10, sd 2, t(2, 0.975) = 4.3027: half-width 4.3027 x 2 / sqrt(3) = 4.97, all below -1.
+  assert "| baseline | 50.00 | 40.00 | -10.00 [-14.97, -5.03] | no |" in text
+  # LRN's Δ: 3, 2, 2.5 (sd 0.5: half-width 4.3027 x 0.5 / sqrt(3) = 1.24) -> 1, 1, 1.5 (sd 0.289: 0.72);
+  # its change -2, -1, -1: mean -4/3, sd 0.577, half-width 1.43; confirmed at both budgets.
+  assert (
+    "| 3 (LRN) | 10-crop top-1 | +2.50 [+1.26, +3.74] | +1.17 [+0.45, +1.88] | -1.33 [-2.77, +0.10] | "
+    "confirmed | confirmed |" in text
+  )
+  assert "`model.lrn_impl`: (absent) -> auto." in text and "`num_epochs`" not in text
+  assert headline.endswith(
+    "From 4 to 8 epochs the baseline's 10-crop top-1 error changed by -10.0 [-15.0, -5.0] points; it has not "
+    "settled (the interval lies beyond ±1 point)."
+  )
+
+
+def test_a_comparison_folder_without_study_runs_is_refused_up_front(tmp_path):
+  from alexnet_jax import configlib
+
+  study.check_compare_to("")  # no comparison asked for
+  with pytest.raises(configlib.ConfigError, match="holds no study runs"):
+    study.check_compare_to(str(tmp_path))

@@ -1,0 +1,151 @@
+"""How the study's results move with its training budget: the same arms and seeds run for two numbers of
+epochs (two report folders of experiments/study.py), compared seed by seed.
+
+A cosine schedule ends every run on small steps, so a run's own curve is a weak test of convergence;
+the budget test asks what the issue's criterion is for: would more training change the answer? Per arm,
+the seed-paired change of the 10-crop top-1 error when the budget grows; per claim, the seed-paired
+change of its Δ (the arm's difference from the baseline at the longer budget minus the same seed's at
+the shorter one). An effect that is a training-speed artefact shrinks as the budget grows.
+"""
+
+import math
+from typing import Dict, List, Sequence, Tuple
+
+from alexnet_jax import effects
+from experiments import study_report as report
+
+SETTLED_POINTS = report.CONVERGED_POINTS  # an arm is settled when its error moves less than this
+
+
+def epochs_of(loaded) -> float:
+  """The baseline's number of epochs in a loaded study (NaN when its baseline has no finished run)."""
+  base = loaded.get("baseline") or []
+  return base[0]["summary"]["config"]["num_epochs"] if base else math.nan
+
+
+def flatten(config: dict, prefix: str = "") -> Dict[str, object]:
+  """{'a.b': value} for a nested config dict."""
+  out = {}
+  for key, value in config.items():
+    if isinstance(value, dict):
+      out.update(flatten(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def config_differences(short, long) -> List[str]:
+  """'key: short value -> long value' for the config keys, other than the budget and the seed, that differ
+  between the two studies' baselines (seed 0 of each) or that one of them lacks: what else changed."""
+  if not short.get("baseline") or not long.get("baseline"):
+    return []
+  a, b = (flatten(s["baseline"][0]["summary"]["config"]) for s in (short, long))
+  keys = sorted(k for k in set(a) | set(b) if k not in {"num_epochs", "seed"} and a.get(k) != b.get(k))
+  return [f"`{k}`: {a.get(k, '(absent)')} -> {b.get(k, '(absent)')}" for k in keys]
+
+
+def measure(claim):
+  """What the budget table reads of a claim: its gap for the overfitting claims, else the 10-crop top-1."""
+  return report.gap if claim.measured_by == "gap" else report.PRIMARY
+
+
+def arm_errors(short: Sequence[dict], long: Sequence[dict]) -> Tuple[Dict[int, float], Dict[int, float]]:
+  """An arm's 10-crop top-1 error (points) per seed at each budget, over the seeds both budgets trained."""
+  a, b = report.values(short, report.PRIMARY), report.values(long, report.PRIMARY)
+  seeds = set(a) & set(b)
+  return {s: a[s] for s in seeds}, {s: b[s] for s in seeds}
+
+
+def arm_change(short: Sequence[dict], long: Sequence[dict]) -> effects.Interval:
+  """Seed-paired change (long minus short) of an arm's 10-crop top-1 error, in points."""
+  return effects.paired_difference(*arm_errors(short, long))
+
+
+def seed_deltas(loaded, arm: str, key) -> Dict[int, float]:
+  """{seed: the arm's value minus the same seed's baseline value} over the seeds both trained."""
+  base, other = report.values(loaded["baseline"], key), report.values(loaded[arm], key)
+  return {s: other[s] - base[s] for s in base if s in other}
+
+
+def effect_change(claim, short, long) -> Tuple[effects.Interval, effects.Interval, effects.Interval]:
+  """The claim's Δ at each budget and its seed-paired change, all over the seeds both budgets have."""
+  a, b = (seed_deltas(s, claim.arm, measure(claim)) for s in (short, long))
+  seeds = sorted(set(a) & set(b))
+  at = lambda d: effects.t_interval([d[s] for s in seeds])
+  return at(a), at(b), effects.paired_difference({s: a[s] for s in seeds}, {s: b[s] for s in seeds})
+
+
+def settled(change: effects.Interval) -> str:
+  """'yes' when the interval lies inside ±SETTLED_POINTS, 'no' when it lies outside, else 'open'."""
+  if change.n < 2:
+    return "one seed" if change.n else "–"
+  if -SETTLED_POINTS < change.low and change.high < SETTLED_POINTS:
+    return "yes"
+  return "no" if change.high <= -SETTLED_POINTS or change.low >= SETTLED_POINTS else "open"
+
+
+def ordered(loaded, other) -> Tuple[dict, dict]:
+  """(the shorter study, the longer study)."""
+  return (other, loaded) if epochs_of(other) <= epochs_of(loaded) else (loaded, other)
+
+
+def section(arms, claims, loaded, other, other_name: str) -> List[str]:
+  """The report's budget section: this study against `other` (another report folder's runs)."""
+  short, long = ordered(loaded, other)
+  e_short, e_long = epochs_of(short), epochs_of(long)
+  lines = [
+    "## Budget: does more training change the answer?",
+    "",
+    f"The same arms and seeds at {e_short:g} and {e_long:g} epochs (the other study: `{other_name}`). "
+    f"Change: the {e_long:g}-epoch value minus the same seed's {e_short:g}-epoch value, seed-paired, mean "
+    f"[95% t interval], over the seeds both budgets trained. An arm is settled when its change lies inside "
+    f"±{SETTLED_POINTS:g} point (*open*: the interval straddles that bound).",
+    "",
+  ]
+  differing = config_differences(short, long)
+  if differing:
+    lines += [f"Besides the epochs the two studies' configs differ in: {'; '.join(differing)}.", ""]
+  lines += [
+    f"| arm | 10-crop top-1 at {e_short:g} (paired seeds' mean) | at {e_long:g} | change | settled |",
+    "|---|---|---|---|---|",
+  ]
+  for arm in arms:
+    errors = arm_errors(short[arm.name], long[arm.name])
+    change = effects.paired_difference(*errors)
+    if change.n:
+      mean_short, mean_long = (sum(e.values()) / len(e) for e in errors)
+      lines.append(
+        f"| {arm.name} | {mean_short:.2f} | {mean_long:.2f} | {report.fmt_interval(change)} | {settled(change)} |"
+      )
+  lines += [
+    "",
+    f"| claim | measure | Δ at {e_short:g} | Δ at {e_long:g} | change of Δ | verdict at {e_short:g} | at {e_long:g} |",
+    "|---|---|---|---|---|---|---|",
+  ]
+  for claim in claims:
+    a, b, change = effect_change(claim, short, long)
+    if change.n:
+      name = "gap" if claim.measured_by == "gap" else "10-crop top-1"
+      verdicts = [effects.verdict(x, report.paper_sign(claim)) for x in (a, b)]
+      lines.append(
+        f"| {claim.number} ({claim.topic}) | {name} | {report.fmt_interval(a)} | {report.fmt_interval(b)} | "
+        f"{report.fmt_interval(change)} | {verdicts[0]} | {verdicts[1]} |"
+      )
+  return lines + [""]
+
+
+def sentence(loaded, other) -> str:
+  """One sentence for the headline: how far the baseline's error moved between the budgets."""
+  short, long = ordered(loaded, other)
+  change = arm_change(short["baseline"], long["baseline"])
+  if not change.n:
+    return ""
+  state = {
+    "yes": f"; it has settled (inside ±{SETTLED_POINTS:g} point)",
+    "no": f"; it has not settled (the interval lies beyond ±{SETTLED_POINTS:g} point)",
+    "open": f"; whether it has settled within ±{SETTLED_POINTS:g} point is open",
+  }.get(settled(change), "")
+  return (
+    f"From {epochs_of(short):g} to {epochs_of(long):g} epochs the baseline's 10-crop top-1 error changed by "
+    f"{report.fmt_interval(change, 1)} points{state}."
+  )
