@@ -9,9 +9,10 @@ the shorter one). An effect that is a training-speed artefact shrinks as the bud
 """
 
 import math
+import os
 from typing import Dict, List, Sequence, Tuple
 
-from alexnet_jax import effects
+from alexnet_jax import ablate, effects
 from experiments import study_report as report
 
 SETTLED_POINTS = report.CONVERGED_POINTS  # an arm is settled when its error moves less than this
@@ -131,7 +132,47 @@ def section(arms, claims, loaded, other, other_name: str) -> List[str]:
         f"| {claim.number} ({claim.topic}) | {name} | {report.fmt_interval(a)} | {report.fmt_interval(b)} | "
         f"{report.fmt_interval(change)} | {verdicts[0]} | {verdicts[1]} |"
       )
-  return lines + [""]
+  return lines + [
+    "![validation error per epoch at both budgets, the paired seeds' mean and range](budget_curves.png)",
+    "",
+  ]
+
+
+def paired_arms(arms, short, long) -> List[str]:
+  """The arms with at least one seed trained at both budgets."""
+  return [a.name for a in arms if arm_change(short[a.name], long[a.name]).n]
+
+
+def plot(report_dir: str, arms, loaded, other) -> None:
+  """budget_curves.png: per arm with paired seeds, its validation error per epoch at each budget (the
+  paired seeds' mean and range): whether the longer run is still falling where the shorter one ended."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  short, long = ordered(loaded, other)
+  names = paired_arms(arms, short, long)
+  if not names:
+    return
+  cols = min(4, len(names))
+  grid_rows = -(-len(names) // cols)
+  fig, axes = plt.subplots(grid_rows, cols, figsize=(3.5 * cols, 3 * grid_rows), sharey=True, squeeze=False)
+  for ax, name in zip(axes.flat, names):
+    seeds = set(arm_errors(short[name], long[name])[0])
+    for study in (short, long):
+      curves = [r["curve"] for r in study[name] if r["seed"] in seeds]
+      ablate.plot_curves(ax, [{"config": f"{epochs_of(study):g} epochs", "_curves": curves}])
+    ax.set_title(f"{name} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  for ax in list(axes.flat)[len(names) :]:
+    ax.axis("off")
+  fig.supxlabel("epoch")
+  fig.supylabel("validation top-1 error (%, centre)")
+  fig.tight_layout()
+  fig.savefig(os.path.join(report_dir, "budget_curves.png"), dpi=90)
+  plt.close(fig)
 
 
 def sentence(loaded, other) -> str:

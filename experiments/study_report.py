@@ -923,6 +923,8 @@ def write_report(
   loaded = load_all(report_dir, arms)
   other = load_all(compare_to, arms) if compare_to else None
   write_figures(report_dir, arms, claims, loaded)
+  if other is not None:
+    study_budget.plot(report_dir, arms, loaded, other)
   lines = [
     "# The paper's claims, measured",
     "",
