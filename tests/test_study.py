@@ -236,6 +236,7 @@ def test_the_budget_comparison_pairs_seeds_across_budgets_and_names_what_else_ch
     "From 4 to 8 epochs the baseline's 10-crop top-1 error changed by -10.0 [-15.0, -5.0] points; it has not "
     "settled (the interval lies beyond ±1 point)."
   )
+  assert (long / "budget_curves.png").stat().st_size > 0
 
 
 def test_a_comparison_folder_without_study_runs_is_refused_up_front(tmp_path):
