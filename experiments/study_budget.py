@@ -118,8 +118,8 @@ def section(arms, claims, loaded, other, other_name: str) -> List[str]:
       lines.append(
         f"| {arm.name} | {mean_short:.2f} | {mean_long:.2f} | {report.fmt_interval(change)} | {settled(change)} |"
       )
+  lines += ending_lines(arms, short, long)
   lines += [
-    "",
     f"| claim | measure | Δ at {e_short:g} | Δ at {e_long:g} | change of Δ | verdict at {e_short:g} | at {e_long:g} |",
     "|---|---|---|---|---|---|---|",
   ]
@@ -136,6 +136,33 @@ def section(arms, claims, loaded, other, other_name: str) -> List[str]:
     "![validation error per epoch at both budgets, the paired seeds' mean and range](budget_curves.png)",
     "",
   ]
+
+
+def ending_lines(arms, short, long) -> List[str]:
+  """What the shorter schedule's last, small steps bought: per arm, the shorter run's final validation
+  error (centre) against the longer run's at the same epoch, where its learning rate was still high."""
+  fraction = epochs_of(short) / epochs_of(long)
+  lines = [
+    "",
+    f"What the {epochs_of(short):g}-epoch schedule's ending bought: validation top-1 error (centre, points) at "
+    f"epoch {epochs_of(short):g} of both runs of a seed (gain: the longer run's minus the shorter's, "
+    f"seed-paired; single evaluations, which move by a point or more from one epoch to the next).",
+    "",
+    f"| arm | {epochs_of(short):g}-epoch run's end | {epochs_of(long):g}-epoch run at epoch {epochs_of(short):g} "
+    f"| gain of the ending | {epochs_of(long):g}-epoch run's end |",
+    "|---|---|---|---|---|",
+  ]
+  for arm in arms:
+    at = lambda study, f: report.values(study[arm.name], lambda r: 100 * report.at_fraction(r["curve"], f))
+    ended, midway, final = at(short, 1.0), at(long, fraction), at(long, 1.0)
+    seeds = sorted(set(ended) & set(midway))
+    if seeds:
+      mean = lambda d: sum(d[s] for s in seeds) / len(seeds)
+      gain = effects.paired_difference({s: ended[s] for s in seeds}, {s: midway[s] for s in seeds})
+      lines.append(
+        f"| {arm.name} | {mean(ended):.2f} | {mean(midway):.2f} | {report.fmt_interval(gain)} | {mean(final):.2f} |"
+      )
+  return lines + [""]
 
 
 def paired_arms(arms, short, long) -> List[str]:
