@@ -161,6 +161,11 @@ def fmt_interval(interval: effects.Interval, digits: int = 2) -> str:
   return f"{interval.mean:+.{digits}f} [{interval.low:+.{digits}f}, {interval.high:+.{digits}f}]"
 
 
+def count(n: int, noun: str) -> str:
+  """'1 seed', '3 seeds'."""
+  return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def fmt_seeds(seed_values: Dict[int, float], digits: int = 1, missing: str = "–") -> str:
   return ", ".join(f"{v:.{digits}f}" if math.isfinite(v) else missing for _, v in sorted(seed_values.items()))
 
@@ -665,7 +670,7 @@ def claim_phrase(claim, loaded) -> str:
         f"; the baseline needs {1 / ratio:.2f}x the epochs to {100 * val_threshold:.0f}% validation error "
         f"(Δ {fmt_interval(delta, 1)} epochs without the component)"
       )
-  return text + f", {interval.n} seeds)"
+  return text + f", {count(interval.n, 'seed')})"
 
 
 def findings(arms, claims, loaded) -> str:
@@ -762,10 +767,11 @@ def headline(arms, claims, loaded, other=None) -> str:
   order = ("confirmed", "reversed", "not detected", "too few seeds")
   counts = [f"{len(by_verdict[k])} {k}: {', '.join(by_verdict[k])}" for k in order if k in by_verdict]
   seeds = sorted({len(loaded[c.arm]) for c in claims} | {len(loaded["baseline"])})
+  seed_range = count(seeds[-1], "seed") if seeds[0] == seeds[-1] else f"{seeds[0]}-{seeds[-1]} seeds"
   epochs = run_epochs(loaded["baseline"])
   first = (
     f"Of the paper's {len(claims)} claims, measured at a CPU scale (Imagenette, {epochs} epochs, {done} of "
-    f"{planned} runs, {seeds[0]}-{seeds[-1]} seeds per claim, seed-paired 95% t intervals of the 10-crop "
+    f"{planned} runs, {seed_range} per claim, seed-paired 95% t intervals of the 10-crop "
     f"top-1 error unless named), " + "; ".join(counts) + "."
   )
   against = disagreements(claims, loaded)
