@@ -2,7 +2,7 @@
 epochs (two report folders of experiments/study.py), compared seed by seed.
 
 A cosine schedule ends every run on small steps, so a run's own curve is a weak test of convergence;
-the budget test asks what the issue's criterion is for: would more training change the answer? Per arm,
+the budget test asks what a convergence criterion is for: would more training change the answer? Per arm,
 the seed-paired change of the 10-crop top-1 error when the budget grows; per claim, the seed-paired
 change of its Δ (the arm's difference from the baseline at the longer budget minus the same seed's at
 the shorter one). An effect that is a training-speed artefact shrinks as the budget grows.
@@ -24,25 +24,15 @@ def epochs_of(loaded) -> float:
   return base[0]["summary"]["config"]["num_epochs"] if base else math.nan
 
 
-def flatten(config: dict, prefix: str = "") -> Dict[str, object]:
-  """{'a.b': value} for a nested config dict."""
-  out = {}
-  for key, value in config.items():
-    if isinstance(value, dict):
-      out.update(flatten(value, f"{prefix}{key}."))
-    else:
-      out[f"{prefix}{key}"] = value
-  return out
-
-
 def config_differences(short, long) -> List[str]:
-  """'key: short value -> long value' for the config keys, other than the budget and the seed, that differ
-  between the two studies' baselines (seed 0 of each) or that one of them lacks: what else changed."""
+  """'key: short value -> long value' (alexnet_jax.ablate's) for the config keys, other than the budget and
+  the seed, where the two studies' baselines (their first finished seed) differ: what else changed."""
   if not short.get("baseline") or not long.get("baseline"):
     return []
-  a, b = (flatten(s["baseline"][0]["summary"]["config"]) for s in (short, long))
-  keys = sorted(k for k in set(a) | set(b) if k not in {"num_epochs", "seed"} and a.get(k) != b.get(k))
-  return [f"`{k}`: {a.get(k, '(absent)')} -> {b.get(k, '(absent)')}" for k in keys]
+  a, b = (dict(s["baseline"][0]["summary"]["config"]) for s in (short, long))
+  for config in (a, b):
+    config.pop("num_epochs", None), config.pop("seed", None)
+  return ablate.config_differences(a, b)
 
 
 def measure(claim):
@@ -105,7 +95,7 @@ def section(arms, claims, loaded, other, other_name: str) -> List[str]:
   ]
   differing = config_differences(short, long)
   if differing:
-    lines += [f"Besides the epochs the two studies' configs differ in: {'; '.join(differing)}.", ""]
+    lines += [f"Besides the epochs the two studies' configs differ in: {'; '.join(f'`{d}`' for d in differing)}.", ""]
   lines += [
     f"| arm | 10-crop top-1 at {e_short:g} (paired seeds' mean) | at {e_long:g} | change | settled |",
     "|---|---|---|---|---|",

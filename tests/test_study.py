@@ -231,7 +231,7 @@ def test_the_budget_comparison_pairs_seeds_across_budgets_and_names_what_else_ch
     "| 3 (LRN) | 10-crop top-1 | +2.50 [+1.26, +3.74] | +1.17 [+0.45, +1.88] | -1.33 [-2.77, +0.10] | "
     "confirmed | confirmed |" in text
   )
-  assert "`model.lrn_impl`: (absent) -> auto." in text and "`num_epochs`" not in text
+  assert "`model.lrn_impl: '(absent)' -> 'auto'`." in text and "num_epochs:" not in text
   assert headline.endswith(
     "From 4 to 8 epochs the baseline's 10-crop top-1 error changed by -10.0 [-15.0, -5.0] points; it has not "
     "settled (the interval lies beyond ±1 point)."
