@@ -661,7 +661,7 @@ def claim_phrase(claim, loaded) -> str:
   threshold = speed_threshold(loaded["baseline"])
   if claim.measured_by == "epochs" and threshold is not None:
     ratio = epochs_effect(loaded["baseline"], loaded[claim.arm], threshold)[2]
-    text += f" to {100 * threshold:.0f}% training error, {ratio:.2f}x ReLU's"
+    text += f" to {100 * threshold:.0f}% training error" + (f", {ratio:.2f}x ReLU's" if math.isfinite(ratio) else "")
   val_threshold = speed_threshold(loaded["baseline"], curve="curve")
   if claim.epochs_too and val_threshold is not None:
     _, delta, ratio = epochs_effect(loaded["baseline"], loaded[claim.arm], val_threshold, curve="curve")
@@ -759,8 +759,9 @@ def headline(arms, claims, loaded, other=None) -> str:
     verdict = effects.verdict(interval, paper_sign(claim))
     how = "" if claim.measured_by == "error" else f", on the {UNITS[claim.measured_by].replace('points of ', '')}"
     threshold = speed_threshold(loaded["baseline"])
-    if claim.measured_by == "epochs" and threshold is not None:
-      how += f": {epochs_effect(loaded['baseline'], loaded[claim.arm], threshold)[2]:.2f}x the baseline's"
+    ratio = epochs_effect(loaded["baseline"], loaded[claim.arm], threshold)[2] if threshold is not None else math.nan
+    if claim.measured_by == "epochs" and math.isfinite(ratio):
+      how += f": {ratio:.2f}x the baseline's"
     if verdict == "not detected":
       how += f"; could hide ±{interval.largest_hidden():.1f}"
     by_verdict.setdefault(verdict, []).append(f"{claim.topic} ({claim.number}{how})")
@@ -786,10 +787,16 @@ def headline(arms, claims, loaded, other=None) -> str:
   )
   second += " What LRN's effect is: " + lrn_reading(*lrn_intervals(loaded))
   flat, trained = flat_counts(loaded)
-  third = (
-    f"{flat} of {trained} trained runs were flat over their last 20% of epochs: these are the verdicts "
-    f"of a {epochs}-epoch budget, not of converged runs (the report has every number)."
-  )
+  if trained and flat == trained:
+    third = (
+      f"All {trained} trained runs were flat over their last 20% of epochs (validation error within "
+      f"{CONVERGED_POINTS:g} point): by that criterion these are converged runs."
+    )
+  else:
+    third = (
+      f"{flat} of {trained} trained runs were flat over their last 20% of epochs: these are the verdicts "
+      f"of a {epochs}-epoch budget, not of converged runs (the report has every number)."
+    )
   if other is not None:
     from experiments import study_budget
 

@@ -23,7 +23,7 @@ def test_runs_go_in_rounds_of_seeds_and_every_arm_is_a_valid_config():
     ablate.validate("configs/alexnet.py:study", [(k, [v]) for k, v in arm.overrides.items()], [])
 
 
-def _fake_run(folder, seed, val_top1, train_top1, kernel, epochs=4.0):
+def _fake_run(folder, seed, val_top1, train_top1, kernel, epochs=4.0, slope=0.1):
   """A run as study.copy_finished leaves it: summary.json, metrics.jsonl, conv1_kernels.npy."""
   os.makedirs(folder)
   final = {
@@ -75,7 +75,7 @@ def _fake_run(folder, seed, val_top1, train_top1, kernel, epochs=4.0):
       )
       f.write(
         json.dumps(
-          {"kind": "eval", "step": epoch, "epoch": float(epoch), "eval/top1_error": val_top1 + 0.1 * (epochs - epoch)}
+          {"kind": "eval", "step": epoch, "epoch": float(epoch), "eval/top1_error": val_top1 + slope * (epochs - epoch)}
         )
         + "\n"
       )
@@ -248,3 +248,13 @@ def test_a_comparison_folder_without_study_runs_is_refused_up_front(tmp_path):
   study.check_compare_to("")  # no comparison asked for
   with pytest.raises(configlib.ConfigError, match="holds no study runs"):
     study.check_compare_to(str(tmp_path))
+
+
+def test_flat_runs_are_called_converged_and_an_arm_without_runs_gives_no_ratio(tmp_path):
+  for seed in range(3):
+    for arm, top1 in (("baseline", 0.30), ("no_lrn", 0.32 + 0.001 * seed)):
+      _fake_run(tmp_path / "runs" / arm / f"seed{seed}", seed, top1, 0.1, _kernels(True), slope=0.0)
+  headline = study_report.write_report(str(tmp_path), study.ARMS, study.CLAIMS)
+  assert "All 6 trained runs were flat over their last 20% of epochs" in headline
+  assert "not of converged runs" not in headline
+  assert "ReLU against tanh (1, on the epochs)," in headline  # no tanh run: no 'nanx' ratio
