@@ -180,7 +180,7 @@ def plot(report_dir: str, arms, loaded, other) -> None:
     for study in (short, long):
       curves = [r["curve"] for r in study[name] if r["seed"] in seeds]
       ablate.plot_curves(ax, [{"config": f"{epochs_of(study):g} epochs", "_curves": curves}])
-    ax.set_title(f"{name} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})", fontsize=9)
+    ax.set_title(f"{name} ({report.count(len(seeds), 'seed')})", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
   for ax in list(axes.flat)[len(names) :]:
