@@ -172,24 +172,16 @@ def plot(report_dir: str, arms, loaded, other) -> None:
   names = paired_arms(arms, short, long)
   if not names:
     return
-  cols = min(4, len(names))
-  grid_rows = -(-len(names) // cols)
-  fig, axes = plt.subplots(grid_rows, cols, figsize=(3.5 * cols, 3 * grid_rows), sharey=True, squeeze=False)
-  for ax, name in zip(axes.flat, names):
+
+  def budget_panel(ax, name):
     seeds = set(arm_errors(short[name], long[name])[0])
     for study in (short, long):
       curves = [r["curve"] for r in study[name] if r["seed"] in seeds]
       ablate.plot_curves(ax, [{"config": f"{epochs_of(study):g} epochs", "_curves": curves}])
     ax.set_title(f"{name} ({report.count(len(seeds), 'seed')})", fontsize=9)
-    ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-  for ax in list(axes.flat)[len(names) :]:
-    ax.axis("off")
-  fig.supxlabel("epoch")
-  fig.supylabel("validation top-1 error (%, centre)")
-  fig.tight_layout()
-  fig.savefig(os.path.join(report_dir, "budget_curves.png"), dpi=90)
-  plt.close(fig)
+
+  report.save_curve_panels(plt, os.path.join(report_dir, "budget_curves.png"), names, budget_panel)
 
 
 def sentence(loaded, other) -> str:

@@ -832,22 +832,13 @@ def write_figures(report_dir: str, arms, claims, loaded) -> None:
   fig.savefig(os.path.join(report_dir, "figure1_relu_tanh.png"), dpi=110)
   plt.close(fig)
 
-  cols = 4
-  grid_rows = -(-len(arms) // cols)
-  fig, axes = plt.subplots(grid_rows, cols, figsize=(14, 3 * grid_rows), sharex=True, sharey=True)
-  for ax, arm in zip(axes.flat, arms):
-    if arm.name != "baseline":
+  def arm_panel(ax, name):
+    if name != "baseline":
       ablate.plot_curves(ax, rows(["baseline"], "curve"))
-    ablate.plot_curves(ax, rows([arm.name], "curve"))
-    ax.set_title(arm.name, fontsize=9)
-    ax.grid(alpha=0.3)
-  for ax in list(axes.flat)[len(arms) :]:
-    ax.axis("off")
-  fig.supxlabel("epoch")
-  fig.supylabel("validation top-1 error (%, centre)")
-  fig.tight_layout()
-  fig.savefig(os.path.join(report_dir, "curves.png"), dpi=90)
-  plt.close(fig)
+    ablate.plot_curves(ax, rows([name], "curve"))
+    ax.set_title(name, fontsize=9)
+
+  save_curve_panels(plt, os.path.join(report_dir, "curves.png"), [a.name for a in arms], arm_panel)
 
   plot_effects(plt, os.path.join(report_dir, "effects.png"), claims, loaded)
 
@@ -879,6 +870,26 @@ def write_figures(report_dir: str, arms, claims, loaded) -> None:
   ax.grid(alpha=0.3)
   fig.tight_layout()
   fig.savefig(os.path.join(report_dir, "figure3_colour_share.png"), dpi=110)
+  plt.close(fig)
+
+
+def save_curve_panels(plt, path: str, names: Sequence[str], draw, cols: int = 4) -> None:
+  """One panel per name (`draw(ax, name)` fills it) in a grid of up to `cols` columns on shared axes of
+  validation error against epoch, saved to `path`: curves.png and study_budget's budget_curves.png."""
+  cols = min(cols, len(names))
+  grid_rows = -(-len(names) // cols)
+  fig, axes = plt.subplots(
+    grid_rows, cols, figsize=(3.5 * cols, 3 * grid_rows), sharex=True, sharey=True, squeeze=False
+  )
+  for ax, name in zip(axes.flat, names):
+    draw(ax, name)
+    ax.grid(alpha=0.3)
+  for ax in list(axes.flat)[len(names) :]:
+    ax.axis("off")
+  fig.supxlabel("epoch")
+  fig.supylabel("validation top-1 error (%, centre)")
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
   plt.close(fig)
 
 
