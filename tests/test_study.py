@@ -258,3 +258,17 @@ def test_flat_runs_are_called_converged_and_an_arm_without_runs_gives_no_ratio(t
   assert "All 6 trained runs were flat over their last 20% of epochs" in headline
   assert "not of converged runs" not in headline
   assert "ReLU against tanh (1, on the epochs)," in headline  # no tanh run: no 'nanx' ratio
+
+
+def test_the_late_change_is_the_fitted_line_over_the_window_so_one_noisy_evaluation_does_not_decide_it():
+  # 30 epochs: the last 20% window holds the evaluations at epochs 24..30.
+  falling = [(float(e), 0.40 - 0.001 * e) for e in range(1, 31)]  # 0.1 point an epoch
+  change, scatter = study_report.late_fit(falling)
+  assert change == pytest.approx(-0.6) and scatter == pytest.approx(0.0, abs=1e-9)
+  # Flat at 30%, but epoch 24 reads 1.2 points high. Ends: -1.2, past the flat bound. The line, by hand:
+  # epochs 24..30 have mean 27 and sum of squared deviations 28; the only deviation from flat is +1.2 at
+  # epoch 24 (3 epochs below the mean), so the slope is -3 * 1.2 / 28 a point per epoch, over 6 epochs.
+  flat = [(float(e), 0.312 if e == 24 else 0.30) for e in range(1, 31)]
+  assert study_report.endpoint_change(flat) == pytest.approx(-1.2)
+  assert study_report.late_change(flat) == pytest.approx(-3 * 1.2 / 28 * 6)
+  assert abs(study_report.late_change(flat)) < study_report.CONVERGED_POINTS < abs(study_report.endpoint_change(flat))
