@@ -123,6 +123,7 @@ def section(arms, claims, loaded, other, other_name: str) -> List[str]:
         f"{report.fmt_interval(change)} | {verdicts[0]} | {verdicts[1]} |"
       )
   return lines + [
+    "",
     "![validation error per epoch at both budgets, the paired seeds' mean and range](budget_curves.png)",
     "",
   ]

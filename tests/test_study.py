@@ -9,6 +9,12 @@ import pytest
 from experiments import study, study_report
 
 
+def _lines_run_into_a_table(text):
+  """Lines that Markdown would read as rows of the table above them: a table ends only at a blank line."""
+  lines = text.splitlines()
+  return [b for a, b in zip(lines, lines[1:]) if a.startswith("|") and b and not b.startswith("|")]
+
+
 def test_runs_go_in_rounds_of_seeds_and_every_arm_is_a_valid_config():
   runs = study.plan("/w")
   first_round = [r for r in runs if r.seed == 0]
@@ -136,6 +142,7 @@ def test_the_report_pairs_seeds_sets_failed_runs_apart_and_reads_the_kernels(tmp
     "curves.png",
   ):
     assert (tmp_path / figure).stat().st_size > 0
+  assert _lines_run_into_a_table(text) == []
 
 
 def test_finished_runs_are_copied_with_their_final_conv1_kernels(tmp_path, monkeypatch):
@@ -240,6 +247,7 @@ def test_the_budget_comparison_pairs_seeds_across_budgets_and_names_what_else_ch
   # so the short runs' ending "gained" 30, 28 and 32 points over them.
   assert "| baseline | 50.00 | 80.00 | +30.00 [+25.03, +34.97] | 40.00 |" in text
   assert (long / "budget_curves.png").stat().st_size > 0
+  assert _lines_run_into_a_table(text) == []
 
 
 def test_a_comparison_folder_without_study_runs_is_refused_up_front(tmp_path):
