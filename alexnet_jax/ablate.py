@@ -6,9 +6,10 @@ paper-style results table with plots.
 
 The default sweep is the paper's two ablations (section 3.3: LRN, section 3.4: overlapping pooling), 2x2.
 The first value of each axis is the baseline. Each run is `python -m alexnet_jax.main` in
-`<workdir>/runs/<name>/seed<k>`: a finished run (summary.json present) is skipped, an interrupted one
-resumes from its checkpoint, so a killed sweep continues where it stopped; a workdir whose runs were made
-with another config (other --set values, say) is refused rather than mixed in. `--parallel=N` runs N at
+`<workdir>/runs/<name>/seed<k>`: a finished run (summary.json present) is skipped, and so is one that
+diverged (diverged.json: reported as a run that did not train); an interrupted one resumes from its
+checkpoint, so a killed sweep continues where it stopped; a workdir whose runs were made with another
+config (other --set values, say) is refused rather than mixed in. `--parallel=N` runs N at
 once: with `--gpus=G` each run gets one of G GPUs, otherwise they share the GPUs and each gets a share of
 their memory. Results: results.csv, results.md, curves.png, ablation.png in the workdir; where some runs
 fail, those of the finished ones, marked partial (exit status 1).
@@ -28,7 +29,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from absl import flags
 import numpy as np
 
-from alexnet_jax import cli, configlib, effects
+from alexnet_jax import cli, configlib, effects, metrics_io
 
 FLAGS = flags.FLAGS
 
@@ -142,8 +143,19 @@ class Run:
   workdir: str
 
   @property
+  def summary_path(self) -> str:
+    """summary.json of a finished run, else diverged.json of one that diverged (train.write_divergence)."""
+    finished = os.path.join(self.workdir, "summary.json")
+    return finished if os.path.exists(finished) else os.path.join(self.workdir, metrics_io.DIVERGED_FILE)
+
+  @property
   def done(self) -> bool:
-    return os.path.exists(os.path.join(self.workdir, "summary.json"))
+    """Finished or diverged: either is a result (a diverged run reports as one that did not train)."""
+    return os.path.exists(self.summary_path)
+
+  @property
+  def diverged(self) -> bool:
+    return os.path.basename(self.summary_path) == metrics_io.DIVERGED_FILE and self.done
 
   def command(self, spec: str, overrides: Sequence[str]) -> List[str]:
     flags_ = [f"--config.{item}" for item in overrides]
@@ -192,7 +204,7 @@ def execute(runs: List[Run], spec: str, overrides: Sequence[str], parallel: int,
   todo = [r for r in runs if not r.done]
   for r in runs:
     if r.done:
-      print(f"skip {r.name} seed {r.seed}: finished ({r.workdir}/summary.json)")
+      print(f"skip {r.name} seed {r.seed}: {'diverged' if r.diverged else 'finished'} ({r.summary_path})")
   active: List[Tuple[Run, subprocess.Popen, object, Optional[int]]] = []
   failed = []
   while todo or active:
@@ -216,7 +228,9 @@ def execute(runs: List[Run], spec: str, overrides: Sequence[str], parallel: int,
       if process.poll() is not None:
         log.close()
         active.remove(item)
-        if process.returncode != 0 or not run.done:
+        if run.diverged:
+          print(f"DIVERGED {run.name} seed {run.seed}: a result, reported as a run that did not train", flush=True)
+        elif process.returncode != 0 or not run.done:
           failed.append(run)
           print(f"FAILED {run.name} seed {run.seed} (exit {process.returncode}): see {run.workdir}/run.log", flush=True)
   if failed:
@@ -232,7 +246,7 @@ def execute(runs: List[Run], spec: str, overrides: Sequence[str], parallel: int,
 def read_run(run: Run) -> dict:
   """A finished run's final errors, speed, classes and its curves: (epoch, validation top-1 error) and
   (epoch, training top-1 error) per record of metrics.jsonl."""
-  with open(os.path.join(run.workdir, "summary.json")) as f:
+  with open(run.summary_path) as f:
     summary = json.load(f)
   curve, train_curve = [], []
   with open(os.path.join(run.workdir, "metrics.jsonl")) as f:

@@ -11,6 +11,10 @@ import os
 
 from absl import logging
 
+# The summary of a run that non-finite losses stopped (train.write_divergence): beside summary.json, whose
+# absence marks an unfinished run, so that a sweep counts the divergence as a result and does not retry it.
+DIVERGED_FILE = "diverged.json"
+
 
 def truncate_after(path: str, step: int) -> None:
   """Drops records past `step` (written after the checkpoint a run resumes from); keeps the rest as is."""

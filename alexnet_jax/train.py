@@ -5,8 +5,9 @@ across the local devices two steps ahead, augmented on the device inside the pma
 metrics stay on the device until a log step, so the host never waits in between.
 
 Everything needed to resume lives in the workdir: `checkpoints/` (train state, data iterator state,
-plateau state), `metrics.jsonl`, `tensorboard/`, `config.json`, `summary.json`. A run resumes from its latest
-readable checkpoint automatically; SIGTERM / SIGINT make it save at the next step boundary and exit cleanly.
+plateau state), `metrics.jsonl`, `tensorboard/`, `config.json`, `summary.json` (or `diverged.json` for a run
+that non-finite losses stopped). A run resumes from its latest readable checkpoint automatically; SIGTERM /
+SIGINT make it save at the next step boundary and exit cleanly.
 """
 
 import contextlib
@@ -480,12 +481,20 @@ def summarise(run: Setup, state, step: int, preempted, final: dict, progress: lo
   return summary
 
 
-def stop_if_not_finite(config, per_step, since: int, state, checkpointer: loop.Checkpointer) -> None:
-  """Raises TrainingError where `loop.nonfinite_problem` finds the steps since `since` must stop the run."""
+def stop_if_not_finite(config, per_step, since: int, state, checkpointer: loop.Checkpointer, record) -> None:
+  """Raises TrainingError where `loop.nonfinite_problem` finds the steps since `since` must stop the run,
+  after `record(problem)` has written the divergence down: a run that diverged is a result, not a crash."""
   problem = loop.nonfinite_problem(config.on_nonfinite, per_step, since, optim.skipped_in_a_row(state.opt_state))
   if problem:
+    record(problem)
     advice = ", or set on_nonfinite=skip to drop such updates." if config.on_nonfinite == "stop" else "."
     raise TrainingError(f"{problem}; {checkpointer.where_the_last_good_one_is()}. Lower optim.learning_rate{advice}")
+
+
+def write_divergence(run: Setup, summary: dict, problem: str) -> None:
+  """`diverged.json`: the summary of a run that stopped at `problem` (its `final` is empty: a network with
+  non-finite weights has no error worth evaluating). summary.json, if a shorter run wrote one, is kept."""
+  _write_json(os.path.join(run.workdir, metrics_io.DIVERGED_FILE), {**summary, "diverged": problem})
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -532,6 +541,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     )
     cleanup.callback(logger.close)
     step, preempted = start_step, None
+
+    def record_divergence(problem: str) -> None:  # the loop's state and step at the call
+      if is_logger:
+        write_divergence(run, summarise(run, state, step, None, {}, progress, start_time), problem)
+
     with loop.Preemption() as preemption:
       while step < run.total_steps and not preempted:
         state, metrics = run.train_step(state, next(batches), run.step_rng)
@@ -541,7 +555,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if not any(now.values()) and not stop:
           continue
         values, per_step = logger.collect(step)
-        stop_if_not_finite(config, per_step, logger.since, state, checkpointer)
+        stop_if_not_finite(config, per_step, logger.since, state, checkpointer, record_divergence)
         logger.record(step, values)
         if now["eval"]:
           state = evaluator.during_training(step, state, last=step == run.total_steps)

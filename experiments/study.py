@@ -206,7 +206,7 @@ def plan(workdir: str, arms=ARMS) -> List[ablate.Run]:
 
 
 def copy_finished(runs: List[ablate.Run], report_dir: str) -> int:
-  """Copies summary.json and metrics.jsonl (and config.json) of each finished run to
+  """Copies summary.json (diverged.json) and metrics.jsonl (and config.json) of each finished run to
   report_dir/runs/<arm>/seed<k>; returns how many runs were copied."""
   copied = 0
   for run in runs:
@@ -214,10 +214,10 @@ def copy_finished(runs: List[ablate.Run], report_dir: str) -> int:
       continue
     target = os.path.join(report_dir, "runs", run.name, f"seed{run.seed}")
     os.makedirs(target, exist_ok=True)
-    for name in ("summary.json", "metrics.jsonl", "config.json"):
+    for name in (os.path.basename(run.summary_path), "metrics.jsonl", "config.json"):
       shutil.copyfile(os.path.join(run.workdir, name), os.path.join(target, name))
     kernels = os.path.join(target, "conv1_kernels.npy")
-    if not os.path.exists(kernels):
+    if not os.path.exists(kernels) and not run.diverged:  # a diverged net's kernels are not finite
       np.save(kernels, final_conv1_kernels(run.workdir))
     copied += 1
   return copied

@@ -46,7 +46,7 @@ def load_arm(report_dir: str, arm) -> List[dict]:
     result["gap"] = 100 * (final.get("eval/top1_error", math.nan) - final.get("train_eval/top1_error", math.nan))
     path = os.path.join(folder, "conv1_kernels.npy")
     result["kernels"] = np.load(path) if os.path.exists(path) else None
-    with open(os.path.join(folder, "summary.json")) as f:
+    with open(run.summary_path) as f:
       summary = json.load(f)
     result["summary"] = summary
     results.append(result)
@@ -601,7 +601,7 @@ def convergence_section(arms, claims, loaded) -> List[str]:
   for arm in arms:
     results = sorted(loaded[arm.name], key=lambda r: r["seed"])
     if results:
-      cells = [f"{late_change(r['curve']):+.2f}" + (" (did not train)" if r["failed"] else "") for r in results]
+      cells = [signed_or_dash(late_change(r["curve"])) + (" (did not train)" if r["failed"] else "") for r in results]
       flat, trained = flat_counts({arm.name: results})
       lines.append(f"| {arm.name} | {', '.join(cells)} | {flat} of {trained} trained |")
   flat, trained = flat_counts(loaded)
@@ -658,6 +658,19 @@ def effect_drift_lines(claims, loaded, fraction: float = 0.8) -> List[str]:
   return lines + [""]
 
 
+def signed_or_dash(value: float) -> str:
+  """'+1.23', or '–' where there is no value (a run that diverged before two evaluations has no trend)."""
+  return f"{value:+.2f}" if math.isfinite(value) else "–"
+
+
+def trained_cell(result) -> str:
+  """'yes', 'no', or 'no (<why it stopped>)' for a run that non-finite losses stopped."""
+  if not result["failed"]:
+    return "yes"
+  diverged = result["summary"].get("diverged")
+  return f"no ({diverged})" if diverged else "no"
+
+
 def per_seed_section(arms, loaded) -> List[str]:
   lines = [
     "## Every run",
@@ -672,7 +685,7 @@ def per_seed_section(arms, loaded) -> List[str]:
       lines.append(
         f"| {arm.name} | {r['seed']} | {cell('eval/top1_error')} | {cell('eval/top5_error')} | "
         f"{cell('eval_ten_crop/top1_error')} | {cell('eval_ten_crop/top5_error')} | "
-        f"{cell('train_eval/top1_error')} | {'no' if r['failed'] else 'yes'} | "
+        f"{cell('train_eval/top1_error')} | {trained_cell(r)} | "
         f"{r['wall_time_s'] / 60:.1f} |"
       )
   return lines + [""]

@@ -244,3 +244,56 @@ def test_differences_are_seed_paired_with_t_intervals_and_failed_runs_are_set_ap
   table = (tmp_path / "results.md").read_text()
   assert "| +2.00 [+2.00, +2.00] |" in table and "| +0.00 [+0.00, +0.00] |" in table
   assert "- use_lrn=True,dropout_rate=0.0: 0:31.00 2:53.00" in table
+
+
+def _fake_diverged_run(run):
+  """A run folder as main leaves one that non-finite losses stopped: diverged.json, with no final errors."""
+  os.makedirs(run.workdir)
+  summary = {
+    "final": {},
+    "diverged": "Non-finite training loss at step 7 (learning rate 0.04)",
+    "train_images_per_sec": 100.0,
+    "wall_time_s": 6.0,
+    "config": {"model": {"num_classes": 10}},
+  }
+  with open(os.path.join(run.workdir, "diverged.json"), "w") as f:
+    json.dump(summary, f)
+  with open(os.path.join(run.workdir, "metrics.jsonl"), "w") as f:
+    f.write(json.dumps({"kind": "eval", "step": 5, "epoch": 1.0, "eval/top1_error": 0.9}) + "\n")
+
+
+def test_a_diverged_run_is_a_result_that_did_not_train_and_is_not_retried(tmp_path, monkeypatch, capsys):
+  axes = ablate.parse_sweep("model.use_lrn=True,False")
+  runs = ablate.plan(str(tmp_path), axes, seeds=3)
+  for run in runs:
+    if run.point["model.use_lrn"]:
+      _fake_finished_run(run, 0.30 + 0.1 * run.seed)
+    elif run.seed != 1:
+      _fake_finished_run(run, 0.32 + 0.1 * run.seed)
+  diverging = next(r for r in runs if not r.point["model.use_lrn"] and r.seed == 1)
+  monkeypatch.setattr(ablate.Run, "command", lambda self, spec, overrides: pytest.fail("a finished run was retried"))
+  _fake_diverged_run(diverging)
+  assert diverging.done and diverging.diverged and not runs[0].diverged
+  ablate.execute(runs, "configs/alexnet.py:smoke", [], parallel=1, gpus=0)  # nothing to run, nothing raised
+  assert f"skip use_lrn=False seed 1: diverged ({diverging.workdir}/diverged.json)" in capsys.readouterr().out
+  rows = {r["config"]: r for r in ablate.aggregate(runs, "use_lrn=True", {"model.use_lrn": True})}
+  no_lrn = rows["use_lrn=False"]
+  assert no_lrn["seeds"] == 3 and no_lrn["did not train"] == "1"
+  assert no_lrn["eval/top1_error pairs"] == 2 and no_lrn["eval/top1_error diff"] == pytest.approx(2.0)
+
+
+def test_a_run_that_diverges_while_the_sweep_runs_is_reported_not_failed(tmp_path, monkeypatch, capsys):
+  run = ablate.plan(str(tmp_path), ablate.parse_sweep("model.use_lrn=False"), seeds=1)[0]
+  diverged = {"final": {}, "diverged": "Non-finite training loss at step 7 (learning rate 0.04)"}
+  main_that_diverges = (
+    f"import json, sys; json.dump({diverged!r}, open({run.workdir!r} + '/diverged.json', 'w')); sys.exit(1)"
+  )
+  monkeypatch.setattr(ablate.Run, "command", lambda self, spec, overrides: [sys.executable, "-c", main_that_diverges])
+  ablate.execute([run], "configs/alexnet.py:smoke", [], parallel=1, gpus=0)  # raises where a run failed
+  assert "DIVERGED use_lrn=False seed 0: a result, reported as a run that did not train" in capsys.readouterr().out
+  failing = ablate.plan(str(tmp_path / "other"), ablate.parse_sweep("model.use_lrn=False"), seeds=1)
+  monkeypatch.setattr(
+    ablate.Run, "command", lambda self, spec, overrides: [sys.executable, "-c", "raise SystemExit(1)"]
+  )
+  with pytest.raises(RuntimeError, match="1 run\\(s\\) failed"):
+    ablate.execute(failing, "configs/alexnet.py:smoke", [], parallel=1, gpus=0)

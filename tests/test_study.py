@@ -161,6 +161,33 @@ def test_finished_runs_are_copied_with_their_final_conv1_kernels(tmp_path, monke
   np.testing.assert_array_equal(np.load(copied / "conv1_kernels.npy"), kernel)
 
 
+def test_a_diverged_run_is_copied_without_kernels_and_reported_as_not_trained(tmp_path, monkeypatch):
+  from alexnet_jax import ablate
+
+  run = ablate.Run("baseline", {}, 0, str(tmp_path / "work"))
+  os.makedirs(run.workdir)
+  diverged = {
+    "final": {},
+    "diverged": "Non-finite training loss at step 7 (learning rate 0.04)",
+    "train_images_per_sec": 1.0,
+    "wall_time_s": 6.0,
+    "config": {"model": {"num_classes": 10}},
+  }
+  (tmp_path / "work" / "diverged.json").write_text(json.dumps(diverged))
+  (tmp_path / "work" / "metrics.jsonl").write_text(json.dumps({"kind": "eval", "step": 5, "eval/top1_error": 0.9}))
+  (tmp_path / "work" / "config.json").write_text("{}")
+  monkeypatch.setattr(study, "final_conv1_kernels", lambda workdir: pytest.fail("a diverged net has no kernels"))
+  assert study.copy_finished([run], str(tmp_path / "report")) == 1
+  copied = tmp_path / "report" / "runs" / "baseline" / "seed0"
+  assert sorted(os.listdir(copied)) == ["config.json", "diverged.json", "metrics.jsonl"]
+  arm = next(a for a in study.ARMS if a.name == "baseline")
+  (loaded,) = study_report.load_arm(str(tmp_path / "report"), arm)
+  assert loaded["failed"] and loaded["kernels"] is None
+  assert study_report.trained_cell(loaded) == "no (Non-finite training loss at step 7 (learning rate 0.04))"
+  assert study_report.signed_or_dash(study_report.late_change(loaded["curve"])) == "–"  # one evaluation: no trend
+  assert study_report.signed_or_dash(-0.004) == "-0.00"
+
+
 def test_the_readme_states_the_findings_the_committed_runs_give():
   """README.md's findings block and the committed report are what the committed runs give today."""
   report_dir = os.path.join(os.path.dirname(__file__), "..", "experiments", "results", "study")

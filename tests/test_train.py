@@ -163,7 +163,7 @@ def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path, synthetic
 @pytest.mark.slow
 def test_non_finite_loss_stops_with_the_last_good_checkpoint_intact(tmp_path, synthetic_data_dir, trained_workdir):
   workdir = copy_of(trained_workdir, tmp_path)
-  before = final_params(workdir, 24)
+  before, summary_before = final_params(workdir, 24), (workdir / "summary.json").read_bytes()
   result = run_main(workdir, tiny_flags(synthetic_data_dir, num_train_steps=36, **{"optim.learning_rate": 1e6}))
   assert result.returncode != 0
   import re
@@ -174,6 +174,12 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint_intact(tmp_path, sy
   steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
   assert steps == [12, 24]
   assert_trees_equal(before, final_params(workdir, 24))
+  # The divergence is written down as a result (a sweep reports it as a run that did not train); the
+  # 24-step run's summary.json stays as it was.
+  diverged = json.loads((workdir / "diverged.json").read_text())
+  assert diverged["diverged"].startswith(f"Non-finite training loss at step {bad_step.group(1)} ")
+  assert diverged["final"] == {} and 25 <= diverged["step"] <= 28 and diverged["total_steps"] == 36
+  assert (workdir / "summary.json").read_bytes() == summary_before
 
 
 @pytest.mark.slow
