@@ -164,17 +164,10 @@ def test_finished_runs_are_copied_with_their_final_conv1_kernels(tmp_path, monke
 def test_a_diverged_run_is_copied_without_kernels_and_reported_as_not_trained(tmp_path, monkeypatch):
   from alexnet_jax import ablate
 
+  from test_ablate import _fake_diverged_run  # the run folder main leaves: diverged.json, metrics.jsonl
+
   run = ablate.Run("baseline", {}, 0, str(tmp_path / "work"))
-  os.makedirs(run.workdir)
-  diverged = {
-    "final": {},
-    "diverged": "Non-finite training loss at step 7 (learning rate 0.04)",
-    "train_images_per_sec": 1.0,
-    "wall_time_s": 6.0,
-    "config": {"model": {"num_classes": 10}},
-  }
-  (tmp_path / "work" / "diverged.json").write_text(json.dumps(diverged))
-  (tmp_path / "work" / "metrics.jsonl").write_text(json.dumps({"kind": "eval", "step": 5, "eval/top1_error": 0.9}))
+  _fake_diverged_run(run)
   (tmp_path / "work" / "config.json").write_text("{}")
   monkeypatch.setattr(study, "final_conv1_kernels", lambda workdir: pytest.fail("a diverged net has no kernels"))
   assert study.copy_finished([run], str(tmp_path / "report")) == 1
