@@ -277,7 +277,7 @@ def check_compare_to(path: str) -> None:
   if path and not os.path.isdir(os.path.join(path, "runs", "baseline")):
     raise configlib.ConfigError(
       f"--compare_to={path} holds no study runs (no {os.path.join(path, 'runs', 'baseline')}): give the "
-      f"--report_dir of the same study at another budget, e.g. experiments/results/study."
+      f"--report_dir of the same study at another budget, e.g. experiments/results/study_15ep."
     )
 
 
@@ -342,7 +342,7 @@ if __name__ == "__main__":
   flags.DEFINE_string(
     "compare_to",
     "",
-    "The report_dir of the same study at another num_epochs (e.g. experiments/results/study): the report "
+    "The report_dir of the same study at another num_epochs (e.g. experiments/results/study_15ep): the report "
     "adds how each arm's error and each claim's effect move between the two budgets, seed by seed.",
   )
   flags.DEFINE_string("readme", "", "Also rewrite the findings block of this file (the repository's README.md).")

@@ -89,15 +89,16 @@ def section(arms, claims, loaded, other, other_name: str) -> List[str]:
     "",
     f"The same arms and seeds at {e_short:g} and {e_long:g} epochs (the other study: `{other_name}`). "
     f"Change: the {e_long:g}-epoch value minus the same seed's {e_short:g}-epoch value, seed-paired, mean "
-    f"[95% t interval], over the seeds both budgets trained. An arm is settled when its change lies inside "
-    f"±{SETTLED_POINTS:g} point (*open*: the interval straddles that bound).",
+    f"[95% t interval], over the seeds both budgets trained. An arm had settled at {e_short:g} epochs when its "
+    f"change lies inside ±{SETTLED_POINTS:g} point (*open*: the interval straddles that bound); whether the "
+    f"{e_long:g}-epoch runs are flat is the Convergence section's question.",
     "",
   ]
   differing = config_differences(short, long)
   if differing:
     lines += [f"Besides the epochs the two studies' configs differ in: {'; '.join(f'`{d}`' for d in differing)}.", ""]
   lines += [
-    f"| arm | 10-crop top-1 at {e_short:g} (paired seeds' mean) | at {e_long:g} | change | settled |",
+    f"| arm | 10-crop top-1 at {e_short:g} (paired seeds' mean) | at {e_long:g} | change | settled at {e_short:g} |",
     "|---|---|---|---|---|",
   ]
   for arm in arms:
@@ -191,10 +192,11 @@ def sentence(loaded, other) -> str:
   change = arm_change(short["baseline"], long["baseline"])
   if not change.n:
     return ""
+  shorter = f"the {epochs_of(short):g}-epoch error"
   state = {
-    "yes": f"; it has settled (inside ±{SETTLED_POINTS:g} point)",
-    "no": f"; it has not settled (the interval lies beyond ±{SETTLED_POINTS:g} point)",
-    "open": f"; whether it has settled within ±{SETTLED_POINTS:g} point is open",
+    "yes": f"; {shorter} had settled (inside ±{SETTLED_POINTS:g} point)",
+    "no": f"; {shorter} had not settled (the interval lies beyond ±{SETTLED_POINTS:g} point)",
+    "open": f"; whether {shorter} had settled within ±{SETTLED_POINTS:g} point is open",
   }.get(settled(change), "")
   return (
     f"From {epochs_of(short):g} to {epochs_of(long):g} epochs the baseline's 10-crop top-1 error changed by "
