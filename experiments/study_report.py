@@ -616,7 +616,11 @@ def convergence_section(arms, claims, loaded) -> List[str]:
     "",
   ]
   lines += effect_drift_lines(claims, loaded)
-  return lines + ["![validation error per epoch of every arm, mean and the seeds' range](curves.png)", ""]
+  caption = (
+    "validation error per epoch of every arm: mean and range over the seeds that trained, each run that "
+    "did not train dotted"
+  )
+  return lines + [f"![{caption}](curves.png)", ""]
 
 
 def effect_drift_lines(claims, loaded, fraction: float = 0.8) -> List[str]:
@@ -854,17 +858,36 @@ def findings_section(arms, claims, loaded, summary: str) -> List[str]:
 # ------------------------------------------------------------------------------------------ figures
 
 
+def trained_rows(loaded, names: Sequence[str], field: str = "curve") -> List[dict]:
+  """ablate.plot_curves's rows: per arm name, the `field` curves of its seeds that trained."""
+  return [{"config": n, "_curves": [r[field] for r in loaded.get(n, []) if not r["failed"]]} for n in names]
+
+
+DID_NOT_TRAIN_STYLE = {"color": "grey", "linestyle": ":", "marker": "x", "markersize": 3}
+
+
+def draw_arm_panel(ax, loaded, name: str) -> None:
+  """One panel of curves.png: validation error per epoch of the baseline and of the arm over the seeds
+  that trained (mean and range), and each of the arm's runs that did not train on its own line, so that
+  a failure shows instead of leaving the panel as if the arm had not run."""
+  if name != "baseline":
+    ablate.plot_curves(ax, trained_rows(loaded, ["baseline"]))
+  ablate.plot_curves(ax, trained_rows(loaded, [name]))
+  failed = [r for r in loaded.get(name, []) if r["failed"]]
+  for r in failed:
+    ax.plot([p[0] for p in r["curve"]], [100 * p[1] for p in r["curve"]], **DID_NOT_TRAIN_STYLE)
+  runs = len(loaded.get(name, []))
+  ax.set_title(f"{name} ({len(failed)} of {runs} did not train)" if failed else name, fontsize=9)
+
+
 def write_figures(report_dir: str, arms, claims, loaded) -> None:
   import matplotlib
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  rows = lambda names, field: [
-    {"config": n, "_curves": [r[field] for r in loaded.get(n, []) if not r["failed"]]} for n in names
-  ]
   fig, ax = plt.subplots(figsize=(7, 4.5))
-  ablate.plot_curves(ax, rows(["baseline"], "train_curve") + rows(["tanh"], "train_curve"))
+  ablate.plot_curves(ax, trained_rows(loaded, ["baseline", "tanh"], "train_curve"))
   threshold = speed_threshold(loaded["baseline"])
   if threshold is not None:
     ax.axhline(100 * threshold, color="grey", ls="--", lw=0.8, label="threshold")
@@ -875,13 +898,13 @@ def write_figures(report_dir: str, arms, claims, loaded) -> None:
   fig.savefig(os.path.join(report_dir, "figure1_relu_tanh.png"), dpi=110)
   plt.close(fig)
 
-  def arm_panel(ax, name):
-    if name != "baseline":
-      ablate.plot_curves(ax, rows(["baseline"], "curve"))
-    ablate.plot_curves(ax, rows([name], "curve"))
-    ax.set_title(name, fontsize=9)
-
-  save_curve_panels(plt, os.path.join(report_dir, "curves.png"), [a.name for a in arms], arm_panel)
+  legend = [
+    plt.Line2D([], [], color="C0", label="baseline"),
+    plt.Line2D([], [], color="C1", label="the panel's arm (mean, seeds' range)"),
+    plt.Line2D([], [], **DID_NOT_TRAIN_STYLE, label="a run that did not train"),
+  ]
+  draw = lambda ax, name: draw_arm_panel(ax, loaded, name)
+  save_curve_panels(plt, os.path.join(report_dir, "curves.png"), [a.name for a in arms], draw, legend=legend)
 
   plot_effects(plt, os.path.join(report_dir, "effects.png"), claims, loaded)
 
@@ -916,9 +939,10 @@ def write_figures(report_dir: str, arms, claims, loaded) -> None:
   plt.close(fig)
 
 
-def save_curve_panels(plt, path: str, names: Sequence[str], draw, cols: int = 4) -> None:
+def save_curve_panels(plt, path: str, names: Sequence[str], draw, cols: int = 4, legend=()) -> None:
   """One panel per name (`draw(ax, name)` fills it) in a grid of up to `cols` columns on shared axes of
-  validation error against epoch, saved to `path`: curves.png and study_budget's budget_curves.png."""
+  validation error against epoch, saved to `path`: curves.png and study_budget's budget_curves.png.
+  `legend`: line handles for one legend above the panels."""
   cols = min(cols, len(names))
   grid_rows = -(-len(names) // cols)
   fig, axes = plt.subplots(
@@ -931,7 +955,9 @@ def save_curve_panels(plt, path: str, names: Sequence[str], draw, cols: int = 4)
     ax.axis("off")
   fig.supxlabel("epoch")
   fig.supylabel("validation top-1 error (%, centre)")
-  fig.tight_layout()
+  if legend:
+    fig.legend(handles=list(legend), loc="upper center", ncol=len(legend), fontsize=9, frameon=False)
+  fig.tight_layout(rect=(0, 0, 1, 0.97) if legend else None)
   fig.savefig(path, dpi=90)
   plt.close(fig)
 

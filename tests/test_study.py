@@ -305,3 +305,24 @@ def test_the_late_change_is_the_fitted_line_over_the_window_so_one_noisy_evaluat
   assert study_report.endpoint_change(flat) == pytest.approx(-1.2)
   assert study_report.late_change(flat) == pytest.approx(-3 * 1.2 / 28 * 6)
   assert abs(study_report.late_change(flat)) < study_report.CONVERGED_POINTS < abs(study_report.endpoint_change(flat))
+
+
+def test_a_curve_panel_draws_the_runs_that_did_not_train_instead_of_leaving_them_out():
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  run = lambda seed, errors, failed: {"seed": seed, "curve": list(enumerate(errors, 1)), "failed": failed}
+  loaded = {
+    "baseline": [run(0, [0.5, 0.4], False), run(1, [0.7, 0.6], False)],
+    "no_lrn_lr_double": [run(0, [0.91, 0.90], True), run(1, [0.8, 0.7], False)],
+  }
+  fig, ax = plt.subplots()
+  study_report.draw_arm_panel(ax, loaded, "no_lrn_lr_double")
+  drawn = [list(np.round(line.get_ydata(), 6)) for line in ax.get_lines()]
+  # The baseline's mean over its two seeds, the arm's one trained seed, and the failed run on its own.
+  assert drawn == [[60.0, 50.0], [80.0, 70.0], [91.0, 90.0]]
+  assert ax.get_lines()[-1].get_linestyle() == ":"
+  assert ax.get_title() == "no_lrn_lr_double (1 of 2 did not train)"
+  plt.close(fig)
