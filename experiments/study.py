@@ -78,6 +78,12 @@ ARMS = (
     "control for LRN: no LRN at twice the baseline's learning rate",
   ),
   Arm(
+    "no_dropout_lr_half",
+    {"model.dropout_rate": 0.0, "optim.learning_rate": 0.01},
+    2,
+    "control for dropout: no dropout at half the baseline's learning rate (dropout's effect on the step size)",
+  ),
+  Arm(
     "paper_init",
     {"model.init_scheme": "paper"},
     1,

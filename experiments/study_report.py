@@ -445,77 +445,6 @@ def converge_epochs_lines(claims, loaded) -> List[str]:
   return lines + [""]
 
 
-def lrn_controls_section(loaded) -> List[str]:
-  base = loaded["baseline"]
-  lines = [
-    "## What the LRN effect is: the controls",
-    "",
-    "Removing LRN also removes its constant gain: every activation it passes is divided by at least "
-    "k^β = 2^0.75 ≈ 1.68, so the net without it runs at another scale, which interacts with the "
-    "learning rate and the initialisation. The controls: LRN's constant gain alone (α = 0), and the "
-    "net without LRN at half and twice the baseline's learning rate.",
-    "",
-    "| arm | seeds trained | Δ top-1 (10-crop) vs baseline | Δ top-1 (centre) |",
-    "|---|---|---|---|",
-  ]
-  intervals = {}
-  for name in ("no_lrn", "lrn_gain_only", "no_lrn_lr_half", "no_lrn_lr_double"):
-    arm = loaded.get(name, [])
-    intervals[name] = effects.paired_difference(values(base, PRIMARY), values(arm, PRIMARY))
-    centre = effects.paired_difference(values(base, "eval/top1_error"), values(arm, "eval/top1_error"))
-    lines.append(
-      f"| {name} | {sum(not r['failed'] for r in arm)} of {len(arm)} | "
-      f"{fmt_interval(intervals[name])} | {fmt_interval(centre)} |"
-    )
-  no_lrn, gain_only, gain_alone = lrn_intervals(loaded)
-  lines += [
-    "",
-    f"The gain's own effect (no_lrn minus lrn_gain_only, seed-paired): {fmt_interval(gain_alone)}.",
-    "",
-    "Reading: " + lrn_reading(no_lrn, gain_only, gain_alone),
-    "",
-  ]
-  return lines
-
-
-def lrn_intervals(loaded):
-  """lrn_reading's three intervals of the 10-crop top-1 error: no LRN and LRN's gain alone, each against
-  the baseline, and no LRN against the gain alone."""
-  get = lambda name: values(loaded.get(name, []), PRIMARY)
-  return (
-    effects.paired_difference(get("baseline"), get("no_lrn")),
-    effects.paired_difference(get("baseline"), get("lrn_gain_only")),
-    effects.paired_difference(get("lrn_gain_only"), get("no_lrn")),
-  )
-
-
-def lrn_reading(no_lrn: effects.Interval, gain_only: effects.Interval, gain_alone: effects.Interval) -> str:
-  """Which account of the LRN effect the controls support, from three seed-paired intervals of the
-  10-crop top-1 error: no LRN vs the baseline, LRN's gain without its normalisation (alpha = 0) vs the
-  baseline (what the normalisation buys), and no LRN vs the gain alone (what the gain buys)."""
-  if min(no_lrn.n, gain_only.n, gain_alone.n) < 2:
-    return "too few seeds yet to tell the accounts apart."
-  if not no_lrn.excludes_zero():
-    return (
-      f"no effect of removing LRN was detected (it could hide ±{no_lrn.largest_hidden():.1f}), so there "
-      f"is nothing to attribute yet."
-    )
-  same_side = lambda i: i.excludes_zero() and math.copysign(1, i.mean) == math.copysign(1, no_lrn.mean)
-  if same_side(gain_only) and not gain_alone.excludes_zero():
-    return (
-      "the net that keeps LRN's constant gain but not its normalisation loses what removing LRN loses, "
-      "and the gain alone buys nothing detectable: the effect is the normalisation across channels, not "
-      "the scale."
-    )
-  if not gain_only.excludes_zero() and same_side(gain_alone):
-    return (
-      f"LRN's constant gain alone is detectably better than no LRN, and no difference from the baseline "
-      f"was detected without the normalisation (it could hide ±{gain_only.largest_hidden():.1f}): the "
-      f"effect is mostly one of scale, not of normalisation across channels."
-    )
-  return "the controls do not separate the two accounts (scale or normalisation) at these seeds."
-
-
 def kernels_section(loaded, report_dir) -> List[str]:
   lines = [
     "## Figure 3's analogue: do the towers specialise in colour?",
@@ -723,6 +652,8 @@ def claim_phrase(claim, loaded) -> str:
 def findings(arms, claims, loaded) -> str:
   """The study's findings in detail: every claim's Δ grouped by verdict, the runs that did not train and
   figure 3's reading."""
+  from experiments import study_controls  # it reads this module's measures
+
   done, planned = sum(len(loaded[a.name]) for a in arms), sum(a.seeds for a in arms)
   groups: Dict[str, List[str]] = {}
   for claim in claims:
@@ -759,6 +690,7 @@ def findings(arms, claims, loaded) -> str:
   diffs = tower_differences(loaded)
   two, one = effects.t_interval(diffs["baseline"].values()), effects.t_interval(diffs["one_tower"].values())
   sentences.append("Figure 3: " + kernels_reading(two, one, diffs))
+  sentences.append("The controls: " + study_controls.readings(loaded))
   return " ".join(sentences)
 
 
@@ -799,6 +731,8 @@ def headline(arms, claims, loaded, other=None) -> str:
   """The study in three sentences: the verdicts, where it disagrees with the paper, and what the budget
   leaves open (with `other`, the same study at another budget: how far the baseline moved between them).
   Heads the report's findings and, by `study.py --readme`, the repository README's."""
+  from experiments import study_controls  # it reads this module's measures
+
   done, planned = sum(len(loaded[a.name]) for a in arms), sum(a.seeds for a in arms)
   by_verdict: Dict[str, List[str]] = {}
   for claim in claims:
@@ -832,7 +766,7 @@ def headline(arms, claims, loaded, other=None) -> str:
     if against
     else "Nothing measured differs from the paper or later work."
   )
-  second += " What LRN's effect is: " + lrn_reading(*lrn_intervals(loaded))
+  second += " What LRN's effect is: " + study_controls.lrn_reading(*study_controls.lrn_intervals(loaded))
   flat, trained = flat_counts(loaded)
   if trained and flat == trained:
     third = (
@@ -963,10 +897,12 @@ def save_curve_panels(plt, path: str, names: Sequence[str], draw, cols: int = 4,
 
 
 def plot_effects(plt, path: str, claims, loaded) -> None:
-  """effects.png: per claim and LRN control, the seed-paired Δ of the 10-crop top-1 error with its 95%
+  """effects.png: per claim and control arm, the seed-paired Δ of the 10-crop top-1 error with its 95%
   interval, each seed's own difference as a dot, and the paper's top-1 effect where it gives one."""
+  from experiments import study_controls  # it reads this module's measures
+
   rows = [(f"{c.number}: {c.topic}", c.arm, (c.paper_effect or (None,))[0]) for c in claims]
-  rows += [(f"control: {name}", name, None) for name in ("lrn_gain_only", "no_lrn_lr_half", "no_lrn_lr_double")]
+  rows += [(f"control: {name}", name, None) for name in study_controls.CONTROLS]
   fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.2))
   base = values(loaded["baseline"], PRIMARY)
   for y, (label, arm, paper) in enumerate(rows):
@@ -984,11 +920,16 @@ def plot_effects(plt, path: str, claims, loaded) -> None:
         capsize=3,
         zorder=3,
       )
+    elif not seeds:  # say why a row has no interval, instead of leaving it blank
+      runs = loaded.get(arm, [])
+      failed = sum(r["failed"] for r in runs)
+      note = f"{failed} of {len(runs)} did not train" if failed else ("no runs yet" if not runs else "")
+      ax.annotate(note, (0, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=7, color="grey")
     if paper is not None:
       ax.scatter([paper], [y], marker="|", s=200, color="black", zorder=4)
   ax.axvline(0, color="grey", lw=0.8)
   ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
-  ax.invert_yaxis()
+  ax.set_ylim(len(rows) - 0.5, -0.5)  # every row, the first on top, annotated ones included
   ax.set_xlabel("Δ 10-crop top-1 error over the baseline (points): mean, 95% t interval, seeds; | paper")
   ax.grid(alpha=0.3, axis="x")
   fig.tight_layout()
@@ -1010,7 +951,7 @@ def write_report(
 ) -> str:
   """Writes the report and its figures into report_dir from its runs; returns the report's headline.
   `compare_to`: the report folder of the same study at another budget (experiments/study_budget.py)."""
-  from experiments import study_budget  # it reads this module's measures
+  from experiments import study_budget, study_controls  # they read this module's measures
 
   os.makedirs(report_dir, exist_ok=True)
   loaded = load_all(report_dir, arms)
@@ -1033,7 +974,9 @@ def write_report(
   lines += claims_section(claims, loaded)
   lines += overfitting_section(claims, loaded)
   lines += speed_section(claims, loaded)
-  lines += lrn_controls_section(loaded)
+  lines += study_controls.lrn_section(loaded)
+  lines += study_controls.towers_section(loaded)
+  lines += study_controls.dropout_section(loaded)
   lines += kernels_section(loaded, report_dir)
   lines += convergence_section(arms, claims, loaded)
   if other is not None:

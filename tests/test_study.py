@@ -111,7 +111,7 @@ def test_the_report_pairs_seeds_sets_failed_runs_apart_and_reads_the_kernels(tmp
     _fake_run(tmp_path / "runs" / "tanh" / f"seed{seed}", seed, top1, top1 - 0.1, _kernels(True))
   study_report.write_report(str(tmp_path), study.ARMS, study.CLAIMS, command="test")
   text = (tmp_path / "README.md").read_text()
-  assert "**Partial results: 12 of 41 runs finished.**" in text
+  assert "**Partial results: 12 of 43 runs finished.**" in text
   no_lrn_row = next(line for line in text.splitlines() if line.startswith("| 3 |"))
   assert no_lrn_row.count("+2.00 [+1.75, +2.25]") == 2  # top-1 centre and 10-crop: t(2) x 0.1 / sqrt(3)
   assert no_lrn_row.endswith("| 10-crop top-1: confirmed |")
@@ -121,15 +121,18 @@ def test_the_report_pairs_seeds_sets_failed_runs_apart_and_reads_the_kernels(tmp
   # Kernels: the baseline's towers differ by 2/3 - 0 in colour share on every seed, the control's halves by 0.
   assert "| baseline | 0 | 0.667 | 0.000 | 0.667 |" in text and "| one_tower | 2 | 0.000 | 0.000 | 0.000 |" in text
   assert "the specialisation is reproduced" in text
+  # The towers' control: parameters from the summaries, the one-tower net level with the towers on every seed.
+  assert "| baseline | 1,000 | 3 of 3 | – | – |" in text and "| one_gpu_half | – | 0 of 0 | – | – |" in text
+  assert "| one_tower | 1,000 | 3 of 3 | +0.00 [+0.00, +0.00] | +0.00 [+0.00, +0.00] |" in text
   headline, findings = text.split("## Findings\n\n", 1)[1].split("\n\n")[:2]
-  assert "12 of 41 runs" in headline and "1 confirmed: LRN (3);" in headline
+  assert "12 of 43 runs" in headline and "1 confirmed: LRN (3);" in headline
   # +2.0 [+1.8, +2.2] excludes the paper's +1.4 and the later anchors' -0.1; figure 3 is reproduced.
   assert (
     "LRN's effect (claim 3: +2.0 [+1.8, +2.2] points) is larger than the paper's (+1.4) and larger than the "
     "later anchors' (-0.1)" in headline
   )
   assert "colour specialisation" not in headline
-  assert "Study state: 12 of 41 runs (the rest still to run)" in findings
+  assert "Study state: 12 of 43 runs (the rest still to run)" in findings
   assert "Confirmed: claim 3 (LRN: +2.0 [+1.8, +2.2] points of 10-crop top-1 error, 3 seeds)" in findings
   assert "Runs that did not train (left out of the pairs): tanh 1 of 3." in findings
   # Both arms' validation curves sit 0.1 above their final error at epoch 3 (the record nearest 80% of 4).
@@ -209,20 +212,6 @@ def test_the_findings_block_is_replaced_in_place_and_a_file_without_one_is_left_
   with pytest.raises(configlib.ConfigError, match="no findings block"):
     study.replace_block(str(other), "new findings")
   assert other.read_text() == f"{study.README_END}\n{study.README_BEGIN}\n"
-
-
-def test_the_lrn_reading_names_normalisation_when_the_gain_alone_does_not_help():
-  from alexnet_jax import effects
-
-  Iv = effects.Interval
-  no_lrn, gain_only = Iv(5.0, 3.0, 7.0, 5), Iv(4.8, 2.9, 6.7, 5)  # keeping only the gain loses it all
-  reading = study_report.lrn_reading(no_lrn, gain_only, gain_alone=Iv(0.2, -1.0, 1.4, 5))
-  assert "the effect is the normalisation across channels, not the scale" in reading
-  # The gain alone recovers the baseline: no difference without the normalisation, and better than no LRN.
-  reading = study_report.lrn_reading(no_lrn, Iv(0.3, -1.5, 2.1, 5), gain_alone=Iv(4.7, 2.8, 6.6, 5))
-  assert "mostly one of scale" in reading and "could hide ±2.1" in reading
-  assert "nothing to attribute" in study_report.lrn_reading(Iv(1.0, -2.0, 4.0, 5), gain_only, Iv(0, -1, 1, 5))
-  assert "do not separate" in study_report.lrn_reading(no_lrn, Iv(2.5, 0.5, 4.5, 5), Iv(2.5, 0.5, 4.5, 5))
 
 
 def test_epochs_to_converge_read_the_curve_asked_for_and_count_never_as_the_run_length():

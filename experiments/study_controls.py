@@ -1,0 +1,236 @@
+"""What each effect is: the study's controls, read against the claims they control (experiments/study.py).
+
+A claim with an obvious confound has control arms: LRN's (a net without LRN also runs at another scale,
+which interacts with the learning rate), the towers' (the paper's one-GPU net has half the kernels: width
+as well as the split) and dropout's (it changes the effective step size, which bears on its cost in
+epochs). Each section tabulates the arms' seed-paired Δ against the baseline, and a pure function of
+those intervals states which reading they support (tested on hand-made intervals).
+"""
+
+import math
+from typing import List, Sequence
+
+from alexnet_jax import effects
+from experiments import study_report as report
+
+
+# Each control arm, beside the arm it controls: LRN's, the towers', dropout's.
+LRN_CONTROLS = ("lrn_gain_only", "no_lrn_lr_half", "no_lrn_lr_double")
+TOWER_CONTROLS = ("one_tower",)
+DROPOUT_CONTROLS = ("no_dropout_lr_half",)
+CONTROLS = LRN_CONTROLS + TOWER_CONTROLS + DROPOUT_CONTROLS
+
+
+def delta_row(loaded, name: str, extra: Sequence[str] = ()) -> str:
+  """A table row: the arm, any `extra` cells, its seeds trained, and its seed-paired Δ of the 10-crop and
+  the centre top-1 error against the baseline."""
+  base, arm = loaded["baseline"], loaded.get(name, [])
+  cells = [name, *extra, f"{sum(not r['failed'] for r in arm)} of {len(arm)}"]
+  for metric in (report.PRIMARY, "eval/top1_error"):
+    cells.append(
+      report.fmt_interval(effects.paired_difference(report.values(base, metric), report.values(arm, metric)))
+    )
+  return "| " + " | ".join(cells) + " |"
+
+
+def primary_delta(loaded, versus: str, name: str) -> effects.Interval:
+  """The seed-paired Δ of the 10-crop top-1 error, arm `name` minus arm `versus`."""
+  get = lambda n: report.values(loaded.get(n, []), report.PRIMARY)
+  return effects.paired_difference(get(versus), get(name))
+
+
+# ---------------------------------------------------------------------------------------------- LRN
+
+
+def lrn_section(loaded) -> List[str]:
+  lines = [
+    "## What the LRN effect is: the controls",
+    "",
+    "Removing LRN also removes its constant gain: every activation it passes is divided by at least "
+    "k^β = 2^0.75 ≈ 1.68, so the net without it runs at another scale, which interacts with the "
+    "learning rate and the initialisation. The controls: LRN's constant gain alone (α = 0), and the "
+    "net without LRN at half and twice the baseline's learning rate.",
+    "",
+    "| arm | seeds trained | Δ top-1 (10-crop) vs baseline | Δ top-1 (centre) |",
+    "|---|---|---|---|",
+  ]
+  lines += [delta_row(loaded, name) for name in ("no_lrn", *LRN_CONTROLS)]
+  no_lrn, gain_only, gain_alone = lrn_intervals(loaded)
+  return lines + [
+    "",
+    f"The gain's own effect (no_lrn minus lrn_gain_only, seed-paired): {report.fmt_interval(gain_alone)}.",
+    "",
+    "Reading: " + lrn_reading(no_lrn, gain_only, gain_alone),
+    "",
+  ]
+
+
+def lrn_intervals(loaded):
+  """lrn_reading's three intervals of the 10-crop top-1 error: no LRN and LRN's gain alone, each against
+  the baseline, and no LRN against the gain alone."""
+  return (
+    primary_delta(loaded, "baseline", "no_lrn"),
+    primary_delta(loaded, "baseline", "lrn_gain_only"),
+    primary_delta(loaded, "lrn_gain_only", "no_lrn"),
+  )
+
+
+def lrn_reading(no_lrn: effects.Interval, gain_only: effects.Interval, gain_alone: effects.Interval) -> str:
+  """Which account of the LRN effect the controls support, from three seed-paired intervals of the
+  10-crop top-1 error: no LRN vs the baseline, LRN's gain without its normalisation (alpha = 0) vs the
+  baseline (what the normalisation buys), and no LRN vs the gain alone (what the gain buys)."""
+  if min(no_lrn.n, gain_only.n, gain_alone.n) < 2:
+    return "too few seeds yet to tell the accounts apart."
+  if not no_lrn.excludes_zero():
+    return (
+      f"no effect of removing LRN was detected (it could hide ±{no_lrn.largest_hidden():.1f}), so there "
+      f"is nothing to attribute yet."
+    )
+  same_side = lambda i: i.excludes_zero() and math.copysign(1, i.mean) == math.copysign(1, no_lrn.mean)
+  if same_side(gain_only) and not gain_alone.excludes_zero():
+    return (
+      "the net that keeps LRN's constant gain but not its normalisation loses what removing LRN loses, "
+      "and the gain alone buys nothing detectable: the effect is the normalisation across channels, not "
+      "the scale."
+    )
+  if not gain_only.excludes_zero() and same_side(gain_alone):
+    return (
+      f"LRN's constant gain alone is detectably better than no LRN, and no difference from the baseline "
+      f"was detected without the normalisation (it could hide ±{gain_only.largest_hidden():.1f}): the "
+      f"effect is mostly one of scale, not of normalisation across channels."
+    )
+  return "the controls do not separate the two accounts (scale or normalisation) at these seeds."
+
+
+# ------------------------------------------------------------------------------------------- towers
+
+
+def towers_section(loaded) -> List[str]:
+  params = lambda name: next((f"{r['summary']['parameters']:,}" for r in loaded.get(name, [])), "–")
+  lines = [
+    "## What the towers' effect is: width or the split (claim 2's control)",
+    "",
+    "The paper's one-GPU net has half the kernels in conv1-conv4 (footnote 2), so it differs from the "
+    "two-tower net in width as well as in the split into towers. The control: the one-tower net, the "
+    "towers' widths with every layer connected to all channels (the split undone, nothing narrowed).",
+    "",
+    "| arm | parameters | seeds trained | Δ top-1 (10-crop) vs baseline | Δ top-1 (centre) |",
+    "|---|---|---|---|---|",
+  ]
+  trained = sum(not r["failed"] for r in loaded["baseline"])
+  lines.append(f"| baseline | {params('baseline')} | {trained} of {len(loaded['baseline'])} | – | – |")
+  lines += [delta_row(loaded, name, [params(name)]) for name in ("one_gpu_half", *TOWER_CONTROLS)]
+  return lines + ["", "Reading: " + tower_reading(*tower_intervals(loaded)), ""]
+
+
+def tower_intervals(loaded):
+  """tower_reading's two intervals: the half-width one-GPU net and the one-tower net, each against the towers."""
+  return primary_delta(loaded, "baseline", "one_gpu_half"), primary_delta(loaded, "baseline", "one_tower")
+
+
+def tower_reading(half: effects.Interval, whole: effects.Interval) -> str:
+  """Which account of claim 2 the control supports, from two seed-paired intervals of the 10-crop top-1
+  error, each minus the two-tower baseline: the paper's half-width one-GPU net (`half`) and the one-tower
+  net of the towers' width (`whole`). Positive: the arm is worse than the towers."""
+  if min(half.n, whole.n) < 2:
+    return "too few seeds yet to tell width from the split."
+  if not half.excludes_zero():
+    return (
+      f"no difference between the towers and the half-width one-GPU net was detected (it could hide "
+      f"±{half.largest_hidden():.1f}), so there is no edge to attribute yet."
+    )
+  if half.mean < 0:
+    return "the half-width one-GPU net beats the towers: the paper's comparison is reversed here."
+  if not whole.excludes_zero():
+    return (
+      f"the one-tower net of the towers' width does as well as the towers (no difference detected; it "
+      f"could hide ±{whole.largest_hidden():.1f}): the towers' edge over the half-width net is width, not "
+      f"the split."
+    )
+  if whole.mean > 0:
+    return "the towers beat even the one-tower net of their width: the split itself helps, beyond width."
+  return (
+    "the one-tower net of the towers' width beats the towers: their edge over the half-width net is width, "
+    "and the split itself costs accuracy."
+  )
+
+
+# ------------------------------------------------------------------------------------------ dropout
+
+
+def dropout_section(loaded) -> List[str]:
+  threshold, epochs = dropout_epochs(loaded)
+  if threshold is None:
+    return []
+  lines = [
+    "## What dropout's cost in epochs is: the step size (claim 7's control)",
+    "",
+    "Dropout also changes the effective step size (each step trains the fully connected layers through "
+    "half of their units), so a net without it may converge sooner only because its steps are larger. "
+    "The control: no dropout at half the baseline's learning rate. Epochs to a validation top-1 error "
+    f"(centre) of {100 * threshold:.1f}%, as in 'Epochs to converge'; Δ: the arm minus the baseline, "
+    "seed-paired ('never' counts as the run's length); Δ gap: validation minus training error.",
+    "",
+    "| arm | seeds trained | epochs per seed | Δ epochs | Δ gap | Δ top-1 (10-crop) |",
+    "|---|---|---|---|---|---|",
+  ]
+  base = loaded["baseline"]
+  for name, (per_seed, delta) in epochs.items():
+    arm = loaded.get(name, [])
+    gap = effects.paired_difference(report.values(base, report.gap), report.values(arm, report.gap))
+    lines.append(
+      f"| {name} | {sum(not r['failed'] for r in arm)} of {len(arm)} | "
+      f"{report.fmt_seeds(per_seed, 2, 'never') or '–'} | {report.fmt_interval(delta)} | "
+      f"{report.fmt_interval(gap)} | {report.fmt_interval(primary_delta(loaded, 'baseline', name))} |"
+    )
+  return lines + ["", "Reading: " + dropout_reading(*(delta for _, delta in epochs.values())), ""]
+
+
+def dropout_epochs(loaded):
+  """(the baseline's validation error at a quarter of its epochs, {arm: (its epochs to that error per
+  seed, their seed-paired Δ against the baseline's)}) for the arms without dropout; (None, {}) without
+  a baseline."""
+  threshold = report.speed_threshold(loaded["baseline"], curve="curve")
+  if threshold is None:
+    return None, {}
+  at = lambda name: report.epochs_effect(loaded["baseline"], loaded.get(name, []), threshold, curve="curve")[:2]
+  return threshold, {name: at(name) for name in ("no_dropout", *DROPOUT_CONTROLS)}
+
+
+def dropout_reading(no_dropout: effects.Interval, half_step: effects.Interval) -> str:
+  """Which account of dropout's cost in epochs the control supports, from two seed-paired intervals of
+  the epochs to a validation error, each minus the baseline's: the net without dropout at the baseline's
+  learning rate (`no_dropout`) and at half of it (`half_step`). Negative: sooner than the baseline."""
+  if min(no_dropout.n, half_step.n) < 2:
+    return "too few seeds yet to tell a slower net from a smaller step."
+  if not (no_dropout.excludes_zero() and no_dropout.mean < 0):
+    return "the net without dropout was not detected to converge sooner, so there is no cost in epochs to attribute."
+  if half_step.excludes_zero() and half_step.mean < 0:
+    return (
+      "without dropout the net gets there sooner even at half the learning rate: dropout's cost in epochs "
+      "is not a matter of step size."
+    )
+  return (
+    f"at half the learning rate the net without dropout no longer gets there sooner than the baseline "
+    f"(Δ {report.fmt_interval(half_step)} epochs): a step of half the size alone costs what dropout costs, "
+    f"so the step size can account for dropout's cost in epochs."
+  )
+
+
+def dropout_deltas(loaded):
+  """dropout_reading's two intervals (dropout_epochs' Δs); none without a baseline."""
+  _, epochs = dropout_epochs(loaded)
+  return (
+    tuple(epochs[name][1] for name in ("no_dropout", *DROPOUT_CONTROLS)) if epochs else (effects.t_interval([]),) * 2
+  )
+
+
+def readings(loaded) -> str:
+  """What the three controls support, one sentence each, for the report's findings."""
+  return " ".join(
+    [
+      "LRN: " + lrn_reading(*lrn_intervals(loaded)),
+      "The towers: " + tower_reading(*tower_intervals(loaded)),
+      "Dropout's cost in epochs: " + dropout_reading(*dropout_deltas(loaded)),
+    ]
+  )
