@@ -24,7 +24,8 @@ from absl import flags
 from alexnet_jax import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COPIED = ("alexnet_jax", "configs", "experiments", "tests", "pyproject.toml", "requirements.txt")
+# What the tests read: the code, and the committed README and results (the study's tests check the report).
+COPIED = ("alexnet_jax", "configs", "experiments", "tests", "pyproject.toml", "requirements.txt", "README.md")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,6 +171,20 @@ MUTATIONS = (
     ("tests/test_effects.py",),
   ),
   Mutation(
+    "step_size_reading_inverted",
+    "experiments/study_controls.py",
+    "half_step.excludes_zero() and half_step.mean < 0",
+    "half_step.excludes_zero() and half_step.mean > 0",
+    ("tests/test_study_controls.py",),
+  ),
+  Mutation(
+    "runs_that_did_not_train_left_off_the_curves",
+    "experiments/study_report.py",
+    "  for r in failed:\n    ax.plot(",
+    "  for r in failed[:0]:\n    ax.plot(",
+    ("tests/test_study.py",),
+  ),
+  Mutation(
     "damage_and_another_config_confused",
     "alexnet_jax/checkpointing.py",
     "return None if found == expected else",
@@ -190,7 +205,7 @@ def copy_repo(to: str) -> None:
   for name in COPIED:
     source = os.path.join(REPO, name)
     if os.path.isdir(source):
-      shutil.copytree(source, os.path.join(to, name), ignore=shutil.ignore_patterns("__pycache__", "results"))
+      shutil.copytree(source, os.path.join(to, name), ignore=shutil.ignore_patterns("__pycache__"))
     else:
       shutil.copy(source, to)
 
