@@ -21,22 +21,23 @@ DROPOUT_CONTROLS = ("no_dropout_lr_half",)
 CONTROLS = LRN_CONTROLS + TOWER_CONTROLS + DROPOUT_CONTROLS
 
 
+def paired(loaded, versus: str, name: str, key=report.PRIMARY) -> effects.Interval:
+  """The seed-paired Δ of `key` (a final metric or a function of a run, report.values), arm `name` minus
+  arm `versus`, over the seeds both trained."""
+  get = lambda n: report.values(loaded.get(n, []), key)
+  return effects.paired_difference(get(versus), get(name))
+
+
+def trained_of(loaded, name: str) -> str:
+  runs = loaded.get(name, [])
+  return f"{sum(not r['failed'] for r in runs)} of {len(runs)}"
+
+
 def delta_row(loaded, name: str, extra: Sequence[str] = ()) -> str:
   """A table row: the arm, any `extra` cells, its seeds trained, and its seed-paired Δ of the 10-crop and
   the centre top-1 error against the baseline."""
-  base, arm = loaded["baseline"], loaded.get(name, [])
-  cells = [name, *extra, f"{sum(not r['failed'] for r in arm)} of {len(arm)}"]
-  for metric in (report.PRIMARY, "eval/top1_error"):
-    cells.append(
-      report.fmt_interval(effects.paired_difference(report.values(base, metric), report.values(arm, metric)))
-    )
-  return "| " + " | ".join(cells) + " |"
-
-
-def primary_delta(loaded, versus: str, name: str) -> effects.Interval:
-  """The seed-paired Δ of the 10-crop top-1 error, arm `name` minus arm `versus`."""
-  get = lambda n: report.values(loaded.get(n, []), report.PRIMARY)
-  return effects.paired_difference(get(versus), get(name))
+  deltas = [report.fmt_interval(paired(loaded, "baseline", name, key)) for key in (report.PRIMARY, "eval/top1_error")]
+  return "| " + " | ".join([name, *extra, trained_of(loaded, name), *deltas]) + " |"
 
 
 # ---------------------------------------------------------------------------------------------- LRN
@@ -69,9 +70,9 @@ def lrn_intervals(loaded):
   """lrn_reading's three intervals of the 10-crop top-1 error: no LRN and LRN's gain alone, each against
   the baseline, and no LRN against the gain alone."""
   return (
-    primary_delta(loaded, "baseline", "no_lrn"),
-    primary_delta(loaded, "baseline", "lrn_gain_only"),
-    primary_delta(loaded, "lrn_gain_only", "no_lrn"),
+    paired(loaded, "baseline", "no_lrn"),
+    paired(loaded, "baseline", "lrn_gain_only"),
+    paired(loaded, "lrn_gain_only", "no_lrn"),
   )
 
 
@@ -117,15 +118,14 @@ def towers_section(loaded) -> List[str]:
     "| arm | parameters | seeds trained | Δ top-1 (10-crop) vs baseline | Δ top-1 (centre) |",
     "|---|---|---|---|---|",
   ]
-  trained = sum(not r["failed"] for r in loaded["baseline"])
-  lines.append(f"| baseline | {params('baseline')} | {trained} of {len(loaded['baseline'])} | – | – |")
+  lines.append(f"| baseline | {params('baseline')} | {trained_of(loaded, 'baseline')} | – | – |")
   lines += [delta_row(loaded, name, [params(name)]) for name in ("one_gpu_half", *TOWER_CONTROLS)]
   return lines + ["", "Reading: " + tower_reading(*tower_intervals(loaded)), ""]
 
 
 def tower_intervals(loaded):
   """tower_reading's two intervals: the half-width one-GPU net and the one-tower net, each against the towers."""
-  return primary_delta(loaded, "baseline", "one_gpu_half"), primary_delta(loaded, "baseline", "one_tower")
+  return paired(loaded, "baseline", "one_gpu_half"), paired(loaded, "baseline", "one_tower")
 
 
 def tower_reading(half: effects.Interval, whole: effects.Interval) -> str:
@@ -174,16 +174,13 @@ def dropout_section(loaded) -> List[str]:
     "| arm | seeds trained | epochs per seed | Δ epochs | Δ gap | Δ top-1 (10-crop) |",
     "|---|---|---|---|---|---|",
   ]
-  base = loaded["baseline"]
   for name, (per_seed, delta) in epochs.items():
-    arm = loaded.get(name, [])
-    gap = effects.paired_difference(report.values(base, report.gap), report.values(arm, report.gap))
+    gap, error = (report.fmt_interval(paired(loaded, "baseline", name, key)) for key in (report.gap, report.PRIMARY))
     lines.append(
-      f"| {name} | {sum(not r['failed'] for r in arm)} of {len(arm)} | "
-      f"{report.fmt_seeds(per_seed, 2, 'never') or '–'} | {report.fmt_interval(delta)} | "
-      f"{report.fmt_interval(gap)} | {report.fmt_interval(primary_delta(loaded, 'baseline', name))} |"
+      f"| {name} | {trained_of(loaded, name)} | {report.fmt_seeds(per_seed, 2, 'never') or '–'} | "
+      f"{report.fmt_interval(delta)} | {gap} | {error} |"
     )
-  return lines + ["", "Reading: " + dropout_reading(*(delta for _, delta in epochs.values())), ""]
+  return lines + ["", "Reading: " + dropout_reading(*dropout_deltas(epochs)), ""]
 
 
 def dropout_epochs(loaded):
@@ -217,12 +214,9 @@ def dropout_reading(no_dropout: effects.Interval, half_step: effects.Interval) -
   )
 
 
-def dropout_deltas(loaded):
-  """dropout_reading's two intervals (dropout_epochs' Δs); none without a baseline."""
-  _, epochs = dropout_epochs(loaded)
-  return (
-    tuple(epochs[name][1] for name in ("no_dropout", *DROPOUT_CONTROLS)) if epochs else (effects.t_interval([]),) * 2
-  )
+def dropout_deltas(epochs):
+  """dropout_reading's two intervals from dropout_epochs' arms (no interval where it had no baseline)."""
+  return tuple(delta for _, delta in epochs.values()) if epochs else (effects.t_interval([]),) * 2
 
 
 def readings(loaded) -> str:
@@ -231,6 +225,6 @@ def readings(loaded) -> str:
     [
       "LRN: " + lrn_reading(*lrn_intervals(loaded)),
       "The towers: " + tower_reading(*tower_intervals(loaded)),
-      "Dropout's cost in epochs: " + dropout_reading(*dropout_deltas(loaded)),
+      "Dropout's cost in epochs: " + dropout_reading(*dropout_deltas(dropout_epochs(loaded)[1])),
     ]
   )
