@@ -40,7 +40,21 @@ class Mutation:
 
 
 MUTATIONS = (
-  Mutation("lrn_exponent_sign", "alexnet_jax/lrn.py", "** -beta", "** beta", ("tests/test_lrn.py",)),
+  Mutation(
+    "lrn_exponent_sign",
+    "alexnet_jax/lrn.py",
+    "(k + scale * window_sum) ** -beta",
+    "(k + scale * window_sum) ** beta",
+    ("tests/test_lrn.py",),
+  ),
+  Mutation("lrn_matmul_gain_sign", "alexnet_jax/lrn.py", "gain = u**-beta", "gain = u**beta", ("tests/test_lrn.py",)),
+  Mutation(
+    "lrn_matmul_gradient_sign",
+    "alexnet_jax/lrn.py",
+    "g * gain - 2.0 * alpha * beta",
+    "g * gain + 2.0 * alpha * beta",
+    ("tests/test_lrn.py",),
+  ),
   Mutation(
     "lrn_alpha_always_per_size",
     "alexnet_jax/lrn.py",
