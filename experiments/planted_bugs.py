@@ -192,6 +192,13 @@ MUTATIONS = (
     ("tests/test_study_controls.py",),
   ),
   Mutation(
+    "width_read_from_no_difference_alone",
+    "experiments/study_controls.py",
+    "if whole_vs_half.excludes_zero() and whole_vs_half.mean < 0:",
+    "if whole_vs_half.mean < 0:",
+    ("tests/test_study_controls.py",),
+  ),
+  Mutation(
     "runs_that_did_not_train_left_off_the_curves",
     "experiments/study_report.py",
     "  for r in failed:\n    ax.plot(",

@@ -8,7 +8,7 @@ those intervals states which reading they support (tested on hand-made intervals
 """
 
 import math
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from alexnet_jax import effects
 from experiments import study_report as report
@@ -124,15 +124,22 @@ def towers_section(loaded) -> List[str]:
 
 
 def tower_intervals(loaded):
-  """tower_reading's two intervals: the half-width one-GPU net and the one-tower net, each against the towers."""
-  return paired(loaded, "baseline", "one_gpu_half"), paired(loaded, "baseline", "one_tower")
+  """tower_reading's intervals: the half-width one-GPU net and the one-tower net against the towers, and
+  the one-tower net against the half-width one."""
+  return (
+    paired(loaded, "baseline", "one_gpu_half"),
+    paired(loaded, "baseline", "one_tower"),
+    paired(loaded, "one_gpu_half", "one_tower"),
+  )
 
 
-def tower_reading(half: effects.Interval, whole: effects.Interval) -> str:
-  """Which account of claim 2 the control supports, from two seed-paired intervals of the 10-crop top-1
-  error, each minus the two-tower baseline: the paper's half-width one-GPU net (`half`) and the one-tower
-  net of the towers' width (`whole`). Positive: the arm is worse than the towers."""
-  if min(half.n, whole.n) < 2:
+def tower_reading(half: effects.Interval, whole: effects.Interval, whole_vs_half: effects.Interval) -> str:
+  """Which account of claim 2 the control supports, from seed-paired intervals of the 10-crop top-1
+  error: the paper's half-width one-GPU net (`half`) and the one-tower net of the towers' width (`whole`),
+  each minus the two-tower baseline (positive: worse than the towers), and the one-tower net minus the
+  half-width one (`whole_vs_half`). Width needs its own evidence: the one-tower net detectably better
+  than the half-width net, not merely no difference from the towers detected."""
+  if min(half.n, whole.n, whole_vs_half.n) < 2:
     return "too few seeds yet to tell width from the split."
   if not half.excludes_zero():
     return (
@@ -141,25 +148,27 @@ def tower_reading(half: effects.Interval, whole: effects.Interval) -> str:
     )
   if half.mean < 0:
     return "the half-width one-GPU net beats the towers: the paper's comparison is reversed here."
-  if not whole.excludes_zero():
+  if whole.excludes_zero():
+    if whole.mean > 0:
+      return "the towers beat even the one-tower net of their width: the split itself helps, beyond width."
     return (
-      f"the one-tower net of the towers' width does as well as the towers (no difference detected; it "
-      f"could hide ±{whole.largest_hidden():.1f}): the towers' edge over the half-width net is width, not "
+      "the one-tower net of the towers' width beats the towers: their edge over the half-width net is "
+      "width, and the split itself costs accuracy."
+    )
+  if whole_vs_half.excludes_zero() and whole_vs_half.mean < 0:
+    return (
+      f"the one-tower net of the towers' width also beats the half-width net, and no difference from the "
+      f"towers was detected (it could hide ±{whole.largest_hidden():.1f}): the towers' edge is width, not "
       f"the split."
     )
-  if whole.mean > 0:
-    return "the towers beat even the one-tower net of their width: the split itself helps, beyond width."
-  return (
-    "the one-tower net of the towers' width beats the towers: their edge over the half-width net is width, "
-    "and the split itself costs accuracy."
-  )
+  return "the controls do not separate width from the split at these seeds."
 
 
 # ------------------------------------------------------------------------------------------ dropout
 
 
 def dropout_section(loaded) -> List[str]:
-  threshold, epochs = dropout_epochs(loaded)
+  threshold = report.speed_threshold(loaded["baseline"], curve="curve")
   if threshold is None:
     return []
   lines = [
@@ -174,31 +183,35 @@ def dropout_section(loaded) -> List[str]:
     "| arm | seeds trained | epochs per seed | Δ epochs | Δ gap | Δ top-1 (10-crop) |",
     "|---|---|---|---|---|---|",
   ]
-  for name, (per_seed, delta) in epochs.items():
+  for name in ("no_dropout", *DROPOUT_CONTROLS):
+    per_seed, delta, _ = report.epochs_effect(loaded["baseline"], loaded.get(name, []), threshold, curve="curve")
     gap, error = (report.fmt_interval(paired(loaded, "baseline", name, key)) for key in (report.gap, report.PRIMARY))
     lines.append(
       f"| {name} | {trained_of(loaded, name)} | {report.fmt_seeds(per_seed, 2, 'never') or '–'} | "
       f"{report.fmt_interval(delta)} | {gap} | {error} |"
     )
-  return lines + ["", "Reading: " + dropout_reading(*dropout_deltas(epochs)), ""]
+  return lines + ["", "Reading: " + dropout_reading(*dropout_intervals(loaded, threshold)), ""]
 
 
-def dropout_epochs(loaded):
-  """(the baseline's validation error at a quarter of its epochs, {arm: (its epochs to that error per
-  seed, their seed-paired Δ against the baseline's)}) for the arms without dropout; (None, {}) without
-  a baseline."""
-  threshold = report.speed_threshold(loaded["baseline"], curve="curve")
+def dropout_intervals(loaded, threshold: Optional[float]):
+  """dropout_reading's intervals of the epochs to the validation `threshold`: no dropout and no dropout
+  at half the learning rate, each against the baseline, and the second against the first."""
   if threshold is None:
-    return None, {}
-  at = lambda name: report.epochs_effect(loaded["baseline"], loaded.get(name, []), threshold, curve="curve")[:2]
-  return threshold, {name: at(name) for name in ("no_dropout", *DROPOUT_CONTROLS)}
+    return (effects.t_interval([]),) * 3
+  at = lambda versus, name: report.epochs_effect(
+    loaded.get(versus, []), loaded.get(name, []), threshold, curve="curve"
+  )[1]
+  (control,) = DROPOUT_CONTROLS
+  return at("baseline", "no_dropout"), at("baseline", control), at("no_dropout", control)
 
 
-def dropout_reading(no_dropout: effects.Interval, half_step: effects.Interval) -> str:
-  """Which account of dropout's cost in epochs the control supports, from two seed-paired intervals of
-  the epochs to a validation error, each minus the baseline's: the net without dropout at the baseline's
-  learning rate (`no_dropout`) and at half of it (`half_step`). Negative: sooner than the baseline."""
-  if min(no_dropout.n, half_step.n) < 2:
+def dropout_reading(no_dropout: effects.Interval, half_step: effects.Interval, half_vs_full: effects.Interval) -> str:
+  """Which account of dropout's cost in epochs the control supports, from seed-paired intervals of the
+  epochs to a validation error: the net without dropout at the baseline's learning rate (`no_dropout`)
+  and at half of it (`half_step`), each minus the baseline (negative: sooner), and the second minus the
+  first (`half_vs_full`). The step-size account needs its own evidence: the half step detectably slower
+  than the full one, not merely no longer detectably sooner than the baseline."""
+  if min(no_dropout.n, half_step.n, half_vs_full.n) < 2:
     return "too few seeds yet to tell a slower net from a smaller step."
   if not (no_dropout.excludes_zero() and no_dropout.mean < 0):
     return "the net without dropout was not detected to converge sooner, so there is no cost in epochs to attribute."
@@ -207,16 +220,17 @@ def dropout_reading(no_dropout: effects.Interval, half_step: effects.Interval) -
       "without dropout the net gets there sooner even at half the learning rate: dropout's cost in epochs "
       "is not a matter of step size."
     )
+  if half_vs_full.excludes_zero() and half_vs_full.mean > 0 and not half_step.excludes_zero():
+    return (
+      f"halving the step slows the net without dropout detectably ({report.fmt_interval(half_vs_full)} "
+      f"epochs), back to no detectable difference from the baseline: the step size can account for "
+      f"dropout's cost in epochs."
+    )
   return (
-    f"at half the learning rate the net without dropout no longer gets there sooner than the baseline "
-    f"(Δ {report.fmt_interval(half_step)} epochs): a step of half the size alone costs what dropout costs, "
-    f"so the step size can account for dropout's cost in epochs."
+    f"the control does not separate the accounts at these seeds (without dropout at half the learning "
+    f"rate: {report.fmt_interval(half_step)} epochs against the baseline, {report.fmt_interval(half_vs_full)} "
+    f"against the full step)."
   )
-
-
-def dropout_deltas(epochs):
-  """dropout_reading's two intervals from dropout_epochs' arms (no interval where it had no baseline)."""
-  return tuple(delta for _, delta in epochs.values()) if epochs else (effects.t_interval([]),) * 2
 
 
 def readings(loaded) -> str:
@@ -225,6 +239,7 @@ def readings(loaded) -> str:
     [
       "LRN: " + lrn_reading(*lrn_intervals(loaded)),
       "The towers: " + tower_reading(*tower_intervals(loaded)),
-      "Dropout's cost in epochs: " + dropout_reading(*dropout_deltas(dropout_epochs(loaded)[1])),
+      "Dropout's cost in epochs: "
+      + dropout_reading(*dropout_intervals(loaded, report.speed_threshold(loaded["baseline"], curve="curve"))),
     ]
   )
