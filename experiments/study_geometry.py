@@ -5,8 +5,9 @@ r"""How long one study run takes at each candidate geometry: the project's train
 For each (crop, width, conv1_impl) the study config (`configs/alexnet.py:study` with those overrides) is
 built as the trainer builds it, and its pmapped train step (augmentation included) and centre-view eval
 step are timed on synthetic uint8 batches at the stored size (best of `--repeats` rounds). From the rates,
-the minutes of one run of `--epochs` epochs on Imagenette (9,469 training and 3,925 validation images,
-evaluated every epoch) follow, without the input pipeline (measured by `python -m experiments.benchmark`).
+the minutes of one run of `--epochs` epochs (default: the config's) on Imagenette (9,469 training and
+3,925 validation images, evaluated every epoch) follow, without the input pipeline (measured by
+`python -m experiments.benchmark`).
 """
 
 import json
@@ -66,6 +67,7 @@ def measure(crop: int, width: float, conv1_impl: str) -> dict:
   train_s = best_seconds(lambda: p_train(state, train_batch, key)[1], 2, FLAGS.calls, FLAGS.repeats)
   eval_s = best_seconds(lambda: p_eval(state, eval_batch), 2, FLAGS.calls, FLAGS.repeats)
   epoch_s = TRAIN_IMAGES / batch * train_s + VAL_IMAGES / batch * eval_s
+  epochs = FLAGS.epochs or config.num_epochs
   return {
     "crop": crop,
     "width": width,
@@ -73,7 +75,8 @@ def measure(crop: int, width: float, conv1_impl: str) -> dict:
     "batch": batch,
     "train_images_per_s": batch / train_s,
     "eval_images_per_s": batch / eval_s,
-    "run_minutes": FLAGS.epochs * epoch_s / 60,
+    "epochs": epochs,
+    "run_minutes": epochs * epoch_s / 60,
   }
 
 
@@ -87,7 +90,7 @@ def main(argv):
         results.append(row)
         print(
           f"crop {row['crop']:3d} width {row['width']:.3f} {impl:14s} train {row['train_images_per_s']:6.0f} "
-          f"img/s, eval {row['eval_images_per_s']:6.0f} img/s, {FLAGS.epochs} epochs ~ "
+          f"img/s, eval {row['eval_images_per_s']:6.0f} img/s, {row['epochs']:g} epochs ~ "
           f"{row['run_minutes']:.1f} min",
           flush=True,
         )
@@ -96,7 +99,7 @@ def main(argv):
     + " ".join(
       f"--{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
       for k, v in FLAGS.flag_values_dict().items()
-      if k in ("config", "crops", "widths", "conv1_impls", "epochs", "calls", "repeats")
+      if k in ("config", "crops", "widths", "conv1_impls", "epochs", "calls", "repeats") and v is not None
     ),
     "machine": {
       "platform": platform.platform(),
@@ -118,7 +121,7 @@ if __name__ == "__main__":
   flags.DEFINE_list("crops", ["67", "83", "99"], "Crop sides (the device resizes to crop * 256 / 227 first).")
   flags.DEFINE_list("widths", ["0.25", "0.375"], "Width multipliers.")
   flags.DEFINE_list("conv1_impls", ["direct", "im2col"], "conv1 implementations.")
-  flags.DEFINE_integer("epochs", 15, "Epochs per run for the minutes column.")
+  flags.DEFINE_integer("epochs", None, "Epochs per run for the minutes column (default: the config's num_epochs).")
   flags.DEFINE_integer("calls", 8, "Steps per timed round.")
   flags.DEFINE_integer("repeats", 3, "Timed rounds (the best counts).")
   flags.DEFINE_string("out", "", "Where to write the JSON record.")
