@@ -722,7 +722,8 @@ def disagreements(claims, loaded) -> List[str]:
     ]
     if outside:
       out.append(
-        f"{claim.topic}'s effect (claim {claim.number}: {fmt_interval(error, 1)} points) is " + " and ".join(outside)
+        f"the effect of {claim.topic} (claim {claim.number}: {fmt_interval(error, 1)} points) is "
+        + " and ".join(outside)
       )
   return out
 

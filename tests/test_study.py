@@ -128,7 +128,7 @@ def test_the_report_pairs_seeds_sets_failed_runs_apart_and_reads_the_kernels(tmp
   assert "12 of 44 runs" in headline and "1 confirmed: LRN (3);" in headline
   # +2.0 [+1.8, +2.2] excludes the paper's +1.4 and the later anchors' -0.1; figure 3 is reproduced.
   assert (
-    "LRN's effect (claim 3: +2.0 [+1.8, +2.2] points) is larger than the paper's (+1.4) and larger than the "
+    "the effect of LRN (claim 3: +2.0 [+1.8, +2.2] points) is larger than the paper's (+1.4) and larger than the "
     "later anchors' (-0.1)" in headline
   )
   assert "colour specialisation" not in headline
