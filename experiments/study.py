@@ -225,17 +225,25 @@ def copy_finished(runs: List[ablate.Run], report_dir: str) -> int:
       shutil.copyfile(os.path.join(run.workdir, name), os.path.join(target, name))
     kernels = os.path.join(target, "conv1_kernels.npy")
     if not os.path.exists(kernels) and not run.diverged:  # a diverged net's kernels are not finite
-      np.save(kernels, final_conv1_kernels(run.workdir))
+      kernel = final_conv1_kernels(run.workdir)
+      if kernel is None:
+        print(f"note: {run.workdir} has no checkpoint; figure 3 leaves out {run.name} seed {run.seed}.")
+      else:
+        np.save(kernels, kernel)
     copied += 1
   return copied
 
 
-def final_conv1_kernels(workdir: str) -> np.ndarray:
-  """conv1's kernel [k, k, 3, n] from the newest checkpoint of a finished run (figure 3's analogue)."""
+def final_conv1_kernels(workdir: str) -> Optional[np.ndarray]:
+  """conv1's kernel [k, k, 3, n] from the newest checkpoint of a finished run (figure 3's analogue); None
+  where the run keeps no checkpoint (one copied from a committed report, or whose checkpoints were deleted)."""
   import orbax.checkpoint as ocp
 
   root = os.path.join(workdir, "checkpoints")
-  step = max(int(p) for p in os.listdir(root) if p.isdigit())
+  steps = [int(p) for p in os.listdir(root) if p.isdigit()] if os.path.isdir(root) else []
+  if not steps:
+    return None
+  step = max(steps)
   state = ocp.StandardCheckpointer().restore(os.path.join(root, str(step), "state"))
   return np.asarray(state["params"]["conv1"]["kernel"], np.float32)
 

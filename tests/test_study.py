@@ -164,6 +164,22 @@ def test_finished_runs_are_copied_with_their_final_conv1_kernels(tmp_path, monke
   np.testing.assert_array_equal(np.load(copied / "conv1_kernels.npy"), kernel)
 
 
+def test_a_finished_run_without_checkpoints_is_copied_without_kernels_instead_of_stopping_the_copy(tmp_path):
+  """A run folder restored from a committed report has no checkpoints/: the copy goes on past it."""
+  from alexnet_jax import ablate
+
+  runs = [ablate.Run("baseline", {}, seed, str(tmp_path / f"work{seed}")) for seed in (0, 1)]
+  for run in runs:
+    os.makedirs(run.workdir)
+    for name in ("summary.json", "metrics.jsonl", "config.json"):
+      (tmp_path / f"work{run.seed}" / name).write_text("{}")
+  os.makedirs(os.path.join(runs[1].workdir, "checkpoints"))  # a checkpoints folder with no step in it
+  assert study.copy_finished(runs, str(tmp_path / "report")) == 2
+  for seed in (0, 1):
+    copied = tmp_path / "report" / "runs" / "baseline" / f"seed{seed}"
+    assert sorted(os.listdir(copied)) == ["config.json", "metrics.jsonl", "summary.json"]
+
+
 def test_a_diverged_run_is_copied_without_kernels_and_reported_as_not_trained(tmp_path, monkeypatch):
   from alexnet_jax import ablate
 
