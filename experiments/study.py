@@ -239,12 +239,13 @@ def final_conv1_kernels(workdir: str) -> Optional[np.ndarray]:
   where the run keeps no checkpoint (one copied from a committed report, or whose checkpoints were deleted)."""
   import orbax.checkpoint as ocp
 
-  root = os.path.join(workdir, "checkpoints")
-  steps = [int(p) for p in os.listdir(root) if p.isdigit()] if os.path.isdir(root) else []
-  if not steps:
+  from alexnet_jax import inference
+
+  try:
+    step = inference.latest_step(workdir)
+  except inference.InferenceError:
     return None
-  step = max(steps)
-  state = ocp.StandardCheckpointer().restore(os.path.join(root, str(step), "state"))
+  state = ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", str(step), "state"))
   return np.asarray(state["params"]["conv1"]["kernel"], np.float32)
 
 
