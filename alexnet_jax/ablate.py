@@ -90,16 +90,38 @@ def validate(spec: str, axes, overrides: Sequence[str]) -> None:
     run_config(spec, overrides, point)
 
 
-def config_differences(stored, intended, prefix: str = "") -> List[str]:
-  """'key: stored -> intended' for every leaf where two JSON config trees differ."""
+# Keys that say how to make the dataset, not what a run computes: a run is the same run after they change.
+NOT_RESULT_KEYS = ("dataset.prepare_args",)
+
+
+def config_differences(stored, intended, prefix: str = "", defaults=None) -> List[str]:
+  """'key: stored -> intended' for every leaf where two JSON config trees differ.
+
+  Args:
+    stored: the config a run was made with (its config.json).
+    intended: the config the run would be given now.
+    prefix: the dotted path of these trees within the whole config.
+    defaults: the config without the run's own overrides. A key that `stored` lacks (it was added to the
+      config after the run was made, defaulting to the old behaviour) does not differ where `intended`
+      gives it that default. Keys in NOT_RESULT_KEYS never differ.
+
+  Returns:
+    One line per differing leaf, in key order.
+  """
+  if prefix in NOT_RESULT_KEYS:
+    return []
   if isinstance(stored, dict) and isinstance(intended, dict):
     found = []
+    defaults = defaults if isinstance(defaults, dict) else {}
     for key in sorted(set(stored) | set(intended)):
       path = f"{prefix}.{key}" if prefix else str(key)
+      added_later = key not in stored and key in defaults and intended.get(key) == defaults[key]
+      if path in NOT_RESULT_KEYS or added_later:
+        continue
       if key not in stored or key not in intended:
         found.append(f"{path}: {stored.get(key, '(absent)')!r} -> {intended.get(key, '(absent)')!r}")
       else:
-        found += config_differences(stored[key], intended[key], path)
+        found += config_differences(stored[key], intended[key], path, defaults.get(key))
     return found
   return [] if stored == intended else [f"{prefix}: {stored!r} -> {intended!r}"]
 
@@ -112,6 +134,7 @@ def check_existing_runs(runs: Sequence["Run"], spec: str, overrides: Sequence[st
   would resume a half-run under a mixed config). Each run's config.json (written by main when it starts)
   is compared with the config this sweep would give it; nothing is run or written when any differs."""
   stale = []
+  defaults = json.loads(run_config(spec, overrides, {}).to_json_best_effort())
   for run in runs:
     path = os.path.join(run.workdir, "config.json")
     if not os.path.exists(path):
@@ -122,7 +145,7 @@ def check_existing_runs(runs: Sequence["Run"], spec: str, overrides: Sequence[st
     except (OSError, ValueError) as e:
       raise configlib.ConfigError(f"Cannot read {path} ({e}): move {run.workdir} aside and run again.") from None
     intended = json.loads(run_config(spec, overrides, run.point, run.seed).to_json_best_effort())
-    differences = config_differences(stored, intended)
+    differences = config_differences(stored, intended, defaults=defaults)
     if differences:
       stale.append((run, differences))
   if stale:

@@ -33,6 +33,7 @@ class Progress:
   best: dict = dataclasses.field(default_factory=dict)
   train_time_s: float = 0.0
   images_seen: int = 0
+  wall_time_s: float = 0.0  # of the whole run up to this checkpoint, over every segment a resume made
 
   def to_dict(self):
     return dataclasses.asdict(self)

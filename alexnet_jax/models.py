@@ -14,7 +14,8 @@ Presets (`PRESETS`):
 The switches are independent of the preset: `use_lrn`, `overlapping_pool` (3x3 stride 2, section 3.4,
 vs 2x2 stride 2: both give 55 -> 27 -> 13 -> 6 at the canonical input, so fc6 keeps 9216 inputs),
 `dropout_rate`, `activation` (ReLU, or tanh for section 3.1's comparison), `lrn_alpha` (0 leaves LRN's
-constant gain alone, x / k^beta: a control for the scale LRN applies), `num_classes`, `width_multiplier`
+constant gain alone, x / k^beta: a control for the scale LRN applies), `lrn_k` (LRN's additive constant:
+1 removes most of that gain, as Caffe's default does), `num_classes`, `width_multiplier`
 and any input size (fc6's fan-in follows the input), so a
 tiny model trains on a CPU in a minute.
 
@@ -32,7 +33,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from alexnet_jax.lrn import LRN_IMPLS, PAPER_ALPHA, local_response_norm
+from alexnet_jax.lrn import LRN_IMPLS, PAPER_ALPHA, PAPER_K, local_response_norm
 from alexnet_jax.pooling import POOL_IMPLS, max_pool
 
 
@@ -246,6 +247,7 @@ class AlexNet(nn.Module):
   dropout_rate: float = 0.5  # section 4.2
   activation: str = "relu"  # section 3.1
   lrn_alpha: float = PAPER_ALPHA  # section 3.3; 0 keeps only the constant gain k^-beta
+  lrn_k: float = PAPER_K  # section 3.3's additive constant; Caffe's default (and so Mishkin et al.'s) is 1
   width_multiplier: float = 1.0
   init_scheme: str = "paper"
   tower_impl: str = "split"
@@ -280,8 +282,8 @@ class AlexNet(nn.Module):
     towers = self.spec.lrn_towers
     if towers > 1 and self.lrn_per_tower:
       split = x.reshape(x.shape[:-1] + (towers, x.shape[-1] // towers))
-      return local_response_norm(split, alpha=self.lrn_alpha, impl=self.lrn_impl).reshape(x.shape)
-    return local_response_norm(x, alpha=self.lrn_alpha, impl=self.lrn_impl)
+      return local_response_norm(split, k=self.lrn_k, alpha=self.lrn_alpha, impl=self.lrn_impl).reshape(x.shape)
+    return local_response_norm(x, k=self.lrn_k, alpha=self.lrn_alpha, impl=self.lrn_impl)
 
   @nn.compact
   def __call__(self, x, *, train: bool):

@@ -104,6 +104,7 @@ def _construct_model(m: ml_collections.ConfigDict, backend: str) -> models.AlexN
     dropout_rate=m.dropout_rate,
     activation=m.activation,
     lrn_alpha=m.lrn_alpha,
+    lrn_k=m.lrn_k,
     width_multiplier=m.width_multiplier,
     init_scheme=m.init_scheme,
     tower_impl=m.tower_impl,
@@ -459,7 +460,7 @@ def evaluate_only(run: Setup, evaluator: loop.Evaluator, state, step: int, resto
   return summary
 
 
-def summarise(run: Setup, state, step: int, preempted, final: dict, progress: loop.Progress, start_time) -> dict:
+def summarise(run: Setup, state, step: int, preempted, final: dict, progress: loop.Progress, wall_time_s) -> dict:
   summary = {
     "step": step,
     "total_steps": run.total_steps,
@@ -468,7 +469,7 @@ def summarise(run: Setup, state, step: int, preempted, final: dict, progress: lo
     "final": final,
     "best": progress.best,
     "train_time_s": progress.train_time_s,
-    "wall_time_s": time.time() - start_time,
+    "wall_time_s": wall_time_s,
     "train_images_per_sec": progress.images_seen / max(progress.train_time_s, 1e-9),
     "devices": jax.device_count(),
     "device_kind": jax.devices()[0].device_kind,
@@ -507,6 +508,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     checkpointer = loop.Checkpointer(run.workdir, config.keep_checkpoints)
     cleanup.callback(checkpointer.close)
     state, progress, data_state, start_step = checkpointer.restore(run.state)
+    run_started = start_time - progress.wall_time_s  # earlier segments count: wall time is the run's own
     done = None if config.eval_only or not start_step else finished_summary(run.workdir, start_step, run.total_steps)
     if done is not None:  # nothing to train: say so, write nothing (eval_only re-evaluates)
       return {**done, "already_finished": True}
@@ -536,7 +538,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       total_steps=run.total_steps,
       steps_per_epoch=run.steps_per_epoch,
       global_batch=run.global_batch,
-      start_time=start_time,
+      start_time=run_started,
       progress_bar=is_logger and config.progress_bar,
     )
     cleanup.callback(logger.close)
@@ -544,7 +546,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     def record_divergence(problem: str) -> None:  # the loop's state and step at the call
       if is_logger:
-        write_divergence(run, summarise(run, state, step, None, {}, progress, start_time), problem)
+        write_divergence(run, summarise(run, state, step, None, {}, progress, time.time() - run_started), problem)
 
     with loop.Preemption() as preemption:
       while step < run.total_steps and not preempted:
@@ -561,16 +563,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           state = evaluator.during_training(step, state, last=step == run.total_steps)
         logger.restart_interval()
         if now["checkpoint"] or stop:
+          progress.wall_time_s = time.time() - run_started
           checkpointer.save(step, state, progress)
         preempted = stop
       if not preempted and checkpointer.last_good != step:
+        progress.wall_time_s = time.time() - run_started
         checkpointer.save(step, state, progress)
     checkpointer.wait()
     logger.close()
     loader.close()  # its workers stop before the final evaluation starts its own
-    summary = summarise(
-      run, state, step, preempted, {} if preempted else evaluator.final(step, state), progress, start_time
-    )
+    final = {} if preempted else evaluator.final(step, state)
+    summary = summarise(run, state, step, preempted, final, progress, time.time() - run_started)
     if is_logger and not preempted:
       _write_json(os.path.join(run.workdir, "summary.json"), summary)
   return summary

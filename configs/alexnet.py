@@ -80,6 +80,7 @@ def base_config() -> ml_collections.ConfigDict:
       dropout_rate=0.5,
       activation="relu",
       lrn_alpha=lrn.PAPER_ALPHA,
+      lrn_k=lrn.PAPER_K,
       width_multiplier=1.0,
       init_scheme="paper",
       # Implementations with identical parameters and function, measured by `python -m experiments.benchmark`;
@@ -184,16 +185,28 @@ def smoke(config):
   config.checkpoint_every_steps = 200
 
 
+# How each 10-class set is prepared at 128 px (`python -m alexnet_jax.data.prepare` flags but --data_dir):
+# fast.ai's images squashed to 224x224, then resized to 128 with antialiasing and stored as JPEG quality 70.
+STUDY_COPY = "--squash=224 --image_size=128 --jpeg_quality=70"
+IMAGENETTE_PREPARE = f"--source=tfds:imagenette/full-size-v2 --download {STUDY_COPY} --name=imagenette2_128"
+IMAGEWOOF_PREPARE = f"--source=folder:~/imagewoof2 {STUDY_COPY} --name=imagewoof2_128"
+
+
 def imagenette(config):
-  config.dataset.update(
-    name="imagenette2_128",
-    eval_split="val",
-    image_size=128,
-    prepare_args=("--source=folder:../shared/datasets/imagenette2-128 --name=imagenette2_128"),
-  )
+  config.dataset.update(name="imagenette2_128", eval_split="val", image_size=128, prepare_args=IMAGENETTE_PREPARE)
   config.model.num_classes = 10
   config.augment.resize_to = augment.PAPER_STORED_SIZE  # 128 -> 256 on the device, then 227 crops
   config.num_epochs = 30.0
+
+
+def use_imagewoof(config):
+  """Imagewoof2 (ten dog breeds, the same size and format as Imagenette) in place of Imagenette."""
+  config.dataset.update(name="imagewoof2_128", prepare_args=IMAGEWOOF_PREPARE)
+
+
+def imagewoof(config):
+  imagenette(config)
+  use_imagewoof(config)
 
 
 def study(config):
@@ -214,6 +227,11 @@ def study(config):
   config.checkpoint_every_steps = 1000
 
 
+def study_imagewoof(config):
+  study(config)
+  use_imagewoof(config)
+
+
 def imagenet(config):
   del config  # the base config is the paper's ImageNet recipe
 
@@ -225,7 +243,15 @@ def owt(config):
   config.batch_size = 256
 
 
-VARIANTS = {"smoke": smoke, "imagenette": imagenette, "study": study, "imagenet": imagenet, "owt": owt}
+VARIANTS = {
+  "smoke": smoke,
+  "imagenette": imagenette,
+  "imagewoof": imagewoof,
+  "study": study,
+  "study_imagewoof": study_imagewoof,
+  "imagenet": imagenet,
+  "owt": owt,
+}
 
 
 def get_config(arg=None):

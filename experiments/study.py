@@ -41,10 +41,10 @@ class Arm:
 # overlapping pooling) get 5 seeds, the others 3; the controls 2-3 (as many as the arm they control where
 # that arm's reading needs them paired; the paper's init 1: it shows a failure).
 ARMS = (
-  Arm("baseline", {}, 5, "the paper's network: two towers, LRN, overlapping pooling, dropout, augmentation"),
+  Arm("baseline", {}, 6, "the paper's network: two towers, LRN, overlapping pooling, dropout, augmentation"),
   Arm("no_lrn", {"model.use_lrn": False}, 5, "section 3.3: without local response normalisation"),
   Arm("no_overlap", {"model.overlapping_pool": False}, 5, "section 3.4: 2x2 stride-2 pooling"),
-  Arm("tanh", {"model.activation": "tanh"}, 3, "section 3.1: tanh in place of ReLU"),
+  Arm("tanh", {"model.activation": "tanh"}, 6, "section 3.1: tanh in place of ReLU"),
   Arm(
     "one_gpu_half",
     {"model.preset": "paper_one_gpu"},
@@ -60,6 +60,12 @@ ARMS = (
   ),
   Arm("no_pca", {"augment.pca_std": 0.0}, 3, "section 4.1: without PCA lighting noise"),
   Arm("lrn_gain_only", {"model.lrn_alpha": 0.0}, 3, "control for LRN: its constant gain alone, x / k^beta (alpha = 0)"),
+  Arm(
+    "lrn_k1",
+    {"model.lrn_k": 1.0},
+    5,
+    "control for LRN: k = 1 (Caffe's default, Mishkin et al.'s setting), most of the constant gain removed",
+  ),
   Arm(
     "one_tower",
     {"model.preset": "one_tower"},
@@ -91,6 +97,37 @@ ARMS = (
     "section 5's initialisation, N(0, 0.01) with biases of 1: the departure's evidence",
   ),
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """A dataset the study runs on: the config its runs train, its report folder, and each arm's seeds there."""
+
+  name: str
+  config: str
+  report_dir: str
+  seeds: Dict[str, int]
+
+
+# Imagenette: every arm. Imagewoof (ten dog breeds: a second, harder dataset): the arms of the findings
+# that must replicate (LRN and its controls, pooling, the towers and their control, ReLU), declared before
+# any of its runs was seen; the small-effect arms 5 seeds, the others 3.
+DATASETS = {
+  "imagenette": Dataset(
+    "imagenette", "configs/alexnet.py:study", "experiments/results/study", {a.name: a.seeds for a in ARMS}
+  ),
+  "imagewoof": Dataset(
+    "imagewoof",
+    "configs/alexnet.py:study_imagewoof",
+    "experiments/results/study_imagewoof",
+    dict(baseline=5, no_lrn=5, lrn_gain_only=5, lrn_k1=5, no_overlap=5, one_gpu_half=3, one_tower=3, tanh=3),
+  ),
+}
+
+
+def arms_of(dataset: Dataset) -> Tuple[Arm, ...]:
+  """The arms run on `dataset`, in ARMS order, each with its seeds there."""
+  return tuple(dataclasses.replace(a, seeds=dataset.seeds[a.name]) for a in ARMS if a.name in dataset.seeds)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,12 +290,12 @@ README_BEGIN = "<!-- study findings: written by `python -m experiments.study --r
 README_END = "<!-- end of study findings -->"
 
 
-def write_report(report_dir: str, readme: str = "", compare_to: str = "", **kwargs) -> None:
+def write_report(report_dir: str, readme: str = "", compare_to: str = "", arms=ARMS, **kwargs) -> None:
   """The report in report_dir; with `readme`, the report's headline into that file's findings block;
   with `compare_to`, the comparison with that report folder's budget."""
   from experiments import study_report  # imported here: the runs never need it
 
-  headline = study_report.write_report(report_dir, ARMS, CLAIMS, compare_to=compare_to, **kwargs)
+  headline = study_report.write_report(report_dir, arms, CLAIMS, compare_to=compare_to, **kwargs)
   print(f"Report: {report_dir}/README.md")
   if readme:
     replace_block(readme, headline)
@@ -299,9 +336,11 @@ def check_compare_to(path: str) -> None:
 
 def main(argv):
   del argv
-  report_dir = os.path.abspath(FLAGS.report_dir)
+  dataset = DATASETS[FLAGS.dataset]
+  arms, config = arms_of(dataset), FLAGS.config or dataset.config
+  report_dir = os.path.abspath(FLAGS.report_dir or dataset.report_dir)
   workdir = os.path.abspath(os.path.expanduser(FLAGS.workdir))
-  runs = plan(workdir)
+  runs = plan(workdir, arms)
   try:
     if FLAGS.readme:
       block_bounds(FLAGS.readme)  # refused before anything is trained or written
@@ -312,20 +351,20 @@ def main(argv):
   if FLAGS.report_only:
     if os.path.isdir(workdir):
       print(f"Copied {copy_finished(runs, report_dir)} finished runs from {workdir}.")
-    write_report(report_dir, FLAGS.readme, FLAGS.compare_to, command=None)
+    write_report(report_dir, FLAGS.readme, FLAGS.compare_to, arms, command=None)
     return
   try:
     ablate.check_counts(1, FLAGS.parallel, FLAGS.gpus)
-    for arm in ARMS:
-      ablate.validate(FLAGS.config, [(k, [v]) for k, v in arm.overrides.items()], FLAGS.set)
-    ablate.check_existing_runs(runs, FLAGS.config, FLAGS.set)
+    for arm in arms:
+      ablate.validate(config, [(k, [v]) for k, v in arm.overrides.items()], FLAGS.set)
+    ablate.check_existing_runs(runs, config, FLAGS.set)
   except configlib.ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   os.makedirs(workdir, exist_ok=True)
   started, failure = time.time(), None
   try:
-    ablate.execute(runs, FLAGS.config, FLAGS.set, FLAGS.parallel, FLAGS.gpus)
+    ablate.execute(runs, config, FLAGS.set, FLAGS.parallel, FLAGS.gpus)
   except RuntimeError as e:  # the finished runs are still reported; the failed ones are named
     failure = e
   copy_finished(runs, report_dir)
@@ -333,6 +372,7 @@ def main(argv):
     report_dir,
     FLAGS.readme,
     FLAGS.compare_to,
+    arms,
     command="python -m experiments.study " + " ".join(sys.argv[1:]),
     invocation_s=time.time() - started,
   )
@@ -344,12 +384,14 @@ def main(argv):
 FLAGS = flags.FLAGS
 
 if __name__ == "__main__":
-  flags.DEFINE_string("config", "configs/alexnet.py:study", "Config file and arg, as for alexnet_jax.main.")
+  flags.DEFINE_enum("dataset", "imagenette", list(DATASETS), "The dataset: its config, arms, seeds and report.")
+  flags.DEFINE_string("config", "", "Config file and arg, as for alexnet_jax.main (default: the dataset's).")
   flags.DEFINE_string("workdir", "~/runs/study", "The study's runs: runs/<arm>/seed<k>.")
   flags.DEFINE_string(
     "report_dir",
-    "experiments/results/study",
-    "Where the report (README.md, figures) and the runs' summaries and metrics go.",
+    "",
+    "Where the report (README.md, figures) and the runs' summaries and metrics go (default: the dataset's, "
+    "experiments/results/study for Imagenette).",
   )
   flags.DEFINE_multi_string("set", [], "key=value overrides for every run (e.g. a GPU geometry).")
   flags.DEFINE_integer("parallel", 1, "Runs at once.")

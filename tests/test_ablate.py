@@ -46,6 +46,17 @@ def test_config_differences_names_each_changed_leaf():
   assert ablate.config_differences(stored, json.loads(json.dumps(stored))) == []
 
 
+def test_a_key_added_after_a_run_differs_only_where_the_run_is_given_another_value():
+  """A run made before `model.lrn_k` existed is the same run at the key's default (the old behaviour),
+  and another run where its sweep sets the key elsewhere; how to prepare the data never differs."""
+  stored = {"model": {"use_lrn": True}, "dataset": {"prepare_args": "--source=folder:/old"}}
+  defaults = {"model": {"use_lrn": True, "lrn_k": 2.0}, "dataset": {"prepare_args": "--source=tfds:x"}}
+  assert ablate.config_differences(stored, defaults, defaults=defaults) == []
+  changed = {"model": {"use_lrn": True, "lrn_k": 1.0}, "dataset": {"prepare_args": "--source=tfds:x"}}
+  assert ablate.config_differences(stored, changed, defaults=defaults) == ["model.lrn_k: '(absent)' -> 1.0"]
+  assert ablate.config_differences(stored, defaults) == ["model.lrn_k: '(absent)' -> 2.0"]  # no defaults given
+
+
 def test_existing_run_of_another_config_is_refused_before_anything_runs(tmp_path):
   spec = f"{REPO}/configs/alexnet.py:smoke"
   runs = ablate.plan(str(tmp_path), ablate.parse_sweep("model.use_lrn=True,False"), seeds=2)

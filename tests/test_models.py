@@ -293,3 +293,19 @@ def test_lrn_with_alpha_zero_is_its_constant_gain_alone():
     axis=1,
   )
   np.testing.assert_allclose(state["intermediates"]["pool1"][0], pooled, rtol=1e-6)
+
+
+@pytest.mark.parametrize("lrn_impl", ["slices", "matmul"])
+def test_lrn_k_reaches_the_layer(lrn_impl):
+  """`lrn_k=1` (Caffe's default) against a float64 loop of section 3.3's formula with k = 1, per tower."""
+  x = np.random.default_rng(3).normal(scale=60.0, size=(2, 3, 3, 8)).astype(np.float32)
+  got = np.asarray(AlexNet(preset="paper", lrn_k=1.0, lrn_impl=lrn_impl).lrn(jnp.asarray(x)), np.float64)
+  expected = np.empty(x.shape)
+  a = x.astype(np.float64)
+  for tower in (range(0, 4), range(4, 8)):
+    for i in tower:
+      window = [j for j in range(i - 2, i + 3) if j in tower]
+      expected[..., i] = a[..., i] / (1.0 + 1e-4 * sum(a[..., j] ** 2 for j in window)) ** 0.75
+  np.testing.assert_allclose(got, expected, rtol=1e-6)
+  paper_k = np.asarray(AlexNet(preset="paper", lrn_impl=lrn_impl).lrn(jnp.asarray(x)), np.float64)
+  assert np.min(np.abs(got / paper_k)) > 1.05  # k = 1 scales every unit up against the paper's k = 2

@@ -20,13 +20,29 @@ def test_runs_go_in_rounds_of_seeds_and_every_arm_is_a_valid_config():
   first_round = [r for r in runs if r.seed == 0]
   assert runs[: len(first_round)] == first_round and len(first_round) == len(study.ARMS)
   assert len(runs) == sum(a.seeds for a in study.ARMS)
-  assert {a.name for a in study.ARMS if a.seeds >= 5} == {"baseline", "no_lrn", "no_overlap"}
+  assert {a.name for a in study.ARMS if a.seeds >= 5} == {"baseline", "no_lrn", "no_overlap", "tanh", "lrn_k1"}
   assert all(a.seeds >= 3 for a in study.ARMS if a.name in {c.arm for c in study.CLAIMS})
   assert runs[0].workdir == "/w/runs/baseline/seed0"
   from alexnet_jax import ablate
 
-  for arm in study.ARMS:
-    ablate.validate("configs/alexnet.py:study", [(k, [v]) for k, v in arm.overrides.items()], [])
+  for dataset in study.DATASETS.values():
+    for arm in study.arms_of(dataset):
+      ablate.validate(dataset.config, [(k, [v]) for k, v in arm.overrides.items()], [])
+
+
+def test_imagewoof_runs_the_declared_arms_on_its_own_data():
+  """34 runs: the LRN arms and pooling with 5 seeds, the towers and tanh with 3; Imagewoof's config is the
+  study's with only the dataset swapped."""
+  from alexnet_jax import ablate, configlib
+
+  woof = study.arms_of(study.DATASETS["imagewoof"])
+  assert {a.name: a.seeds for a in woof} == dict(
+    baseline=5, no_lrn=5, no_overlap=5, tanh=3, one_gpu_half=3, lrn_gain_only=5, lrn_k1=5, one_tower=3
+  )
+  assert len(study.plan("/w", woof)) == 34
+  nette, woof_config = (configlib.load_config(study.DATASETS[d].config) for d in ("imagenette", "imagewoof"))
+  differences = ablate.config_differences(json.loads(nette.to_json_best_effort()), json.loads(woof_config.to_json()))
+  assert differences == ["dataset.name: 'imagenette2_128' -> 'imagewoof2_128'"]
 
 
 def _fake_run(folder, seed, val_top1, train_top1, kernel, epochs=4.0, slope=0.1):
@@ -111,7 +127,7 @@ def test_the_report_pairs_seeds_sets_failed_runs_apart_and_reads_the_kernels(tmp
     _fake_run(tmp_path / "runs" / "tanh" / f"seed{seed}", seed, top1, top1 - 0.1, _kernels(True))
   study_report.write_report(str(tmp_path), study.ARMS, study.CLAIMS, command="test")
   text = (tmp_path / "README.md").read_text()
-  assert "**Partial results: 12 of 44 runs finished.**" in text
+  assert "**Partial results: 12 of 53 runs finished.**" in text
   no_lrn_row = next(line for line in text.splitlines() if line.startswith("| 3 |"))
   assert no_lrn_row.count("+2.00 [+1.75, +2.25]") == 2  # top-1 centre and 10-crop: t(2) x 0.1 / sqrt(3)
   assert no_lrn_row.endswith("| 10-crop top-1: confirmed |")
@@ -125,14 +141,14 @@ def test_the_report_pairs_seeds_sets_failed_runs_apart_and_reads_the_kernels(tmp
   assert "| baseline | 1,000 | 3 of 3 | – | – |" in text and "| one_gpu_half | – | 0 of 0 | – | – |" in text
   assert "| one_tower | 1,000 | 3 of 3 | +0.00 [+0.00, +0.00] | +0.00 [+0.00, +0.00] |" in text
   headline, findings = text.split("## Findings\n\n", 1)[1].split("\n\n")[:2]
-  assert "12 of 44 runs" in headline and "1 confirmed: LRN (3);" in headline
+  assert "12 of 53 runs" in headline and "1 confirmed: LRN (3);" in headline
   # +2.0 [+1.8, +2.2] excludes the paper's +1.4 and the later anchors' -0.1; figure 3 is reproduced.
   assert (
     "the effect of LRN (claim 3: +2.0 [+1.8, +2.2] points) is larger than the paper's (+1.4) and larger than the "
     "later anchors' (-0.1)" in headline
   )
   assert "colour specialisation" not in headline
-  assert "Study state: 12 of 44 runs (the rest still to run)" in findings
+  assert "Study state: 12 of 53 runs (the rest still to run)" in findings
   assert "Confirmed: claim 3 (LRN: +2.0 [+1.8, +2.2] points of 10-crop top-1 error, 3 seeds)" in findings
   assert "Runs that did not train (left out of the pairs): tanh 1 of 3." in findings
   # Both arms' validation curves sit 0.1 above their final error at epoch 3 (the record nearest 80% of 4).

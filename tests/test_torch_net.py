@@ -17,6 +17,7 @@ from experiments.benchmark import torch_net  # noqa: E402
   [
     (dict(preset="paper"), 67),  # two towers, LRN per tower, overlapping pooling
     (dict(preset="paper", overlapping_pool=False, lrn_alpha=1e-3), 83),
+    (dict(preset="paper", lrn_k=1.0), 67),
     (dict(preset="owt"), 64),  # conv1 padding, no LRN
   ],
 )

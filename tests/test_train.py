@@ -139,11 +139,19 @@ def test_exact_resume_after_kill_minus_nine(tmp_path, synthetic_data_dir, traine
   # The resume also shares the compilation cache the straight run wrote: its pmapped steps (JAX names
   # them 'jit__fun') load from there instead of compiling, and train the same bits.
   cache = straight.parent / "xla_cache"
+  with open(killed / "checkpoints" / "12" / "extra" / "metadata") as f:
+    first_segment_s = json.load(f)["wall_time_s"]  # the killed run's wall time up to its checkpoint
+  started = time.time()
   result = run_main(killed, tiny_flags(synthetic_data_dir) + [f"--compilation_cache_dir={cache}"], JAX_LOG_COMPILES="1")
+  second_segment_s = time.time() - started
   assert result.returncode == 0, result.stderr[-3000:]
   assert "Persistent compilation cache hit for 'jit__fun'" in result.stderr
   assert_trees_equal(final_params(straight, 24), final_params(killed, 24))
   assert records(killed) == records(straight)  # train and eval records, bit for bit, including after step 12
+  # The summary's wall time is the run's, both segments: the first up to its checkpoint, then the resume.
+  with open(killed / "summary.json") as f:
+    wall_time_s = json.load(f)["wall_time_s"]
+  assert first_segment_s > 0 and first_segment_s < wall_time_s <= first_segment_s + second_segment_s
 
 
 @pytest.mark.slow

@@ -16,10 +16,10 @@ from alexnet_jax.lrn import PAPER_BETA, PAPER_K, PAPER_SIZE
 class TowerLRN(nn.Module):
   """nn.LocalResponseNorm applied to each tower's channels on its own (models.AlexNet.lrn)."""
 
-  def __init__(self, towers: int, alpha: float):
+  def __init__(self, towers: int, alpha: float, k: float = PAPER_K):
     super().__init__()
     self.towers = towers
-    self.norm = nn.LocalResponseNorm(PAPER_SIZE, alpha=alpha * PAPER_SIZE, beta=PAPER_BETA, k=PAPER_K)
+    self.norm = nn.LocalResponseNorm(PAPER_SIZE, alpha=alpha * PAPER_SIZE, beta=PAPER_BETA, k=k)
 
   def forward(self, x):
     if self.towers == 1:
@@ -43,7 +43,7 @@ class TorchAlexNet(nn.Module):
     window = 3 if model.overlapping_pool else 2
     self.pool = nn.MaxPool2d(window, 2)
     towers = spec.lrn_towers if model.lrn_per_tower else 1
-    self.lrn = TowerLRN(towers, model.lrn_alpha) if model.lrn_enabled else nn.Identity()
+    self.lrn = TowerLRN(towers, model.lrn_alpha, model.lrn_k) if model.lrn_enabled else nn.Identity()
     self.act = nn.ReLU() if model.activation == "relu" else nn.Tanh()
     self.pool5_hw = tuple(self.features(torch.zeros(1, 3, image_size, image_size)).shape[2:])
     fc = models.scaled(spec.fc_features, model.width_multiplier, 1)
