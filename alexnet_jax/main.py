@@ -80,7 +80,8 @@ def main(argv):
 
   if FLAGS.compilation_cache_dir:
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser(FLAGS.compilation_cache_dir))
-  from alexnet_jax import checkpointing, configlib, train
+  from alexnet_jax import configlib
+  from alexnet_jax.training import checkpointing, train
   from alexnet_jax.data import sources
 
   logging.info("JAX %s, %d process(es), local devices: %s", jax.__version__, jax.process_count(), jax.local_devices())

@@ -42,7 +42,10 @@ data_dir, workers. Every knob is also reachable as --config.x.y=value.
 
 import ml_collections
 
-from alexnet_jax import augment, configlib, lrn, optim
+from alexnet_jax import configlib
+from alexnet_jax.data import augment
+from alexnet_jax.model import lrn
+from alexnet_jax.training import optim
 
 ALIASES = {
   "lrn": "model.use_lrn",

@@ -3,7 +3,7 @@ r"""The paper's claims, measured: one command runs the reproduction study and wr
     python -m experiments.study --workdir=~/runs/study
 
 trains every arm below (`configs/alexnet.py:study`, the CPU geometry, plus the arm's overrides) for its
-seeds, each as `python -m alexnet_jax.main` in `<workdir>/runs/<arm>/seed<k>` (alexnet_jax.ablate's runner:
+seeds, each as `python -m alexnet_jax.main` in `<workdir>/runs/<arm>/seed<k>` (alexnet_jax.analysis.ablate's runner:
 finished runs are skipped, interrupted ones resume, a workdir of another config is refused), then copies
 each finished run's summary.json, metrics.jsonl and final conv1 kernels to `--report_dir` and writes the report there
 (experiments/study_report.py). Seeds run in rounds (seed 0 of every arm, then seed 1, ...), so a study cut
@@ -24,7 +24,8 @@ from typing import Dict, List, Optional, Tuple
 from absl import flags
 import numpy as np
 
-from alexnet_jax import ablate, cli, configlib
+from alexnet_jax import cli, configlib
+from alexnet_jax.analysis import ablate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,7 +277,7 @@ def final_conv1_kernels(workdir: str) -> Optional[np.ndarray]:
   where the run keeps no checkpoint (one copied from a committed report, or whose checkpoints were deleted)."""
   import orbax.checkpoint as ocp
 
-  from alexnet_jax import inference
+  from alexnet_jax.tools import inference
 
   try:
     step = inference.latest_step(workdir)
@@ -395,7 +396,7 @@ if __name__ == "__main__":
   )
   flags.DEFINE_multi_string("set", [], "key=value overrides for every run (e.g. a GPU geometry).")
   flags.DEFINE_integer("parallel", 1, "Runs at once.")
-  flags.DEFINE_integer("gpus", 0, "GPUs to spread parallel runs over (see alexnet_jax.ablate).")
+  flags.DEFINE_integer("gpus", 0, "GPUs to spread parallel runs over (see alexnet_jax.analysis.ablate).")
   flags.DEFINE_bool("report_only", False, "Rewrite the report from report_dir/runs without training.")
   flags.DEFINE_string(
     "compare_to",

@@ -12,7 +12,7 @@ import math
 import os
 from typing import Dict, List, Sequence, Tuple
 
-from alexnet_jax import ablate, effects
+from alexnet_jax.analysis import ablate, effects
 from experiments import study_report as report
 
 SETTLED_POINTS = report.CONVERGED_POINTS  # an arm is settled when its error moves less than this
@@ -25,7 +25,7 @@ def epochs_of(loaded) -> float:
 
 
 def config_differences(short, long) -> List[str]:
-  """'key: short value -> long value' (alexnet_jax.ablate's) for the config keys, other than the budget and
+  """'key: short value -> long value' (alexnet_jax.analysis.ablate's) for the config keys, other than the budget and
   the seed, where the two studies' baselines (their first finished seed) differ: what else changed."""
   if not short.get("baseline") or not long.get("baseline"):
     return []

@@ -10,7 +10,7 @@ those intervals states which reading they support (tested on hand-made intervals
 import math
 from typing import List, Optional, Sequence
 
-from alexnet_jax import effects
+from alexnet_jax.analysis import effects
 from experiments import study_report as report
 
 

@@ -19,7 +19,11 @@ from absl import flags
 import jax
 import numpy as np
 
-from alexnet_jax import ablate, cli, optim, steps, train
+from alexnet_jax import cli
+from alexnet_jax.analysis import ablate
+from alexnet_jax.data import preprocess
+from alexnet_jax.model import build
+from alexnet_jax.training import optim, steps
 
 FLAGS = flags.FLAGS
 TRAIN_IMAGES, VAL_IMAGES = 9469, 3925
@@ -49,8 +53,8 @@ def measure(crop: int, width: float, conv1_impl: str) -> dict:
     "model.conv1_impl": conv1_impl,
   }
   config = ablate.run_config(FLAGS.config, [], overrides, seed=0)
-  model = train.build_model(config)
-  train_pre, eval_pre = train.make_preprocessors(config)
+  model = build.from_config(config.model)
+  train_pre, eval_pre = preprocess.make_preprocessors(config)
   tx, _ = optim.create_optimizer(config, 100)
   state = steps.replicate(
     steps.create_train_state(jax.random.key(0), model, np.zeros((1, crop, crop, 3), np.float32), tx)

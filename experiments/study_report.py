@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from alexnet_jax import ablate, effects, kernels
+from alexnet_jax.analysis import ablate, effects, kernels
 
 METRIC_NAMES = {
   "eval/top1_error": "top-1",
@@ -250,7 +250,7 @@ def setup_section(loaded, command, invocation_s) -> List[str]:
     f"`{summaries[0]['device_kind']}` x{summaries[0]['devices']}, jax {summaries[0]['jax_version']}. The "
     f"wall times include other work that shared the machine.",
     "- Seeds: seed k of every arm shares its initialisation and data order with seed k of the baseline; "
-    "differences are seed-paired: mean [95% t interval] (alexnet_jax/effects.py).",
+    "differences are seed-paired: mean [95% t interval] (alexnet_jax/analysis/effects.py).",
   ]
   if command:
     lines.append(
@@ -451,7 +451,7 @@ def kernels_section(loaded, report_dir) -> List[str]:
     "",
     "Colour share of a kernel: the share of its energy not in its grey component (at each tap, the mean "
     "of its three colour weights); 0 for a grey kernel, 2/3 for one that uses a single channel, 1 for a "
-    "colour-opponent one (alexnet_jax/kernels.py). Per run: the mean share of each tower's conv1 "
+    "colour-opponent one (alexnet_jax/analysis/kernels.py). Per run: the mean share of each tower's conv1 "
     "kernels, the more colourful tower first (the paper's 'modulo a renumbering of the GPUs'), and their "
     "difference. Control: the same for the first and second half of the kernels of the one-tower net, "
     "whose halves nothing sets apart.",

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from alexnet_jax import ablate, configlib
+from alexnet_jax import configlib
+from alexnet_jax.analysis import ablate
 
 from conftest import REPO
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from alexnet_jax import augment
+from alexnet_jax.data import augment
 from alexnet_jax.data import stats
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import optax
 import pytest
 
-from alexnet_jax import checkpointing, steps
+from alexnet_jax.training import checkpointing, steps
 
 
 class MLP(nn.Module):

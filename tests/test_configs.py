@@ -7,7 +7,9 @@ import sys
 import pytest
 
 from alexnet_jax import configlib
-from alexnet_jax.train import build_model
+from alexnet_jax.data import preprocess
+from alexnet_jax.model import models
+from alexnet_jax.training.train import build_model
 
 from conftest import REPO
 
@@ -47,7 +49,7 @@ def test_variants_and_aliases():
   [("pool_impl", "fast"), ("tower_impl", "vmap"), ("conv1_impl", "fft"), ("lrn_impl", "fft"), ("preset", "vgg")],
 )
 def test_a_misspelt_model_choice_is_one_clear_error(key, value):
-  from alexnet_jax.train import TrainingError
+  from alexnet_jax.training.train import TrainingError
 
   config = cfg.get_config(f"smoke,model.{key}={value}")
   with pytest.raises(TrainingError, match=rf"model.{key}='{value}' is not one of \[") as raised:
@@ -98,8 +100,7 @@ def test_command_line_overrides_fail_before_anything_runs(tmp_path, flag, messag
 
 
 def test_auto_picks_each_backends_implementation_and_a_choice_stays():
-  from alexnet_jax.train import resolve_impl
-
+  resolve_impl = models.resolve_impl
   assert resolve_impl("conv1_impl", "auto", "gpu") == "space_to_depth"
   assert resolve_impl("conv1_impl", "auto", "cpu") == resolve_impl("conv1_impl", "auto", "tpu") == "im2col"
   assert resolve_impl("conv1_impl", "space_to_depth", "cpu") == "space_to_depth"
@@ -109,8 +110,11 @@ def test_auto_picks_each_backends_implementation_and_a_choice_stays():
   assert resolve_impl("pool_impl", "auto", "gpu") == "xla" and resolve_impl("pool_impl", "auto", "cpu") == "masked"
   config = cfg.get_config()
   assert config.model.conv1_impl == config.model.lrn_impl == config.model.pool_impl == "auto"
-  model = build_model(config)
-  assert (model.conv1_impl, model.lrn_impl, model.pool_impl) == ("im2col", "matmul", "masked")  # this CPU
+  fields = ("conv1_impl", "lrn_impl", "pool_impl")
+  # Built from the config or directly, the network computes with this CPU's fast forms.
+  for model in (build_model(config), models.AlexNet()):
+    assert tuple(model.resolved(f) for f in fields) == ("im2col", "matmul", "masked")
+  assert models.AlexNet(lrn_impl="slices").resolved("lrn_impl") == "slices"
 
 
 @pytest.mark.parametrize(
@@ -122,20 +126,18 @@ def test_auto_picks_each_backends_implementation_and_a_choice_stays():
   ],
 )
 def test_bad_augmentation_choices_are_refused_before_training(key, value, expected):
-  from alexnet_jax import train
-
   config = cfg.get_config("smoke")
   config.augment[key] = value
-  with pytest.raises(train.TrainingError) as error:
-    train.make_preprocessors(config)
+  with pytest.raises(configlib.ConfigError) as error:
+    preprocess.make_preprocessors(config)
   assert expected in str(error.value)
   config.augment[key] = cfg.get_config("smoke").augment[key]
-  train.make_preprocessors(config)  # the defaults pass
+  preprocess.make_preprocessors(config)  # the defaults pass
 
 
 def test_a_crop_larger_than_the_images_is_refused():
   import dataclasses
-  from alexnet_jax import train
+  from alexnet_jax.training import train
   from alexnet_jax.data import sources
 
   info = sources.DatasetInfo(
@@ -171,7 +173,7 @@ def test_a_crop_larger_than_the_images_is_refused():
   ],
 )
 def test_values_no_run_can_mean_are_refused_before_the_workdir_exists(tmp_path, key, value, allowed):
-  from alexnet_jax import train
+  from alexnet_jax.training import train
 
   config = cfg.get_config("smoke")
   configlib.set_path(config, key, value)
@@ -181,7 +183,7 @@ def test_values_no_run_can_mean_are_refused_before_the_workdir_exists(tmp_path, 
 
 
 def test_a_run_without_steps_is_refused():
-  from alexnet_jax import train
+  from alexnet_jax.training import train
 
   config = cfg.get_config("smoke")
   config.num_epochs, config.num_train_steps = 0.0, -1

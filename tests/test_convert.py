@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alexnet_jax.convert import flax_to_torchvision, torchvision_to_flax
-from alexnet_jax.models import AlexNet
+from alexnet_jax.tools.convert import flax_to_torchvision, torchvision_to_flax
+from alexnet_jax.model.models import AlexNet
 
 try:
   import torch
@@ -126,7 +126,7 @@ def test_predict_runs_torchvision_weights_with_the_users_class_names(tmp_path):
   import sys
   from PIL import Image
   from conftest import REPO
-  from alexnet_jax import augment
+  from alexnet_jax.data import augment
 
   net = random_torchvision_alexnet(3, seed=0)
   torch.save(net.state_dict(), tmp_path / "weights.pth")
@@ -141,7 +141,7 @@ def test_predict_runs_torchvision_weights_with_the_users_class_names(tmp_path):
     [
       sys.executable,
       "-m",
-      "alexnet_jax.predict",
+      "alexnet_jax.tools.predict",
       f"--torchvision_weights={tmp_path}/weights.pth",
       f"--class_names={tmp_path}/names.txt",
       "--top=1",

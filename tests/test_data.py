@@ -383,7 +383,8 @@ def test_data_dir_that_is_a_file(tmp_path):
   )
   assert result.returncode == 2 and result.stderr.count("is a file, not a folder") == 1, result.stderr[-2000:]
   # Training's on-the-fly preparation of the embedded set says the same instead of trying to prepare.
-  from alexnet_jax import configlib, train
+  from alexnet_jax import configlib
+  from alexnet_jax.training import train
 
   config = configlib.load_config(f"{REPO / 'configs' / 'alexnet.py'}:smoke")
   assert config.dataset.auto_prepare and config.dataset.name == "synthetic_shapes"
@@ -396,7 +397,8 @@ def test_data_dir_that_is_a_file(tmp_path):
 def test_auto_prepare_never_replaces_a_copy_it_cannot_use(tmp_path):
   """Training prepares the embedded set only where there is no copy at all: one that is there but unusable
   (here written as tfrecord) is reported with its fix and left as it is."""
-  from alexnet_jax import configlib, train
+  from alexnet_jax import configlib
+  from alexnet_jax.training import train
   from alexnet_jax.data import prepare
 
   target = pathlib.Path(prepare.prepare_synthetic(str(tmp_path), train_size=20, val_size=10, image_size=32))
@@ -640,7 +642,8 @@ def test_preparing_the_embedded_set_prints_no_download_message(tmp_path, capfd):
 def test_the_not_prepared_message_of_a_folder_dataset_is_a_command_that_works(tmp_path):
   """configs/alexnet.py:imagenette before preparing: the command it prints prepares the dataset when run
   as printed from the repository root (here with --limit, to keep it short)."""
-  from alexnet_jax import ablate, train
+  from alexnet_jax.analysis import ablate
+  from alexnet_jax.training import train
   from conftest import REPO, SHARED_IMAGENETTE
 
   if not SHARED_IMAGENETTE.is_dir():

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from alexnet_jax import effects
+from alexnet_jax.analysis import effects
 
 # Two-sided 95% t quantiles from a printed t table.
 T_TABLE_975 = {1: 12.706, 3: 3.182}

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from alexnet_jax import flops, models
+from alexnet_jax.model import models
+from alexnet_jax.tools import flops
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -72,7 +73,7 @@ def test_paper_preset_matches_figure_2_layer_by_layer():
   train = 2 * (2 * macs["conv1"] + 3 * (sum(macs.values()) - macs["conv1"]))
   batch = 2
   for options in ({}, {"tower_impl": "grouped"}):  # same arithmetic, another layout
-    model = models.AlexNet(preset="paper", num_classes=1000, **options)
+    model = models.AlexNet(preset="paper", num_classes=1000, **models.REFERENCE_IMPLS, **options)
     images = jax.ShapeDtypeStruct((batch, 227, 227, 3), jnp.float32)
     params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 227, 227, 3)), train=False))["params"]
     assert flops.count_flops(lambda p, x: model.apply({"params": p}, x, train=False), params, images) == batch * forward

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from alexnet_jax import kernels
+from alexnet_jax.analysis import kernels
 
 
 def test_colour_share_of_grey_single_channel_and_opponent_kernels():
@@ -38,7 +38,7 @@ def test_tile_has_one_tile_per_kernel_in_a_block_per_tower():
 
 
 def test_nearest_neighbours_against_a_loop_over_distances():
-  from alexnet_jax import inspect as look
+  from alexnet_jax.tools import figures as look
 
   rng = np.random.default_rng(3)
   features, queries = rng.normal(size=(40, 6)), rng.normal(size=(4, 6))

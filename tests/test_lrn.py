@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alexnet_jax.lrn import LRN_IMPLS, local_response_norm
+from alexnet_jax.model.lrn import LRN_IMPLS, local_response_norm
 
 impls = pytest.mark.parametrize("impl", LRN_IMPLS)
 

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alexnet_jax import models
-from alexnet_jax.models import AlexNet, param_count
+from alexnet_jax.model import models
+from alexnet_jax.model.models import AlexNet, param_count
 
 
 def init_shapes(model, size):
@@ -168,7 +168,7 @@ def test_split_towers_equal_grouped_convolution():
 
 
 def test_lrn_per_tower_normalises_each_half_on_its_own():
-  from alexnet_jax.lrn import local_response_norm
+  from alexnet_jax.model.lrn import local_response_norm
 
   x = jnp.asarray(np.random.default_rng(0).normal(scale=100.0, size=(1, 1, 1, 8)), jnp.float32)
   per_tower = AlexNet(preset="paper").lrn(x)

@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from alexnet_jax import optim
+from alexnet_jax.training import optim
 
 
 def run_optax(tx, params, grads_seq):

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alexnet_jax.pooling import max_pool
+from alexnet_jax.model.pooling import max_pool
 
 
 def numpy_pool_and_grad(x, g, window, stride):

@@ -9,8 +9,8 @@ import numpy as np
 import optax
 import pytest
 
-from alexnet_jax import optim, steps
-from alexnet_jax.models import AlexNet
+from alexnet_jax.training import optim, steps
+from alexnet_jax.model.models import AlexNet
 
 
 class MLP(nn.Module):

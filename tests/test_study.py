@@ -23,7 +23,7 @@ def test_runs_go_in_rounds_of_seeds_and_every_arm_is_a_valid_config():
   assert {a.name for a in study.ARMS if a.seeds >= 5} == {"baseline", "no_lrn", "no_overlap", "tanh", "lrn_k1"}
   assert all(a.seeds >= 3 for a in study.ARMS if a.name in {c.arm for c in study.CLAIMS})
   assert runs[0].workdir == "/w/runs/baseline/seed0"
-  from alexnet_jax import ablate
+  from alexnet_jax.analysis import ablate
 
   for dataset in study.DATASETS.values():
     for arm in study.arms_of(dataset):
@@ -33,7 +33,8 @@ def test_runs_go_in_rounds_of_seeds_and_every_arm_is_a_valid_config():
 def test_imagewoof_runs_the_declared_arms_on_its_own_data():
   """34 runs: the LRN arms and pooling with 5 seeds, the towers and tanh with 3; Imagewoof's config is the
   study's with only the dataset swapped."""
-  from alexnet_jax import ablate, configlib
+  from alexnet_jax import configlib
+  from alexnet_jax.analysis import ablate
 
   woof = study.arms_of(study.DATASETS["imagewoof"])
   assert {a.name: a.seeds for a in woof} == dict(
@@ -165,7 +166,7 @@ def test_the_report_pairs_seeds_sets_failed_runs_apart_and_reads_the_kernels(tmp
 
 
 def test_finished_runs_are_copied_with_their_final_conv1_kernels(tmp_path, monkeypatch):
-  from alexnet_jax import ablate
+  from alexnet_jax.analysis import ablate
 
   run = ablate.Run("baseline", {}, 0, str(tmp_path / "work"))
   os.makedirs(run.workdir)
@@ -182,7 +183,7 @@ def test_finished_runs_are_copied_with_their_final_conv1_kernels(tmp_path, monke
 
 def test_a_finished_run_without_checkpoints_is_copied_without_kernels_instead_of_stopping_the_copy(tmp_path):
   """A run folder restored from a committed report has no checkpoints/: the copy goes on past it."""
-  from alexnet_jax import ablate
+  from alexnet_jax.analysis import ablate
 
   runs = [ablate.Run("baseline", {}, seed, str(tmp_path / f"work{seed}")) for seed in (0, 1)]
   for run in runs:
@@ -197,7 +198,7 @@ def test_a_finished_run_without_checkpoints_is_copied_without_kernels_instead_of
 
 
 def test_a_diverged_run_is_copied_without_kernels_and_reported_as_not_trained(tmp_path, monkeypatch):
-  from alexnet_jax import ablate
+  from alexnet_jax.analysis import ablate
 
   from test_ablate import _fake_diverged_run  # the run folder main leaves: diverged.json, metrics.jsonl
 

@@ -3,7 +3,7 @@ supports, and the dropout control's table on made-up runs whose epochs are worke
 
 from test_study import _fake_run, _kernels
 
-from alexnet_jax import effects
+from alexnet_jax.analysis import effects
 from experiments import study, study_controls, study_report
 
 Iv = effects.Interval  # (mean, low, high, seeds)

@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from alexnet_jax import models  # noqa: E402
+from alexnet_jax.model import models  # noqa: E402
 from experiments.benchmark import torch_net  # noqa: E402
 
 

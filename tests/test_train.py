@@ -261,7 +261,7 @@ def _running(pid: int) -> bool:
 def test_a_run_that_fails_stops_its_decoding_workers(tmp_path, synthetic_data_dir, monkeypatch):
   """train_and_evaluate called from a user's own process (a notebook, a sweep driver): an error in the
   loop must not leave the decoding worker processes and their shared memory behind."""
-  from alexnet_jax import steps, train
+  from alexnet_jax.training import steps, train
   from alexnet_jax.data import pipeline
 
   worker_pids = []
@@ -294,7 +294,7 @@ def test_the_loop_runs_at_most_two_steps_ahead_of_the_devices(tmp_path, syntheti
   """Each call of the train step counts the earlier calls whose outputs the loop has not yet waited for:
   never more than MAX_STEPS_IN_FLIGHT, so a stop request waits for two steps' compute, not a queue of
   hundreds, and the progress bar counts finished steps."""
-  from alexnet_jax import loop, steps, train
+  from alexnet_jax.training import loop, steps, train
 
   waited, outstanding_at_call = set(), []
 
@@ -359,7 +359,7 @@ def test_a_finished_run_run_again_says_so_and_writes_nothing(tmp_path, synthetic
 
 def test_the_final_evaluation_decodes_the_split_once_for_all_views(tmp_path, synthetic_data_dir, monkeypatch):
   """Centre and 10-crop views come from one pass over the decoded split (it was decoded once per view)."""
-  from alexnet_jax import train
+  from alexnet_jax.training import train
   from alexnet_jax.data import pipeline
 
   passes = []
@@ -380,7 +380,7 @@ def test_the_final_evaluation_decodes_the_split_once_for_all_views(tmp_path, syn
 def test_the_jit_sharded_step_trains_the_parameters_pmap_trains(tmp_path, synthetic_data_dir, monkeypatch):
   """config.step_impl: the trainer's jit-over-a-mesh step reaches pmap's parameters (8 devices, 4 steps).
   Dropout and random augmentation are off: the two draw their randomness per device and per global batch."""
-  from alexnet_jax import steps, train
+  from alexnet_jax.training import steps, train
 
   built = []  # which step forms the trainer built
   for name in ("pmap_train_step", "sharded_train_step"):
@@ -408,7 +408,7 @@ def test_the_jit_sharded_step_trains_the_parameters_pmap_trains(tmp_path, synthe
 
 
 def test_an_unknown_step_impl_is_refused_before_anything_is_written(tmp_path, synthetic_data_dir):
-  from alexnet_jax import train
+  from alexnet_jax.training import train
 
   config = in_process_config(synthetic_data_dir)
   config.step_impl = "vmap"
@@ -430,14 +430,16 @@ def test_inference_scores_images_as_the_evaluation_step_does(trained_workdir, sy
   """inference.load of the trained run: its top-1 on a validation batch equals the eval step's, for the
   centre view and for the 10 crops."""
   import jax
-  from alexnet_jax import inference, steps, train
+  from alexnet_jax.data import preprocess
+  from alexnet_jax.tools import inference
+  from alexnet_jax.training import steps
 
   net = inference.load(str(trained_workdir))
   assert net.step == 24 and net.image_size == 72 and len(net.class_names) == 10
   batch = _val_batch(synthetic_data_dir)
   state = steps.TrainState.create(apply_fn=net.model.apply, params=net.params, tx=__import__("optax").sgd(0.0))
   for views in ("center", "ten_crop"):
-    sums = jax.jit(lambda s, b: steps.eval_step(s, b, preprocess=train.eval_preprocessor(net.config, views)))(
+    sums = jax.jit(lambda s, b: steps.eval_step(s, b, preprocess=preprocess.eval_preprocessor(net.config, views)))(
       state, batch
     )
     logits = net.logits(batch["image"], views=views)
@@ -447,11 +449,12 @@ def test_inference_scores_images_as_the_evaluation_step_does(trained_workdir, sy
 
 def test_fc7_features_are_the_activations_recomputed_from_the_parameters(trained_workdir, synthetic_data_dir):
   """fc7 = relu(relu(pool5 W6 + b6) W7 + b7) by hand in float64 from the checkpoint's parameters."""
-  from alexnet_jax import inference, train
+  from alexnet_jax.data import preprocess
+  from alexnet_jax.tools import inference
 
   net = inference.load(str(trained_workdir))
   images = _val_batch(synthetic_data_dir, n=3)["image"]
-  x = np.asarray(train.eval_preprocessor(net.config, "center")({"image": images})["image"])
+  x = np.asarray(preprocess.eval_preprocessor(net.config, "center")({"image": images})["image"])
   _, state = net.model.apply({"params": net.params}, x, train=False, mutable=["intermediates"])
   pool5 = np.asarray(state["intermediates"]["pool5"][0], np.float64).reshape(3, -1)
   p = {k: {n: np.asarray(v, np.float64) for n, v in layer.items()} for k, layer in net.params.items()}
@@ -467,7 +470,7 @@ def test_fc7_features_are_the_activations_recomputed_from_the_parameters(trained
 
 
 def test_inference_refuses_a_workdir_without_a_checkpoint(tmp_path):
-  from alexnet_jax import inference
+  from alexnet_jax.tools import inference
 
   (tmp_path / "config.json").write_text("{}")
   with pytest.raises(inference.InferenceError, match="holds no checkpoint"):
@@ -480,7 +483,7 @@ def test_predict_prints_the_classes_the_network_scores_highest(trained_workdir, 
   """The command line on two PNG files of validation images: the top class of each is the argmax of
   inference's logits; an unreadable file is one line naming it."""
   from PIL import Image
-  from alexnet_jax import inference
+  from alexnet_jax.tools import inference
 
   batch = _val_batch(synthetic_data_dir, n=2)
   for i, image in enumerate(batch["image"]):
@@ -490,7 +493,7 @@ def test_predict_prints_the_classes_the_network_scores_highest(trained_workdir, 
   command = [
     sys.executable,
     "-m",
-    "alexnet_jax.predict",
+    "alexnet_jax.tools.predict",
     f"--workdir={trained_workdir}",
     "--json",
     "--top=3",
@@ -514,7 +517,7 @@ def test_inspect_writes_figure_3_and_figure_4_of_a_run(trained_workdir, tmp_path
     [
       sys.executable,
       "-m",
-      "alexnet_jax.inspect",
+      "alexnet_jax.tools.figures",
       f"--workdir={trained_workdir}",
       f"--out={out}",
       "--queries=2",
@@ -533,7 +536,7 @@ def test_inspect_writes_figure_3_and_figure_4_of_a_run(trained_workdir, tmp_path
 def test_inference_loads_a_run_trained_before_a_config_key_existed(trained_workdir, tmp_path):
   """A workdir whose config.json lacks keys added later (model.activation, model.lrn_alpha): they take
   their defaults, as the run was trained."""
-  from alexnet_jax import inference
+  from alexnet_jax.tools import inference
 
   workdir = copy_of(trained_workdir, tmp_path)
   stored = json.loads((workdir / "config.json").read_text())
@@ -544,7 +547,7 @@ def test_inference_loads_a_run_trained_before_a_config_key_existed(trained_workd
 
 
 def test_non_finite_losses_stop_at_the_first_or_after_too_many_skipped_in_a_row():
-  from alexnet_jax import loop, optim
+  from alexnet_jax.training import loop, optim
 
   logged = [
     {"loss": 1.0, "learning_rate": 0.01},

@@ -2,7 +2,7 @@
 
 The plain `jax.jit` step (model + loss + SGD, nothing else) against the project's full step (pmap over the
 local devices, dropout, on-device augmentation from stored-size uint8 images, metrics), with the model's
-FLOPs counted from its jaxpr (alexnet_jax/flops.py) and the machine's matmul rate beside them."""
+FLOPs counted from its jaxpr (alexnet_jax/tools/flops.py) and the machine's matmul rate beside them."""
 
 import functools
 
@@ -66,8 +66,9 @@ def project_runner(model, size, dtype, host_batch_of, step_key, warmup, step_kin
   `metrics="loss"` keeps only the loss. `tx`: the optimiser (default: optim.sgd at a constant 0.01)."""
   import jax
   import jax.numpy as jnp
-  from alexnet_jax import augment, optim
-  from alexnet_jax import steps as steps_lib
+  from alexnet_jax.data import augment
+  from alexnet_jax.training import optim
+  from alexnet_jax.training import steps as steps_lib
 
   if metrics not in ("all", "loss"):
     raise ValueError(f"metrics must be 'all' or 'loss', got {metrics!r}")
@@ -138,12 +139,15 @@ def jax_steps(
   import jax
   import jax.numpy as jnp
   import optax
-  from alexnet_jax import flops, models
+  from alexnet_jax.model import models
+  from alexnet_jax.tools import flops
 
   dtype = jnp.dtype(dtype_name)
   size = models.canonical_image_size(preset)
   options = dict(options or {})
-  build = lambda opts: models.AlexNet(preset=preset, num_classes=1000, width_multiplier=width, dtype=dtype, **opts)
+  build = lambda opts: models.AlexNet(
+    preset=preset, num_classes=1000, width_multiplier=width, dtype=dtype, **{**models.REFERENCE_IMPLS, **opts}
+  )
   model = build(options)
   rng = np.random.default_rng(0)
   labels = jnp.asarray(rng.integers(0, 1000, batch), jnp.int32)

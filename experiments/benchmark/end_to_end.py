@@ -9,7 +9,8 @@ import numpy as np
 
 
 def end_to_end(config_spec, data_dir, name, steps):
-  from alexnet_jax import configlib, train
+  from alexnet_jax import configlib
+  from alexnet_jax.training import train
 
   config = configlib.load_config(config_spec)  # as main and the sweeps load it
   config.dataset.update(data_dir=data_dir, name=name)

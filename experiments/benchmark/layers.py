@@ -3,7 +3,7 @@
 Each layer of the paper network (width, crop and batch as in vs_torch) is timed alone, forward and
 backward (the gradients of its parameters and, but for conv1 whose input is the data, of its input, from a
 fixed cotangent), in JAX with the
-implementation training uses (alexnet_jax.models.TowerConv, lrn.local_response_norm, pooling.max_pool) and
+implementation training uses (alexnet_jax.model.models.TowerConv, lrn.local_response_norm, pooling.max_pool) and
 in PyTorch with the modules torch_net.TorchAlexNet uses, in alternating rounds. The layers' sum against the
 whole step says how much is left for the loss, the optimiser and what runs between layers."""
 
@@ -43,9 +43,9 @@ def jax_layer(model, kind, in_shape, settings):
   """(run, sync) of one layer's forward and backward in JAX, jitted."""
   import jax
   import jax.numpy as jnp
-  from alexnet_jax import models
-  from alexnet_jax.lrn import local_response_norm
-  from alexnet_jax.pooling import max_pool
+  from alexnet_jax.model import models
+  from alexnet_jax.model.lrn import local_response_norm
+  from alexnet_jax.model.pooling import max_pool
 
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=in_shape), jnp.float32)

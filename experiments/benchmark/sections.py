@@ -140,10 +140,12 @@ def section_vs_torch(flags, report):
 
 def section_layers(flags, report):
   """Each layer's forward and backward alone, JAX against PyTorch, at every vs_torch crop (layers.py)."""
-  from alexnet_jax import models
+  from alexnet_jax.model import models
 
   options = parse_options(flags.vs_torch_variants.split(";")[0])
-  model = models.AlexNet(preset="paper", num_classes=1000, width_multiplier=flags.vs_torch_width, **options)
+  model = models.AlexNet(
+    preset="paper", num_classes=1000, width_multiplier=flags.vs_torch_width, **{**models.REFERENCE_IMPLS, **options}
+  )
   rows = report.setdefault("layers", [])
   for crop in [int(c) for c in _list(flags.vs_torch_crops)]:
     steps = flags.vs_torch_steps or vs_torch.default_steps_per_round(crop)

@@ -57,14 +57,14 @@ def count_compiles():
 
 def parse_options(spec):
   """'pool_impl=masked,conv1_impl=space_to_depth' -> dict (values as strings; 'default' -> {}).
-  `auto` becomes what training picks on this backend (train.resolve_impl)."""
+  `auto` becomes what training picks on this backend (models.resolve_impl)."""
   if spec in ("", "default"):
     return {}
   options = dict(item.split("=", 1) for item in spec.split(",") if item)
   import jax
-  from alexnet_jax import train
+  from alexnet_jax.model import models
 
-  for key in train.BACKEND_DEFAULTS:
+  for key in models.BACKEND_DEFAULTS:
     if key in options:
-      options[key] = train.resolve_impl(key, options[key], jax.default_backend())
+      options[key] = models.resolve_impl(key, options[key], jax.default_backend())
   return options

@@ -1,4 +1,4 @@
-"""AlexNet in PyTorch, layer for layer the network `alexnet_jax.models.AlexNet` builds, for side-by-side
+"""AlexNet in PyTorch, layer for layer the network `alexnet_jax.model.models.AlexNet` builds, for side-by-side
 timing: the same widths (`models.scaled`), towers as `groups`, LRN per tower after the ReLU of conv1 and
 conv2 (section 3.3; PyTorch's alpha is per window, so it gets the paper's alpha times n), overlapping pooling
 (section 3.4), dropout before fc6 and fc7 (section 4.2). `load_flax_params` copies a Flax model's
@@ -9,8 +9,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from alexnet_jax import convert, models
-from alexnet_jax.lrn import PAPER_BETA, PAPER_K, PAPER_SIZE
+from alexnet_jax.model import models
+from alexnet_jax.tools import convert
+from alexnet_jax.model.lrn import PAPER_BETA, PAPER_K, PAPER_SIZE
 
 
 class TowerLRN(nn.Module):
@@ -66,7 +67,7 @@ class TorchAlexNet(nn.Module):
 
 
 def load_flax_params(net: TorchAlexNet, params) -> None:
-  """Copies the Flax params of the same AlexNet into `net` (layouts as in alexnet_jax/convert.py)."""
+  """Copies the Flax params of the same AlexNet into `net` (layouts as in alexnet_jax/tools/convert.py)."""
   by_torchvision_name = convert.flax_to_torchvision(params, pool5_hw=net.pool5_hw)
   ours = {prefix: name for name, prefix in convert.TORCHVISION_LAYERS.items()}
   state = {}

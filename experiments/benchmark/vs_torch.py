@@ -42,7 +42,7 @@ def torch_step(variant, batch, width, steps, warmup, compile_model):
   """Images/s of PyTorch's training step of preset `variant` at its canonical size (section c); autocast
   to bf16 on CUDA, float32 on the CPU."""
   import torch
-  from alexnet_jax import models
+  from alexnet_jax.model import models
 
   from experiments.benchmark import torch_net
 
@@ -67,7 +67,7 @@ def jax_training_step(model, batch, image_size, warmup):
   donated) on one fixed already-cropped float32 batch, with PyTorch's SGD rule (coupled weight decay)."""
   import jax
   import jax.numpy as jnp
-  from alexnet_jax import optim
+  from alexnet_jax.training import optim
 
   from experiments.benchmark import device_steps
 
@@ -94,7 +94,7 @@ def side_by_side(
   """One row per crop: images/s of every JAX variant ({name: model options}) and PyTorch layout, each with
   and without LRN, best of `rounds` alternating rounds of `steps` steps; the ratios and LRN's shares."""
   import torch
-  from alexnet_jax import models
+  from alexnet_jax.model import models
 
   from experiments.benchmark import torch_net
 
@@ -104,7 +104,12 @@ def side_by_side(
     suffix = "" if lrn else " no LRN"
     for name, options in jax_variants.items():
       model = models.AlexNet(
-        preset="paper", num_classes=1000, width_multiplier=width, use_lrn=lrn, init_scheme="he", **options
+        preset="paper",
+        num_classes=1000,
+        width_multiplier=width,
+        use_lrn=lrn,
+        init_scheme="he",
+        **{**models.REFERENCE_IMPLS, **options},
       )
       runners[f"jax {name}{suffix}"] = jax_training_step(model, batch, crop, warmup)
     for layout in torch_layouts:

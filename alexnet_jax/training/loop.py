@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from alexnet_jax import checkpointing, optim, steps
+from alexnet_jax.training import checkpointing, optim, steps
 
 
 @dataclasses.dataclass

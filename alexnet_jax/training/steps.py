@@ -4,7 +4,7 @@ Nothing here knows about AlexNet or about the data: a model is any Flax module w
 `train=`; a batch is a dict `{'image': ..., 'label': int32[B]}` (plus an optional float `mask` [B] for
 evaluation padding); device-side augmentation enters through the optional `preprocess(batch, rng)` hook.
 
-    from alexnet_jax import steps
+    from alexnet_jax.training import steps
     state = steps.create_train_state(jax.random.key(0), model, sample_input, optax.sgd(0.1))
     state = steps.replicate(state)                    # optional: avoids a second compilation
     p_train = steps.pmap_train_step()                 # or steps.jit_train_step() on one device

@@ -1,6 +1,6 @@
 r"""Classify images with a trained network: the top classes of each image, with their probabilities.
 
-    python -m alexnet_jax.predict --workdir=/tmp/alexnet_smoke photo.jpg more.png a_folder/
+    python -m alexnet_jax.tools.predict --workdir=/tmp/alexnet_smoke photo.jpg more.png a_folder/
 
 loads the workdir's config and its latest checkpoint (or `--step`), or torchvision alexnet() weights
 (`--torchvision_weights=PATH.pth --class_names=FILE`: the owt preset, to check the conversion on your own
@@ -62,7 +62,9 @@ def torchvision_network(weights_path: str, names_path: str = ""):
   std); class names from `names_path` (one per line, in class order), else 'class <i>'."""
   import jax
   import jax.numpy as jnp
-  from alexnet_jax import configlib, convert, inference, train
+  from alexnet_jax import configlib
+  from alexnet_jax.model import build
+  from alexnet_jax.tools import convert, inference
 
   try:
     import torch
@@ -83,7 +85,7 @@ def torchvision_network(weights_path: str, names_path: str = ""):
       raise ValueError(f"{names_path!r} names {len(names)} classes; the weights have {num_classes}.")
   return inference.Network(
     config,
-    train.build_model(config),
+    build.from_config(config.model),
     jax.tree_util.tree_map(jnp.asarray, params),
     names,
     int(config.dataset.image_size),
@@ -92,7 +94,7 @@ def torchvision_network(weights_path: str, names_path: str = ""):
 
 
 def main(argv):
-  from alexnet_jax import inference
+  from alexnet_jax.tools import inference
 
   paths = image_paths(argv[1:])
   if not paths:

@@ -21,7 +21,8 @@ tiny model trains on a CPU in a minute.
 
 `tower_impl`, `pool_impl`, `conv1_impl` and `lrn_impl` choose how layers are computed, never what they
 compute: the parameters and the function are the same (tests/test_models.py), so they are speed settings,
-measured by `python -m experiments.benchmark`. Every choice is checked when the module is constructed
+measured by `python -m experiments.benchmark`. `auto` (the default) takes the form measured fastest on the
+backend JAX runs on (`BACKEND_DEFAULTS`). Every choice is checked when the module is constructed
 (`CHOICES`).
 """
 
@@ -33,8 +34,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from alexnet_jax.lrn import LRN_IMPLS, PAPER_ALPHA, PAPER_K, local_response_norm
-from alexnet_jax.pooling import POOL_IMPLS, max_pool
+from alexnet_jax.model.lrn import LRN_IMPLS, PAPER_ALPHA, PAPER_K, local_response_norm
+from alexnet_jax.model.pooling import POOL_IMPLS, max_pool
 
 
 class ChoiceError(ValueError):
@@ -251,9 +252,9 @@ class AlexNet(nn.Module):
   width_multiplier: float = 1.0
   init_scheme: str = "paper"
   tower_impl: str = "split"
-  pool_impl: str = "xla"
-  conv1_impl: str = "direct"
-  lrn_impl: str = "slices"
+  pool_impl: str = "auto"
+  conv1_impl: str = "auto"
+  lrn_impl: str = "auto"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -262,6 +263,11 @@ class AlexNet(nn.Module):
     for field, allowed in CHOICES.items():
       if getattr(self, field) not in allowed:
         raise ChoiceError(field, getattr(self, field), allowed)
+
+  def resolved(self, field: str) -> str:
+    """The implementation `field` computes with: `auto` is the one measured fastest on JAX's default
+    backend (BACKEND_DEFAULTS)."""
+    return resolve_impl(field, getattr(self, field), jax.default_backend())
 
   @property
   def spec(self) -> Preset:
@@ -274,7 +280,7 @@ class AlexNet(nn.Module):
   def pool(self, x):
     """Section 3.4: overlapping 3x3 windows at stride 2 (z=3, s=2), or the traditional 2x2 at stride 2."""
     window = 3 if self.overlapping_pool else 2
-    return max_pool(x, window, 2, self.pool_impl)
+    return max_pool(x, window, 2, self.resolved("pool_impl"))
 
   def lrn(self, x):
     if not self.lrn_enabled:
@@ -282,8 +288,10 @@ class AlexNet(nn.Module):
     towers = self.spec.lrn_towers
     if towers > 1 and self.lrn_per_tower:
       split = x.reshape(x.shape[:-1] + (towers, x.shape[-1] // towers))
-      return local_response_norm(split, k=self.lrn_k, alpha=self.lrn_alpha, impl=self.lrn_impl).reshape(x.shape)
-    return local_response_norm(x, k=self.lrn_k, alpha=self.lrn_alpha, impl=self.lrn_impl)
+      return local_response_norm(split, k=self.lrn_k, alpha=self.lrn_alpha, impl=self.resolved("lrn_impl")).reshape(
+        x.shape
+      )
+    return local_response_norm(x, k=self.lrn_k, alpha=self.lrn_alpha, impl=self.resolved("lrn_impl"))
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -299,7 +307,7 @@ class AlexNet(nn.Module):
         padding=conv.padding,
         towers=conv.towers,
         impl=self.tower_impl,
-        conv_impl=self.conv1_impl if index == 0 else "direct",
+        conv_impl=self.resolved("conv1_impl") if index == 0 else "direct",
         kernel_init=kernel_initializer(self.init_scheme),
         bias_init=bias_initializer(self.init_scheme, name),
         dtype=self.dtype,
@@ -338,15 +346,38 @@ class AlexNet(nn.Module):
     return x.astype(jnp.float32)
 
 
+# `auto` for these fields: the implementation measured fastest on each backend ("gpu", or any other), the
+# same parameters and function whichever is picked (tests/test_models.py); the measurements are in
+# experiments/results/benchmark/README.md.
+BACKEND_DEFAULTS = {
+  "conv1_impl": {"gpu": "space_to_depth", "other": "im2col"},
+  "lrn_impl": {"gpu": "slices", "other": "matmul"},
+  "pool_impl": {"gpu": "xla", "other": "masked"},
+}
+
+
+# The straightforward forms: what the other implementations are tested against, and whose arithmetic is
+# the network's own (tools/flops.py counts it; space-to-depth conv1 multiplies extra zeros).
+REFERENCE_IMPLS = {"conv1_impl": "direct", "lrn_impl": "slices", "pool_impl": "xla"}
+
+
+def resolve_impl(field: str, choice: str, backend: str) -> str:
+  """The implementation `auto` stands for on `backend` (BACKEND_DEFAULTS[field]); any other choice as given."""
+  if choice != "auto":
+    return choice
+  defaults = BACKEND_DEFAULTS[field]
+  return defaults.get(backend, defaults["other"])
+
+
 # The allowed values of AlexNet's choice fields, checked once, when a module is constructed.
 CHOICES = {
   "preset": tuple(PRESETS),
   "init_scheme": INIT_SCHEMES,
   "activation": tuple(ACTIVATIONS),
   "tower_impl": TOWER_IMPLS,
-  "pool_impl": POOL_IMPLS,
-  "conv1_impl": CONV1_IMPLS,
-  "lrn_impl": LRN_IMPLS,
+  "pool_impl": ("auto",) + POOL_IMPLS,
+  "conv1_impl": ("auto",) + CONV1_IMPLS,
+  "lrn_impl": ("auto",) + LRN_IMPLS,
 }
 
 

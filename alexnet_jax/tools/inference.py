@@ -21,8 +21,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from alexnet_jax import augment, configlib, train
-from alexnet_jax.data import sources
+from alexnet_jax import configlib
+from alexnet_jax.data import augment, preprocess, sources
+from alexnet_jax.model import build
 
 # Layer name -> the model's sown intermediate: conv layers after their activation (before LRN and pooling).
 LAYERS = {
@@ -35,7 +36,8 @@ LAYERS = {
   "fc7": "relu7",
 }
 # The repository's config file: its defaults complete the config of a run trained before a key existed.
-CONFIG_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "alexnet.py")
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIG_FILE = os.path.join(REPOSITORY, "configs", "alexnet.py")
 BATCH = 64  # images per call of the jitted function; the last batch is padded, so it compiles once
 
 
@@ -59,7 +61,7 @@ class Network:
   def _preprocess(self, views: str):
     if views not in augment.EVAL_VIEWS:
       raise InferenceError(f"Unknown views {views!r}: use one of {list(augment.EVAL_VIEWS)}.")
-    return train.eval_preprocessor(self.config, views)
+    return preprocess.eval_preprocessor(self.config, views)
 
   def logits(self, images, views: str = "center") -> np.ndarray:
     """Class scores [B, classes]; `ten_crop` returns the log of the 10 views' mean softmax, as evaluation
@@ -143,7 +145,12 @@ def load(workdir: str, step: Optional[int] = None) -> Network:
   params = jax.tree_util.tree_map(jnp.asarray, state["params"])
   image_size = config.dataset.image_size or stored_size(config)
   return Network(
-    config, train.build_model(config), params, class_names(config, config.model.num_classes), int(image_size), step
+    config,
+    build.from_config(config.model),
+    params,
+    class_names(config, config.model.num_classes),
+    int(image_size),
+    step,
   )
 
 

@@ -1,6 +1,6 @@
 r"""Look inside a trained network: the paper's figures 3 and 4 from a workdir.
 
-    python -m alexnet_jax.inspect --workdir=/tmp/alexnet_smoke --out=/tmp/inside
+    python -m alexnet_jax.tools.figures --workdir=/tmp/alexnet_smoke --out=/tmp/inside
 
 writes `conv1_kernels.png` (figure 3: every conv1 kernel, each stretched to the full range for display, one
 block of rows per tower for the two-tower preset) and `neighbours.png` (figure 4: for `--queries`
@@ -14,14 +14,15 @@ import sys
 from absl import flags
 import numpy as np
 
-from alexnet_jax import cli, kernels
+from alexnet_jax import cli
+from alexnet_jax.analysis import kernels
 
 FLAGS = flags.FLAGS
 
 
 def towers_of(net) -> int:
   """How many towers conv1's kernels were learned in (2 for the paper's net, else 1)."""
-  from alexnet_jax import models
+  from alexnet_jax.model import models
 
   return models.PRESETS[net.config.model.preset].lrn_towers
 
@@ -101,7 +102,7 @@ def write_neighbours(net, out: str, queries: int, neighbours: int) -> str:
 
 def main(argv):
   del argv
-  from alexnet_jax import inference
+  from alexnet_jax.tools import inference
   from alexnet_jax.data import sources
 
   try:

@@ -12,7 +12,6 @@ SIGINT make it save at the next step boundary and exit cleanly.
 
 import contextlib
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -23,10 +22,11 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
-from alexnet_jax import augment, loop, metrics_io, models, optim, paths, steps
-from alexnet_jax.data import pipeline, sources
+from alexnet_jax import paths
+from alexnet_jax.data import pipeline, preprocess, sources
+from alexnet_jax.model import build, models
+from alexnet_jax.training import loop, metrics_io, optim, steps
 
 
 class TrainingError(RuntimeError):
@@ -38,16 +38,6 @@ class WorkdirError(TrainingError):
 
 
 # ------------------------------------------------------------------------------------------ construction
-
-
-# `auto` for these model keys: the implementation measured fastest on each backend ("gpu", or any other),
-# the same parameters and function whichever is picked (tests/test_models.py). Measurements:
-# experiments/results/benchmark/README.md and experiments/results/study/NOTES.md.
-BACKEND_DEFAULTS = {
-  "conv1_impl": {"gpu": "space_to_depth", "other": "im2col"},
-  "lrn_impl": {"gpu": "slices", "other": "matmul"},
-  "pool_impl": {"gpu": "xla", "other": "masked"},
-}
 
 
 # Values no run can mean, refused before anything is written: (key, test, the range in words).
@@ -74,116 +64,15 @@ def check_values(config) -> None:
     )
 
 
-def resolve_impl(key: str, choice: str, backend: str) -> str:
-  """The implementation `auto` stands for on `backend` (BACKEND_DEFAULTS[key]); any other choice as given."""
-  if choice != "auto":
-    return choice
-  defaults = BACKEND_DEFAULTS[key]
-  return defaults.get(backend, defaults["other"])
-
-
 def build_model(config: ml_collections.ConfigDict) -> models.AlexNet:
   """The configured AlexNet; a misspelt choice is a TrainingError naming the key, before anything runs."""
   try:
-    return _construct_model(config.model, jax.default_backend())
+    return build.from_config(config.model)
   except models.ChoiceError as e:
-    allowed = (("auto",) if e.field in BACKEND_DEFAULTS else ()) + e.allowed
     raise TrainingError(
-      f"model.{e.field}={e.value!r} is not one of {list(allowed)}: set "
-      f"--config.model.{e.field}={allowed[0]} (or another of them)."
+      f"model.{e.field}={e.value!r} is not one of {list(e.allowed)}: set "
+      f"--config.model.{e.field}={e.allowed[0]} (or another of them)."
     ) from None
-
-
-def _construct_model(m: ml_collections.ConfigDict, backend: str) -> models.AlexNet:
-  return models.AlexNet(
-    preset=m.preset,
-    num_classes=m.num_classes,
-    use_lrn=m.use_lrn,
-    lrn_per_tower=m.lrn_per_tower,
-    overlapping_pool=m.overlapping_pool,
-    dropout_rate=m.dropout_rate,
-    activation=m.activation,
-    lrn_alpha=m.lrn_alpha,
-    lrn_k=m.lrn_k,
-    width_multiplier=m.width_multiplier,
-    init_scheme=m.init_scheme,
-    tower_impl=m.tower_impl,
-    pool_impl=resolve_impl("pool_impl", m.pool_impl, backend),
-    conv1_impl=resolve_impl("conv1_impl", m.conv1_impl, backend),
-    lrn_impl=resolve_impl("lrn_impl", m.lrn_impl, backend),
-    dtype=jnp.dtype(m.dtype),
-    param_dtype=jnp.dtype(m.param_dtype),
-  )
-
-
-def _mean_pixels(config):
-  a = config.augment
-  if a.mean_image:
-    path = os.path.expanduser(a.mean_image)
-    if not os.path.exists(path):
-      raise TrainingError(
-        f"augment.mean_image {path!r} does not exist: compute it with `python -m "
-        f"alexnet_jax.data.stats --data_dir={config.dataset.data_dir} "
-        f"--name={config.dataset.name}`, then set --config.augment.mean_image="
-        f"{config.dataset.data_dir}/{config.dataset.name}.train_stats.json.mean_image.npy."
-      )
-    return np.load(path)
-  return np.asarray(a.mean_rgb, np.float32)
-
-
-def view_names(spec: str) -> list:
-  """'center, ten_crop' -> ['center', 'ten_crop']: the evaluation views a config string names."""
-  return [v.strip() for v in spec.split(",") if v.strip()]
-
-
-def make_preprocessors(config):
-  """(train preprocess(batch, rng), {view name: eval preprocess(batch)}) from `config.augment`.
-
-  Called before anything is written: a misspelt crop or view fails here, in one line, not in the final
-  evaluation after hours of training."""
-  a = config.augment
-  for key in ("eval_views", "final_eval_views"):
-    names = view_names(a[key])
-    unknown = [v for v in names if v not in augment.EVAL_VIEWS]
-    if unknown or "center" not in names:  # the centre view's error drives the plateau rule and `best`
-      problem = f"unknown view(s) {unknown}" if unknown else "it needs 'center'"
-      raise TrainingError(
-        f"augment.{key}={a[key]!r}: {problem}. Give a comma-separated list of "
-        f"{list(augment.EVAL_VIEWS)} that includes center, e.g. "
-        f"--config.augment.{key}=center,ten_crop."
-      )
-  mean = _mean_pixels(config)
-  try:
-    train = augment.train_preprocessor(
-      resize_to=a.resize_to or None,
-      crop_size=a.crop_size,
-      crop=a.crop,
-      flip=a.flip,
-      pca_std=a.pca_std,
-      eigval=tuple(a.eigval),
-      eigvec=tuple(map(tuple, a.eigvec)),
-      mean=mean,
-      std=tuple(a.std_rgb) or None,
-      dtype=jnp.dtype(config.model.dtype),
-    )
-  except ValueError as e:
-    raise TrainingError(f"{e} Set --config.augment.crop=random (the paper's), inception or center.") from None
-  views = set(view_names(a.eval_views)) | set(view_names(a.final_eval_views))
-  return train, {v: eval_preprocessor(config, v, mean) for v in views}
-
-
-def eval_preprocessor(config, view: str, mean=None):
-  """preprocess(batch) of evaluation view `view` ('center' or 'ten_crop') under `config.augment`."""
-  a = config.augment
-  return functools.partial(
-    augment.eval_preprocess,
-    resize_to=a.resize_to or None,
-    crop_size=a.crop_size,
-    views=view,
-    mean=_mean_pixels(config) if mean is None else mean,
-    std=tuple(a.std_rgb) or None,
-    dtype=jnp.dtype(config.model.dtype),
-  )
 
 
 def loader_config(config, split, *, batch_size, shuffle):
@@ -385,7 +274,7 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> Setup:
       f"x {jax.process_count()} processes: use a multiple of {num_devices * jax.process_count()}."
     )
   model = build_model(config)  # a bad model choice fails before any data is prepared
-  train_preprocess, eval_preprocessors = make_preprocessors(config)  # and so do bad augmentation settings
+  train_preprocess, eval_preprocessors = preprocess.make_preprocessors(config)  # and so do bad augmentation settings
   info = ensure_dataset(config)
   if info.num_classes != config.model.num_classes:
     raise TrainingError(
@@ -439,7 +328,10 @@ def make_evaluator(run: Setup, writer, progress: loop.Progress) -> loop.Evaluato
   config = run.config
   return loop.Evaluator(
     run.eval_steps,
-    {"periodic": view_names(config.augment.eval_views), "final": view_names(config.augment.final_eval_views)},
+    {
+      "periodic": preprocess.view_names(config.augment.eval_views),
+      "final": preprocess.view_names(config.augment.final_eval_views),
+    },
     run.batches_of,
     writer,
     progress,
