@@ -428,10 +428,10 @@ def plot_curves(ax, rows: Sequence[dict], key: str = "_curves") -> None:
 def plot(workdir: str, rows: List[dict], baseline: str) -> None:
   """curves.png: validation error per epoch of every configuration (mean and seed range); ablation.png:
   each configuration's seed-paired difference to `baseline` (95% interval) beside the paper's."""
-  import matplotlib
+  import matplotlib  # noqa: PLC0415 (plotting only: sweeps that never plot do not load it)
 
   matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  import matplotlib.pyplot as plt  # noqa: PLC0415
 
   fig, ax = plt.subplots(figsize=(7, 4.5))
   plot_curves(ax, rows)

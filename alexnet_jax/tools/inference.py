@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 
 from alexnet_jax import configlib
 from alexnet_jax.data import augment, preprocess, sources
@@ -132,8 +133,6 @@ def class_names(config, num_classes: int) -> list:
 
 def load(workdir: str, step: Optional[int] = None) -> Network:
   """The network of a training workdir (its config.json and a checkpoint: the latest, or `step`)."""
-  import orbax.checkpoint as ocp
-
   workdir = os.path.abspath(os.path.expanduser(workdir))
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
+from tqdm import tqdm
 
 from alexnet_jax.training import checkpointing, optim, steps
 
@@ -131,8 +132,6 @@ class TrainLogger:
     self.interval_start = time.time()
     self.bar = None
     if progress_bar:
-      from tqdm import tqdm
-
       self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, file=sys.stderr)
 
   def add(self, metrics) -> None:

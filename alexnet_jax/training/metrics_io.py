@@ -10,6 +10,7 @@ import math
 import os
 
 from absl import logging
+from tensorboardX import SummaryWriter
 
 # The summary of a run that non-finite losses stopped (train.write_divergence): beside summary.json, whose
 # absence marks an unfinished run, so that a sweep counts the divergence as a result and does not retry it.
@@ -48,8 +49,6 @@ class MetricWriter:
     self.path = os.path.join(workdir, "metrics.jsonl")
     self._tb = None
     if enabled and tensorboard:
-      from tensorboardX import SummaryWriter
-
       self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def write(self, kind: str, step: int, values: dict, **extra) -> None:
