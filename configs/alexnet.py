@@ -2,42 +2,50 @@
 
     python -m alexnet_jax.main --config=configs/alexnet.py:VARIANT[,key=value,...] --workdir=DIR
 
-Default (`configs/alexnet.py`, same as `:imagenet`): ILSVRC-2012 prepared with
-`python -m alexnet_jax.data.prepare --source=tfds:imagenet2012 --manual_dir=TARS --data_dir=~/alexnet_data
---image_size=256`; the `paper` preset (two towers, LRN, overlapping pooling, dropout 0.5); batch 128; SGD
-with momentum 0.9 and weight decay 5e-4; learning rate 0.01 divided by 10 when the validation error stops
-improving; 90 epochs; random crops from the 256x256 images plus flips and PCA lighting; 10-crop evaluation.
-Weight decay is decoupled (SGDW) by default, which at the same 5e-4 decays the weights 10x less per step
-than the paper's rule (whose momentum accumulates the decay, optim.py): `wd_mode=coupled` is the paper's
-exact update, `wd=5e-3` its decoupled equivalent (tests/test_optim.py).
-Crops are 227x227: the paper's text says 224 (section 4.1), but its network (55x55 after conv1, 9216
-inputs to fc6) needs 227 with a VALID conv1; `crop=224` is one override away. Result: not run here (no
-ImageNet, no GPU time for it); the paper reports 40.7% / 18.2% top-1 / top-5 error (1 CNN, 10 crops).
+Default (`configs/alexnet.py`, the same as `:imagenet`): ILSVRC-2012 stored at 256x256 (section 2); the
+`paper` preset (two towers, LRN, overlapping pooling, dropout 0.5); batch 128; SGD with momentum 0.9 and
+weight decay 5e-4; learning rate 0.01 divided by 10 when the validation error stops improving; 90 epochs;
+random crops plus flips and PCA lighting; 10-crop evaluation (sections 4 and 5).
+    python -m alexnet_jax.data.prepare --source=tfds:imagenet2012 --manual_dir=TARS --image_size=256
+    python -m alexnet_jax.main --config=configs/alexnet.py --workdir=DIR
+Expected: the paper reports 40.7% / 18.2% top-1 / top-5 error (one CNN, 10 crops); this config has not
+been run on ImageNet.
 
-Variants:
-  smoke      The embedded synthetic_shapes set (prepared automatically on first use), a paper-geometry
-             AlexNet at 1/4 width on 67x67 crops, 8 epochs.
-             python -m alexnet_jax.main --config=configs/alexnet.py:smoke --workdir=/tmp/alexnet_smoke
-             Result (2-core CPU, jax 0.10.2, seed 0): final top-1 error 0.268 (centre) / 0.242 (10-crop),
-             chance 0.9; 5 min 42 s with preparation, beside another run on the same cores.
-  imagenette The shared Imagenette2 (10 ImageNet classes, 128 px), prepared with
-             python -m alexnet_jax.data.prepare --source=folder:../shared/datasets/imagenette2-128
-             --name=imagenette2_128 --data_dir=~/alexnet_data
-             at the canonical geometry: upsampled to 256 on the device, 227 crops; paper recipe otherwise.
-             A GPU job (full width at 227 px is far beyond a 2-core CPU). Result: not run here (no GPU).
-  study      The reproduction study's CPU geometry (experiments/study.py): imagenette at 1/4 width, 67 px
-             crops, 90 epochs (section 5's budget: the runs are flat at the end; 15 epochs were not).
-             python -m alexnet_jax.main --config=configs/alexnet.py:study --workdir=/tmp/study_run
-             Result (2-core CPU, jax 0.10.2, seed 0, two runs at once): 29.5% / 25.3% top-1 error
-             (centre / 10-crop), 5.2% / 4.2% top-5, in 34.5 minutes; all seeds: experiments/results/study.
-  imagenet   The default, spelled out.
-  owt        torchvision's recipe for its "one weird trick" AlexNet: preset owt, 224 Inception crops,
-             batch 256, lr 0.01 / 10 every 30 epochs, weight decay 1e-4 (PyTorch-style, coupled), no PCA.
-             Result: not run here (no ImageNet, no GPU this session).
+Departures, each one key away from the paper:
+  - Weight decay is decoupled (SGDW) by default. At the same 5e-4 it decays the weights 10x less per step
+    than the paper's rule, whose momentum accumulates the decay (training/optim.py). `wd_mode=coupled` is
+    the paper's exact update; `wd=5e-3` is its decoupled equivalent (tests/test_optim.py).
+  - Crops are 227x227. The paper's text says 224 (section 4.1), but its network (55x55 after conv1, 9216
+    inputs to fc6) needs 227 with a VALID conv1. `crop=224` follows the text.
+
+Variants (each with its command and expected result):
+  smoke       The embedded synthetic_shapes set (generated on first use), the paper's geometry at 1/4
+              width on 67x67 crops, 8 epochs.
+                python -m alexnet_jax.main --config=configs/alexnet.py:smoke --workdir=/tmp/alexnet_smoke
+              Expected (2-core CPU, jax 0.10.2, seed 0): SMOKE_RESULT; chance is 0.9.
+  imagenette  Imagenette2 at 128 px (10 ImageNet classes), upsampled to 256 on the device, 227 crops, the
+              paper's recipe otherwise: a GPU job.
+                python -m alexnet_jax.data.prepare --source=tfds:imagenette/full-size-v2 --download --squash=224 --image_size=128
+                  --jpeg_quality=70 --name=imagenette2_128
+              Expected: not yet run (no GPU run so far).
+  imagewoof   The same with Imagewoof2 (10 dog breeds, 128 px): fast.ai's imagewoof2.tgz unpacked to
+              ~/imagewoof2, then
+                python -m alexnet_jax.data.prepare --source=folder:~/imagewoof2 --squash=224 --image_size=128
+                  --jpeg_quality=70 --name=imagewoof2_128
+  study       The reproduction study's CPU geometry (experiments/study): Imagenette at 1/4 width, 128 -> 76
+              on the device, 67 px crops (the paper's 256 -> 227 ratio), 90 epochs (section 5's budget).
+                python -m alexnet_jax.main --config=configs/alexnet.py:study --workdir=/tmp/study_run
+              Expected (2-core CPU, jax 0.10.2, seed 0): 29.5% / 25.3% top-1 error (centre / 10-crop),
+              5.2% / 4.2% top-5, in about 35 minutes; every seed: experiments/results/study.
+  study_imagewoof  The study's geometry on Imagewoof (experiments/results/study_imagewoof).
+  imagenet    The default, spelled out.
+  owt         torchvision's recipe for its "one weird trick" AlexNet: preset owt, 224 Inception crops,
+              batch 256, lr 0.01 / 10 every 30 epochs, weight decay 1e-4 (coupled), no PCA lighting.
+              Expected: not yet run (no ImageNet).
 
 key=value overrides (after the variant): any dotted key (`model.use_lrn=False`) or the short aliases
 lrn, overlap, dropout, preset, width, wd_mode, wd, lr, schedule, batch, epochs, steps, seed, dtype, crop,
-data_dir, workers. Every knob is also reachable as --config.x.y=value.
+data_dir, workers. Every key is also a flag: --config.x.y=value.
 """
 
 import ml_collections
@@ -87,7 +95,7 @@ def base_config() -> ml_collections.ConfigDict:
       width_multiplier=1.0,
       init_scheme="paper",
       # Implementations with identical parameters and function, measured by `python -m experiments.benchmark`;
-      # "auto" picks per backend (train.BACKEND_DEFAULTS).
+      # "auto" picks per backend (model/models.py's BACKEND_DEFAULTS).
       tower_impl="split",
       pool_impl="auto",
       conv1_impl="auto",
@@ -213,7 +221,7 @@ def imagewoof(config):
 
 
 def study(config):
-  """The reproduction study's geometry (experiments/study.py): imagenette at 1/4 width, 128 -> 76 on the
+  """The reproduction study's geometry (experiments/study): imagenette at 1/4 width, 128 -> 76 on the
   device and 67 crops (the paper's 256 -> 227 ratio), 90 epochs of batch 64 (section 5); the final
   evaluation also scores the training images (the overfitting gap). Departures from section 5,
   with the evidence, in experiments/results/study/README.md: He init with ImageNet-std input scaling (the
