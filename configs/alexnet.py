@@ -22,7 +22,8 @@ Variants (each with its command and expected result):
   smoke       The embedded synthetic_shapes set (generated on first use), the paper's geometry at 1/4
               width on 67x67 crops, 8 epochs.
                 python -m alexnet_jax.main --config=configs/alexnet.py:smoke --workdir=/tmp/alexnet_smoke
-              Expected (2-core CPU, jax 0.10.2, seed 0): SMOKE_RESULT; chance is 0.9.
+              Expected (2-core CPU, jax 0.10.2, seed 0): 27.5% / 26.2% top-1 error (centre / 10-crop), chance
+              90%, in about 3 minutes with the data's generation.
   imagenette  Imagenette2 at 128 px (10 ImageNet classes), upsampled to 256 on the device, 227 crops, the
               paper's recipe otherwise: a GPU job.
                 python -m alexnet_jax.data.prepare --source=tfds:imagenette/full-size-v2 --download --squash=224 --image_size=128
