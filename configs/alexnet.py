@@ -22,8 +22,8 @@ Variants (each with its command and expected result):
   smoke       The embedded synthetic_shapes set (generated on first use), the paper's geometry at 1/4
               width on 67x67 crops, 8 epochs.
                 python -m alexnet_jax.main --config=configs/alexnet.py:smoke --workdir=/tmp/alexnet_smoke
-              Expected (2-core CPU, jax 0.10.2, seed 0): 27.5% / 26.2% top-1 error (centre / 10-crop), chance
-              90%, in about 3 minutes with the data's generation.
+              Expected (2-core CPU, jax 0.10.2, seed 0): 27.5% / 26.2% top-1 error (centre / 10-crop);
+              chance is 90%.
   imagenette  Imagenette2 at 128 px (10 ImageNet classes), upsampled to 256 on the device, 227 crops, the
               paper's recipe otherwise: a GPU job.
                 python -m alexnet_jax.data.prepare --source=tfds:imagenette/full-size-v2 --download --squash=224 --image_size=128
@@ -37,7 +37,7 @@ Variants (each with its command and expected result):
               on the device, 67 px crops (the paper's 256 -> 227 ratio), 90 epochs (section 5's budget).
                 python -m alexnet_jax.main --config=configs/alexnet.py:study --workdir=/tmp/study_run
               Expected (2-core CPU, jax 0.10.2, seed 0): 29.5% / 25.3% top-1 error (centre / 10-crop),
-              5.2% / 4.2% top-5, in about 35 minutes; every seed: experiments/results/study.
+              5.2% / 4.2% top-5; every seed, with run times: experiments/results/study.
   study_imagewoof  The study's geometry on Imagewoof (experiments/results/study_imagewoof).
   imagenet    The default, spelled out.
   owt         torchvision's recipe for its "one weird trick" AlexNet: preset owt, 224 Inception crops,
