@@ -1,0 +1,62 @@
+"""The repository speaks for itself: no file points at a folder outside it, at a design note it does not ship,
+or at the tracker's issue numbers. The committed runs' own records (config.json, summary.json and
+diverged.json under a results folder's runs/) stay as they were written and are not read."""
+
+import pathlib
+import re
+import subprocess
+
+import pytest
+
+from conftest import REPO
+
+FORBIDDEN = {
+  "a folder outside the repository": re.compile(r"\.\./shared|shared/datasets|shared/tools"),
+  "a design note the repository does not ship": re.compile(r"DESIGN\.md"),
+  "an issue number": re.compile(r"\bissues? #?\d+|(?<![\w&/])#\d{1,3}\b", re.I),
+}
+RUN_RECORDS = re.compile(r"experiments/results/.*/runs/.*\.json$|experiments/results/.*/lr_probe/.*\.json$")
+
+
+def tracked_text_files():
+  names = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+  for name in names:
+    path = REPO / name
+    if RUN_RECORDS.search(name) or not path.is_file() or path.suffix in {".png", ".npy", ".jpg"}:
+      continue
+    try:
+      yield name, path.read_text()
+    except UnicodeDecodeError:
+      continue
+
+
+def test_no_file_points_outside_the_repository_or_at_the_tracker():
+  found = [
+    f"{name}:{text[: m.start()].count(chr(10)) + 1}: {what} ({m.group(0)!r})"
+    for name, text in tracked_text_files()
+    for what, pattern in FORBIDDEN.items()
+    for m in pattern.finditer(text)
+  ]
+  assert found == []
+
+
+@pytest.mark.parametrize(
+  "line,caught",
+  [
+    ("prepare it from ../shared/datasets/imagenette2-128", True),
+    ("see DESIGN.md section 2", True),
+    ("fixed in issue #17", True),
+    ("as issue 38 asks", True),
+    ("(#21)", True),
+    ("the 2x2 pooling of section 3.4; color #fff", False),
+    ("shared memory slots; a shared file system", False),
+  ],
+)
+def test_the_patterns_catch_what_they_are_for(line, caught):
+  assert any(p.search(line) for p in FORBIDDEN.values()) is caught
+
+
+def test_run_records_are_the_only_files_left_out():
+  assert RUN_RECORDS.search("experiments/results/study/runs/baseline/seed0/config.json")
+  assert not RUN_RECORDS.search("experiments/results/study/README.md")
+  assert pathlib.Path(REPO / "README.md").is_file()
