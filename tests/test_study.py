@@ -5,8 +5,11 @@ import os
 
 import numpy as np
 import pytest
+from test_ablate import _fake_diverged_run  # the run folder main leaves: diverged.json, metrics.jsonl
 
-from experiments import study, study_report
+from alexnet_jax import configlib
+from alexnet_jax.analysis import ablate
+from experiments.study import arms, figures, formatting, measures, prose, report, runner
 
 
 def _lines_run_into_a_table(text):
@@ -16,38 +19,33 @@ def _lines_run_into_a_table(text):
 
 
 def test_runs_go_in_rounds_of_seeds_and_every_arm_is_a_valid_config():
-  runs = study.plan("/w")
+  runs = arms.plan("/w")
   first_round = [r for r in runs if r.seed == 0]
-  assert runs[: len(first_round)] == first_round and len(first_round) == len(study.ARMS)
-  assert len(runs) == sum(a.seeds for a in study.ARMS)
-  assert {a.name for a in study.ARMS if a.seeds >= 5} == {"baseline", "no_lrn", "no_overlap", "tanh", "lrn_k1"}
-  assert all(a.seeds >= 3 for a in study.ARMS if a.name in {c.arm for c in study.CLAIMS})
+  assert runs[: len(first_round)] == first_round and len(first_round) == len(arms.ARMS)
+  assert len(runs) == sum(a.seeds for a in arms.ARMS)
+  assert {a.name for a in arms.ARMS if a.seeds >= 5} == {"baseline", "no_lrn", "no_overlap", "tanh", "lrn_k1"}
+  assert all(a.seeds >= 3 for a in arms.ARMS if a.name in {c.arm for c in arms.CLAIMS})
   assert runs[0].workdir == "/w/runs/baseline/seed0"
-  from alexnet_jax.analysis import ablate
-
-  for dataset in study.DATASETS.values():
-    for arm in study.arms_of(dataset):
+  for dataset in arms.DATASETS.values():
+    for arm in arms.arms_of(dataset):
       ablate.validate(dataset.config, [(k, [v]) for k, v in arm.overrides.items()], [])
 
 
 def test_imagewoof_runs_the_declared_arms_on_its_own_data():
   """34 runs: the LRN arms and pooling with 5 seeds, the towers and tanh with 3; Imagewoof's config is the
   study's with only the dataset swapped."""
-  from alexnet_jax import configlib
-  from alexnet_jax.analysis import ablate
-
-  woof = study.arms_of(study.DATASETS["imagewoof"])
+  woof = arms.arms_of(arms.DATASETS["imagewoof"])
   assert {a.name: a.seeds for a in woof} == dict(
     baseline=5, no_lrn=5, no_overlap=5, tanh=3, one_gpu_half=3, lrn_gain_only=5, lrn_k1=5, one_tower=3
   )
-  assert len(study.plan("/w", woof)) == 34
-  nette, woof_config = (configlib.load_config(study.DATASETS[d].config) for d in ("imagenette", "imagewoof"))
+  assert len(arms.plan("/w", woof)) == 34
+  nette, woof_config = (configlib.load_config(arms.DATASETS[d].config) for d in ("imagenette", "imagewoof"))
   differences = ablate.config_differences(json.loads(nette.to_json_best_effort()), json.loads(woof_config.to_json()))
   assert differences == ["dataset.name: 'imagenette2_128' -> 'imagewoof2_128'"]
 
 
 def _fake_run(folder, seed, val_top1, train_top1, kernel, epochs=4.0, slope=0.1):
-  """A run as study.copy_finished leaves it: summary.json, metrics.jsonl, conv1_kernels.npy."""
+  """A run as runner.copy_finished leaves it: summary.json, metrics.jsonl, conv1_kernels.npy."""
   os.makedirs(folder)
   final = {
     "eval/top1_error": val_top1,
@@ -126,13 +124,13 @@ def test_the_report_pairs_seeds_sets_failed_runs_apart_and_reads_the_kernels(tmp
   # tanh: seed 1 stayed at chance; the others 1 point behind ReLU each epoch of training error (+0.01)
   for seed, top1 in ((0, 0.31), (1, 0.90), (2, 0.51)):
     _fake_run(tmp_path / "runs" / "tanh" / f"seed{seed}", seed, top1, top1 - 0.1, _kernels(True))
-  study_report.write_report(str(tmp_path), study.ARMS, study.CLAIMS, command="test")
+  report.write_report(str(tmp_path), arms.ARMS, arms.CLAIMS, command="test")
   text = (tmp_path / "README.md").read_text()
   assert "**Partial results: 12 of 53 runs finished.**" in text
   no_lrn_row = next(line for line in text.splitlines() if line.startswith("| 3 |"))
   assert no_lrn_row.count("+2.00 [+1.75, +2.25]") == 2  # top-1 centre and 10-crop: t(2) x 0.1 / sqrt(3)
   assert no_lrn_row.endswith("| 10-crop top-1: confirmed |")
-  assert "| tanh | section 3.1: tanh in place of ReLU | 3 / 3 | 1 of 3 (seed 1) |" in text
+  assert "| tanh | section 3.1: tanh in place of ReLU | 3 / 6 | 1 of 3 (seed 1) |" in text
   # Claim 1: threshold = the baseline's mean training error at epoch 1 (a quarter of 4): 0.8 + mean(0, .1, .2)
   assert "Epochs to a training error of 90.0%" in text
   # Kernels: the baseline's towers differ by 2/3 - 0 in colour share on every seed, the control's halves by 0.
@@ -166,16 +164,14 @@ def test_the_report_pairs_seeds_sets_failed_runs_apart_and_reads_the_kernels(tmp
 
 
 def test_finished_runs_are_copied_with_their_final_conv1_kernels(tmp_path, monkeypatch):
-  from alexnet_jax.analysis import ablate
-
   run = ablate.Run("baseline", {}, 0, str(tmp_path / "work"))
   os.makedirs(run.workdir)
   for name in ("summary.json", "metrics.jsonl", "config.json"):
     (tmp_path / "work" / name).write_text("{}")
   kernel = np.arange(11 * 11 * 3 * 4, dtype=np.float32).reshape(11, 11, 3, 4)
-  monkeypatch.setattr(study, "final_conv1_kernels", lambda workdir: kernel)
+  monkeypatch.setattr(runner, "final_conv1_kernels", lambda workdir: kernel)
   unfinished = ablate.Run("baseline", {}, 1, str(tmp_path / "other"))
-  assert study.copy_finished([run, unfinished], str(tmp_path / "report")) == 1
+  assert runner.copy_finished([run, unfinished], str(tmp_path / "report")) == 1
   copied = tmp_path / "report" / "runs" / "baseline" / "seed0"
   assert sorted(os.listdir(copied)) == ["config.json", "conv1_kernels.npy", "metrics.jsonl", "summary.json"]
   np.testing.assert_array_equal(np.load(copied / "conv1_kernels.npy"), kernel)
@@ -183,38 +179,32 @@ def test_finished_runs_are_copied_with_their_final_conv1_kernels(tmp_path, monke
 
 def test_a_finished_run_without_checkpoints_is_copied_without_kernels_instead_of_stopping_the_copy(tmp_path):
   """A run folder restored from a committed report has no checkpoints/: the copy goes on past it."""
-  from alexnet_jax.analysis import ablate
-
   runs = [ablate.Run("baseline", {}, seed, str(tmp_path / f"work{seed}")) for seed in (0, 1)]
   for run in runs:
     os.makedirs(run.workdir)
     for name in ("summary.json", "metrics.jsonl", "config.json"):
       (tmp_path / f"work{run.seed}" / name).write_text("{}")
   os.makedirs(os.path.join(runs[1].workdir, "checkpoints"))  # a checkpoints folder with no step in it
-  assert study.copy_finished(runs, str(tmp_path / "report")) == 2
+  assert runner.copy_finished(runs, str(tmp_path / "report")) == 2
   for seed in (0, 1):
     copied = tmp_path / "report" / "runs" / "baseline" / f"seed{seed}"
     assert sorted(os.listdir(copied)) == ["config.json", "metrics.jsonl", "summary.json"]
 
 
 def test_a_diverged_run_is_copied_without_kernels_and_reported_as_not_trained(tmp_path, monkeypatch):
-  from alexnet_jax.analysis import ablate
-
-  from test_ablate import _fake_diverged_run  # the run folder main leaves: diverged.json, metrics.jsonl
-
   run = ablate.Run("baseline", {}, 0, str(tmp_path / "work"))
   _fake_diverged_run(run)
   (tmp_path / "work" / "config.json").write_text("{}")
-  monkeypatch.setattr(study, "final_conv1_kernels", lambda workdir: pytest.fail("a diverged net has no kernels"))
-  assert study.copy_finished([run], str(tmp_path / "report")) == 1
+  monkeypatch.setattr(runner, "final_conv1_kernels", lambda workdir: pytest.fail("a diverged net has no kernels"))
+  assert runner.copy_finished([run], str(tmp_path / "report")) == 1
   copied = tmp_path / "report" / "runs" / "baseline" / "seed0"
   assert sorted(os.listdir(copied)) == ["config.json", "diverged.json", "metrics.jsonl"]
-  arm = next(a for a in study.ARMS if a.name == "baseline")
-  (loaded,) = study_report.load_arm(str(tmp_path / "report"), arm)
+  arm = next(a for a in arms.ARMS if a.name == "baseline")
+  (loaded,) = measures.load_arm(str(tmp_path / "report"), arm)
   assert loaded["failed"] and loaded["kernels"] is None
-  assert study_report.trained_cell(loaded) == "no (Non-finite training loss at step 7 (learning rate 0.04))"
-  assert study_report.signed_or_dash(study_report.late_change(loaded["curve"])) == "–"  # one evaluation: no trend
-  assert study_report.signed_or_dash(-0.004) == "-0.00"
+  assert formatting.trained_cell(loaded) == "no (Non-finite training loss at step 7 (learning rate 0.04))"
+  assert formatting.signed_or_dash(measures.late_change(loaded["curve"])) == "–"  # one evaluation: no trend
+  assert formatting.signed_or_dash(-0.004) == "-0.00"
 
 
 def test_the_readme_states_the_findings_the_committed_runs_give():
@@ -222,10 +212,10 @@ def test_the_readme_states_the_findings_the_committed_runs_give():
   report compared, as committed, with the 15-epoch study)."""
   results = os.path.join(os.path.dirname(__file__), "..", "experiments", "results")
   report_dir, shorter = os.path.join(results, "study"), os.path.join(results, "study_15ep")
-  loaded, other = (study_report.load_all(d, study.ARMS) for d in (report_dir, shorter))
-  headline = study_report.headline(study.ARMS, study.CLAIMS, loaded, other)
+  loaded, other = (measures.load_all(d, arms.ARMS) for d in (report_dir, shorter))
+  headline = prose.headline(arms.ARMS, arms.CLAIMS, loaded, other)
   readme = os.path.join(os.path.dirname(__file__), "..", "README.md")
-  content, begin, end = study.block_bounds(readme)
+  content, begin, end = runner.block_bounds(readme)
   assert content[begin:end].strip() == headline, (
     "rerun: python -m experiments.study --report_only --compare_to=experiments/results/study_15ep --readme=README.md"
   )
@@ -234,17 +224,15 @@ def test_the_readme_states_the_findings_the_committed_runs_give():
 
 
 def test_the_findings_block_is_replaced_in_place_and_a_file_without_one_is_left_alone(tmp_path):
-  from alexnet_jax import configlib
-
   readme = tmp_path / "README.md"
-  readme.write_text(f"intro\n{study.README_BEGIN}\nold findings\n{study.README_END}\nrest\n")
-  study.replace_block(str(readme), "new findings")
-  assert readme.read_text() == f"intro\n{study.README_BEGIN}\nnew findings\n{study.README_END}\nrest\n"
+  readme.write_text(f"intro\n{runner.README_BEGIN}\nold findings\n{runner.README_END}\nrest\n")
+  runner.replace_block(str(readme), "new findings")
+  assert readme.read_text() == f"intro\n{runner.README_BEGIN}\nnew findings\n{runner.README_END}\nrest\n"
   other = tmp_path / "OTHER.md"
-  other.write_text(f"{study.README_END}\n{study.README_BEGIN}\n")  # the markers in the wrong order
+  other.write_text(f"{runner.README_END}\n{runner.README_BEGIN}\n")  # the markers in the wrong order
   with pytest.raises(configlib.ConfigError, match="no findings block"):
-    study.replace_block(str(other), "new findings")
-  assert other.read_text() == f"{study.README_END}\n{study.README_BEGIN}\n"
+    runner.replace_block(str(other), "new findings")
+  assert other.read_text() == f"{runner.README_END}\n{runner.README_BEGIN}\n"
 
 
 def test_epochs_to_converge_read_the_curve_asked_for_and_count_never_as_the_run_length():
@@ -256,9 +244,9 @@ def test_epochs_to_converge_read_the_curve_asked_for_and_count_never_as_the_run_
   # curves say the opposite, so reading the wrong curve fails.
   base = [run(0, [0.9, 0.7, 0.5, 0.4], [0.5, 0.4, 0.3, 0.2]), run(1, [0.9, 0.8, 0.6, 0.5], [0.5, 0.4, 0.3, 0.2])]
   arm = [run(0, [0.5, 0.4, 0.3, 0.3], [0.9, 0.9, 0.9, 0.9]), run(1, [0.6, 0.5, 0.4, 0.3], [0.9, 0.9, 0.9, 0.9])]
-  epochs, interval, ratio = study_report.epochs_effect(base, arm, 0.5, curve="curve")
+  epochs, interval, ratio = measures.epochs_effect(base, arm, 0.5, curve="curve")
   assert epochs == {0: 1.0, 1: 2.0} and interval.mean == -2.0 and ratio == 1.5 / 3.5
-  epochs, interval, _ = study_report.epochs_effect(base, arm, 0.5)  # training curves: the arm never gets there
+  epochs, interval, _ = measures.epochs_effect(base, arm, 0.5)  # training curves: the arm never gets there
   assert epochs == {0: float("inf"), 1: float("inf")} and interval.mean == 4.0 - 1.0
 
 
@@ -275,7 +263,7 @@ def test_the_budget_comparison_pairs_seeds_across_budgets_and_names_what_else_ch
   changed["config"]["model"]["lrn_impl"] = "auto"  # a key the short study's config lacks
   summary.write_text(json.dumps(changed))
   # The longer study's report, compared with the shorter one: the table reads shorter -> longer.
-  headline = study_report.write_report(str(long), study.ARMS, study.CLAIMS, compare_to=str(short))
+  headline = report.write_report(str(long), arms.ARMS, arms.CLAIMS, compare_to=str(short))
   text = (long / "README.md").read_text()
   # Baseline: mean -10, sd 2, t(2, 0.975) = 4.3027: half-width 4.3027 x 2 / sqrt(3) = 4.97, all below -1.
   assert "| baseline | 50.00 | 40.00 | -10.00 [-14.97, -5.03] | no |" in text
@@ -298,18 +286,16 @@ def test_the_budget_comparison_pairs_seeds_across_budgets_and_names_what_else_ch
 
 
 def test_a_comparison_folder_without_study_runs_is_refused_up_front(tmp_path):
-  from alexnet_jax import configlib
-
-  study.check_compare_to("")  # no comparison asked for
+  runner.check_compare_to("")  # no comparison asked for
   with pytest.raises(configlib.ConfigError, match="holds no study runs"):
-    study.check_compare_to(str(tmp_path))
+    runner.check_compare_to(str(tmp_path))
 
 
 def test_flat_runs_are_called_converged_and_an_arm_without_runs_gives_no_ratio(tmp_path):
   for seed in range(3):
     for arm, top1 in (("baseline", 0.30), ("no_lrn", 0.32 + 0.001 * seed)):
       _fake_run(tmp_path / "runs" / arm / f"seed{seed}", seed, top1, 0.1, _kernels(True), slope=0.0)
-  headline = study_report.write_report(str(tmp_path), study.ARMS, study.CLAIMS)
+  headline = report.write_report(str(tmp_path), arms.ARMS, arms.CLAIMS)
   assert "All 6 trained runs were flat over their last 20% of epochs" in headline
   assert "not of converged runs" not in headline
   assert "ReLU against tanh (1, on the epochs)," in headline  # no tanh run: no 'nanx' ratio
@@ -318,22 +304,22 @@ def test_flat_runs_are_called_converged_and_an_arm_without_runs_gives_no_ratio(t
 def test_the_late_change_is_the_fitted_line_over_the_window_so_one_noisy_evaluation_does_not_decide_it():
   # 30 epochs: the last 20% window holds the evaluations at epochs 24..30.
   falling = [(float(e), 0.40 - 0.001 * e) for e in range(1, 31)]  # 0.1 point an epoch
-  change, scatter = study_report.late_fit(falling)
+  change, scatter = measures.late_fit(falling)
   assert change == pytest.approx(-0.6) and scatter == pytest.approx(0.0, abs=1e-9)
   # Flat at 30%, but epoch 24 reads 1.2 points high. Ends: -1.2, past the flat bound. The line, by hand:
   # epochs 24..30 have mean 27 and sum of squared deviations 28; the only deviation from flat is +1.2 at
   # epoch 24 (3 epochs below the mean), so the slope is -3 * 1.2 / 28 a point per epoch, over 6 epochs.
   flat = [(float(e), 0.312 if e == 24 else 0.30) for e in range(1, 31)]
-  assert study_report.endpoint_change(flat) == pytest.approx(-1.2)
-  assert study_report.late_change(flat) == pytest.approx(-3 * 1.2 / 28 * 6)
-  assert abs(study_report.late_change(flat)) < study_report.CONVERGED_POINTS < abs(study_report.endpoint_change(flat))
+  assert measures.endpoint_change(flat) == pytest.approx(-1.2)
+  assert measures.late_change(flat) == pytest.approx(-3 * 1.2 / 28 * 6)
+  assert abs(measures.late_change(flat)) < measures.CONVERGED_POINTS < abs(measures.endpoint_change(flat))
 
 
 def test_a_curve_panel_draws_the_runs_that_did_not_train_instead_of_leaving_them_out():
-  import matplotlib
+  import matplotlib  # noqa: PLC0415 (plotting only)
 
   matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  import matplotlib.pyplot as plt  # noqa: PLC0415
 
   run = lambda seed, errors, failed: {"seed": seed, "curve": list(enumerate(errors, 1)), "failed": failed}
   loaded = {
@@ -341,7 +327,7 @@ def test_a_curve_panel_draws_the_runs_that_did_not_train_instead_of_leaving_them
     "no_lrn_lr_double": [run(0, [0.91, 0.90], True), run(1, [0.8, 0.7], False)],
   }
   fig, ax = plt.subplots()
-  study_report.draw_arm_panel(ax, loaded, "no_lrn_lr_double")
+  figures.draw_arm_panel(ax, loaded, "no_lrn_lr_double")
   drawn = [list(np.round(line.get_ydata(), 6)) for line in ax.get_lines()]
   # The baseline's mean over its two seeds, the arm's one trained seed, and the failed run on its own.
   assert drawn == [[60.0, 50.0], [80.0, 70.0], [91.0, 90.0]]

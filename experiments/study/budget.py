@@ -1,5 +1,5 @@
 """How the study's results move with its training budget: the same arms and seeds run for two numbers of
-epochs (two report folders of experiments/study.py), compared seed by seed.
+epochs (two report folders of the study), compared seed by seed.
 
 A cosine schedule ends every run on small steps, so a run's own curve is a weak test of convergence;
 the budget test asks what a convergence criterion is for: would more training change the answer? Per arm,
@@ -13,9 +13,12 @@ import os
 from typing import Dict, List, Sequence, Tuple
 
 from alexnet_jax.analysis import ablate, effects
-from experiments import study_report as report
+from experiments.study import figures
+from experiments.study import formatting as fmt
+from experiments.study import measures
 
-SETTLED_POINTS = report.CONVERGED_POINTS  # an arm is settled when its error moves less than this
+
+SETTLED_POINTS = measures.CONVERGED_POINTS  # an arm is settled when its error moves less than this
 
 
 def epochs_of(loaded) -> float:
@@ -37,12 +40,12 @@ def config_differences(short, long) -> List[str]:
 
 def measure(claim):
   """What the budget table reads of a claim: its gap for the overfitting claims, else the 10-crop top-1."""
-  return report.gap if claim.measured_by == "gap" else report.PRIMARY
+  return measures.gap if claim.measured_by == "gap" else measures.PRIMARY
 
 
 def arm_errors(short: Sequence[dict], long: Sequence[dict]) -> Tuple[Dict[int, float], Dict[int, float]]:
   """An arm's 10-crop top-1 error (points) per seed at each budget, over the seeds both budgets trained."""
-  a, b = report.values(short, report.PRIMARY), report.values(long, report.PRIMARY)
+  a, b = measures.values(short, measures.PRIMARY), measures.values(long, measures.PRIMARY)
   seeds = set(a) & set(b)
   return {s: a[s] for s in seeds}, {s: b[s] for s in seeds}
 
@@ -54,7 +57,7 @@ def arm_change(short: Sequence[dict], long: Sequence[dict]) -> effects.Interval:
 
 def seed_deltas(loaded, arm: str, key) -> Dict[int, float]:
   """{seed: the arm's value minus the same seed's baseline value} over the seeds both trained."""
-  base, other = report.values(loaded["baseline"], key), report.values(loaded[arm], key)
+  base, other = measures.values(loaded["baseline"], key), measures.values(loaded[arm], key)
   return {s: other[s] - base[s] for s in base if s in other}
 
 
@@ -107,7 +110,7 @@ def section(arms, claims, loaded, other, other_name: str) -> List[str]:
     if change.n:
       mean_short, mean_long = (sum(e.values()) / len(e) for e in errors)
       lines.append(
-        f"| {arm.name} | {mean_short:.2f} | {mean_long:.2f} | {report.fmt_interval(change)} | {settled(change)} |"
+        f"| {arm.name} | {mean_short:.2f} | {mean_long:.2f} | {fmt.fmt_interval(change)} | {settled(change)} |"
       )
   lines += ending_lines(arms, short, long)
   lines += [
@@ -118,10 +121,10 @@ def section(arms, claims, loaded, other, other_name: str) -> List[str]:
     a, b, change = effect_change(claim, short, long)
     if change.n:
       name = "gap" if claim.measured_by == "gap" else "10-crop top-1"
-      verdicts = [effects.verdict(x, report.paper_sign(claim)) for x in (a, b)]
+      verdicts = [effects.verdict(x, measures.paper_sign(claim)) for x in (a, b)]
       lines.append(
-        f"| {claim.number} ({claim.topic}) | {name} | {report.fmt_interval(a)} | {report.fmt_interval(b)} | "
-        f"{report.fmt_interval(change)} | {verdicts[0]} | {verdicts[1]} |"
+        f"| {claim.number} ({claim.topic}) | {name} | {fmt.fmt_interval(a)} | {fmt.fmt_interval(b)} | "
+        f"{fmt.fmt_interval(change)} | {verdicts[0]} | {verdicts[1]} |"
       )
   return lines + [
     "",
@@ -145,14 +148,14 @@ def ending_lines(arms, short, long) -> List[str]:
     "|---|---|---|---|---|",
   ]
   for arm in arms:
-    at = lambda study, f: report.values(study[arm.name], lambda r: 100 * report.at_fraction(r["curve"], f))
+    at = lambda study, f: measures.values(study[arm.name], lambda r: 100 * measures.at_fraction(r["curve"], f))
     ended, midway, final = at(short, 1.0), at(long, fraction), at(long, 1.0)
     seeds = sorted(set(ended) & set(midway))
     if seeds:
       mean = lambda d: sum(d[s] for s in seeds) / len(seeds)
       gain = effects.paired_difference({s: ended[s] for s in seeds}, {s: midway[s] for s in seeds})
       lines.append(
-        f"| {arm.name} | {mean(ended):.2f} | {mean(midway):.2f} | {report.fmt_interval(gain)} | {mean(final):.2f} |"
+        f"| {arm.name} | {mean(ended):.2f} | {mean(midway):.2f} | {fmt.fmt_interval(gain)} | {mean(final):.2f} |"
       )
   return lines + [""]
 
@@ -165,10 +168,10 @@ def paired_arms(arms, short, long) -> List[str]:
 def plot(report_dir: str, arms, loaded, other) -> None:
   """budget_curves.png: per arm with paired seeds, its validation error per epoch at each budget (the
   paired seeds' mean and range): whether the longer run is still falling where the shorter one ended."""
-  import matplotlib
+  import matplotlib  # noqa: PLC0415 (plotting only: the tables never load it)
 
   matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  import matplotlib.pyplot as plt  # noqa: PLC0415
 
   short, long = ordered(loaded, other)
   names = paired_arms(arms, short, long)
@@ -180,10 +183,10 @@ def plot(report_dir: str, arms, loaded, other) -> None:
     for study in (short, long):
       curves = [r["curve"] for r in study[name] if r["seed"] in seeds]
       ablate.plot_curves(ax, [{"config": f"{epochs_of(study):g} epochs", "_curves": curves}])
-    ax.set_title(f"{name} ({report.count(len(seeds), 'seed')})", fontsize=9)
+    ax.set_title(f"{name} ({fmt.count(len(seeds), 'seed')})", fontsize=9)
     ax.legend(fontsize=7)
 
-  report.save_curve_panels(plt, os.path.join(report_dir, "budget_curves.png"), names, budget_panel)
+  figures.save_curve_panels(plt, os.path.join(report_dir, "budget_curves.png"), names, budget_panel)
 
 
 def sentence(loaded, other) -> str:
@@ -200,5 +203,5 @@ def sentence(loaded, other) -> str:
   }.get(settled(change), "")
   return (
     f"From {epochs_of(short):g} to {epochs_of(long):g} epochs the baseline's 10-crop top-1 error changed by "
-    f"{report.fmt_interval(change, 1)} points{state}."
+    f"{fmt.fmt_interval(change, 1)} points{state}."
   )

@@ -1,4 +1,4 @@
-"""What each effect is: the study's controls, read against the claims they control (experiments/study.py).
+"""What each effect is: the study's controls, read against the claims they control (experiments/study/arms.py).
 
 A claim with an obvious confound has control arms: LRN's (a net without LRN also runs at another scale,
 which interacts with the learning rate), the towers' (the paper's one-GPU net has half the kernels: width
@@ -11,24 +11,31 @@ import math
 from typing import List, Optional, Sequence
 
 from alexnet_jax.analysis import effects
-from experiments import study_report as report
+from experiments.study import formatting as fmt
+from experiments.study import measures
 
 
-# Each control arm, beside the arm it controls: LRN's, the towers', dropout's.
 LRN_CONTROLS = ("lrn_gain_only", "no_lrn_lr_half", "no_lrn_lr_double")
+
+
 TOWER_CONTROLS = ("one_tower",)
+
+
 DROPOUT_CONTROLS = ("no_dropout_lr_half",)
+
+
 CONTROLS = LRN_CONTROLS + TOWER_CONTROLS + DROPOUT_CONTROLS
 
 
-def paired(loaded, versus: str, name: str, key=report.PRIMARY) -> effects.Interval:
-  """The seed-paired Δ of `key` (a final metric or a function of a run, report.values), arm `name` minus
+def paired(loaded, versus: str, name: str, key=measures.PRIMARY) -> effects.Interval:
+  """The seed-paired Δ of `key` (a final metric or a function of a run, values), arm `name` minus
   arm `versus`, over the seeds both trained."""
-  get = lambda n: report.values(loaded.get(n, []), key)
+  get = lambda n: measures.values(loaded.get(n, []), key)
   return effects.paired_difference(get(versus), get(name))
 
 
 def trained_of(loaded, name: str) -> str:
+  """'2 of 3': an arm's runs that trained, of those that finished."""
   runs = loaded.get(name, [])
   return f"{sum(not r['failed'] for r in runs)} of {len(runs)}"
 
@@ -36,14 +43,19 @@ def trained_of(loaded, name: str) -> str:
 def delta_row(loaded, name: str, extra: Sequence[str] = ()) -> str:
   """A table row: the arm, any `extra` cells, its seeds trained, and its seed-paired Δ of the 10-crop and
   the centre top-1 error against the baseline."""
-  deltas = [report.fmt_interval(paired(loaded, "baseline", name, key)) for key in (report.PRIMARY, "eval/top1_error")]
+  deltas = [fmt.fmt_interval(paired(loaded, "baseline", name, key)) for key in (measures.PRIMARY, "eval/top1_error")]
   return "| " + " | ".join([name, *extra, trained_of(loaded, name), *deltas]) + " |"
 
 
-# ---------------------------------------------------------------------------------------------- LRN
-
-
 def lrn_section(loaded) -> List[str]:
+  """The LRN controls' section: each LRN arm's Δ against the baseline, and the reading.
+
+  Args:
+    loaded: {arm name: its finished runs} (measures.load_all).
+
+  Returns:
+    The section's Markdown lines.
+  """
   lines = [
     "## What the LRN effect is: the controls",
     "",
@@ -59,7 +71,7 @@ def lrn_section(loaded) -> List[str]:
   no_lrn, gain_only, gain_alone = lrn_intervals(loaded)
   return lines + [
     "",
-    f"The gain's own effect (no_lrn minus lrn_gain_only, seed-paired): {report.fmt_interval(gain_alone)}.",
+    f"The gain's own effect (no_lrn minus lrn_gain_only, seed-paired): {fmt.fmt_interval(gain_alone)}.",
     "",
     "Reading: " + lrn_reading(no_lrn, gain_only, gain_alone),
     "",
@@ -103,10 +115,15 @@ def lrn_reading(no_lrn: effects.Interval, gain_only: effects.Interval, gain_alon
   return "the controls do not separate the two accounts (scale or normalisation) at these seeds."
 
 
-# ------------------------------------------------------------------------------------------- towers
-
-
 def towers_section(loaded) -> List[str]:
+  """The towers' control section: the one-GPU and one-tower nets against the towers, and the reading.
+
+  Args:
+    loaded: {arm name: its finished runs} (measures.load_all).
+
+  Returns:
+    The section's Markdown lines.
+  """
   params = lambda name: next((f"{r['summary']['parameters']:,}" for r in loaded.get(name, [])), "–")
   lines = [
     "## What the towers' effect is: width or the split (claim 2's control)",
@@ -164,11 +181,17 @@ def tower_reading(half: effects.Interval, whole: effects.Interval, whole_vs_half
   return "the controls do not separate width from the split at these seeds."
 
 
-# ------------------------------------------------------------------------------------------ dropout
-
-
 def dropout_section(loaded) -> List[str]:
-  threshold = report.speed_threshold(loaded["baseline"], curve="curve")
+  """Dropout's control section: the epochs to the validation threshold without dropout, at the baseline's
+  learning rate and at half of it, and the reading.
+
+  Args:
+    loaded: {arm name: its finished runs} (measures.load_all).
+
+  Returns:
+    The section's Markdown lines; none before a baseline run has finished.
+  """
+  threshold = measures.speed_threshold(loaded["baseline"], curve="curve")
   if threshold is None:
     return []
   lines = [
@@ -184,11 +207,11 @@ def dropout_section(loaded) -> List[str]:
     "|---|---|---|---|---|---|",
   ]
   for name in ("no_dropout", *DROPOUT_CONTROLS):
-    per_seed, delta, _ = report.epochs_effect(loaded["baseline"], loaded.get(name, []), threshold, curve="curve")
-    gap, error = (report.fmt_interval(paired(loaded, "baseline", name, key)) for key in (report.gap, report.PRIMARY))
+    per_seed, delta, _ = measures.epochs_effect(loaded["baseline"], loaded.get(name, []), threshold, curve="curve")
+    gap, error = (fmt.fmt_interval(paired(loaded, "baseline", name, key)) for key in (measures.gap, measures.PRIMARY))
     lines.append(
-      f"| {name} | {trained_of(loaded, name)} | {report.fmt_seeds(per_seed, 2, 'never') or '–'} | "
-      f"{report.fmt_interval(delta)} | {gap} | {error} |"
+      f"| {name} | {trained_of(loaded, name)} | {fmt.fmt_seeds(per_seed, 2, 'never') or '–'} | "
+      f"{fmt.fmt_interval(delta)} | {gap} | {error} |"
     )
   return lines + ["", "Reading: " + dropout_reading(*dropout_intervals(loaded, threshold)), ""]
 
@@ -198,7 +221,7 @@ def dropout_intervals(loaded, threshold: Optional[float]):
   at half the learning rate, each against the baseline, and the second against the first."""
   if threshold is None:
     return (effects.t_interval([]),) * 3
-  at = lambda versus, name: report.epochs_effect(
+  at = lambda versus, name: measures.epochs_effect(
     loaded.get(versus, []), loaded.get(name, []), threshold, curve="curve"
   )[1]
   (control,) = DROPOUT_CONTROLS
@@ -222,13 +245,13 @@ def dropout_reading(no_dropout: effects.Interval, half_step: effects.Interval, h
     )
   if half_vs_full.excludes_zero() and half_vs_full.mean > 0 and not half_step.excludes_zero():
     return (
-      f"halving the step slows the net without dropout detectably ({report.fmt_interval(half_vs_full)} "
+      f"halving the step slows the net without dropout detectably ({fmt.fmt_interval(half_vs_full)} "
       f"epochs), back to no detectable difference from the baseline: the step size can account for "
       f"dropout's cost in epochs."
     )
   return (
     f"the control does not separate the accounts at these seeds (without dropout at half the learning "
-    f"rate: {report.fmt_interval(half_step)} epochs against the baseline, {report.fmt_interval(half_vs_full)} "
+    f"rate: {fmt.fmt_interval(half_step)} epochs against the baseline, {fmt.fmt_interval(half_vs_full)} "
     f"against the full step)."
   )
 
@@ -240,6 +263,6 @@ def readings(loaded) -> str:
       "LRN: " + lrn_reading(*lrn_intervals(loaded)),
       "The towers: " + tower_reading(*tower_intervals(loaded)),
       "Dropout's cost in epochs: "
-      + dropout_reading(*dropout_intervals(loaded, report.speed_threshold(loaded["baseline"], curve="curve"))),
+      + dropout_reading(*dropout_intervals(loaded, measures.speed_threshold(loaded["baseline"], curve="curve"))),
     ]
   )

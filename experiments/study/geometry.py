@@ -1,6 +1,6 @@
 r"""How long one study run takes at each candidate geometry: the project's train and eval steps, timed.
 
-    python -m experiments.study_geometry --out=experiments/results/study/geometry.json
+    python -m experiments.study.geometry --out=experiments/results/study/geometry.json
 
 For each (crop, width, conv1_impl) the study config (`configs/alexnet.py:study` with those overrides) is
 built as the trainer builds it, and its pmapped train step (augmentation included) and centre-view eval
@@ -46,6 +46,16 @@ def best_seconds(fn, warmup: int, calls: int, repeats: int) -> float:
 
 
 def measure(crop: int, width: float, conv1_impl: str) -> dict:
+  """Times one candidate geometry's train and eval steps.
+
+  Args:
+    crop: the crop side (the device resizes to crop * 256 / 227 first).
+    width: the width multiplier.
+    conv1_impl: conv1's implementation.
+
+  Returns:
+    The candidate, its images per second in training and evaluation, and the minutes of one run.
+  """
   overrides = {
     "augment.crop_size": crop,
     "augment.resize_to": round(crop * 256 / 227),
@@ -85,6 +95,7 @@ def measure(crop: int, width: float, conv1_impl: str) -> dict:
 
 
 def main(argv):
+  """Times every candidate of --crops x --widths x --conv1_impls and writes the record to --out."""
   del argv
   results = []
   for crop in FLAGS.crops:
@@ -99,7 +110,7 @@ def main(argv):
           flush=True,
         )
   record = {
-    "command": "python -m experiments.study_geometry "
+    "command": "python -m experiments.study.geometry "
     + " ".join(
       f"--{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
       for k, v in FLAGS.flag_values_dict().items()

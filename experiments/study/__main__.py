@@ -1,0 +1,124 @@
+r"""The paper's claims, measured: one command runs the reproduction study and writes its report.
+
+    python -m experiments.study --workdir=~/runs/study
+
+trains every arm of the dataset (experiments/study/arms.py; `configs/alexnet.py:study`, the CPU geometry,
+plus the arm's overrides) for its seeds, each as `python -m alexnet_jax.main` in
+`<workdir>/runs/<arm>/seed<k>` (alexnet_jax.analysis.ablate's runner: finished runs are skipped, interrupted
+ones resume, a workdir of another config is refused), then copies each finished run's summary.json,
+metrics.jsonl and final conv1 kernels to `--report_dir` and writes the report there
+(experiments/study/report.py). Seeds run in rounds (seed 0 of every arm, then seed 1, ...), so a study cut
+short has every claim measured once before any is measured twice. `--report_only` rewrites the report from
+the copies (after copying the finished runs of --workdir, where it exists). `--readme=README.md` also
+writes the report's headline into the repository README's findings block. `--compare_to=DIR` adds how
+the results move between this budget and DIR's (experiments/study/budget.py). The canonical geometry on a
+GPU: `--config=configs/alexnet.py:imagenette` with `--set`s.
+"""
+
+import os
+import sys
+import time
+
+from absl import flags
+
+from alexnet_jax import cli, configlib
+from alexnet_jax.analysis import ablate
+from experiments.study import arms as arms_lib
+from experiments.study import report, runner
+
+FLAGS = flags.FLAGS
+
+
+def publish(report_dir: str, readme: str = "", compare_to: str = "", arms=arms_lib.ARMS, **kwargs) -> None:
+  """Writes the report in report_dir and, with `readme`, its headline into that file's findings block.
+
+  Args:
+    report_dir: the report folder (its runs/ are read).
+    readme: a file with a findings block (runner.README_BEGIN), or "" for none.
+    compare_to: the report folder of the same study at another budget, or "".
+    arms: the arms of the study's dataset.
+    **kwargs: report.write_report's command and invocation_s.
+  """
+  headline = report.write_report(report_dir, arms, arms_lib.CLAIMS, compare_to=compare_to, **kwargs)
+  print(f"Report: {report_dir}/README.md")
+  if readme:
+    runner.replace_block(readme, headline)
+    print(f"Findings: {readme}")
+
+
+def refuse(error: configlib.ConfigError) -> None:
+  """Prints the error and exits with status 2 (a usage error: nothing was trained or written)."""
+  print(f"error: {error}", file=sys.stderr)
+  sys.exit(2)
+
+
+def main(argv):
+  """Runs the study's missing runs (or, with --report_only, none) and writes its report."""
+  del argv
+  dataset = arms_lib.DATASETS[FLAGS.dataset]
+  arms, config = arms_lib.arms_of(dataset), FLAGS.config or dataset.config
+  report_dir = os.path.abspath(FLAGS.report_dir or dataset.report_dir)
+  workdir = os.path.abspath(os.path.expanduser(FLAGS.workdir))
+  runs = arms_lib.plan(workdir, arms)
+  try:
+    if FLAGS.readme:
+      runner.block_bounds(FLAGS.readme)  # refused before anything is trained or written
+    runner.check_compare_to(FLAGS.compare_to)
+  except configlib.ConfigError as e:
+    refuse(e)
+  if FLAGS.report_only:
+    if os.path.isdir(workdir):
+      print(f"Copied {runner.copy_finished(runs, report_dir)} finished runs from {workdir}.")
+    publish(report_dir, FLAGS.readme, FLAGS.compare_to, arms, command=None)
+    return
+  try:
+    ablate.check_counts(1, FLAGS.parallel, FLAGS.gpus)
+    for arm in arms:
+      ablate.validate(config, [(k, [v]) for k, v in arm.overrides.items()], FLAGS.set)
+    ablate.check_existing_runs(runs, config, FLAGS.set)
+  except configlib.ConfigError as e:
+    refuse(e)
+  os.makedirs(workdir, exist_ok=True)
+  started, failure = time.time(), None
+  try:
+    ablate.execute(runs, config, FLAGS.set, FLAGS.parallel, FLAGS.gpus)
+  except RuntimeError as e:  # the finished runs are still reported; the failed ones are named
+    failure = e
+  runner.copy_finished(runs, report_dir)
+  publish(
+    report_dir,
+    FLAGS.readme,
+    FLAGS.compare_to,
+    arms,
+    command="python -m experiments.study " + " ".join(sys.argv[1:]),
+    invocation_s=time.time() - started,
+  )
+  if failure:
+    print(f"error: {failure}", file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  flags.DEFINE_enum(
+    "dataset", "imagenette", list(arms_lib.DATASETS), "The dataset: its config, arms, seeds and report."
+  )
+  flags.DEFINE_string("config", "", "Config file and arg, as for alexnet_jax.main (default: the dataset's).")
+  flags.DEFINE_string("workdir", "~/runs/study", "The study's runs: runs/<arm>/seed<k>.")
+  flags.DEFINE_string(
+    "report_dir",
+    "",
+    "Where the report (README.md, figures) and the runs' summaries and metrics go (default: the dataset's, "
+    "experiments/results/study for Imagenette).",
+  )
+  flags.DEFINE_multi_string("set", [], "key=value overrides for every run (e.g. a GPU geometry).")
+  flags.DEFINE_integer("parallel", 1, "Runs at once.")
+  flags.DEFINE_integer("gpus", 0, "GPUs to spread parallel runs over (see alexnet_jax.analysis.ablate).")
+  flags.DEFINE_bool("report_only", False, "Rewrite the report from report_dir/runs without training.")
+  flags.DEFINE_string(
+    "compare_to",
+    "",
+    "The report_dir of the same study at another num_epochs (e.g. experiments/results/study_15ep): the report "
+    "adds how each arm's error and each claim's effect move between the two budgets, seed by seed.",
+  )
+  flags.DEFINE_string("readme", "", "Also rewrite the findings block of this file (the repository's README.md).")
+  cli.run(main)

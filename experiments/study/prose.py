@@ -1,0 +1,189 @@
+"""The study report's words: the headline (also the repository README's findings) and the findings.
+
+The verdicts, where the measurements go against the paper or later work, and what the budget leaves open,
+as sentences built from the same intervals as the tables (measures), so the prose cannot say more than
+the numbers do.
+"""
+
+import math
+from typing import Dict, List
+
+from alexnet_jax.analysis import effects
+from experiments.study import budget, controls, figure3
+from experiments.study import formatting as fmt
+from experiments.study import measures
+
+
+def claim_phrase(claim, loaded) -> str:
+  """'claim 3 (LRN: +1.2 [+0.1, +2.3] points of ..., 5 seeds)', with the error Δ beside a gap."""
+  interval = measures.claim_effect(claim, loaded)
+  text = f"claim {claim.number} ({claim.topic}: {fmt.fmt_interval(interval, 1)} {fmt.UNITS[claim.measured_by]}"
+  if claim.measured_by == "gap":
+    error = effects.paired_difference(
+      measures.values(loaded["baseline"], measures.PRIMARY), measures.values(loaded[claim.arm], measures.PRIMARY)
+    )
+    text += f", and {fmt.fmt_interval(error, 1)} of 10-crop top-1 error"
+  threshold = measures.speed_threshold(loaded["baseline"])
+  if claim.measured_by == "epochs" and threshold is not None:
+    ratio = measures.epochs_effect(loaded["baseline"], loaded[claim.arm], threshold)[2]
+    text += f" to {100 * threshold:.0f}% training error" + (f", {ratio:.2f}x ReLU's" if math.isfinite(ratio) else "")
+  val_threshold = measures.speed_threshold(loaded["baseline"], curve="curve")
+  if claim.epochs_too and val_threshold is not None:
+    _, delta, ratio = measures.epochs_effect(loaded["baseline"], loaded[claim.arm], val_threshold, curve="curve")
+    if math.isfinite(ratio) and ratio:
+      text += (
+        f"; the baseline needs {1 / ratio:.2f}x the epochs to {100 * val_threshold:.0f}% validation error "
+        f"(Δ {fmt.fmt_interval(delta, 1)} epochs without the component)"
+      )
+  return text + f", {fmt.count(interval.n, 'seed')})"
+
+
+def findings(arms, claims, loaded) -> str:
+  """The study's findings in detail: every claim's Δ grouped by verdict, the runs that did not train and
+  figure 3's reading."""
+  done, planned = sum(len(loaded[a.name]) for a in arms), sum(a.seeds for a in arms)
+  groups: Dict[str, List[str]] = {}
+  for claim in claims:
+    verdict = effects.verdict(measures.claim_effect(claim, loaded), measures.paper_sign(claim))
+    groups.setdefault(verdict, []).append(claim_phrase(claim, loaded))
+  c = loaded["baseline"][0]["summary"]["config"] if loaded["baseline"] else None
+  scale = (
+    f"at {c['augment']['crop_size']} px crops, x{c['model']['width_multiplier']:g} width and "
+    f"{c['num_epochs']:g} epochs on Imagenette"
+    if c
+    else "at the study geometry"
+  )
+  status = f"all {planned} runs" if done == planned else f"{done} of {planned} runs (the rest still to run)"
+  sentences = [
+    f"Study state: {status}; each Δ is the arm without the component minus the baseline, seed-paired, "
+    f"mean [95% t interval], positive in the paper's direction, {scale}."
+  ]
+  wording = {
+    "confirmed": "Confirmed",
+    "not detected": "Not detected (each interval bounds the effect that could still hide)",
+    "reversed": "Reversed, against the paper",
+    "too few seeds": "No verdict yet (too few seeds)",
+  }
+  for verdict, label in wording.items():
+    if groups.get(verdict):
+      sentences.append(f"{label}: " + "; ".join(groups[verdict]) + ".")
+  failed = [
+    f"{a.name} {sum(r['failed'] for r in loaded[a.name])} of {len(loaded[a.name])}"
+    for a in arms
+    if any(r["failed"] for r in loaded[a.name])
+  ]
+  if failed:
+    sentences.append("Runs that did not train (left out of the pairs): " + ", ".join(failed) + ".")
+  diffs = measures.tower_differences(loaded)
+  two, one = effects.t_interval(diffs["baseline"].values()), effects.t_interval(diffs["one_tower"].values())
+  sentences.append("Figure 3: " + figure3.kernels_reading(two, one, diffs))
+  sentences.append("The controls: " + controls.readings(loaded))
+  return " ".join(sentences)
+
+
+def disagreements(claims, loaded) -> List[str]:
+  """Where the measurements go against the paper: a reversed verdict, an error that falls where the paper
+  says it rises, or an effect whose interval excludes the paper's or the later anchors' size."""
+  out = []
+  for claim in claims:
+    own = measures.claim_effect(claim, loaded)
+    if effects.verdict(own, measures.paper_sign(claim)) == "reversed":
+      out.append(
+        f"{claim.topic} goes the other way (claim {claim.number}: {fmt.fmt_interval(own, 1)} "
+        f"{fmt.UNITS[claim.measured_by]})"
+      )
+    error = effects.paired_difference(
+      measures.values(loaded["baseline"], measures.PRIMARY), measures.values(loaded[claim.arm], measures.PRIMARY)
+    )
+    if effects.verdict(error, measures.paper_sign(claim)) == "too few seeds":
+      continue
+    if claim.measured_by != "error" and error.high < 0:
+      out.append(
+        f"without {claim.topic} the 10-crop top-1 error is lower, not higher (claim {claim.number}: "
+        f"{fmt.fmt_interval(error, 1)} points at this budget)"
+      )
+    if claim.measured_by != "error":
+      continue
+    sizes = (("the paper's", (claim.paper_effect or (None,))[0]), ("the later anchors'", claim.anchor_effect))
+    outside = [
+      f"{'larger' if size < error.low else 'smaller'} than {whose} ({size:+.1f})"
+      for whose, size in sizes
+      if size is not None and not error.low <= size <= error.high
+    ]
+    if outside:
+      out.append(
+        f"the effect of {claim.topic} (claim {claim.number}: {fmt.fmt_interval(error, 1)} points) is "
+        + " and ".join(outside)
+      )
+  return out
+
+
+def headline(arms, claims, loaded, other=None) -> str:
+  """The study in three sentences: the verdicts, where it disagrees with the paper, and what the budget
+  leaves open (with `other`, the same study at another budget: how far the baseline moved between them).
+  Heads the report's findings and, by `study.py --readme`, the repository README's."""
+  done, planned = sum(len(loaded[a.name]) for a in arms), sum(a.seeds for a in arms)
+  by_verdict: Dict[str, List[str]] = {}
+  for claim in claims:
+    interval = measures.claim_effect(claim, loaded)
+    verdict = effects.verdict(interval, measures.paper_sign(claim))
+    how = "" if claim.measured_by == "error" else f", on the {fmt.UNITS[claim.measured_by].replace('points of ', '')}"
+    threshold = measures.speed_threshold(loaded["baseline"])
+    ratio = (
+      measures.epochs_effect(loaded["baseline"], loaded[claim.arm], threshold)[2] if threshold is not None else math.nan
+    )
+    if claim.measured_by == "epochs" and math.isfinite(ratio):
+      how += f": {ratio:.2f}x the baseline's"
+    if verdict == "not detected":
+      how += f"; could hide ±{interval.largest_hidden():.1f}"
+    by_verdict.setdefault(verdict, []).append(f"{claim.topic} ({claim.number}{how})")
+  order = ("confirmed", "reversed", "not detected", "too few seeds")
+  counts = [f"{len(by_verdict[k])} {k}: {', '.join(by_verdict[k])}" for k in order if k in by_verdict]
+  seeds = sorted({len(loaded[c.arm]) for c in claims} | {len(loaded["baseline"])})
+  seed_range = fmt.count(seeds[-1], "seed") if seeds[0] == seeds[-1] else f"{seeds[0]}-{seeds[-1]} seeds"
+  epochs = fmt.run_epochs(loaded["baseline"])
+  first = (
+    f"Of the paper's {len(claims)} claims, measured at a CPU scale (Imagenette, {epochs} epochs, {done} of "
+    f"{planned} runs, {seed_range} per claim, seed-paired 95% t intervals of the 10-crop "
+    f"top-1 error unless named), " + "; ".join(counts) + "."
+  )
+  against = disagreements(claims, loaded)
+  diffs = measures.tower_differences(loaded)
+  two, one = effects.t_interval(diffs["baseline"].values()), effects.t_interval(diffs["one_tower"].values())
+  if two.n >= 2 and one.n >= 2 and not two.low > one.high:
+    against.append("figure 3's colour specialisation of the towers is not reproduced")
+  second = (
+    ("Where it differs from the paper or later work: " + "; ".join(against) + ".")
+    if against
+    else "Nothing measured differs from the paper or later work."
+  )
+  second += " What LRN's effect is: " + controls.lrn_reading(*controls.lrn_intervals(loaded))
+  flat, trained = measures.flat_counts(loaded)
+  if trained and flat == trained:
+    third = (
+      f"All {trained} trained runs were flat over their last 20% of epochs (validation error within "
+      f"{measures.CONVERGED_POINTS:g} point): by that criterion these are converged runs."
+    )
+  else:
+    third = (
+      f"{flat} of {trained} trained runs were flat over their last 20% of epochs: these are the verdicts "
+      f"of a {epochs}-epoch budget, not of converged runs (the report has every number)."
+    )
+  if other is not None:
+    third = " ".join(filter(None, [third, budget.sentence(loaded, other)]))
+  return " ".join([first, second, third])
+
+
+def findings_section(arms, claims, loaded, summary: str) -> List[str]:
+  """The findings section: the headline, then the findings in detail.
+
+  Args:
+    arms: the study's arms.
+    claims: the paper's claims.
+    loaded: {arm name: its finished runs} (measures.load_all).
+    summary: the headline (headline()).
+
+  Returns:
+    The section's Markdown lines.
+  """
+  return ["## Findings", "", summary, "", findings(arms, claims, loaded), ""]

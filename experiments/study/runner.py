@@ -1,0 +1,111 @@
+"""The study's files: finished runs copied into the report folder, and the README's findings block.
+
+A run trains in the study's workdir (checkpoints and all); the report needs only a few of its files, which
+are small enough to commit. copy_finished takes those, so the report can be rewritten from the committed
+copies on any machine. The repository README carries the report's headline between two marker lines,
+rewritten in place, so that the README never states findings the runs do not give.
+"""
+
+import os
+import shutil
+from typing import List, Optional
+
+import numpy as np
+import orbax.checkpoint as ocp
+
+from alexnet_jax import configlib
+from alexnet_jax.analysis import ablate
+from alexnet_jax.tools import inference
+
+README_BEGIN = "<!-- study findings: written by `python -m experiments.study --readme=README.md`; do not edit -->"
+README_END = "<!-- end of study findings -->"
+
+
+def copy_finished(runs: List[ablate.Run], report_dir: str) -> int:
+  """Copies the files the report reads of each finished run to report_dir/runs/<arm>/seed<k>.
+
+  Args:
+    runs: the study's runs (arms.plan); those without a summary.json or diverged.json are left alone.
+    report_dir: the report folder.
+
+  Returns:
+    How many runs were copied: summary.json (or diverged.json), metrics.jsonl, config.json and, for a run
+    that trained and kept a checkpoint, its final conv1 kernels.
+  """
+  copied = 0
+  for run in runs:
+    if not run.done:
+      continue
+    target = os.path.join(report_dir, "runs", run.name, f"seed{run.seed}")
+    os.makedirs(target, exist_ok=True)
+    for name in (os.path.basename(run.summary_path), "metrics.jsonl", "config.json"):
+      shutil.copyfile(os.path.join(run.workdir, name), os.path.join(target, name))
+    kernels = os.path.join(target, "conv1_kernels.npy")
+    if not os.path.exists(kernels) and not run.diverged:  # a diverged net's kernels are not finite
+      kernel = final_conv1_kernels(run.workdir)
+      if kernel is None:
+        print(f"note: {run.workdir} has no checkpoint; figure 3 leaves out {run.name} seed {run.seed}.")
+      else:
+        np.save(kernels, kernel)
+    copied += 1
+  return copied
+
+
+def final_conv1_kernels(workdir: str) -> Optional[np.ndarray]:
+  """conv1's kernel [k, k, 3, n] from the newest checkpoint of a finished run (figure 3's analogue).
+
+  Args:
+    workdir: the run's folder.
+
+  Returns:
+    The kernel, or None where the run keeps no checkpoint (one copied from a committed report, or whose
+    checkpoints were deleted).
+  """
+  try:
+    step = inference.latest_step(workdir)
+  except inference.InferenceError:
+    return None
+  state = ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", str(step), "state"))
+  return np.asarray(state["params"]["conv1"]["kernel"], np.float32)
+
+
+def block_bounds(path: str):
+  """The file's text and where its findings block's text starts and ends.
+
+  Args:
+    path: a Markdown file with the README_BEGIN and README_END lines.
+
+  Returns:
+    (content, begin, end): the block's text is content[begin:end].
+
+  Raises:
+    configlib.ConfigError: the file cannot be read or has no block.
+  """
+  try:
+    with open(path) as f:
+      content = f.read()
+  except OSError as e:
+    raise configlib.ConfigError(f"--readme={path}: {e.strerror}.") from e
+  begin, end = content.find(README_BEGIN), content.find(README_END)
+  if begin < 0 or end < begin:
+    raise configlib.ConfigError(
+      f"--readme={path} has no findings block to rewrite: it needs the line {README_BEGIN!r} and, "
+      f"after it, {README_END!r}."
+    )
+  return content, begin + len(README_BEGIN), end
+
+
+def replace_block(path: str, text: str) -> None:
+  """Puts `text` between README_BEGIN and README_END in the file at `path`."""
+  content, begin, end = block_bounds(path)
+  with open(path, "w") as f:
+    f.write(content[:begin] + "\n" + text + "\n" + content[end:])
+
+
+def check_compare_to(path: str) -> None:
+  """ConfigError unless `path` is empty or a report folder of this study with finished runs of the baseline."""
+  if path and not os.path.isdir(os.path.join(path, "runs", "baseline")):
+    raise configlib.ConfigError(
+      f"--compare_to={path} holds no study runs (no {os.path.join(path, 'runs', 'baseline')}): give the "
+      f"--report_dir of the same study at another budget, e.g. experiments/results/study_15ep."
+    )
