@@ -13,7 +13,17 @@ def colour_share(kernels) -> np.ndarray:
 
   The grey component of a kernel is, at each tap, the mean of its three colour weights (the part that
   responds to brightness alone). A grey kernel scores 0; one that uses a single colour channel 2/3; one
-  whose colour weights sum to zero at every tap (colour-opponent, blind to brightness) 1."""
+  whose colour weights sum to zero at every tap (colour-opponent, blind to brightness) 1.
+
+  Args:
+    kernels: conv1's kernel [k, k, 3, n] (any float dtype).
+
+  Returns:
+    float64 [n] in [0, 1]; 0 for an all-zero kernel.
+
+  Raises:
+    ValueError: `kernels` is not of shape [k, k, 3, n].
+  """
   w = np.asarray(kernels, np.float64)
   if w.ndim != 4 or w.shape[2] != 3:
     raise ValueError(f"colour_share expects conv1 kernels [k, k, 3, n], got shape {w.shape}.")
@@ -24,7 +34,18 @@ def colour_share(kernels) -> np.ndarray:
 
 
 def tower_halves(kernels, towers: int):
-  """The kernels [k, k, 3, n] split into `towers` groups of output channels, as the towers hold them."""
+  """The kernels [k, k, 3, n] split into `towers` groups of output channels, as the towers hold them.
+
+  Args:
+    kernels: [k, k, 3, n].
+    towers: how many groups, dividing n.
+
+  Returns:
+    A list of `towers` numpy arrays [k, k, 3, n / towers], in channel order.
+
+  Raises:
+    ValueError: n does not divide by `towers`.
+  """
   w = np.asarray(kernels)
   if w.shape[-1] % towers:
     raise ValueError(f"{w.shape[-1]} kernels do not split into {towers} towers.")
@@ -32,9 +53,21 @@ def tower_halves(kernels, towers: int):
 
 
 def tile(kernels, towers: int = 1, columns: int = 0, gap: int = 1, background: float = 1.0) -> np.ndarray:
-  """An RGB image [H, W, 3] in [0, 1] of every kernel, each stretched to [0, 1] on its own (as figure 3
-  shows them), one block of rows per tower with a wider gap between blocks; `columns` per row (0: 8, or
-  fewer when a tower holds fewer kernels). One tile per kernel."""
+  """An RGB image of every kernel, each stretched to [0, 1] on its own, as figure 3 shows them.
+
+  Args:
+    kernels: conv1's kernel [k, k, 3, n].
+    towers: blocks of rows, one per tower, with a gap of 3 * `gap` between blocks.
+    columns: kernels per row; 0 takes 8, or fewer when a tower holds fewer kernels.
+    gap: pixels between neighbouring tiles.
+    background: the value of the pixels between tiles, in [0, 1].
+
+  Returns:
+    float64 [H, W, 3], one k x k tile per kernel; a constant kernel shows as 0.5 grey.
+
+  Raises:
+    ValueError: n does not divide by `towers`.
+  """
   groups = tower_halves(kernels, towers)
   per_tower = groups[0].shape[-1]
   columns = columns or min(8, per_tower)

@@ -43,6 +43,12 @@ def local_response_norm(
     k, alpha, beta: the formula's constants (paper section 3.3).
     alpha_per_size: divide alpha by `size` (cuda-convnet / Caffe / PyTorch convention).
     impl: one of `LRN_IMPLS`; the same function and gradient either way.
+
+  Returns:
+    b, the same shape and dtype as x.
+
+  Raises:
+    ValueError: `size` < 1, or `impl` is not one of LRN_IMPLS.
   """
   if size < 1:
     raise ValueError(f"local_response_norm: size must be >= 1, got {size}.")
@@ -60,8 +66,16 @@ def local_response_norm(
 
 
 def window_matrix(channels: int, size: int) -> np.ndarray:
-  """[C, C] 0/1 matrix W with W[j, i] = 1 when channel j is in channel i's window, so that the window
-  sums of `squares` [..., C] are `squares @ W`."""
+  """The 0/1 matrix W with W[j, i] = 1 when channel j is in channel i's window, so that the window sums
+  of `squares` [..., C] are `squares @ W`.
+
+  Args:
+    channels: C.
+    size: channels in the window, placed as in `local_response_norm`.
+
+  Returns:
+    float32 [C, C], banded.
+  """
   j, i = np.meshgrid(np.arange(channels), np.arange(channels), indexing="ij")
   return ((j >= i - size // 2) & (j <= i + (size - 1) // 2)).astype(np.float32)
 

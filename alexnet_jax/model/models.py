@@ -13,11 +13,11 @@ Presets (`PRESETS`):
 
 The switches are independent of the preset: `use_lrn`, `overlapping_pool` (3x3 stride 2, section 3.4,
 vs 2x2 stride 2: both give 55 -> 27 -> 13 -> 6 at the canonical input, so fc6 keeps 9216 inputs),
-`dropout_rate`, `activation` (ReLU, or tanh for section 3.1's comparison), `lrn_alpha` (0 leaves LRN's
-constant gain alone, x / k^beta: a control for the scale LRN applies), `lrn_k` (LRN's additive constant:
-1 removes most of that gain, as Caffe's default does), `num_classes`, `width_multiplier`
-and any input size (fc6's fan-in follows the input), so a
-tiny model trains on a CPU in a minute.
+`dropout_rate` (0.5, section 4.2), `activation` (ReLU, or tanh for section 3.1's comparison), `lrn_alpha`
+(0 leaves LRN's constant gain alone, x / k^beta: a control for the scale LRN applies), `lrn_k` (LRN's
+additive constant: 1 removes most of that gain, as Caffe's default does), `init_scheme` (section 5's
+N(0, 0.01) with biases of 1, or He's), `num_classes`, `width_multiplier` and any input size (fc6's fan-in
+follows the input), so a tiny model trains on a CPU.
 
 `tower_impl`, `pool_impl`, `conv1_impl` and `lrn_impl` choose how layers are computed, never what they
 compute: the parameters and the function are the same (tests/test_models.py), so they are speed settings,
@@ -59,6 +59,16 @@ class ConvSpec:
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
+  """A preset's architecture (`PRESETS`).
+
+  Attributes:
+    convs: the five convolutional layers, conv1 first.
+    fc_features: the width of fc6 and fc7 (4096 in every preset, section 3.5).
+    use_lrn: whether LRN follows conv1 and conv2 (section 3.3) when `AlexNet.use_lrn` is None.
+    image_size: the canonical input side (55 -> 27 -> 13 -> 6 through conv1 and the pools).
+    lrn_towers: how many GPUs conv1's and conv2's maps were computed (and normalised) on.
+  """
+
   convs: Tuple[ConvSpec, ...]
   fc_features: int
   use_lrn: bool
@@ -105,7 +115,18 @@ INIT_SCHEMES = ("paper", "he")
 
 
 def kernel_initializer(init: str):
-  """'paper': N(0, 0.01) (section 5). 'he': N(0, 2/fan_in), which trains small models much faster."""
+  """The weight initialiser of scheme `init`, for every convolutional and fully connected layer.
+
+  Args:
+    init: 'paper', N(0, 0.01) (section 5); or 'he', N(0, 2 / fan_in), the study's choice for narrow
+      networks (experiments/results/study/README.md).
+
+  Returns:
+    A Flax initialiser.
+
+  Raises:
+    ValueError: `init` is not one of INIT_SCHEMES.
+  """
   if init == "paper":
     return nn.initializers.normal(PAPER_INIT_STD)
   if init == "he":
@@ -114,7 +135,16 @@ def kernel_initializer(init: str):
 
 
 def bias_initializer(init: str, layer: str):
-  """Bias 1 on conv2, conv4, conv5, fc6, fc7 under the paper's init (section 5); 0 elsewhere."""
+  """The bias initialiser of `layer`: 1 on conv2, conv4, conv5, fc6, fc7 under the paper's init (section 5),
+  0 elsewhere and under every other scheme.
+
+  Args:
+    init: the scheme, one of INIT_SCHEMES.
+    layer: the layer's name, 'conv1' ... 'conv5', 'fc6', 'fc7', 'fc8'.
+
+  Returns:
+    `nn.initializers.ones` or `nn.initializers.zeros`.
+  """
   return nn.initializers.ones if init == "paper" and layer in BIAS_ONE_LAYERS else nn.initializers.zeros
 
 
@@ -129,6 +159,19 @@ class TowerConv(nn.Module):
   `conv_impl` computes an ungrouped convolution as lax's direct convolution ('direct'), as the equal
   stride-1 convolution of space-to-depth blocks ('space_to_depth', `space_to_depth_conv`), or as one matrix
   multiply of its patches ('im2col', `im2col_conv`); the kernel parameter keeps its shape.
+
+  Attributes:
+    features: output channels.
+    kernel_size: the square kernel's side.
+    stride: the stride along both spatial axes.
+    padding: zero padding on every side of both spatial axes.
+    towers: channel groups; input and output channels must both divide by it.
+    impl: 'grouped' or 'split' (TOWER_IMPLS), for towers > 1.
+    conv_impl: 'direct', 'space_to_depth' (used for stride > 1 only) or 'im2col' (CONV1_IMPLS), for
+      towers == 1; any other value computes 'direct'.
+    kernel_init, bias_init: the initialisers of `kernel` [k, k, in/towers, features] and `bias` [features].
+    dtype: the computation dtype (inputs and parameters are cast to it).
+    param_dtype: the parameters' dtype.
   """
 
   features: int
@@ -145,6 +188,17 @@ class TowerConv(nn.Module):
 
   @nn.compact
   def __call__(self, x):
+    """The convolution of `x` plus the bias.
+
+    Args:
+      x: float [B, H, W, C], C divisible by `towers`.
+
+    Returns:
+      [B, (H + 2 * padding - kernel_size) // stride + 1, (likewise W), features] in `dtype`.
+
+    Raises:
+      ValueError: C or `features` does not divide by `towers`, or `impl` is unknown where it is used.
+    """
     in_features = x.shape[-1]
     if in_features % self.towers or self.features % self.towers:
       raise ValueError(
@@ -188,7 +242,16 @@ def space_to_depth_conv(x, kernel, stride: int, padding: int):
   the padded image into 4x4 blocks gives 48 channels, and the kernel, zero-padded to 12x12 and cut the same
   way, becomes 3x3 over those 48 channels, stride 1. The result is the same convolution (the padded taps
   multiply zeros) with about 20% more multiply-adds but dense channel dimensions (the trick of the MLPerf
-  ResNet-50 TPU submissions). x: [B, H, W, C]; kernel: [k, k, C, F].
+  ResNet-50 TPU submissions).
+
+  Args:
+    x: float [B, H, W, C].
+    kernel: [k, k, C, F], the same dtype as x.
+    stride: the stride along both spatial axes.
+    padding: zero padding on every side of both spatial axes.
+
+  Returns:
+    [B, (H + 2 * padding - k) // stride + 1, (likewise W), F], as `lax.conv_general_dilated` gives it.
   """
   batch, height, width, channels = x.shape
   k, features = kernel.shape[0], kernel.shape[-1]
@@ -216,7 +279,17 @@ def im2col_conv(x, kernel, stride: int, padding: int):
   side by side on the channel axis, then k column offsets of that (chunks k*C wide, not C: XLA:CPU copies
   wide chunks much faster), laid out (column, row, channel) and multiplied with the kernel in that order,
   [k*k*C, F]. conv1's three input channels make a poor convolution for XLA:CPU and a good matrix multiply
-  (experiments/results/benchmark/README.md). x: [B, H, W, C]; kernel: [k, k, C, F]."""
+  (experiments/results/benchmark/README.md).
+
+  Args:
+    x: float [B, H, W, C].
+    kernel: [k, k, C, F], the same dtype as x.
+    stride: the stride along both spatial axes.
+    padding: zero padding on every side of both spatial axes.
+
+  Returns:
+    [B, (H + 2 * padding - k) // stride + 1, (likewise W), F].
+  """
   k = kernel.shape[0]
   x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
   out_h = (x.shape[1] - k) // stride + 1
@@ -227,17 +300,55 @@ def im2col_conv(x, kernel, stride: int, padding: int):
 
 
 def scaled(width: int, multiplier: float, towers: int) -> int:
-  """A layer width times `multiplier`, at least one channel per tower and divisible by the towers."""
+  """A layer width times `multiplier`, rounded to a multiple of `towers` and at least `towers`.
+
+  Args:
+    width: the preset's channels (or units).
+    multiplier: `AlexNet.width_multiplier`.
+    towers: the layer's channel groups.
+
+  Returns:
+    The scaled width.
+  """
   return max(towers, int(round(width * multiplier / towers)) * towers)
 
 
 class AlexNet(nn.Module):
   """AlexNet: `__call__(images, *, train) -> float32 logits [B, num_classes]`.
 
-  `images` are float [B, H, W, 3], already cropped and normalised (augment.py). `use_lrn=None` takes the
-  preset's choice. `lrn_per_tower` normalises each tower's channels on their own, as the two GPUs of the
-  paper did (the 5-channel window never crossed from one GPU's 48 maps to the other's); it changes only the
-  two channels on each side of the tower boundary, and only in the `paper` preset.
+  Every choice field is checked when the module is constructed, so a misspelt setting fails before any
+  compilation. The *_impl fields choose how layers compute, never what: the parameters and the function
+  are the same whichever is set; 'auto' is the backend's entry in BACKEND_DEFAULTS (`resolve_impl`),
+  resolved when the module runs.
+
+  Attributes:
+    preset: the architecture, a key of PRESETS: 'paper', 'one_tower', 'paper_one_gpu' or 'owt'.
+    num_classes: fc8's outputs.
+    use_lrn: LRN after the activations of conv1 and conv2 (section 3.3); None takes the preset's choice
+      (on in all but 'owt').
+    lrn_per_tower: normalise each tower's channels on their own, as the paper's two GPUs did (the 5-channel
+      window never crossed from one GPU's 48 maps to the other's). It changes only the two channels on
+      each side of the tower boundary, and only in the 'paper' preset (the one with `lrn_towers` 2).
+    overlapping_pool: 3x3 windows at stride 2 (section 3.4); False: 2x2 at stride 2.
+    dropout_rate: the dropout probability before fc6 and fc7 (0.5, section 4.2); active only when
+      `train`.
+    activation: 'relu' (section 3.1) or 'tanh' (its saturating comparison, figure 1), after every
+      convolution and after fc6 and fc7.
+    lrn_alpha: LRN's alpha (1e-4, section 3.3), multiplying the plain window sum; 0 keeps only LRN's
+      constant gain k^-beta.
+    lrn_k: LRN's additive constant k (2, section 3.3); Caffe's default is 1.
+    width_multiplier: scales every convolution's channels and fc6's and fc7's units (`scaled`); fc8
+      keeps `num_classes`.
+    init_scheme: 'paper' or 'he' (`kernel_initializer`, `bias_initializer`).
+    tower_impl: how grouped layers compute: 'grouped' or 'split' (TowerConv; no 'auto').
+    pool_impl: 'auto', 'xla' or 'masked' (pooling.max_pool).
+    conv1_impl: 'auto', 'direct', 'space_to_depth' or 'im2col' (TowerConv's conv_impl, conv1 only).
+    lrn_impl: 'auto', 'slices' or 'matmul' (lrn.local_response_norm).
+    dtype: the computation dtype; the logits are returned in float32 whatever it is.
+    param_dtype: the parameters' dtype.
+
+  Raises:
+    ChoiceError: on construction, a choice field outside CHOICES.
   """
 
   preset: str = "paper"
@@ -266,23 +377,41 @@ class AlexNet(nn.Module):
 
   def resolved(self, field: str) -> str:
     """The implementation `field` computes with: `auto` is the one measured fastest on JAX's default
-    backend (BACKEND_DEFAULTS)."""
+    backend (BACKEND_DEFAULTS).
+
+    Args:
+      field: 'pool_impl', 'conv1_impl' or 'lrn_impl'.
+
+    Returns:
+      The implementation's name, never 'auto'.
+    """
     return resolve_impl(field, getattr(self, field), jax.default_backend())
 
   @property
   def spec(self) -> Preset:
+    """The preset's architecture, PRESETS[preset]."""
     return PRESETS[self.preset]
 
   @property
   def lrn_enabled(self) -> bool:
+    """Whether LRN runs: `use_lrn`, or the preset's choice when it is None."""
     return self.spec.use_lrn if self.use_lrn is None else self.use_lrn
 
   def pool(self, x):
-    """Section 3.4: overlapping 3x3 windows at stride 2 (z=3, s=2), or the traditional 2x2 at stride 2."""
+    """Section 3.4: overlapping 3x3 windows at stride 2 (z=3, s=2), or the traditional 2x2 at stride 2.
+
+    Args:
+      x: [B, H, W, C].
+
+    Returns:
+      [B, (H - window) // 2 + 1, (W - window) // 2 + 1, C].
+    """
     window = 3 if self.overlapping_pool else 2
     return max_pool(x, window, 2, self.resolved("pool_impl"))
 
   def lrn(self, x):
+    """LRN over the channels of `x` [B, H, W, C] (section 3.3), per tower where `lrn_per_tower` and the
+    preset has several; `x` unchanged where LRN is off. Returns the same shape and dtype."""
     if not self.lrn_enabled:
       return x
     towers = self.spec.lrn_towers
@@ -295,6 +424,20 @@ class AlexNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
+    """The class scores of a batch of images.
+
+    With `mutable=['intermediates']` the activations are sown too: relu1 ... relu5 and relu6, relu7 (each
+    layer after its activation), pool1, pool2 and pool5.
+
+    Args:
+      x: float [B, H, W, 3] images, already cropped and normalised (data/augment.py); cast to `dtype`. The
+        canonical side is `canonical_image_size(preset)`; other sides work while every layer's output is
+        non-empty (fc6's fan-in follows the side).
+      train: apply dropout, which then needs a 'dropout' rng (`rngs={'dropout': key}`).
+
+    Returns:
+      float32 logits [B, num_classes].
+    """
     spec = self.spec
     activation = ACTIVATIONS[self.activation]
     x = x.astype(self.dtype)
@@ -362,7 +505,20 @@ REFERENCE_IMPLS = {"conv1_impl": "direct", "lrn_impl": "slices", "pool_impl": "x
 
 
 def resolve_impl(field: str, choice: str, backend: str) -> str:
-  """The implementation `auto` stands for on `backend` (BACKEND_DEFAULTS[field]); any other choice as given."""
+  """The implementation `auto` stands for on `backend` (BACKEND_DEFAULTS[field]); any other choice as given.
+
+  Args:
+    field: a key of BACKEND_DEFAULTS: 'conv1_impl', 'lrn_impl' or 'pool_impl'.
+    choice: the field's setting.
+    backend: a JAX backend name, e.g. `jax.default_backend()`: 'gpu' has its own entry, any other takes
+      'other'.
+
+  Returns:
+    The implementation's name.
+
+  Raises:
+    KeyError: `choice` is 'auto' and `field` is not a key of BACKEND_DEFAULTS.
+  """
   if choice != "auto":
     return choice
   defaults = BACKEND_DEFAULTS[field]
@@ -382,11 +538,22 @@ CHOICES = {
 
 
 def canonical_image_size(preset: str) -> int:
-  """The input side that gives 55 -> 27 -> 13 -> 6 (227 for the paper's VALID conv1, 224 for owt)."""
+  """The input side that gives 55 -> 27 -> 13 -> 6 (227 for the paper's VALID conv1, 224 for owt).
+
+  Args:
+    preset: a key of PRESETS.
+
+  Returns:
+    The side in pixels.
+
+  Raises:
+    ValueError: `preset` is not a key of PRESETS.
+  """
   if preset not in PRESETS:
     raise ValueError(f"Unknown AlexNet preset {preset!r}: expected one of {sorted(PRESETS)}.")
   return PRESETS[preset].image_size
 
 
 def param_count(params) -> int:
+  """The number of scalars in a parameter tree (e.g. `variables['params']`)."""
   return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))

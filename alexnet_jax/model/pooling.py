@@ -76,7 +76,23 @@ _masked_max_pool.defvjp(_masked_fwd, _masked_bwd)
 
 
 def max_pool(x, window: int, stride: int, impl: str = "xla"):
-  """Max over `window` x `window` patches of channels-last `x` every `stride` pixels, no padding."""
+  """Max over `window` x `window` patches of channels-last `x` every `stride` pixels, no padding.
+
+  The paper pools with window 3 at stride 2 (overlapping, section 3.4); window 2 at stride 2 is the
+  traditional non-overlapping form it compares with.
+
+  Args:
+    x: float [B, H, W, C].
+    window: the patch's side in pixels.
+    stride: the step between patches in pixels.
+    impl: 'xla' or 'masked' (POOL_IMPLS): the same values and gradient, computed differently.
+
+  Returns:
+    [B, (H - window) // stride + 1, (W - window) // stride + 1, C], x's dtype.
+
+  Raises:
+    ValueError: `impl` is not one of POOL_IMPLS.
+  """
   if impl == "xla":
     return _forward(x, window, stride)
   if impl == "masked":

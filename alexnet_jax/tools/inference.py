@@ -3,7 +3,7 @@
     net = inference.load("/tmp/alexnet_smoke")             # the latest checkpoint, or step=N
     logits = net.logits(images)                            # uint8 [B, S, S, 3], S = net.image_size
     fc7 = net.features(images, layer="fc7")                # [B, 4096 x width]: figure 4's features
-    images = np.stack([net.fit(photo) for photo in photos])  # any size -> S x S, as the data was stored
+    images = np.stack([net.fit(photo) for photo in photos])  # any size -> S x S, as the dataset stores them
 
 Images go through the evaluation's own preprocessing (augment.eval_preprocess: the stored size, the device
 resize, the centre crop or the paper's 10 crops, mean and scale), so `logits` scores an image exactly as
@@ -48,6 +48,18 @@ class InferenceError(ValueError):
 
 @dataclasses.dataclass
 class Network:
+  """A trained network and what it takes to use it; `load` makes one.
+
+  Attributes:
+    config: the run's config, completed by the current defaults (`with_defaults`).
+    model: the AlexNet module `config.model` describes.
+    params: the checkpoint's parameter tree (jax arrays).
+    class_names: `num_classes` names, in class-index order (`class_names`).
+    image_size: S, the side of the uint8 images `logits` and `features` take: the run's
+      `dataset.image_size`, or the prepared dataset's stored size.
+    step: the checkpoint's train step.
+  """
+
   config: ml_collections.ConfigDict
   model: object
   params: dict
@@ -56,7 +68,14 @@ class Network:
   step: int
 
   def fit(self, image: np.ndarray) -> np.ndarray:
-    """An RGB uint8 image of any size brought to the stored size: shorter side, then the centre (section 2)."""
+    """An RGB image of any size brought to the stored size: shorter side to S, then the centre (section 2).
+
+    Args:
+      image: uint8 [H, W, 3] (other dtypes are converted to uint8).
+
+    Returns:
+      uint8 [S, S, 3], S = `image_size`.
+    """
     return sources.fit_to_size(np.asarray(image, np.uint8), self.image_size)
 
   def _preprocess(self, views: str):
@@ -65,8 +84,19 @@ class Network:
     return preprocess.eval_preprocessor(self.config, views)
 
   def logits(self, images, views: str = "center") -> np.ndarray:
-    """Class scores [B, classes]; `ten_crop` returns the log of the 10 views' mean softmax, as evaluation
-    scores them."""
+    """The class scores of `images`, preprocessed as evaluation does.
+
+    Args:
+      images: uint8 [B, S, S, 3], S = `image_size` (see `fit`).
+      views: 'center' (the logits of the centre crop) or 'ten_crop' (the log of the paper's 10 views' mean
+        softmax, section 4.1, as evaluation scores them).
+
+    Returns:
+      float32 numpy [B, num_classes].
+
+    Raises:
+      InferenceError: `views` is unknown, or `images` is not uint8 [B, S, S, 3].
+    """
     preprocess = self._preprocess(views)
 
     def scores(params, images):
@@ -81,7 +111,19 @@ class Network:
     return self._batched(jax.jit(scores), images)
 
   def features(self, images, layer: str = "fc7") -> np.ndarray:
-    """The outputs of `layer` (one of LAYERS) for the centre view of each image."""
+    """The outputs of `layer` after its activation, for the centre view of each image.
+
+    Args:
+      images: uint8 [B, S, S, 3], S = `image_size` (see `fit`).
+      layer: one of LAYERS, 'conv1' ... 'conv5', 'fc6', 'fc7'.
+
+    Returns:
+      float32 numpy [B, h, w, channels] for a conv layer (before LRN and pooling), [B, units] for fc6 and
+      fc7.
+
+    Raises:
+      InferenceError: `layer` is unknown, or `images` is not uint8 [B, S, S, 3].
+    """
     if layer not in LAYERS:
       raise InferenceError(f"Unknown layer {layer!r}: use one of {list(LAYERS)}.")
     preprocess = self._preprocess("center")
@@ -109,6 +151,18 @@ class Network:
 
 
 def latest_step(workdir: str, step: Optional[int] = None) -> int:
+  """The step of a workdir's checkpoint: the newest, or `step` after checking it is there.
+
+  Args:
+    workdir: a training run's --workdir (checkpoints in `<workdir>/checkpoints/<step>/`).
+    step: the step wanted, or None for the newest.
+
+  Returns:
+    The step.
+
+  Raises:
+    InferenceError: the workdir holds no checkpoint, or none at `step`.
+  """
   root = os.path.join(workdir, "checkpoints")
   steps_there = sorted(int(p) for p in os.listdir(root) if p.isdigit()) if os.path.isdir(root) else []
   if not steps_there:
@@ -123,7 +177,16 @@ def latest_step(workdir: str, step: Optional[int] = None) -> int:
 
 
 def class_names(config, num_classes: int) -> list:
-  """The dataset's class names (its prepared metadata), or 'class <i>' where the dataset is not here."""
+  """The dataset's class names (its prepared metadata), or 'class <i>' where they are not available.
+
+  Args:
+    config: a run's config (its `dataset.data_dir` and `dataset.name` are read).
+    num_classes: the model's classes.
+
+  Returns:
+    num_classes names; 'class 0', 'class 1', ... where the dataset is not here or its number of names
+    differs.
+  """
   try:
     names = list(sources.dataset_info(os.path.expanduser(config.dataset.data_dir), config.dataset.name).class_names)
   except sources.DatasetError:
@@ -132,7 +195,19 @@ def class_names(config, num_classes: int) -> list:
 
 
 def load(workdir: str, step: Optional[int] = None) -> Network:
-  """The network of a training workdir (its config.json and a checkpoint: the latest, or `step`)."""
+  """The network of a training workdir: its config.json and a checkpoint (the latest, or `step`).
+
+  Args:
+    workdir: a training run's --workdir (`~` is expanded).
+    step: the checkpoint's step, or None for the newest.
+
+  Returns:
+    The Network, parameters on the default device.
+
+  Raises:
+    InferenceError: the workdir has no config.json or no such checkpoint, or the image size the run used
+      cannot be known (`stored_size`).
+  """
   workdir = os.path.abspath(os.path.expanduser(workdir))
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
@@ -154,8 +229,17 @@ def load(workdir: str, step: Optional[int] = None) -> Network:
 
 
 def with_defaults(stored: dict) -> ml_collections.ConfigDict:
-  """A run's stored config over the current defaults: keys added since it was trained take their
-  defaults, which keep the behaviour it was trained with."""
+  """A run's stored config over the repository's defaults (configs/alexnet.py).
+
+  A key the stored config lacks takes its default, which is the behaviour the run had before the key
+  existed.
+
+  Args:
+    stored: the run's config.json as a dict.
+
+  Returns:
+    The merged config; stored values win, nested sections merged key by key.
+  """
 
   def merge(base, new):
     for key, value in new.items():
@@ -166,7 +250,17 @@ def with_defaults(stored: dict) -> ml_collections.ConfigDict:
 
 
 def stored_size(config) -> int:
-  """The side of the images the run's loader gave the device, read from the prepared dataset."""
+  """The side of the images the run's loader gave the device, read from the prepared dataset.
+
+  Args:
+    config: a run's config whose `dataset.image_size` is unset.
+
+  Returns:
+    The side in pixels.
+
+  Raises:
+    InferenceError: the dataset is not prepared here, or holds images of varied sizes.
+  """
   try:
     size = sources.dataset_info(os.path.expanduser(config.dataset.data_dir), config.dataset.name).image_size
   except sources.DatasetError as e:

@@ -19,10 +19,21 @@ import orbax.checkpoint as ocp
 
 
 class CheckpointError(RuntimeError):
+  """Checkpoints that this config's train state cannot use: the message says what to do."""
+
   pass
 
 
 def create_manager(directory: str, *, max_to_keep: int) -> ocp.CheckpointManager:
+  """An orbax CheckpointManager of items 'state', 'data' and 'extra' in `directory` (created if absent).
+
+  Args:
+    directory: where the `<step>/` folders go.
+    max_to_keep: how many of the newest checkpoints to keep.
+
+  Returns:
+    The manager; half-written temporary folders left by a killed run are cleaned up.
+  """
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True)
   return ocp.CheckpointManager(os.path.abspath(directory), options=options, item_names=("state", "data", "extra"))
 
@@ -39,6 +50,13 @@ def save(manager: ocp.CheckpointManager, step: int, state, data_state: dict, ext
 
   The data iterator state is the one of process 0; every process consumed the same number of batches of
   its own shard, and the loader state is that count (data/order.py), so it is the same on all of them.
+
+  Args:
+    manager: from `create_manager`.
+    step: the checkpoint's step, saved whatever the manager's save interval (`force=True`).
+    state: the train state (replicated).
+    data_state: the loader's state, JSON-serialisable.
+    extra: the loop's bookkeeping (loop.Progress.to_dict()), JSON-serialisable.
   """
   manager.save(
     step,
@@ -79,7 +97,20 @@ def _first_difference(expected, found) -> str:
 
 
 def restore_latest(manager: ocp.CheckpointManager, template, workdir: str) -> Optional[Tuple[Any, dict, dict, int]]:
-  """(state, data_state, extra, step) from the newest readable checkpoint, or None when there is none."""
+  """(state, data_state, extra, step) from the newest readable checkpoint, or None when there is none.
+
+  Args:
+    manager: from `create_manager`.
+    template: a train state of this config: the structure and shapes a checkpoint must match.
+    workdir: the run's directory; unreadable checkpoints move to `<workdir>/corrupt_checkpoints/`.
+
+  Returns:
+    The restored state (host arrays in the template's structure), the data and extra JSON, and the step;
+    None when no checkpoint can be read.
+
+  Raises:
+    CheckpointError: a checkpoint's own record says another model or config wrote it.
+  """
   steps = sorted(manager.all_steps(), reverse=True)
   for step in steps:
     try:
@@ -117,7 +148,16 @@ def written_by_another_config(manager: ocp.CheckpointManager, step: int, templat
   when the array files are damaged) and `template`'s; None when they agree or the metadata cannot be read.
 
   A checkpoint that fails to restore is damage (moved aside, the previous one used) unless its own record
-  says another config wrote it: then nothing is moved, and the run stops."""
+  says another config wrote it: then nothing is moved, and the run stops.
+
+  Args:
+    manager: from `create_manager`.
+    step: the checkpoint's step.
+    template: a train state of this config.
+
+  Returns:
+    A description of the first differing leaf (path and both shapes), or None.
+  """
   try:
     recorded = manager.item_metadata(step)["state"]
     recorded = getattr(recorded, "tree", recorded)

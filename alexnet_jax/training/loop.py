@@ -5,6 +5,10 @@ TrainLogger   the steps' metrics until a log step: train and perf records, the p
 Evaluator     evaluations: the views of periodic and final ones, the best result, the plateau rule
 Checkpointer  checkpoints: the data-iterator state that matches each step, the last good one, restore
 Preemption    SIGTERM / SIGINT as a request to checkpoint at the next step boundary and stop
+
+Each part holds its own state, so the loop in train.py reads as the order of events (step, log, evaluate,
+checkpoint) and every rule (when to wait for the device, what a checkpoint must record) lives in one place.
+Nothing here compiles a step: the steps come from training.steps.
 """
 
 import collections
@@ -28,7 +32,15 @@ from alexnet_jax.training import checkpointing, optim, steps
 
 @dataclasses.dataclass
 class Progress:
-  """Host-side bookkeeping saved with each checkpoint (JSON)."""
+  """Host-side bookkeeping saved with each checkpoint (JSON).
+
+  Attributes:
+    plateau: the plateau rule's state (`optim.PlateauState.to_dict()`).
+    best: the results of the evaluation with the lowest eval/top1_error, with its 'step'; empty before one.
+    train_time_s: seconds spent training, evaluations excluded.
+    images_seen: training images consumed (global batch x steps).
+    wall_time_s: the run's wall time up to this checkpoint.
+  """
 
   plateau: dict = dataclasses.field(default_factory=lambda: optim.PlateauState().to_dict())
   best: dict = dataclasses.field(default_factory=dict)
@@ -37,17 +49,37 @@ class Progress:
   wall_time_s: float = 0.0  # of the whole run up to this checkpoint, over every segment a resume made
 
   def to_dict(self):
+    """The fields as a JSON-ready dict (`Progress(**d)` restores it)."""
     return dataclasses.asdict(self)
 
 
 def local_value(x) -> float:
   """The value of a per-device metric that is equal on every device, read from this process's first
-  device (with several processes the array spans devices this process cannot address)."""
+  device (with several processes the array spans devices this process cannot address).
+
+  Args:
+    x: a jax.Array, a scalar or [devices], with the same value on every device.
+
+  Returns:
+    That value as a Python float.
+  """
   return float(np.asarray(jax.device_get(x.addressable_data(0))).reshape(-1)[0])
 
 
 def device_prefetch(iterator, mesh, size: int):
-  """Host batches -> [devices, per_device, ...] arrays on the local devices, `size` batches ahead."""
+  """Host batches -> [devices, per_device, ...] arrays on the local devices, `size` batches ahead.
+
+  Args:
+    iterator: host batches, dicts of numpy arrays [B, ...], B divisible by the mesh's size.
+    mesh: a mesh whose axis is named 'batch' (`steps.local_mesh()`).
+    size: how many batches to hold on the devices ahead of the one yielded.
+
+  Yields:
+    Each batch as `steps.shard_batch` shapes it, sharded along its device axis.
+
+  Raises:
+    ValueError: B does not divide by the mesh's size.
+  """
   sharding = NamedSharding(mesh, PartitionSpec("batch"))
   num_devices = mesh.devices.size
   queue = []
@@ -71,13 +103,18 @@ class InFlight:
   JAX dispatches steps asynchronously: without a bound the loop queues as many steps as the loader can
   feed, the progress bar counts dispatched steps, and a stop request waits for the whole queue to compute
   before the state can be saved. `add` takes a step's outputs and waits for the oldest ones until at most
-  `limit` are outstanding; it returns how many steps it saw finish."""
+  `limit` are outstanding; it returns how many steps it saw finish.
+
+  Args:
+    limit: the most steps left outstanding after `add`.
+  """
 
   def __init__(self, limit: int = MAX_STEPS_IN_FLIGHT):
     self.limit = limit
     self._queue = collections.deque()
 
   def add(self, outputs) -> int:
+    """Queues one step's outputs (any tree of arrays); returns how many older steps it waited for."""
     self._queue.append(outputs)
     finished = 0
     while len(self._queue) > self.limit:
@@ -91,11 +128,22 @@ class InFlight:
 
   @staticmethod
   def wait(outputs) -> None:
+    """Blocks until every array of `outputs` is computed."""
     jax.block_until_ready(outputs)
 
 
 def summarise_train(metrics_list):
-  """Host means over the steps since the last log, and the per-step values."""
+  """Host means over the steps since the last log, and the per-step values.
+
+  Args:
+    metrics_list: the train steps' metric dicts (device arrays, as `steps.train_step` returns them), at
+      least one.
+
+  Returns:
+    (values, fetched): values holds 'train/loss' and 'train/grad_norm' (means over the steps),
+    'train/top1_error' and 'train/top5_error' (over all their examples) and, where the steps record it,
+    'train/learning_rate' (the last step's); fetched is the list of per-step dicts of floats.
+  """
   fetched = [{k: local_value(v) for k, v in m.items()} for m in metrics_list]
   count = sum(m["count"] for m in fetched)
   values = {
@@ -111,7 +159,18 @@ def summarise_train(metrics_list):
 
 class TrainLogger:
   """The steps' metrics, kept on the device until a log step; then the train and perf records, the
-  progress bar, and the training time and images counted in `progress`."""
+  progress bar, and the training time and images counted in `progress`.
+
+  Args:
+    writer: the run's metrics_io.MetricWriter.
+    progress: the run's Progress, updated at every record.
+    start_step: the step training starts (or resumes) from.
+    total_steps: the run's last step, for the progress bar.
+    steps_per_epoch: to label records with their epoch.
+    global_batch: images per step over all processes.
+    start_time: the run's start (time.time()), earlier segments included, for perf/wall_time_s.
+    progress_bar: show a tqdm bar on stderr.
+  """
 
   def __init__(
     self,
@@ -135,6 +194,7 @@ class TrainLogger:
       self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, file=sys.stderr)
 
   def add(self, metrics) -> None:
+    """Keeps a step's metrics (on the device) and moves the bar by the steps seen to finish."""
     self.pending.append(metrics)
     finished = self.in_flight.add(metrics)
     if self.bar is not None:
@@ -149,6 +209,8 @@ class TrainLogger:
     return values, per_step
 
   def record(self, step, values) -> None:
+    """Writes the train record `values` and a perf record (images/s since the last record, wall time)
+    at `step`, and adds the interval's time and images to `progress`."""
     now = time.time()
     images = (step - self.since) * self.global_batch
     rate = images / max(now - self.interval_start, 1e-9)
@@ -168,6 +230,7 @@ class TrainLogger:
     self.interval_start = time.time()
 
   def close(self) -> None:
+    """Closes the progress bar."""
     if self.bar is not None:
       self.bar.close()
 
@@ -175,7 +238,17 @@ class TrainLogger:
 def nonfinite_problem(on_nonfinite: str, per_step: list, first_step: int, skipped_in_a_row: int) -> Optional[str]:
   """Why the run must stop for non-finite losses among the steps since `first_step` (their metrics in
   `per_step`), or None: 'stop' stops at the first, 'skip' once MAX_SKIPPED_IN_A_ROW updates in a row were
-  dropped (the updates themselves were skipped by optim.guard_nonfinite)."""
+  dropped (optim.guard_nonfinite skips the updates themselves); fewer skips only log a warning.
+
+  Args:
+    on_nonfinite: 'stop' or 'skip' (optim.ON_NONFINITE).
+    per_step: the steps' fetched metric dicts, step first_step + 1 first.
+    first_step: the step before the first of them.
+    skipped_in_a_row: updates dropped in a row so far (optim.skipped_in_a_row).
+
+  Returns:
+    The message to stop with, or None to go on.
+  """
   bad = [i for i, m in enumerate(per_step) if not math.isfinite(m["loss"])]
   if not bad:
     return None
@@ -202,7 +275,18 @@ def nonfinite_problem(on_nonfinite: str, per_step: list, first_step: int, skippe
 def evaluate(p_eval_steps: Dict[str, Callable], state, batches, mesh, name: str = "eval") -> dict:
   """Errors over the host `batches` of a split for each view ('center', 'ten_crop'), recorded as `name`/...
   for the centre view and `name`_view/... for the others; padded examples are masked. The split is decoded
-  once: every view's step runs on each batch."""
+  once: every view's step runs on each batch.
+
+  Args:
+    p_eval_steps: view -> evaluation step (state, batch) -> metric sums (`steps.trainer_steps`).
+    state: the train state, replicated.
+    batches: the split's host batches, dicts with 'image', 'label' and 'mask' [B, ...].
+    mesh: the local mesh the batches are placed on.
+    name: the records' prefix.
+
+  Returns:
+    For each view, `<prefix>/loss` (mean), `/top1_error`, `/top5_error` and `/count` (examples), as floats.
+  """
   totals = {view: None for view in p_eval_steps}
   for batch in device_prefetch(batches, mesh, 1):
     for view, p_eval in p_eval_steps.items():
@@ -224,8 +308,17 @@ class Evaluator:
   """Evaluations during and after training: which views each kind runs, the eval records, the best
   result, and the paper's plateau rule (section 5), which may cut the learning rate in the state.
 
-  `batches_of(split)` yields a split's host batches; `views` maps 'periodic' and 'final' to view names;
-  `plateau` holds the rule's settings (None: another schedule), see `optim.apply_plateau`."""
+  Args:
+    p_evals: view -> evaluation step: every view `views` names, and 'center' where train_eval_split is set.
+    views: 'periodic' and 'final' -> the view names each kind of evaluation runs.
+    batches_of: `batches_of(split)` yields a split's host batches.
+    writer: the run's metrics_io.MetricWriter.
+    progress: the run's Progress (best result and plateau state are kept there).
+    eval_split: the split evaluated.
+    train_eval_split: a training split the final evaluation also scores, or empty for none.
+    steps_per_epoch: to label records with their epoch.
+    plateau: the rule's settings, keywords of `optim.apply_plateau`; None under another schedule.
+  """
 
   def __init__(
     self,
@@ -247,7 +340,7 @@ class Evaluator:
     self.latest = {}
 
   def run(self, step, state, kind: str) -> dict:
-    """One evaluation of `kind` ('periodic' or 'final'), recorded at `step`."""
+    """One evaluation of `kind` ('periodic' or 'final'), recorded at `step`; returns its results."""
     chosen = {v: self.p_evals[v] for v in self.views[kind]}
     results = evaluate(chosen, state, self.batches_of(self.eval_split), self.mesh)
     if kind == "final" and self.train_eval_split:  # the training images as evaluation sees them
@@ -287,7 +380,12 @@ class Evaluator:
 class Checkpointer:
   """The run's checkpoints: restoring the newest readable one, the data-iterator state that matches each
   step (batches are drawn ahead for the prefetch queue, so it is recorded per step as they are drawn),
-  saving, and which step is the last good one."""
+  saving, and which step is the last good one.
+
+  Args:
+    workdir: the run's directory; checkpoints go to `<workdir>/checkpoints`.
+    keep: how many checkpoints to keep.
+  """
 
   def __init__(self, workdir: str, keep: int):
     self.workdir = workdir
@@ -296,7 +394,17 @@ class Checkpointer:
     self._data_state_at = {}  # step -> the iterator state after the batches of steps < step were drawn
 
   def restore(self, template):
-    """(state, Progress, data_state, step) from the newest readable checkpoint, or the template's start."""
+    """(state, Progress, data_state, step) from the newest readable checkpoint, or the template's start.
+
+    Args:
+      template: a train state of this config, whose structure and shapes a checkpoint must match.
+
+    Returns:
+      The restored tuple, or (template, Progress(), None, 0) where there is no checkpoint.
+
+    Raises:
+      checkpointing.CheckpointError: the checkpoints were written by another model or config.
+    """
     restored = checkpointing.restore_latest(self.manager, template, self.workdir)
     if restored is None:
       return template, Progress(), None, 0
@@ -306,7 +414,12 @@ class Checkpointer:
     return state, Progress(**extra), data_state, step
 
   def batches(self, loader, start_step: int):
-    """The loader's batches from `start_step` on, noting the iterator state before each is drawn."""
+    """The loader's batches from `start_step` on, noting the iterator state before each is drawn.
+
+    Args:
+      loader: the train loader (an iterator with `get_state()`).
+      start_step: the step of the first batch drawn.
+    """
     step = start_step
     while True:
       self._data_state_at[step] = loader.get_state()
@@ -314,6 +427,14 @@ class Checkpointer:
       step += 1
 
   def save(self, step: int, state, progress: Progress) -> None:
+    """Starts saving `state`, `progress` and the data-iterator state from before batch `step` was drawn,
+    so that a resumed run draws that batch next.
+
+    Args:
+      step: the steps taken (`batches` must have drawn batch `step` already).
+      state: the train state after `step` steps.
+      progress: the run's Progress.
+    """
     checkpointing.save(self.manager, step, state, self._data_state_at[step], progress.to_dict())
     for s in [s for s in self._data_state_at if s < step]:
       del self._data_state_at[s]
@@ -331,11 +452,19 @@ class Checkpointer:
     return f"the last good checkpoint is step {self.last_good} in {self.manager.directory}, untouched"
 
   def close(self) -> None:
+    """Closes the manager, after any save in progress."""
     self.manager.close()  # waits for a checkpoint still being written
 
 
 class Preemption:
-  """SIGTERM / SIGINT set a flag; the loop checkpoints at the next step boundary and exits cleanly."""
+  """SIGTERM / SIGINT set a flag; the loop checkpoints at the next step boundary and exits cleanly.
+
+  A context manager: the handlers are installed on entry (in the main thread only) and the previous ones
+  restored on exit.
+
+  Attributes:
+    requested: the received signal's name ('SIGTERM', 'SIGINT'), or None.
+  """
 
   def __init__(self):
     self.requested = None

@@ -18,7 +18,14 @@ DIVERGED_FILE = "diverged.json"
 
 
 def truncate_after(path: str, step: int) -> None:
-  """Drops records past `step` (written after the checkpoint a run resumes from); keeps the rest as is."""
+  """Drops records past `step` (written after the checkpoint a run resumes from); keeps the rest as is.
+
+  Lines that do not parse (cut short by a kill) are dropped too; the file is replaced atomically.
+
+  Args:
+    path: a metrics.jsonl; nothing happens where it does not exist.
+    step: the last step to keep.
+  """
   if not os.path.exists(path):
     return
   with open(path) as f:
@@ -42,7 +49,13 @@ def _clean(value):
 
 
 class MetricWriter:
-  """Writes records on the process that logs (process 0); a no-op elsewhere."""
+  """Writes records on the process that logs (process 0); a no-op elsewhere.
+
+  Args:
+    workdir: the run's directory: `metrics.jsonl` and `tensorboard/` go there.
+    enabled: False makes every write a no-op (the other processes, evaluation-only runs).
+    tensorboard: also write TensorBoard scalars.
+  """
 
   def __init__(self, workdir: str, *, enabled: bool = True, tensorboard: bool = True):
     self.enabled = enabled
@@ -52,6 +65,14 @@ class MetricWriter:
       self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def write(self, kind: str, step: int, values: dict, **extra) -> None:
+    """Appends one record to metrics.jsonl, adds its values to TensorBoard and logs them.
+
+    Args:
+      kind: 'train', 'eval' or 'perf'.
+      step: the train step.
+      values: metric name -> number; non-finite ones are stored as the strings 'nan', 'inf', '-inf'.
+      **extra: further fields of the JSON record only (e.g. epoch).
+    """
     if not self.enabled:
       return
     record = {"kind": kind, "step": int(step), **extra, **{k: _clean(v) for k, v in values.items()}}
@@ -63,6 +84,7 @@ class MetricWriter:
     logging.info("[%s] step %d: %s", kind, step, ", ".join(f"{k}={float(v):.5g}" for k, v in values.items()))
 
   def flush(self) -> None:
+    """Flushes the TensorBoard file (metrics.jsonl is closed after every record)."""
     if self._tb is not None:
       self._tb.flush()
 
