@@ -26,9 +26,9 @@ Variants (each with its command and expected result):
               chance is 90%.
   imagenette  Imagenette2 at 128 px (10 ImageNet classes), upsampled to 256 on the device, 227 crops, the
               paper's recipe otherwise: a GPU job.
-                python -m alexnet_jax.data.prepare --source=tfds:imagenette/full-size-v2 --download --squash=224 --image_size=128
-                  --jpeg_quality=70 --name=imagenette2_128
-              Expected: not yet run (no GPU run so far).
+                python -m alexnet_jax.data.prepare --source=tfds:imagenette/full-size-v2 --download
+                  --squash=224 --image_size=128 --jpeg_quality=70 --name=imagenette2_128
+              Expected: not yet run (it needs a GPU).
   imagewoof   The same with Imagewoof2 (10 dog breeds, 128 px): fast.ai's imagewoof2.tgz unpacked to
               ~/imagewoof2, then
                 python -m alexnet_jax.data.prepare --source=folder:~/imagewoof2 --squash=224 --image_size=128
