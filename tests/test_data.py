@@ -6,16 +6,20 @@ import glob
 import io
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
+from array_record.python import array_record_module
 import numpy as np
+from PIL import Image, JpegImagePlugin
 import pytest
-from PIL import Image
 
+from alexnet_jax import configlib
 from alexnet_jax.data import pipeline, prepare, sources, synthetic
+from alexnet_jax.training import train
 
-from conftest import REPO, SHARED_IMAGENETTE
+from conftest import REPO
 
 
 def test_synthetic_is_a_pure_function_of_seed_split_index():
@@ -72,9 +76,9 @@ def test_prepared_synthetic_reads_back_identically(synthetic_data_dir):
 
 def test_imagenette_subset_prepares_and_reads_back(imagenette_subset_dir):
   info = sources.dataset_info(imagenette_subset_dir, "imagenette_subset")
-  assert info.split_sizes == {"train": 150, "val": 150}
-  wnids = sorted(os.listdir(SHARED_IMAGENETTE / "train"))
-  assert info.class_names == tuple(wnids) and info.num_classes == 10
+  assert info.split_sizes == {"train": 150, "val": 150} and info.image_size == 128
+  wnids = info.class_names
+  assert len(wnids) == info.num_classes == 10 and list(wnids) == sorted(wnids) and all(w[0] == "n" for w in wnids)
   source = sources.open_split(info, "val")
   for i in range(len(source)):
     example = sources.parse_example(source[i])
@@ -89,7 +93,7 @@ def test_imagenette_subset_prepares_and_reads_back(imagenette_subset_dir):
 @pytest.mark.parametrize("split", ["train", "val", "train[:37]", "train[10%:25%]", "val[-9:]"])
 def test_split_records_are_tfds_own_records_in_order(synthetic_data_dir, split):
   """Records read straight from the array_record files equal those of TFDS's own data source."""
-  import tensorflow_datasets as tfds
+  import tensorflow_datasets as tfds  # noqa: PLC0415 - optional: TFDS's own reader, the reference
 
   info = sources.dataset_info(synthetic_data_dir, "synthetic_shapes")
   want = tfds.builder_from_directory(info.path).as_data_source(
@@ -103,8 +107,6 @@ def test_split_records_are_tfds_own_records_in_order(synthetic_data_dir, split):
 
 def test_split_records_span_files_in_order(tmp_path):
   """A split made of slices of several files (ImageNet's train split has 1024 of them)."""
-  from array_record.python import array_record_module
-
   paths = []
   for f, count in enumerate([5, 7, 4]):
     paths.append(str(tmp_path / f"part-{f}.array_record"))
@@ -143,8 +145,6 @@ def test_a_relative_data_dir_reads_from_workers_and_in_process(synthetic_data_di
 
 
 def test_missing_or_damaged_record_files_are_one_clear_error(synthetic_data_dir, tmp_path):
-  import shutil
-
   shutil.copytree(synthetic_data_dir, tmp_path / "copy")
   info = sources.dataset_info(str(tmp_path / "copy"), "synthetic_shapes")
   train_file = glob.glob(os.path.join(info.path, "*train.array_record*"))[0]
@@ -157,12 +157,24 @@ def test_missing_or_damaged_record_files_are_one_clear_error(synthetic_data_dir,
     sources.open_split(info, "train")
 
 
-def test_greyscale_photos_read_as_three_equal_channels(tmp_path):
-  """Single-channel JPEGs (ImageNet has some; the shared copy stores its greyscale photos as RGB, so
+def _colour_photos(data_dir, count, folder):
+  """The first `count` colour photos of the prepared Imagenette subset's val split, written as JPEG files."""
+  info = sources.dataset_info(data_dir, "imagenette_subset")
+  records = sources.open_split(info, "val")
+  photos = []
+  for i in range(len(records)):
+    data = sources.parse_example(records[i])["image"]
+    image = sources.decode_image(data)
+    if len(photos) < count and not np.array_equal(image[..., 0], image[..., 2]):
+      photos.append(folder / f"{i}.JPEG")
+      photos[-1].write_bytes(data)
+  return photos
+
+
+def test_greyscale_photos_read_as_three_equal_channels(tmp_path, imagenette_subset_dir):
+  """Single-channel JPEGs (ImageNet has some; the prepared Imagenette stores its greyscale photos as RGB, so
   we write real photos as 1-channel JPEGs) are prepared and read back as 3 equal channels."""
-  if not SHARED_IMAGENETTE.is_dir():
-    pytest.skip(f"the shared Imagenette is not at {SHARED_IMAGENETTE}")
-  photos = sorted((SHARED_IMAGENETTE / "val").glob("*/*.JPEG"))[:4]
+  photos = _colour_photos(imagenette_subset_dir, 4, tmp_path)
   root = tmp_path / "folder"
   for split, (grey, colour) in (("train", photos[:2]), ("val", photos[2:])):
     for cls in ("colour", "grey"):
@@ -218,7 +230,7 @@ def _photo_like(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 def _opencv_rgb(data: bytes) -> np.ndarray:
   """The reference decoder: OpenCV's imdecode, EXIF orientation ignored, BGR turned to RGB by hand."""
-  import cv2
+  import cv2  # noqa: PLC0415 - optional dependency: OpenCV
 
   bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
   return np.ascontiguousarray(bgr[..., ::-1])
@@ -365,12 +377,21 @@ def test_eval_batches_are_equal_in_number_across_processes(synthetic_data_dir):
 
 
 def test_missing_dataset_names_path_and_command(tmp_path):
+  """The command named makes the dataset asked for: a TFDS catalog name from TFDS, any other from a folder."""
   with pytest.raises(
     sources.DatasetNotPrepared,
     match=r"No prepared dataset 'imagenet2012' in .*python -m "
-    r"alexnet_jax.data.prepare --source=imagenet2012",
+    r"alexnet_jax.data.prepare --source=tfds:imagenet2012 --manual_dir=FOLDER --data_dir=",
   ):
     sources.dataset_info(str(tmp_path), "imagenet2012")
+  assert (
+    sources.prepare_command("mnist", "D")
+    == "python -m alexnet_jax.data.prepare --source=tfds:mnist --download --data_dir=D"
+  )
+  assert sources.prepare_command("my_photos", "D") == (
+    "python -m alexnet_jax.data.prepare --source=folder:PATH --name=my_photos --data_dir=D"
+  )
+  assert sources.prepare_command("synthetic_shapes", "D").endswith("--source=synthetic_shapes --data_dir=D")
 
 
 def test_data_dir_that_is_a_file(tmp_path):
@@ -383,9 +404,6 @@ def test_data_dir_that_is_a_file(tmp_path):
   )
   assert result.returncode == 2 and result.stderr.count("is a file, not a folder") == 1, result.stderr[-2000:]
   # Training's on-the-fly preparation of the embedded set says the same instead of trying to prepare.
-  from alexnet_jax import configlib
-  from alexnet_jax.training import train
-
   config = configlib.load_config(f"{REPO / 'configs' / 'alexnet.py'}:smoke")
   assert config.dataset.auto_prepare and config.dataset.name == "synthetic_shapes"
   config.dataset.data_dir = str(f)
@@ -397,10 +415,6 @@ def test_data_dir_that_is_a_file(tmp_path):
 def test_auto_prepare_never_replaces_a_copy_it_cannot_use(tmp_path):
   """Training prepares the embedded set only where there is no copy at all: one that is there but unusable
   (here written as tfrecord) is reported with its fix and left as it is."""
-  from alexnet_jax import configlib
-  from alexnet_jax.training import train
-  from alexnet_jax.data import prepare
-
   target = pathlib.Path(prepare.prepare_synthetic(str(tmp_path), train_size=20, val_size=10, image_size=32))
   info_file = target / "dataset_info.json"
   info_file.write_text(info_file.read_text().replace('"array_record"', '"tfrecord"'))
@@ -416,8 +430,6 @@ def test_auto_prepare_never_replaces_a_copy_it_cannot_use(tmp_path):
 def test_preparers_racing_for_one_folder_keep_the_first_complete_copy(tmp_path):
   """Processes of a multi-process run prepare the embedded set at once (train.ensure_dataset): a copy that
   lands second is dropped, the first is never replaced under a reader; `prepare` itself replaces."""
-  from alexnet_jax.data import prepare
-
   small = dict(train_size=20, val_size=10, image_size=32)
   target = pathlib.Path(prepare.prepare_synthetic(str(tmp_path), **small))
   marker = target / "first_copy"
@@ -470,7 +482,6 @@ def test_worker_processes_prepare_the_same_records_in_the_same_order_and_chroma_
     ]
   assert records[1] == records[2]
   assert len({r["image"] for r in records[1]}) == 10  # every image stored, none twice
-  from PIL import JpegImagePlugin
 
   def chroma(data):  # PIL: 0 is 4:4:4, 2 is 4:2:0
     with Image.open(io.BytesIO(data)) as image:
@@ -525,8 +536,8 @@ def test_catalog_source_never_downloads_unless_asked(tmp_path):
 @functools.cache
 def _tiny_catalog_builder():
   """A TFDS catalog dataset built from files in manual_dir, as imagenet2012 is from its tars (registered
-  with TFDS once per session, under the name `tiny_manual_photos`)."""
-  import tensorflow_datasets as tfds
+  with TFDS once per test process, under the name `tiny_manual_photos`)."""
+  import tensorflow_datasets as tfds  # noqa: PLC0415 - optional: the catalog builder's base class
 
   class TinyManualPhotos(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("2.0.0")
@@ -630,30 +641,7 @@ def test_unknown_source_and_missing_split(synthetic_data_dir):
 def test_preparing_the_embedded_set_prints_no_download_message(tmp_path, capfd):
   """TFDS announces 'Downloading and preparing dataset Unknown size' and warns about its staging folder
   while it writes examples we generate: neither reaches the user."""
-  from alexnet_jax.data import prepare
-
   prepare.prepare_synthetic(str(tmp_path), train_size=8, val_size=4, image_size=16, seed=0)
   out, err = capfd.readouterr()
   assert "Downloading" not in out + err and "has no dataset_info.json" not in out + err
   assert (tmp_path / "synthetic_shapes" / "1.0.0" / "dataset_info.json").exists()
-
-
-@pytest.mark.slow
-def test_the_not_prepared_message_of_a_folder_dataset_is_a_command_that_works(tmp_path):
-  """configs/alexnet.py:imagenette before preparing: the command it prints prepares the dataset when run
-  as printed from the repository root (here with --limit, to keep it short)."""
-  from alexnet_jax.analysis import ablate
-  from alexnet_jax.training import train
-  from conftest import REPO, SHARED_IMAGENETTE
-
-  if not SHARED_IMAGENETTE.is_dir():
-    pytest.skip(f"the shared Imagenette is not at {SHARED_IMAGENETTE}")
-  config = ablate.run_config(f"{REPO}/configs/alexnet.py:imagenette", [f"dataset.data_dir={tmp_path}"], {})
-  with pytest.raises(sources.DatasetNotPrepared) as error:
-    train.ensure_dataset(config)
-  command = str(error.value).split("Prepare it with: ", 1)[1]
-  assert command.startswith("python -m alexnet_jax.data.prepare --source=folder:")
-  argv = [sys.executable] + command.split()[1:] + ["--limit=4"]
-  result = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=REPO)
-  assert result.returncode == 0, result.stderr[-2000:]
-  assert train.ensure_dataset(config).num_classes == 10

@@ -170,7 +170,15 @@ def check_split_holds_a_batch(info: sources.DatasetInfo, split: str, num_example
 
 
 def train_loader(config: LoaderConfig) -> BatchLoader:
-  """An endless iterator of {'image': uint8 [B, S, S, 3], 'label': int32 [B]} (BatchLoader)."""
+  """Opens the training batches of a prepared dataset's split, drawn in the seeded epoch order.
+
+  Args:
+    config: the dataset, split, batch size, host image size S, seed, workers and this process's shard.
+
+  Returns:
+    An endless BatchLoader of {'image': uint8 [B, S, S, 3], 'label': int32 [B]}; its get_state/set_state
+    resume it at the same batch, and close() stops its workers.
+  """
   info = sources.dataset_info(config.data_dir, config.name)
   size = host_image_size(config.image_size, info)
   source = sources.open_split(info, config.split)
@@ -208,7 +216,15 @@ def eval_num_batches(num_examples: int, batch_size: int, process_count: int) -> 
 
 
 def eval_batches(config: LoaderConfig) -> Iterator[dict]:
-  """Every example of the split once, in fixed-shape batches with `mask`; equal batch counts per process."""
+  """Every example of a prepared dataset's split once, in fixed-shape batches.
+
+  Args:
+    config: the dataset, split, batch size, host image size S, workers and this process's shard.
+
+  Returns:
+    An iterator of {'image': uint8 [B, S, S, 3], 'label': int32 [B], 'mask': float32 [B]} (1 real, 0
+    padding), the same number of batches on every process.
+  """
   info = sources.dataset_info(config.data_dir, config.name)
   size = host_image_size(config.image_size, info)
   source = sources.open_split(info, config.split)

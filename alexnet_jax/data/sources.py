@@ -17,7 +17,9 @@ import json
 import os
 from typing import Dict, List, Sequence, Tuple
 
+from array_record.python import array_record_module
 import numpy as np
+from PIL import Image
 
 from alexnet_jax import paths
 
@@ -46,8 +48,57 @@ class DatasetNotPrepared(DatasetError):
 
 
 def prepare_command(name: str, data_dir: str, source: str = None) -> str:
-  source = source or name
-  return f"python -m alexnet_jax.data.prepare --source={source} --data_dir={data_dir}"
+  """The `python -m alexnet_jax.data.prepare` command line that stores a dataset named `name` in data_dir.
+
+  Args:
+    name: the dataset's name, as training asks for it (`--config.dataset.name`).
+    data_dir: the folder of prepared datasets.
+    source: the `--source` to give; by default the embedded set for `synthetic_shapes`, a TFDS catalog
+      dataset by its name (with `--manual_dir` or `--download`, as its builder needs), else a folder of
+      images stored under the name.
+
+  Returns:
+    The command, one line; PATH or FOLDER stand for what the user fills in.
+  """
+  if source is None:
+    source = _source_for(name)
+  command = f"python -m alexnet_jax.data.prepare --source={source}"
+  if source.startswith("folder:") and name != folder_dataset_name(source[len("folder:") :]):
+    command += f" --name={name}"
+  return f"{command} --data_dir={data_dir}"
+
+
+def folder_dataset_name(path: str) -> str:
+  """The name a folder of images is stored under when no --name is given: its own, lower case, `-` made `_`.
+
+  Args:
+    path: the folder.
+
+  Returns:
+    e.g. `imagewoof2_320` for `~/imagewoof2-320/`.
+  """
+  return os.path.basename(os.path.normpath(path)).replace("-", "_").lower()
+
+
+def _source_for(name: str) -> str:
+  """The --source that makes dataset `name`: the embedded set, a TFDS catalog dataset, else a folder."""
+  if name == "synthetic_shapes":
+    return name
+  builder = _catalog_builder_class(name)
+  if builder is None:
+    return "folder:PATH"
+  needs_files = bool(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None))
+  return f"tfds:{name} " + ("--manual_dir=FOLDER" if needs_files else "--download")
+
+
+def _catalog_builder_class(name: str):
+  """TFDS's builder class of catalog dataset `name` (a config after a slash allowed), else None."""
+  try:
+    import tensorflow_datasets as tfds  # noqa: PLC0415 - only for this message; importing it takes a second
+
+    return tfds.builder_cls(name.split("/")[0])
+  except Exception:  # not installed, or no such dataset in the catalog
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -55,10 +106,15 @@ def prepare_command(name: str, data_dir: str, source: str = None) -> str:
 
 
 def list_image_folder(root: str, splits: Sequence[str] = ("train", "val")) -> Tuple[List[str], Dict]:
-  """Returns (class names, {split: [(path, label), ...]}) for root/<split>/<class>/<image>.
+  """Lists the images of a folder root/<split>/<class>/<image>; the class folders are the labels.
 
-  Raises DatasetError when root is missing or a file, a split is missing or empty, or the splits do not
-  share one class set.
+  Args:
+    root: the folder.
+    splits: the split folders under it.
+
+  Returns:
+    (class names, sorted, {split: [(path, label), ...]}); a DatasetError when root is missing or a file, a
+    split is missing or empty, or the splits do not share one class set.
   """
   if not os.path.exists(root):
     raise DatasetError(
@@ -127,7 +183,15 @@ def _decode_jpeg_turbo(data: bytes, out: np.ndarray = None):
 
 
 def decode_image(data: bytes, *, path: str = "<bytes>") -> np.ndarray:
-  """JPEG/PNG bytes -> uint8 [H, W, 3] RGB (greyscale and RGBA become RGB; EXIF orientation ignored)."""
+  """Decodes JPEG or PNG bytes to RGB; greyscale and RGBA become RGB, EXIF orientation is ignored.
+
+  Args:
+    data: the encoded image.
+    path: where it came from, for the error message.
+
+  Returns:
+    uint8 [H, W, 3]; a DatasetError naming `path` where the bytes are no image.
+  """
   image = _decode_jpeg_turbo(data)
   if image is not None:
     return image
@@ -142,8 +206,6 @@ def decode_image(data: bytes, *, path: str = "<bytes>") -> np.ndarray:
       if image is not None:
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
   try:
-    from PIL import Image
-
     with Image.open(io.BytesIO(data)) as image:
       return np.asarray(image.convert("RGB"))
   except Exception as e:
@@ -166,7 +228,15 @@ def decode_fitted_into(data: bytes, out: np.ndarray) -> None:
 
 
 def fit_to_size(image: np.ndarray, size: int) -> np.ndarray:
-  """Section 2: rescale so the shorter side is `size`, then crop the central size x size patch."""
+  """Section 2: rescale so the shorter side is `size` (`resize`), then crop the central size x size patch.
+
+  Args:
+    image: uint8 [H, W, 3].
+    size: the side of the square returned.
+
+  Returns:
+    uint8 [size, size, 3].
+  """
   height, width = image.shape[:2]
   if (height, width) == (size, size):
     return image
@@ -175,15 +245,37 @@ def fit_to_size(image: np.ndarray, size: int) -> np.ndarray:
     return image[top : top + size, left : left + size]
   scale = size / min(height, width)
   new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
-  if cv2 is not None:
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    image = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
-  else:
-    from PIL import Image
-
-    image = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
+  image = resize(image, new_h, new_w)
   top, left = (new_h - size) // 2, (new_w - size) // 2
   return image[top : top + size, left : left + size]
+
+
+def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+  """Resizes to height x width, aspect ratio not kept, antialiased where it shrinks.
+
+  OpenCV's INTER_AREA (each output pixel the mean of the input area it covers) along a side that shrinks,
+  bilinear along one that grows; without OpenCV, Pillow's BILINEAR, whose filter widens with the shrink
+  factor, so it antialiases too. Where one side shrinks and the other grows, each side is resized on its
+  own, with its own filter.
+
+  Args:
+    image: uint8 [H, W, C].
+    height: the rows of the result.
+    width: the columns of the result.
+
+  Returns:
+    uint8 [height, width, C]; `image` itself when it has that size already.
+  """
+  old_h, old_w = image.shape[:2]
+  if (old_h, old_w) == (height, width):
+    return image
+  if cv2 is None:
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+  shrinks, grows = height <= old_h and width <= old_w, height >= old_h and width >= old_w
+  if shrinks or grows:
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinks else cv2.INTER_LINEAR)
+  image = resize(image, old_h, width)  # one side at a time
+  return resize(image, height, width)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -203,7 +295,16 @@ class DatasetInfo:
 
 
 def find_prepared(data_dir: str, name: str) -> str:
-  """The folder holding `dataset_info.json` of dataset `name` under data_dir (the newest version)."""
+  """Finds the newest version of prepared dataset `name` under data_dir.
+
+  Args:
+    data_dir: the folder of prepared datasets (`~` is expanded).
+    name: the dataset.
+
+  Returns:
+    The folder holding its dataset_info.json; DatasetNotPrepared, naming a command that prepares it, where
+    there is none.
+  """
   data_dir = os.path.expanduser(data_dir)
   if paths.file_in_the_way(data_dir):
     raise DatasetError(
@@ -226,8 +327,16 @@ def find_prepared(data_dir: str, name: str) -> str:
 
 
 def dataset_info(data_dir: str, name: str, *, path: str = None) -> DatasetInfo:
-  """What training needs to know of prepared dataset `name` in data_dir (its newest version there), or of
-  the one version folder `path` (which holds dataset_info.json) when that is given."""
+  """Reads what training needs to know of a prepared dataset.
+
+  Args:
+    data_dir: the folder of prepared datasets.
+    name: the dataset; its newest version in data_dir is read.
+    path: one version folder (holding dataset_info.json) to read instead.
+
+  Returns:
+    Its DatasetInfo: classes, split sizes, stored image size.
+  """
   path = path or find_prepared(data_dir, name)
   with open(os.path.join(path, "dataset_info.json")) as f:
     info = json.load(f)
@@ -294,8 +403,6 @@ class SplitRecords:
 
   def _reader(self, i: int):
     if self._readers[i] is None:
-      from array_record.python import array_record_module
-
       try:
         # readahead 0: reads are random, a read-ahead buffer would fill with records never asked for.
         self._readers[i] = array_record_module.ArrayRecordReader(
@@ -337,10 +444,19 @@ class SplitRecords:
 
 
 def open_split(info: DatasetInfo, split: str) -> SplitRecords:
-  """The serialized examples of `split` (e.g. 'train[:300]'); `parse_example` reads one. Deserialising
-  with the one small proto parse costs a fraction of TFDS's generic feature decoding, which would otherwise
-  take longer than decoding the JPEG itself."""
-  import tensorflow_datasets as tfds  # reads the split's file instructions; needs no TensorFlow
+  """Opens the serialized examples of a split for random access.
+
+  Deserialising with the one small proto parse (`parse_example`) costs a fraction of TFDS's generic feature
+  decoding, which would otherwise take longer than decoding the JPEG itself.
+
+  Args:
+    info: the prepared dataset (`dataset_info`).
+    split: a split, or a slice of one in TFDS's syntax ('train[:300]', 'train[10%:]').
+
+  Returns:
+    Its records, in order: `records[k]` or `read_records(records, keys)`.
+  """
+  import tensorflow_datasets as tfds  # noqa: PLC0415 - the split's file instructions; a second to import
 
   builder = tfds.builder_from_directory(info.path)
   base = split.split("[")[0]
@@ -386,7 +502,7 @@ def read_records(source, keys: Sequence[int]) -> List[bytes]:
 
 @functools.cache
 def _example_type():
-  from tensorflow_datasets.proto import tf_example_pb2  # the proto alone: no TensorFlow
+  from tensorflow_datasets.proto import tf_example_pb2  # noqa: PLC0415 - the proto alone, no TensorFlow
 
   return tf_example_pb2.Example
 

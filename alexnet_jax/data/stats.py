@@ -7,7 +7,7 @@ writes `~/alexnet_data/imagenette2_128.train_stats.json` beside the dataset (or 
 Writes per-channel mean and standard deviation (0-255), the RGB covariance's principal axes
 (`pca_eigvec`, columns) and eigenvalues (`pca_eigval`) in the convention of augment.IMAGENET_EIGVAL (that
 of fb.resnet.torch and MXNet, whose values everyone uses): eigenvalues of the covariance of pixels scaled
-to [0, 1], times 255. On the shared Imagenette (ImageNet photos) this gives 55.0, 4.2, 0.85 beside
+to [0, 1], times 255. On the study's Imagenette (ImageNet photos) this gives 55.0, 4.2, 0.85 beside
 ImageNet's 55.46, 4.79, 1.15. Use them as --config.augment.eigval / --config.augment.eigvec. The per-pixel
 mean image goes beside the JSON, to `<out>.mean_image.npy`: --config.augment.mean_image=<out>.mean_image.npy
 subtracts it (section 2) instead of the per-channel mean.
@@ -61,6 +61,19 @@ def pixel_statistics(images_iter, image_size: int):
 
 
 def dataset_statistics(data_dir, name, split="train", image_size=0, batch_size=64, num_workers=-1):
+  """Reads every image of a prepared dataset's split once and measures its pixels (`pixel_statistics`).
+
+  Args:
+    data_dir: the folder of prepared datasets.
+    name: the dataset.
+    split: the split measured.
+    image_size: bring images to this size first (0: as stored).
+    batch_size: images decoded per batch.
+    num_workers: decoding processes (-1: one per core but one; 0: in this process).
+
+  Returns:
+    A dict of per-channel mean_rgb and std_rgb (0-255), pca_eigval and pca_eigvec, and the mean_image.
+  """
   config = pipeline.LoaderConfig(
     data_dir=data_dir,
     name=name,

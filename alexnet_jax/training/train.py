@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from alexnet_jax import paths
-from alexnet_jax.data import pipeline, preprocess, sources
+from alexnet_jax.data import pipeline, prepare, preprocess, sources
 from alexnet_jax.model import build, models
 from alexnet_jax.training import loop, metrics_io, optim, steps
 
@@ -106,9 +106,10 @@ def ensure_dataset(config) -> sources.DatasetInfo:
     if not (d.auto_prepare and d.name == "synthetic_shapes"):
       if not d.get("prepare_args"):
         raise
+      # The config's command where it makes the dataset asked for, else one that makes that name.
       raise sources.DatasetNotPrepared(
-        f"No prepared dataset {d.name!r} in {data_dir!r}. Prepare it with: python -m alexnet_jax.data.prepare "
-        f"{d.prepare_args} --data_dir={d.data_dir}"
+        f"No prepared dataset {d.name!r} in {data_dir!r}. Prepare it with: "
+        f"{prepare.command_for(d.name, d.data_dir, d.prepare_args)}"
       ) from None
   logging.info(
     "Writing the embedded synthetic_shapes dataset to %s: generated here, nothing is downloaded "
@@ -116,8 +117,6 @@ def ensure_dataset(config) -> sources.DatasetInfo:
     data_dir,
   )
   try:
-    from alexnet_jax.data import prepare
-
     prepare.prepare_synthetic(data_dir, image_size=d.image_size, keep_existing=True)
   except ImportError as e:
     raise sources.DatasetError(
