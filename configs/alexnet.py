@@ -27,12 +27,13 @@ Variants (each with its command and expected result):
   imagenette  Imagenette2 at 128 px (10 ImageNet classes), upsampled to 256 on the device, 227 crops, the
               paper's recipe otherwise: a GPU job.
                 python -m alexnet_jax.data.prepare --source=tfds:imagenette/full-size-v2 --download
-                  --squash=224 --image_size=128 --jpeg_quality=70 --name=imagenette2_128
+                  --squash=224 --image_size=128 --jpeg_quality=70 --chroma_subsampling=4:2:0
+                  --name=imagenette2_128
               Expected: not yet run (it needs a GPU).
   imagewoof   The same with Imagewoof2 (10 dog breeds, 128 px): fast.ai's imagewoof2.tgz unpacked to
               ~/imagewoof2, then
                 python -m alexnet_jax.data.prepare --source=folder:~/imagewoof2 --squash=224 --image_size=128
-                  --jpeg_quality=70 --name=imagewoof2_128
+                  --jpeg_quality=70 --chroma_subsampling=4:2:0 --name=imagewoof2_128
   study       The reproduction study's CPU geometry (experiments/study): Imagenette at 1/4 width, 128 -> 76
               on the device, 67 px crops (the paper's 256 -> 227 ratio), 90 epochs (section 5's budget).
                 python -m alexnet_jax.main --config=configs/alexnet.py:study --workdir=/tmp/study_run
@@ -198,8 +199,9 @@ def smoke(config):
 
 
 # How each 10-class set is prepared at 128 px (`python -m alexnet_jax.data.prepare` flags but --data_dir):
-# fast.ai's images squashed to 224x224, then resized to 128 with antialiasing and stored as JPEG quality 70.
-STUDY_COPY = "--squash=224 --image_size=128 --jpeg_quality=70"
+# fast.ai's images squashed to 224x224, then resized to 128 with antialiasing and stored as JPEG quality 70
+# with 4:2:0 chroma, the encoding of the copies the study's runs read.
+STUDY_COPY = "--squash=224 --image_size=128 --jpeg_quality=70 --chroma_subsampling=4:2:0"
 IMAGENETTE_PREPARE = f"--source=tfds:imagenette/full-size-v2 --download {STUDY_COPY} --name=imagenette2_128"
 IMAGEWOOF_PREPARE = f"--source=folder:~/imagewoof2 {STUDY_COPY} --name=imagewoof2_128"
 

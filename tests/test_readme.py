@@ -55,11 +55,22 @@ def test_each_command_runs_as_written(command):
   for arg in (a for a in args if a.startswith("--")):
     name, _, value = arg[2:].partition("=")
     if name.startswith("config."):  # a config key: it must exist and take the value
-      configlib.set_path(configlib.load_config("configs/alexnet.py"), name[len("config.") :], configlib.parse_value(value))
+      configlib.set_path(
+        configlib.load_config("configs/alexnet.py"), name[len("config.") :], configlib.parse_value(value)
+      )
       continue
     assert re.search(rf"--(\[no\])?{re.escape(name)}:", known), f"{module} has no flag --{name}"
     if name == "config":
       configlib.load_config(str(REPO / value) if not value.startswith("/") else value)
+
+
+@pytest.mark.parametrize("variant", ["imagenette", "imagewoof"])
+def test_the_data_commands_are_the_configs_own(variant):
+  """The README prepares each dataset with the command its config names when the data is missing."""
+  config = configlib.load_config(f"configs/alexnet.py:{variant}")
+  prepared = [c for c in commands() if c[0] == "alexnet_jax.data.prepare" and f"--name={config.dataset.name}" in c]
+  assert [c[1:-1] for c in prepared] == [shlex.split(config.dataset.prepare_args)]
+  assert prepared[0][-1] == f"--data_dir={config.dataset.data_dir}"
 
 
 def snippet_names():
