@@ -148,7 +148,10 @@ def test_the_report_pairs_seeds_sets_failed_runs_apart_and_reads_the_kernels(tmp
   )
   assert "colour specialisation" not in headline
   assert "Study state: 12 of 53 runs (the rest still to run)" in findings
-  assert "Confirmed: claim 3 (LRN: +2.0 [+1.8, +2.2] points of 10-crop top-1 error, 3 seeds)" in findings
+  assert (
+    "Confirmed: claim 3 (LRN: +2.0 [+1.8, +2.2] points of 10-crop top-1 error (+2.0 [+1.8, +2.2] with the centre "
+    "crop), 3 seeds)" in findings
+  )
   assert "Runs that did not train (left out of the pairs): tanh 1 of 3." in findings
   # Both arms' validation curves sit 0.1 above their final error at epoch 3 (the record nearest 80% of 4).
   assert "| 3 | no_lrn | +2.00 [+1.75, +2.25] | +2.00 [+1.75, +2.25] | +0.00 |" in text
@@ -209,11 +212,14 @@ def test_a_diverged_run_is_copied_without_kernels_and_reported_as_not_trained(tm
 
 def test_the_readme_states_the_findings_the_committed_runs_give():
   """README.md's findings block and the committed report are what the committed runs give today (the
-  report compared, as committed, with the 15-epoch study)."""
+  report compared, as committed, with the 15-epoch study, and read against the committed Imagewoof runs)."""
   results = os.path.join(os.path.dirname(__file__), "..", "experiments", "results")
   report_dir, shorter = os.path.join(results, "study"), os.path.join(results, "study_15ep")
-  loaded, other = (measures.load_all(d, arms.ARMS) for d in (report_dir, shorter))
-  headline = prose.headline(arms.ARMS, arms.CLAIMS, loaded, other)
+  nette, woof = arms.DATASETS["imagenette"], os.path.join(results, "study_imagewoof")
+  loaded, other, replica = report.load_inputs(
+    report_dir, arms.ARMS, nette, shorter, woof if os.path.isdir(woof) else ""
+  )
+  headline = prose.headline(arms.ARMS, arms.CLAIMS, loaded, other, nette.data, replica)
   readme = os.path.join(os.path.dirname(__file__), "..", "README.md")
   content, begin, end = runner.block_bounds(readme)
   assert content[begin:end].strip() == headline, (

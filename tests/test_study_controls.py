@@ -4,20 +4,20 @@ supports, and the dropout control's table on made-up runs whose epochs are worke
 from test_study import _fake_run, _kernels
 
 from alexnet_jax.analysis import effects
-from experiments.study import arms, controls, measures
+from experiments.study import arms, controls, lrn, measures
 
 Iv = effects.Interval  # (mean, low, high, seeds)
 
 
 def test_the_lrn_reading_names_normalisation_when_the_gain_alone_does_not_help():
   no_lrn, gain_only = Iv(5.0, 3.0, 7.0, 5), Iv(4.8, 2.9, 6.7, 5)  # keeping only the gain loses it all
-  reading = controls.lrn_reading(no_lrn, gain_only, gain_alone=Iv(0.2, -1.0, 1.4, 5))
+  reading = lrn.lrn_reading(no_lrn, gain_only, gain_alone=Iv(0.2, -1.0, 1.4, 5))
   assert "the effect is the normalisation across channels, not the scale" in reading
   # The gain alone recovers the baseline: no difference without the normalisation, and better than no LRN.
-  reading = controls.lrn_reading(no_lrn, Iv(0.3, -1.5, 2.1, 5), gain_alone=Iv(4.7, 2.8, 6.6, 5))
+  reading = lrn.lrn_reading(no_lrn, Iv(0.3, -1.5, 2.1, 5), gain_alone=Iv(4.7, 2.8, 6.6, 5))
   assert "mostly one of scale" in reading and "could hide ±2.1" in reading
-  assert "nothing to attribute" in controls.lrn_reading(Iv(1.0, -2.0, 4.0, 5), gain_only, Iv(0, -1, 1, 5))
-  assert "do not separate" in controls.lrn_reading(no_lrn, Iv(2.5, 0.5, 4.5, 5), Iv(2.5, 0.5, 4.5, 5))
+  assert "nothing to attribute" in lrn.lrn_reading(Iv(1.0, -2.0, 4.0, 5), gain_only, Iv(0, -1, 1, 5))
+  assert "do not separate" in lrn.lrn_reading(no_lrn, Iv(2.5, 0.5, 4.5, 5), Iv(2.5, 0.5, 4.5, 5))
 
 
 def test_the_tower_reading_tells_width_from_the_split_only_on_evidence_for_each():
@@ -74,4 +74,49 @@ def test_the_dropout_table_counts_epochs_to_the_baselines_quarter_mark(tmp_path)
 
 def test_every_control_arm_of_the_plan_is_read_by_the_report():
   planned = {arm.name for arm in arms.ARMS if arm.what.startswith("control for")}
-  assert planned == set(controls.CONTROLS) and len(planned) == 5
+  assert planned == set(controls.CONTROLS) and len(planned) == 6
+
+
+def test_the_k1_reading_holds_fails_or_splits_the_effect_by_the_declared_rule():
+  no_lrn, read = Iv(2.0, 1.0, 3.0, 5), lrn.k1_reading  # removing LRN hurts, detectably
+  # Worse than k = 2 and not better than no LRN: the gain reading holds.
+  reading = read(no_lrn, Iv(1.9, 1.4, 2.4, 5), Iv(-0.1, -0.35, 0.15, 5))
+  assert "the reading holds" in reading and "(+1.90 [+1.40, +2.40])" in reading
+  # Not detectably worse than k = 2: the reading fails, whatever no LRN does.
+  reading = read(no_lrn, Iv(0.2, -0.6, 1.0, 5), Iv(-1.8, -2.5, -1.1, 5))
+  assert "the gain reading fails" in reading and "could hide ±1.0" in reading
+  assert "and it is detectably better than no LRN (-1.80 [-2.50, -1.10])" in reading
+  assert "and it is detectably better" not in read(no_lrn, Iv(0.2, -0.6, 1.0, 5), Iv(-0.5, -1.2, 0.2, 5))
+  # Detectably worse than k = 2 and detectably better than no LRN: part of the effect.
+  assert "the gain is part of LRN's effect, not all of it" in read(
+    no_lrn, Iv(1.0, 0.5, 1.5, 5), Iv(-1.0, -1.5, -0.5, 5)
+  )
+  # No LRN effect to account for, and too few seeds.
+  assert "no effect to account for" in read(Iv(0.5, -0.5, 1.5, 5), Iv(1.0, 0.5, 1.5, 5), Iv(0.5, -0.1, 1.1, 5))
+  assert "too few seeds" in read(no_lrn, Iv(1.0, 1.0, 1.0, 1), Iv(0.0, 0.0, 0.0, 1))
+
+
+def test_lrn_with_k1_is_tabulated_against_the_baseline_and_no_lrn_beside_later_works_k(tmp_path):
+  # Errors (points above the baseline's 30, 40, 50): no LRN +1.9, +2.0, +2.1; LRN with k = 1 +1.7, +1.9, +2.1.
+  planned = {"baseline": (0.0, 0.0, 0.0), "no_lrn": (0.019, 0.020, 0.021), "lrn_k1": (0.017, 0.019, 0.021)}
+  for name, extra in planned.items():
+    for seed, base in enumerate((0.30, 0.40, 0.50)):
+      _fake_run(tmp_path / "runs" / name / f"seed{seed}", seed, base + extra[seed], 0.1, _kernels(True))
+  loaded = measures.load_all(str(tmp_path), arms.arms_of(arms.DATASETS["imagewoof"]))
+  lines = lrn.lrn_section(loaded)
+  # Against the baseline: 1.7, 1.9, 2.1 (mean 1.9, sd 0.2, t(2) = 4.3027: ±0.497); against no LRN: -0.2,
+  # -0.1, 0 (mean -0.1, sd 0.1: ±0.248); the 10-crop and centre errors of the made-up runs are the same.
+  row = (
+    "| lrn_k1 | 3 of 3 | +1.90 [+1.40, +2.40] | +1.90 [+1.40, +2.40] | -0.10 [-0.35, +0.15] | -0.10 [-0.35, +0.15] |"
+  )
+  assert row in lines
+  assert "| this study: no_lrn against lrn_k1 | 1 | +0.10 [-0.15, +0.35] / +0.10 [-0.15, +0.35] |" in lines
+  assert "| this study: no_lrn against the baseline | 2 | +2.00 [+1.75, +2.25] / +2.00 [+1.75, +2.25] |" in lines
+  assert any(
+    line.startswith("| CaffeNet at 128 px on ImageNet (Mishkin") and "| 1 | -0.1 top-1" in line for line in lines
+  )
+  assert lines[-2].startswith("Reading: LRN with k = 1 is detectably worse") and lines[-2].endswith(
+    "the reading holds."
+  )
+  # Imagewoof runs neither learning-rate control: the section names only the controls it runs.
+  assert not any("no_lrn_lr_half" in line or "half the baseline's learning rate" in line for line in lines)

@@ -37,7 +37,7 @@ def publish(report_dir: str, readme: str = "", compare_to: str = "", arms=arms_l
     readme: a file with a findings block (runner.README_BEGIN), or "" for none.
     compare_to: the report folder of the same study at another budget, or "".
     arms: the arms of the study's dataset.
-    **kwargs: report.write_report's command and invocation_s.
+    **kwargs: report.write_report's dataset, replicate_from, command and invocation_s.
   """
   headline = report.write_report(report_dir, arms, arms_lib.CLAIMS, compare_to=compare_to, **kwargs)
   print(f"Report: {report_dir}/README.md")
@@ -52,6 +52,15 @@ def refuse(error: configlib.ConfigError) -> None:
   sys.exit(2)
 
 
+def replicate_from(dataset: arms_lib.Dataset) -> str:
+  """The second dataset's report folder for the replication section: --replicate_from, by default
+  Imagewoof's where it exists (for the Imagenette report only); "" for none."""
+  if FLAGS.replicate_from:
+    return os.path.abspath(FLAGS.replicate_from)
+  default = arms_lib.DATASETS["imagewoof"].report_dir
+  return os.path.abspath(default) if dataset.name == "imagenette" and os.path.isdir(default) else ""
+
+
 def main(argv):
   """Runs the study's missing runs (or, with --report_only, none) and writes its report."""
   del argv
@@ -60,6 +69,7 @@ def main(argv):
   report_dir = os.path.abspath(FLAGS.report_dir or dataset.report_dir)
   workdir = os.path.abspath(os.path.expanduser(FLAGS.workdir))
   runs = arms_lib.plan(workdir, arms)
+  facts = dict(dataset=dataset, replicate_from=replicate_from(dataset))
   try:
     if FLAGS.readme:
       runner.block_bounds(FLAGS.readme)  # refused before anything is trained or written
@@ -69,7 +79,7 @@ def main(argv):
   if FLAGS.report_only:
     if os.path.isdir(workdir):
       print(f"Copied {runner.copy_finished(runs, report_dir)} finished runs from {workdir}.")
-    publish(report_dir, FLAGS.readme, FLAGS.compare_to, arms, command=None)
+    publish(report_dir, FLAGS.readme, FLAGS.compare_to, arms, command=None, **facts)
     return
   try:
     ablate.check_counts(1, FLAGS.parallel, FLAGS.gpus)
@@ -92,6 +102,7 @@ def main(argv):
     arms,
     command="python -m experiments.study " + " ".join(sys.argv[1:]),
     invocation_s=time.time() - started,
+    **facts,
   )
   if failure:
     print(f"error: {failure}", file=sys.stderr)
@@ -119,6 +130,12 @@ if __name__ == "__main__":
     "",
     "The report_dir of the same study at another num_epochs (e.g. experiments/results/study_15ep): the report "
     "adds how each arm's error and each claim's effect move between the two budgets, seed by seed.",
+  )
+  flags.DEFINE_string(
+    "replicate_from",
+    "",
+    "The report_dir of the study on the second dataset (default: experiments/results/study_imagewoof, for the "
+    "Imagenette report, where it exists): the report adds whether each finding replicates there.",
   )
   flags.DEFINE_string("readme", "", "Also rewrite the findings block of this file (the repository's README.md).")
   cli.run(main)

@@ -49,7 +49,7 @@ ARMS = (
     "lrn_k1",
     {"model.lrn_k": 1.0},
     5,
-    "control for LRN: k = 1 (Caffe's default, Mishkin et al.'s setting), most of the constant gain removed",
+    "control for LRN: k = 1 (Caffe's default, Mishkin et al.'s setting), the constant gain removed (1 / 1^0.75 = 1)",
   ),
   Arm(
     "one_tower",
@@ -84,28 +84,81 @@ ARMS = (
 )
 
 
+# How both datasets were made (configs/alexnet.py's STUDY_COPY): what a user's own copy can differ in.
+PREPARATION = (
+  "fast.ai's images squashed to 224x224, resized with antialiasing to 128x128 and stored as JPEG quality 70 "
+  "by `python -m alexnet_jax.data.prepare` with the config's `dataset.prepare_args`. A copy prepared elsewhere "
+  "can differ from ours in the resampling filter and the JPEG encoder, so its pixel values, and so the last "
+  "digits of each run's error, differ; the seed-paired effects should agree within their noise."
+)
+LEADERBOARD_SOURCE = "fast.ai's leaderboard at 128 px, no test-time augmentation (github.com/fastai/imagenette)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+  """The facts of a dataset the report states: what it is, its size, how to get it, what others reached.
+
+  `fetch`: what to do before `python -m alexnet_jax.data.prepare` (empty where prepare downloads it).
+  `leaderboard`: {epochs: top-1 accuracy (%)} of the best ResNet-family nets on LEADERBOARD_SOURCE.
+  """
+
+  title: str
+  short: str
+  content: str
+  train_images: int
+  val_images: int
+  fetch: str
+  leaderboard: Dict[int, float]
+
+
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-  """A dataset the study runs on: the config its runs train, its report folder, and each arm's seeds there."""
+  """A dataset the study runs on: the config its runs train, its report folder, each arm's seeds there,
+  and its facts (Data)."""
 
   name: str
   config: str
   report_dir: str
   seeds: Dict[str, int]
+  data: Data
 
+
+IMAGENETTE = Data(
+  "Imagenette2",
+  "Imagenette",
+  "10 ImageNet classes",
+  9469,
+  3925,
+  "",
+  {5: 87.4, 20: 91.6, 80: 93.6},
+)
+IMAGEWOOF = Data(
+  "Imagewoof2",
+  "Imagewoof",
+  "10 dog breeds of ImageNet",
+  9025,
+  3929,
+  "download fast.ai's imagewoof2.tgz (github.com/fastai/imagenette) and unpack it to ~/imagewoof2",
+  {5: 76.6, 20: 86.3, 80: 87.8},
+)
 
 # Imagenette: every arm. Imagewoof (ten dog breeds: a second, harder dataset): the arms of the findings
 # that must replicate (LRN and its controls, pooling, the towers and their control, ReLU), declared before
 # any of its runs was seen; the small-effect arms 5 seeds, the others 3.
 DATASETS = {
   "imagenette": Dataset(
-    "imagenette", "configs/alexnet.py:study", "experiments/results/study", {a.name: a.seeds for a in ARMS}
+    "imagenette",
+    "configs/alexnet.py:study",
+    "experiments/results/study",
+    {a.name: a.seeds for a in ARMS},
+    IMAGENETTE,
   ),
   "imagewoof": Dataset(
     "imagewoof",
     "configs/alexnet.py:study_imagewoof",
     "experiments/results/study_imagewoof",
     dict(baseline=5, no_lrn=5, lrn_gain_only=5, lrn_k1=5, no_overlap=5, one_gpu_half=3, one_tower=3, tanh=3),
+    IMAGEWOOF,
   ),
 }
 

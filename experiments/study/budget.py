@@ -43,9 +43,12 @@ def measure(claim):
   return measures.gap if claim.measured_by == "gap" else measures.PRIMARY
 
 
-def arm_errors(short: Sequence[dict], long: Sequence[dict]) -> Tuple[Dict[int, float], Dict[int, float]]:
-  """An arm's 10-crop top-1 error (points) per seed at each budget, over the seeds both budgets trained."""
-  a, b = measures.values(short, measures.PRIMARY), measures.values(long, measures.PRIMARY)
+def arm_errors(
+  short: Sequence[dict], long: Sequence[dict], key: str = measures.PRIMARY
+) -> Tuple[Dict[int, float], Dict[int, float]]:
+  """An arm's error `key` (10-crop top-1 unless named; points) per seed at each budget, over the seeds both
+  budgets trained."""
+  a, b = measures.values(short, key), measures.values(long, key)
   seeds = set(a) & set(b)
   return {s: a[s] for s in seeds}, {s: b[s] for s in seeds}
 
@@ -101,16 +104,20 @@ def section(arms, claims, loaded, other, other_name: str) -> List[str]:
   if differing:
     lines += [f"Besides the epochs the two studies' configs differ in: {'; '.join(f'`{d}`' for d in differing)}.", ""]
   lines += [
-    f"| arm | 10-crop top-1 at {e_short:g} (paired seeds' mean) | at {e_long:g} | change | settled at {e_short:g} |",
-    "|---|---|---|---|---|",
+    f"| arm | 10-crop top-1 at {e_short:g} (paired seeds' mean) | at {e_long:g} | change | settled at {e_short:g} "
+    f"| centre top-1 at {e_short:g} | at {e_long:g} | change (centre) |",
+    "|---|---|---|---|---|---|---|---|",
   ]
   for arm in arms:
     errors = arm_errors(short[arm.name], long[arm.name])
     change = effects.paired_difference(*errors)
     if change.n:
       mean_short, mean_long = (sum(e.values()) / len(e) for e in errors)
+      centre = arm_errors(short[arm.name], long[arm.name], "eval/top1_error")
+      centre_short, centre_long = (sum(e.values()) / len(e) for e in centre)
       lines.append(
-        f"| {arm.name} | {mean_short:.2f} | {mean_long:.2f} | {fmt.fmt_interval(change)} | {settled(change)} |"
+        f"| {arm.name} | {mean_short:.2f} | {mean_long:.2f} | {fmt.fmt_interval(change)} | {settled(change)} | "
+        f"{centre_short:.2f} | {centre_long:.2f} | {fmt.fmt_interval(effects.paired_difference(*centre))} |"
       )
   lines += ending_lines(arms, short, long)
   lines += [

@@ -1,13 +1,13 @@
 """What each effect is: the study's controls, read against the claims they control (experiments/study/arms.py).
 
 A claim with an obvious confound has control arms: LRN's (a net without LRN also runs at another scale,
-which interacts with the learning rate), the towers' (the paper's one-GPU net has half the kernels: width
-as well as the split) and dropout's (it changes the effective step size, which bears on its cost in
+which interacts with the learning rate; lrn.py), the towers' (the paper's one-GPU net has half the kernels:
+width as well as the split) and dropout's (it changes the effective step size, which bears on its cost in
 epochs). Each section tabulates the arms' seed-paired Δ against the baseline, and a pure function of
-those intervals states which reading they support (tested on hand-made intervals).
+those intervals states which reading they support (tested on hand-made intervals). A dataset that does not
+run a control's arms has no section for it.
 """
 
-import math
 from typing import List, Optional, Sequence
 
 from alexnet_jax.analysis import effects
@@ -15,16 +15,17 @@ from experiments.study import formatting as fmt
 from experiments.study import measures
 
 
-LRN_CONTROLS = ("lrn_gain_only", "no_lrn_lr_half", "no_lrn_lr_double")
-
-
+# Each control arm, beside the arm it controls: LRN's (lrn.py reads them), the towers', dropout's.
+LRN_CONTROLS = ("lrn_gain_only", "lrn_k1", "no_lrn_lr_half", "no_lrn_lr_double")
 TOWER_CONTROLS = ("one_tower",)
-
-
 DROPOUT_CONTROLS = ("no_dropout_lr_half",)
-
-
 CONTROLS = LRN_CONTROLS + TOWER_CONTROLS + DROPOUT_CONTROLS
+TOP1_KEYS = (measures.PRIMARY, "eval/top1_error")  # every Δ of an error: 10-crop, and centre beside it
+
+
+def runs_any(loaded, *names: str) -> bool:
+  """Whether the dataset runs any of the arms `names` (loaded holds every arm it runs, finished or not)."""
+  return any(name in loaded for name in names)
 
 
 def paired(loaded, versus: str, name: str, key=measures.PRIMARY) -> effects.Interval:
@@ -43,76 +44,8 @@ def trained_of(loaded, name: str) -> str:
 def delta_row(loaded, name: str, extra: Sequence[str] = ()) -> str:
   """A table row: the arm, any `extra` cells, its seeds trained, and its seed-paired Δ of the 10-crop and
   the centre top-1 error against the baseline."""
-  deltas = [fmt.fmt_interval(paired(loaded, "baseline", name, key)) for key in (measures.PRIMARY, "eval/top1_error")]
+  deltas = [fmt.fmt_interval(paired(loaded, "baseline", name, key)) for key in TOP1_KEYS]
   return "| " + " | ".join([name, *extra, trained_of(loaded, name), *deltas]) + " |"
-
-
-def lrn_section(loaded) -> List[str]:
-  """The LRN controls' section: each LRN arm's Δ against the baseline, and the reading.
-
-  Args:
-    loaded: {arm name: its finished runs} (measures.load_all).
-
-  Returns:
-    The section's Markdown lines.
-  """
-  lines = [
-    "## What the LRN effect is: the controls",
-    "",
-    "Removing LRN also removes its constant gain: every activation it passes is divided by at least "
-    "k^β = 2^0.75 ≈ 1.68, so the net without it runs at another scale, which interacts with the "
-    "learning rate and the initialisation. The controls: LRN's constant gain alone (α = 0), and the "
-    "net without LRN at half and twice the baseline's learning rate.",
-    "",
-    "| arm | seeds trained | Δ top-1 (10-crop) vs baseline | Δ top-1 (centre) |",
-    "|---|---|---|---|",
-  ]
-  lines += [delta_row(loaded, name) for name in ("no_lrn", *LRN_CONTROLS)]
-  no_lrn, gain_only, gain_alone = lrn_intervals(loaded)
-  return lines + [
-    "",
-    f"The gain's own effect (no_lrn minus lrn_gain_only, seed-paired): {fmt.fmt_interval(gain_alone)}.",
-    "",
-    "Reading: " + lrn_reading(no_lrn, gain_only, gain_alone),
-    "",
-  ]
-
-
-def lrn_intervals(loaded):
-  """lrn_reading's three intervals of the 10-crop top-1 error: no LRN and LRN's gain alone, each against
-  the baseline, and no LRN against the gain alone."""
-  return (
-    paired(loaded, "baseline", "no_lrn"),
-    paired(loaded, "baseline", "lrn_gain_only"),
-    paired(loaded, "lrn_gain_only", "no_lrn"),
-  )
-
-
-def lrn_reading(no_lrn: effects.Interval, gain_only: effects.Interval, gain_alone: effects.Interval) -> str:
-  """Which account of the LRN effect the controls support, from three seed-paired intervals of the
-  10-crop top-1 error: no LRN vs the baseline, LRN's gain without its normalisation (alpha = 0) vs the
-  baseline (what the normalisation buys), and no LRN vs the gain alone (what the gain buys)."""
-  if min(no_lrn.n, gain_only.n, gain_alone.n) < 2:
-    return "too few seeds yet to tell the accounts apart."
-  if not no_lrn.excludes_zero():
-    return (
-      f"no effect of removing LRN was detected (it could hide ±{no_lrn.largest_hidden():.1f}), so there "
-      f"is nothing to attribute yet."
-    )
-  same_side = lambda i: i.excludes_zero() and math.copysign(1, i.mean) == math.copysign(1, no_lrn.mean)
-  if same_side(gain_only) and not gain_alone.excludes_zero():
-    return (
-      "the net that keeps LRN's constant gain but not its normalisation loses what removing LRN loses, "
-      "and the gain alone buys nothing detectable: the effect is the normalisation across channels, not "
-      "the scale."
-    )
-  if not gain_only.excludes_zero() and same_side(gain_alone):
-    return (
-      f"LRN's constant gain alone is detectably better than no LRN, and no difference from the baseline "
-      f"was detected without the normalisation (it could hide ±{gain_only.largest_hidden():.1f}): the "
-      f"effect is mostly one of scale, not of normalisation across channels."
-    )
-  return "the controls do not separate the two accounts (scale or normalisation) at these seeds."
 
 
 def towers_section(loaded) -> List[str]:
@@ -122,8 +55,10 @@ def towers_section(loaded) -> List[str]:
     loaded: {arm name: its finished runs} (measures.load_all).
 
   Returns:
-    The section's Markdown lines.
+    The section's Markdown lines; none where the dataset runs neither net.
   """
+  if not runs_any(loaded, "one_gpu_half", *TOWER_CONTROLS):
+    return []
   params = lambda name: next((f"{r['summary']['parameters']:,}" for r in loaded.get(name, [])), "–")
   lines = [
     "## What the towers' effect is: width or the split (claim 2's control)",
@@ -136,7 +71,7 @@ def towers_section(loaded) -> List[str]:
     "|---|---|---|---|---|",
   ]
   lines.append(f"| baseline | {params('baseline')} | {trained_of(loaded, 'baseline')} | – | – |")
-  lines += [delta_row(loaded, name, [params(name)]) for name in ("one_gpu_half", *TOWER_CONTROLS)]
+  lines += [delta_row(loaded, name, [params(name)]) for name in ("one_gpu_half", *TOWER_CONTROLS) if name in loaded]
   return lines + ["", "Reading: " + tower_reading(*tower_intervals(loaded)), ""]
 
 
@@ -189,10 +124,11 @@ def dropout_section(loaded) -> List[str]:
     loaded: {arm name: its finished runs} (measures.load_all).
 
   Returns:
-    The section's Markdown lines; none before a baseline run has finished.
+    The section's Markdown lines; none before a baseline run has finished, or where the dataset does
+    not run the arms.
   """
   threshold = measures.speed_threshold(loaded["baseline"], curve="curve")
-  if threshold is None:
+  if threshold is None or not runs_any(loaded, "no_dropout", *DROPOUT_CONTROLS):
     return []
   lines = [
     "## What dropout's cost in epochs is: the step size (claim 7's control)",
@@ -203,15 +139,15 @@ def dropout_section(loaded) -> List[str]:
     f"(centre) of {100 * threshold:.1f}%, as in 'Epochs to converge'; Δ: the arm minus the baseline, "
     "seed-paired ('never' counts as the run's length); Δ gap: validation minus training error.",
     "",
-    "| arm | seeds trained | epochs per seed | Δ epochs | Δ gap | Δ top-1 (10-crop) |",
-    "|---|---|---|---|---|---|",
+    "| arm | seeds trained | epochs per seed | Δ epochs | Δ gap | Δ top-1 (10-crop) | Δ top-1 (centre) |",
+    "|---|---|---|---|---|---|---|",
   ]
   for name in ("no_dropout", *DROPOUT_CONTROLS):
     per_seed, delta, _ = measures.epochs_effect(loaded["baseline"], loaded.get(name, []), threshold, curve="curve")
-    gap, error = (fmt.fmt_interval(paired(loaded, "baseline", name, key)) for key in (measures.gap, measures.PRIMARY))
+    cells = [fmt.fmt_interval(paired(loaded, "baseline", name, k)) for k in (measures.gap, *TOP1_KEYS)]
     lines.append(
       f"| {name} | {trained_of(loaded, name)} | {fmt.fmt_seeds(per_seed, 2, 'never') or '–'} | "
-      f"{fmt.fmt_interval(delta)} | {gap} | {error} |"
+      f"{fmt.fmt_interval(delta)} | " + " | ".join(cells) + " |"
     )
   return lines + ["", "Reading: " + dropout_reading(*dropout_intervals(loaded, threshold)), ""]
 
@@ -253,16 +189,4 @@ def dropout_reading(no_dropout: effects.Interval, half_step: effects.Interval, h
     f"the control does not separate the accounts at these seeds (without dropout at half the learning "
     f"rate: {fmt.fmt_interval(half_step)} epochs against the baseline, {fmt.fmt_interval(half_vs_full)} "
     f"against the full step)."
-  )
-
-
-def readings(loaded) -> str:
-  """What the three controls support, one sentence each, for the report's findings."""
-  return " ".join(
-    [
-      "LRN: " + lrn_reading(*lrn_intervals(loaded)),
-      "The towers: " + tower_reading(*tower_intervals(loaded)),
-      "Dropout's cost in epochs: "
-      + dropout_reading(*dropout_intervals(loaded, measures.speed_threshold(loaded["baseline"], curve="curve"))),
-    ]
   )

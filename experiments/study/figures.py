@@ -129,7 +129,7 @@ def plot_effects(plt, path: str, claims, loaded) -> None:
   """effects.png: per claim and control arm, the seed-paired Δ of the 10-crop top-1 error with its 95%
   interval, each seed's own difference as a dot, and the paper's top-1 effect where it gives one."""
   rows = [(f"{c.number}: {c.topic}", c.arm, (c.paper_effect or (None,))[0]) for c in claims]
-  rows += [(f"control: {name}", name, None) for name in controls.CONTROLS]
+  rows += [(f"control: {name}", name, None) for name in controls.CONTROLS if name in loaded]
   fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.2))
   base = measures.values(loaded["baseline"], measures.PRIMARY)
   for y, (label, arm, paper) in enumerate(rows):

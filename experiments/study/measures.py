@@ -29,7 +29,8 @@ CONVERGED_POINTS = 1.0  # a run is flat when its validation error's trend moved 
 
 
 def load_arm(report_dir: str, arm) -> List[dict]:
-  """The finished seeds of an arm: ablate.read_run's fields plus 'failed', 'gap', 'kernels' and 'summary'."""
+  """The finished seeds of an arm: ablate.read_run's fields plus 'failed', 'gap', 'kernels', 'summary' and
+  'segments' (how many times the run started), its 'wall_time_s' counting every segment (wall_time)."""
   results = []
   for seed in range(arm.seeds):
     folder = os.path.join(report_dir, "runs", arm.name, f"seed{seed}")
@@ -45,8 +46,40 @@ def load_arm(report_dir: str, arm) -> List[dict]:
     with open(run.summary_path) as f:
       summary = json.load(f)
     result["summary"] = summary
+    result["wall_time_s"], result["segments"] = wall_time(os.path.join(folder, "metrics.jsonl"), summary)
     results.append(result)
   return results
+
+
+def wall_time(metrics_path: str, summary: dict) -> Tuple[float, int]:
+  """A run's wall time over every segment of it, where it was interrupted and resumed.
+
+  The trainer now carries the wall time across a resume, so summary.json's is the run's own; a run made
+  before that restarted its clock at each resume, which its metrics.jsonl shows as a `perf/wall_time_s`
+  smaller than the record before. A resume cuts metrics.jsonl back to the checkpoint it starts from, so
+  each earlier segment counts up to its last perf record there (the work after it was lost and redone),
+  and the final segment with summary.json's wall time (which includes the final evaluation).
+
+  Args:
+    metrics_path: the run's metrics.jsonl.
+    summary: its summary.json (or diverged.json).
+
+  Returns:
+    (seconds, segments).
+  """
+  earlier, last = 0.0, None
+  segments = 1
+  with open(metrics_path) as f:
+    for line in f:
+      record = json.loads(line)
+      if record.get("kind") != "perf":
+        continue
+      now = record["perf/wall_time_s"]
+      if last is not None and now < last:  # the clock started again: a resumed segment
+        earlier += last
+        segments += 1
+      last = now
+  return earlier + summary["wall_time_s"], segments
 
 
 def load_all(report_dir: str, arms) -> Dict[str, List[dict]]:

@@ -9,20 +9,24 @@ import math
 from typing import Dict, List
 
 from alexnet_jax.analysis import effects
-from experiments.study import budget, controls, figure3
+from experiments.study import arms as arms_lib
+from experiments.study import budget, controls, figure3, lrn, measures, replication
 from experiments.study import formatting as fmt
-from experiments.study import measures
 
 
 def claim_phrase(claim, loaded) -> str:
-  """'claim 3 (LRN: +1.2 [+0.1, +2.3] points of ..., 5 seeds)', with the error Δ beside a gap."""
+  """'claim 3 (LRN: +1.2 [+0.1, +2.3] points of ... (+1.0 [...] with the centre crop), 5 seeds)', with the
+  error Δ beside a gap."""
   interval = measures.claim_effect(claim, loaded)
   text = f"claim {claim.number} ({claim.topic}: {fmt.fmt_interval(interval, 1)} {fmt.UNITS[claim.measured_by]}"
+  error, centre = (
+    effects.paired_difference(measures.values(loaded["baseline"], key), measures.values(loaded[claim.arm], key))
+    for key in (measures.PRIMARY, "eval/top1_error")
+  )
   if claim.measured_by == "gap":
-    error = effects.paired_difference(
-      measures.values(loaded["baseline"], measures.PRIMARY), measures.values(loaded[claim.arm], measures.PRIMARY)
-    )
     text += f", and {fmt.fmt_interval(error, 1)} of 10-crop top-1 error"
+  if claim.measured_by in ("gap", "error"):
+    text += f" ({fmt.fmt_interval(centre, 1)} with the centre crop)"
   threshold = measures.speed_threshold(loaded["baseline"])
   if claim.measured_by == "epochs" and threshold is not None:
     ratio = measures.epochs_effect(loaded["baseline"], loaded[claim.arm], threshold)[2]
@@ -38,9 +42,19 @@ def claim_phrase(claim, loaded) -> str:
   return text + f", {fmt.count(interval.n, 'seed')})"
 
 
-def findings(arms, claims, loaded) -> str:
-  """The study's findings in detail: every claim's Δ grouped by verdict, the runs that did not train and
-  figure 3's reading."""
+def findings(arms, claims, loaded, data: arms_lib.Data = arms_lib.IMAGENETTE) -> str:
+  """The study's findings in detail: every claim's Δ grouped by verdict, the runs that did not train,
+  figure 3's reading and the controls'.
+
+  Args:
+    arms: the arms of the dataset.
+    claims: the claims whose arm it runs.
+    loaded: {arm name: its finished runs} (measures.load_all).
+    data: the dataset's facts.
+
+  Returns:
+    The findings, one paragraph.
+  """
   done, planned = sum(len(loaded[a.name]) for a in arms), sum(a.seeds for a in arms)
   groups: Dict[str, List[str]] = {}
   for claim in claims:
@@ -49,7 +63,7 @@ def findings(arms, claims, loaded) -> str:
   c = loaded["baseline"][0]["summary"]["config"] if loaded["baseline"] else None
   scale = (
     f"at {c['augment']['crop_size']} px crops, x{c['model']['width_multiplier']:g} width and "
-    f"{c['num_epochs']:g} epochs on Imagenette"
+    f"{c['num_epochs']:g} epochs on {data.short}"
     if c
     else "at the study geometry"
   )
@@ -77,8 +91,23 @@ def findings(arms, claims, loaded) -> str:
   diffs = measures.tower_differences(loaded)
   two, one = effects.t_interval(diffs["baseline"].values()), effects.t_interval(diffs["one_tower"].values())
   sentences.append("Figure 3: " + figure3.kernels_reading(two, one, diffs))
-  sentences.append("The controls: " + controls.readings(loaded))
+  sentences.append("The controls: " + readings(loaded))
   return " ".join(sentences)
+
+
+def readings(loaded) -> str:
+  """What the controls the dataset runs support, one sentence each, for the report's findings."""
+  threshold = measures.speed_threshold(loaded["baseline"], curve="curve")
+  said = []
+  if "no_lrn" in loaded:
+    said.append("LRN: " + lrn.lrn_reading(*lrn.lrn_intervals(loaded)))
+  if "lrn_k1" in loaded:
+    said.append("LRN with k = 1: " + lrn.k1_reading(*lrn.k1_intervals(loaded)))
+  if controls.runs_any(loaded, "one_gpu_half", *controls.TOWER_CONTROLS):
+    said.append("The towers: " + controls.tower_reading(*controls.tower_intervals(loaded)))
+  if controls.runs_any(loaded, "no_dropout", *controls.DROPOUT_CONTROLS):
+    said.append("Dropout's cost in epochs: " + controls.dropout_reading(*controls.dropout_intervals(loaded, threshold)))
+  return " ".join(said)
 
 
 def disagreements(claims, loaded) -> List[str]:
@@ -118,10 +147,21 @@ def disagreements(claims, loaded) -> List[str]:
   return out
 
 
-def headline(arms, claims, loaded, other=None) -> str:
+def headline(arms, claims, loaded, other=None, data: arms_lib.Data = arms_lib.IMAGENETTE, replica=None) -> str:
   """The study in three sentences: the verdicts, where it disagrees with the paper, and what the budget
-  leaves open (with `other`, the same study at another budget: how far the baseline moved between them).
-  Heads the report's findings and, by `study.py --readme`, the repository README's."""
+  leaves open; heads the report's findings and, by `--readme`, the repository README's.
+
+  Args:
+    arms: the arms of the dataset.
+    claims: the claims whose arm it runs.
+    loaded: {arm name: its finished runs} (measures.load_all).
+    other: the same study at another budget (loaded likewise), or None: how far the baseline moved.
+    data: the dataset's facts.
+    replica: the second dataset's study (replication.Replica), or None: how many findings replicate.
+
+  Returns:
+    The headline, one paragraph.
+  """
   done, planned = sum(len(loaded[a.name]) for a in arms), sum(a.seeds for a in arms)
   by_verdict: Dict[str, List[str]] = {}
   for claim in claims:
@@ -142,8 +182,13 @@ def headline(arms, claims, loaded, other=None) -> str:
   seeds = sorted({len(loaded[c.arm]) for c in claims} | {len(loaded["baseline"])})
   seed_range = fmt.count(seeds[-1], "seed") if seeds[0] == seeds[-1] else f"{seeds[0]}-{seeds[-1]} seeds"
   epochs = fmt.run_epochs(loaded["baseline"])
+  of = (
+    f"the paper's {len(claims)} claims"
+    if len(claims) == len(arms_lib.CLAIMS)
+    else f"{len(claims)} of the paper's {len(arms_lib.CLAIMS)} claims"
+  )
   first = (
-    f"Of the paper's {len(claims)} claims, measured at a CPU scale (Imagenette, {epochs} epochs, {done} of "
+    f"Of {of}, measured at a CPU scale ({data.short}, {epochs} epochs, {done} of "
     f"{planned} runs, {seed_range} per claim, seed-paired 95% t intervals of the 10-crop "
     f"top-1 error unless named), " + "; ".join(counts) + "."
   )
@@ -157,7 +202,11 @@ def headline(arms, claims, loaded, other=None) -> str:
     if against
     else "Nothing measured differs from the paper or later work."
   )
-  second += " What LRN's effect is: " + controls.lrn_reading(*controls.lrn_intervals(loaded))
+  if "no_lrn" in loaded:
+    second += " What LRN's effect is: " + lrn.lrn_reading(*lrn.lrn_intervals(loaded))
+  k1 = lrn.k1_intervals(loaded)
+  if "lrn_k1" in loaded and min(i.n for i in k1) >= 2:
+    second += " LRN with k = 1: " + lrn.k1_reading(*k1)
   flat, trained = measures.flat_counts(loaded)
   if trained and flat == trained:
     third = (
@@ -171,10 +220,12 @@ def headline(arms, claims, loaded, other=None) -> str:
     )
   if other is not None:
     third = " ".join(filter(None, [third, budget.sentence(loaded, other)]))
+  if replica is not None:
+    third = " ".join(filter(None, [third, replication.sentence(loaded, replica)]))
   return " ".join([first, second, third])
 
 
-def findings_section(arms, claims, loaded, summary: str) -> List[str]:
+def findings_section(arms, claims, loaded, summary: str, data: arms_lib.Data = arms_lib.IMAGENETTE) -> List[str]:
   """The findings section: the headline, then the findings in detail.
 
   Args:
@@ -182,8 +233,9 @@ def findings_section(arms, claims, loaded, summary: str) -> List[str]:
     claims: the paper's claims.
     loaded: {arm name: its finished runs} (measures.load_all).
     summary: the headline (headline()).
+    data: the dataset's facts.
 
   Returns:
     The section's Markdown lines.
   """
-  return ["## Findings", "", summary, "", findings(arms, claims, loaded), ""]
+  return ["## Findings", "", summary, "", findings(arms, claims, loaded, data), ""]

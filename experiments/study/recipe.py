@@ -12,14 +12,17 @@ from typing import List
 
 import numpy as np
 
+from experiments.study import arms as arms_lib
 
-def setup_section(loaded, command, invocation_s) -> List[str]:
+
+def setup_section(loaded, command, invocation_s, data: arms_lib.Data = arms_lib.IMAGENETTE) -> List[str]:
   """The setup section: the data, the network, the runs' times and machine, and the command.
 
   Args:
     loaded: {arm name: its finished runs} (measures.load_all).
     command: the command line that made the runs, or None.
     invocation_s: how long that command ran, or None.
+    data: the dataset's facts.
 
   Returns:
     The section's Markdown lines.
@@ -29,12 +32,14 @@ def setup_section(loaded, command, invocation_s) -> List[str]:
   if not summaries:
     return lines + ["No run has finished yet.", ""]
   base = summaries[0]["config"]
-  walls = [s["wall_time_s"] for s in summaries]
+  walls = [r["wall_time_s"] for results in loaded.values() for r in results]
+  resumed = sum(r["segments"] > 1 for results in loaded.values() for r in results)
   rates = [s["train_images_per_sec"] for s in summaries]
   lines += [
-    f"- Data: `{base['dataset']['name']}` (Imagenette2, 10 ImageNet classes: 9,469 training and 3,925 "
-    f"validation photos at 128 px), resized to {base['augment']['resize_to']} on the device, "
-    f"{base['augment']['crop_size']}x{base['augment']['crop_size']} crops (the paper's 227 / 256 ratio).",
+    f"- Data: `{base['dataset']['name']}` ({data.title}, {data.content}: {data.train_images:,} training and "
+    f"{data.val_images:,} validation photos at 128 px; how they were made: Reproduce, below), resized to "
+    f"{base['augment']['resize_to']} on the device, {base['augment']['crop_size']}x{base['augment']['crop_size']} "
+    f"crops (the paper's 227 / 256 ratio).",
     f"- Network: preset `{base['model']['preset']}` at width x{base['model']['width_multiplier']} "
     f"({summaries[0]['parameters']:,} parameters in the baseline), batch {base['batch_size']}, "
     f"{base['num_epochs']:g} epochs, lr {base['optim']['learning_rate']} ({base['optim']['schedule']}, "
@@ -43,7 +48,8 @@ def setup_section(loaded, command, invocation_s) -> List[str]:
     f"- Runs: {len(summaries)} finished, {np.mean(walls) / 60:.1f} min each on average "
     f"({min(walls) / 60:.1f}-{max(walls) / 60:.1f}), {np.mean(rates):.0f} training images/s; device "
     f"`{summaries[0]['device_kind']}` x{summaries[0]['devices']}, jax {summaries[0]['jax_version']}. The "
-    f"wall times include other work that shared the machine.",
+    f"wall times include other work that shared the machine"
+    + (f", and every segment of the {resumed} runs that were interrupted and resumed." if resumed else "."),
     "- Seeds: seed k of every arm shares its initialisation and data order with seed k of the baseline; "
     "differences are seed-paired: mean [95% t interval] (alexnet_jax/analysis/effects.py).",
   ]
@@ -57,8 +63,16 @@ def setup_section(loaded, command, invocation_s) -> List[str]:
   return lines + [""]
 
 
-def departures_section(loaded) -> List[str]:
-  """Every way the study's recipe differs from section 5's, why, and the evidence where the study has it."""
+def departures_section(loaded, data: arms_lib.Data = arms_lib.IMAGENETTE) -> List[str]:
+  """Every way the study's recipe differs from section 5's, why, and the evidence where the study has it.
+
+  Args:
+    loaded: {arm name: its finished runs} (measures.load_all).
+    data: the dataset's facts.
+
+  Returns:
+    The section's Markdown lines.
+  """
   finished = loaded.get("baseline", [])
   if not finished:
     return ["## Departures from the paper's recipe (section 5)", "", "No baseline run has finished yet.", ""]
@@ -73,12 +87,14 @@ def departures_section(loaded) -> List[str]:
       for r in init
     )
     init_evidence = f"the `paper_init` arm, N(0, 0.01) with biases of 1 at this geometry, ended at {errors}"
-  else:
+  elif "paper_init" in loaded:
     init_evidence = "the `paper_init` arm (N(0, 0.01), biases of 1) has not run yet"
+  else:
+    init_evidence = "the Imagenette study's `paper_init` arm (N(0, 0.01), biases of 1; its report)"
   rows = [
     (
       "ILSVRC-2012, 1000 classes, 1.2M images",
-      "Imagenette2, 10 classes, 9,469 images",
+      f"{data.title}, 10 classes, {data.train_images:,} images",
       "a CPU budget; the errors are not comparable in level to the paper's, only the directions and sizes "
       "of the differences are",
     ),

@@ -10,16 +10,21 @@ from typing import List
 import numpy as np
 
 from alexnet_jax.analysis import effects
+from experiments.study import arms as arms_lib
 from experiments.study import formatting as fmt
 from experiments.study import measures
 
+# The final errors every error table gives, each 10-crop (the paper's test) beside the centre crop's.
+ERROR_COLUMNS = ("eval_ten_crop/top1_error", "eval/top1_error", "eval_ten_crop/top5_error", "eval/top5_error")
 
-def status_section(arms, loaded) -> List[str]:
+
+def status_section(arms, loaded, command: str = "python -m experiments.study") -> List[str]:
   """The status section: the runs finished of those planned, per arm, and those that did not train.
 
   Args:
     arms: the study's arms (arms.arms_of).
     loaded: {arm name: its finished runs} (measures.load_all).
+    command: the command that continues the study.
 
   Returns:
     The section's Markdown lines.
@@ -30,7 +35,7 @@ def status_section(arms, loaded) -> List[str]:
   if done < planned:
     lines += [
       f"**Partial results: {done} of {planned} runs finished.** The study continues where it stopped "
-      f"(`python -m experiments.study`, finished runs are skipped); rows with fewer seeds than planned "
+      f"(`{command}`, finished runs are skipped); rows with fewer seeds than planned "
       f"are marked, and a claim with fewer than 2 trained seeds has no interval yet.",
       "",
     ]
@@ -58,27 +63,31 @@ def claims_section(claims, loaded) -> List[str]:
     The section's Markdown lines.
   """
   base = loaded["baseline"]
+  measured = [
+    f"the validation-training gap for the claims about overfitting ({numbers(claims, 'gap')}; next section)",
+    f"the epochs to a training error for {numbers(claims, 'epochs', 'claim ')} (below)",
+  ]
+  measured = [m for m, kind in zip(measured, ("gap", "epochs")) if any(c.measured_by == kind for c in claims)]
   lines = [
     "## The claims",
     "",
     "Epochs: the length of the runs compared. Δ: the arm's error minus the baseline's, in points, "
     "seed-paired, mean [95% t interval]; positive means the paper's direction (removing the component "
     "hurts). Verdict on the claim's own measure, named first: the 10-crop top-1 error (the paper's test "
-    "protocol), the validation-training gap for the claims about overfitting (6, 7; next section), the "
-    "epochs to a training error for claim 1 (below): *confirmed* (the interval excludes 0 on the paper's "
+    "protocol)" + "".join(f", {m}" for m in measured) + ": *confirmed* (the interval excludes 0 on the paper's "
     "side), *not detected* (it includes 0; the largest effect it could still hide is given), *reversed*, "
     "*too few seeds* (fewer than 2 trained, or seeds whose differences agree exactly: a zero-width "
     "interval).",
     "",
-    "| # | claim (section) | paper | later anchors | seeds | epochs | Δ top-1 | Δ top-5 | Δ top-1 (10-crop) "
-    "| Δ top-5 (10-crop) | verdict |",
+    "| # | claim (section) | paper | later anchors | seeds | epochs | Δ top-1 (10-crop) | Δ top-1 (centre) "
+    "| Δ top-5 (10-crop) | Δ top-5 (centre) | verdict |",
     "|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for claim in claims:
     arm = loaded[claim.arm]
     trained = sum(not r["failed"] for r in arm)
     cells = []
-    for metric in measures.METRIC_NAMES:
+    for metric in ERROR_COLUMNS:
       cells.append(
         fmt.fmt_interval(effects.paired_difference(measures.values(base, metric), measures.values(arm, metric)))
       )
@@ -90,22 +99,66 @@ def claims_section(claims, loaded) -> List[str]:
   return lines + ["", "![each claim's Δ with its interval and seeds, beside the paper's](effects.png)", ""]
 
 
-def overfitting_section(claims, loaded) -> List[str]:
-  """The overfitting table: each run's validation-training gap and each overfitting claim's Δ gap.
+def numbers(claims, measured_by: str, prefix: str = "") -> str:
+  """The numbers of the claims measured by `measured_by`: '6, 7', or with `prefix` 'claim 1'."""
+  return prefix + ", ".join(str(c.number) for c in claims if c.measured_by == measured_by)
+
+
+def arm_errors_section(arms, loaded) -> List[str]:
+  """Each arm's final errors: the mean over its seeds that trained, and their range.
 
   Args:
-    claims: the paper's claims (arms.CLAIMS); those of kind 'overfit' are tabulated.
+    arms: the study's arms.
     loaded: {arm name: its finished runs} (measures.load_all).
 
   Returns:
     The section's Markdown lines.
   """
+  lines = [
+    "## Each arm's error",
+    "",
+    "Final validation error (%) of each arm: mean over the seeds that trained (range), 10-crop (the "
+    "paper's test) and centre crop.",
+    "",
+    "| arm | seeds trained | top-1 (10-crop) | top-1 (centre) | top-5 (10-crop) | top-5 (centre) |",
+    "|---|---|---|---|---|---|",
+  ]
+  for arm in arms:
+    results = loaded[arm.name]
+    if results:
+      cells = [mean_and_range(measures.values(results, key)) for key in ERROR_COLUMNS]
+      trained = sum(not r["failed"] for r in results)
+      lines.append(f"| {arm.name} | {trained} of {len(results)} | " + " | ".join(cells) + " |")
+  return lines + [""]
+
+
+def mean_and_range(seed_values) -> str:
+  """'25.30 (24.9-25.8)': the mean of the values and their range; '–' where there are none."""
+  found = list(seed_values.values())
+  if not found:
+    return "–"
+  return f"{np.mean(found):.2f} ({min(found):.1f}-{max(found):.1f})"
+
+
+def overfitting_section(claims, loaded, data: arms_lib.Data = arms_lib.IMAGENETTE) -> List[str]:
+  """The overfitting table: each run's validation-training gap and each overfitting claim's Δ gap.
+
+  Args:
+    claims: the paper's claims (arms.CLAIMS); those of kind 'overfit' are tabulated.
+    loaded: {arm name: its finished runs} (measures.load_all).
+    data: the dataset's facts (its number of training images).
+
+  Returns:
+    The section's Markdown lines; none where the dataset runs no overfitting claim.
+  """
+  if not any(c.kind == "overfit" for c in claims):
+    return []
   base = loaded["baseline"]
   lines = [
     "## Overfitting: the gap between validation and training error",
     "",
-    "Gap: validation top-1 error minus the error on all 9,469 training images, both scored as evaluation "
-    "scores them (centre crop, no dropout) at the end. Δ gap: the arm's gap minus the baseline's, "
+    f"Gap: validation top-1 error minus the error on all {data.train_images:,} training images, both scored as "
+    "evaluation scores them (centre crop, no dropout) at the end. Δ gap: the arm's gap minus the baseline's, "
     "seed-paired; positive means more overfitting without the component.",
     "",
     "| arm | gap per seed | gap, mean | Δ gap | verdict |",
@@ -205,17 +258,20 @@ def per_seed_section(arms, loaded) -> List[str]:
   lines = [
     "## Every run",
     "",
-    "| arm | seed | top-1 | top-5 | top-1 (10-crop) | top-5 (10-crop) | train top-1 | trained | wall min |",
+    "Wall minutes: every segment of a run that was interrupted and resumed (their number in brackets).",
+    "",
+    "| arm | seed | top-1 (10-crop) | top-1 (centre) | top-5 (10-crop) | top-5 (centre) | train top-1 | trained "
+    "| wall min |",
     "|---|---|---|---|---|---|---|---|---|",
   ]
   for arm in arms:
     for r in loaded[arm.name]:
       f = r["final"]
       cell = lambda k: f"{100 * f[k]:.2f}" if k in f else "–"
+      segments = f" ({r['segments']} segments)" if r["segments"] > 1 else ""
       lines.append(
-        f"| {arm.name} | {r['seed']} | {cell('eval/top1_error')} | {cell('eval/top5_error')} | "
-        f"{cell('eval_ten_crop/top1_error')} | {cell('eval_ten_crop/top5_error')} | "
-        f"{cell('train_eval/top1_error')} | {fmt.trained_cell(r)} | "
-        f"{r['wall_time_s'] / 60:.1f} |"
+        f"| {arm.name} | {r['seed']} | "
+        + " | ".join(cell(k) for k in (*ERROR_COLUMNS, "train_eval/top1_error"))
+        + f" | {fmt.trained_cell(r)} | {r['wall_time_s'] / 60:.1f}{segments} |"
       )
   return lines + [""]

@@ -1,0 +1,158 @@
+"""Whether the study's findings replicate on a second dataset: Imagenette's findings beside Imagewoof's.
+
+Imagewoof (ten dog breeds) is harder than Imagenette at the same size and format, and its arms were
+declared before any of its runs: those of the findings the study's reading rests on. Per finding the
+same seed-paired Δ on each dataset, and a rule fixed before the Imagewoof runs: a finding replicates when
+Imagewoof's Δ goes the same way as Imagenette's (where Imagenette detected no effect: Imagewoof detects
+none either) and its mean lies inside Imagenette's 95% interval. The findings that do not replicate are
+listed first.
+"""
+
+import dataclasses
+import math
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from alexnet_jax.analysis import effects
+from experiments.study import arms as arms_lib
+from experiments.study import controls
+from experiments.study import formatting as fmt
+from experiments.study import measures
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+  """A finding of the study: arm `arm` against arm `versus` ('error': the 10-crop top-1 error, with the
+  centre crop's beside; 'epochs': the epochs to the versus arm's quarter-mark training error)."""
+
+  name: str
+  arm: str
+  versus: str
+  measure: str = "error"
+
+
+FINDINGS = (
+  Finding("claim 2: two towers (one_gpu_half - baseline)", "one_gpu_half", "baseline"),
+  Finding("claim 3: LRN (no_lrn - baseline)", "no_lrn", "baseline"),
+  Finding("claim 4: overlapping pooling (no_overlap - baseline)", "no_overlap", "baseline"),
+  Finding("LRN as gain (no_lrn - lrn_gain_only)", "no_lrn", "lrn_gain_only"),
+  Finding("towers as width (one_tower - baseline)", "one_tower", "baseline"),
+  Finding("claim 1: ReLU against tanh (tanh - baseline)", "tanh", "baseline", "epochs"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Replica:
+  """The second dataset's study: its facts, arms, finished runs and folder (relative to the report)."""
+
+  data: arms_lib.Data
+  arms: Tuple[arms_lib.Arm, ...]
+  loaded: Dict[str, List[dict]]
+  where: str
+
+
+def load(folder: str, report_dir: str, dataset: arms_lib.Dataset) -> Replica:
+  """The second dataset's study from its report folder (its runs/), for the report in report_dir."""
+  arms = arms_lib.arms_of(dataset)
+  where = os.path.join(os.path.relpath(folder, report_dir), "runs")
+  return Replica(dataset.data, arms, measures.load_all(folder, arms), where)
+
+
+def effect(finding: Finding, loaded, key: str = measures.PRIMARY) -> effects.Interval:
+  """The finding's seed-paired Δ in a study (`key`: the error metric, for the 'error' findings)."""
+  if finding.measure == "epochs":
+    versus = loaded.get(finding.versus, [])
+    threshold = measures.speed_threshold(versus)
+    if threshold is None:
+      return effects.t_interval([])
+    return measures.epochs_effect(versus, loaded.get(finding.arm, []), threshold)[1]
+  return controls.paired(loaded, finding.versus, finding.arm, key)
+
+
+def agreement(first: effects.Interval, second: effects.Interval) -> Tuple[Optional[bool], Optional[bool]]:
+  """(same direction, inside the first's interval) of the second study's Δ; (None, None) where either
+  has fewer than 2 seeds. Same direction: the means' signs agree where the first detected an effect, and
+  where it did not, the second detects none either."""
+  if min(first.n, second.n) < 2:
+    return None, None
+  if first.excludes_zero():
+    direction = math.copysign(1, first.mean) == math.copysign(1, second.mean)
+  else:
+    direction = not second.excludes_zero()
+  return direction, first.low <= second.mean <= first.high
+
+
+def verdict(first: effects.Interval, second: effects.Interval) -> str:
+  """'replicates', 'does not replicate' or 'too few seeds' (agreement's two tests, both needed)."""
+  direction, inside = agreement(first, second)
+  if direction is None:
+    return "too few seeds"
+  return "replicates" if direction and inside else "does not replicate"
+
+
+def rows(loaded, replica: Replica) -> List[Tuple[str, Finding]]:
+  """(verdict, finding) for the findings both datasets run, those that do not replicate first, then those
+  with too few seeds, then those that replicate; FINDINGS order within each."""
+  order = {"does not replicate": 0, "too few seeds": 1, "replicates": 2}
+  run = [f for f in FINDINGS if all(n in loaded and n in replica.loaded for n in (f.arm, f.versus))]
+  judged = [(verdict(effect(f, loaded), effect(f, replica.loaded)), f) for f in run]
+  return sorted(judged, key=lambda pair: order[pair[0]])
+
+
+def yes_no(value: Optional[bool]) -> str:
+  """'yes', 'no', or '–' where there is nothing to judge."""
+  return "–" if value is None else ("yes" if value else "no")
+
+
+def section(loaded, replica: Replica, data: arms_lib.Data) -> List[str]:
+  """The replication section: each finding's Δ on both datasets and whether it replicates.
+
+  Args:
+    loaded: {arm name: its finished runs} of this report's study.
+    replica: the second dataset's study.
+    data: this report's dataset's facts.
+
+  Returns:
+    The section's Markdown lines.
+  """
+  lines = [f"## Replication on {replica.data.short}", ""]
+  done = sum(len(runs) for runs in replica.loaded.values())
+  if not done:
+    return lines + [f"No {replica.data.short} run has finished yet (`{replica.where}`).", ""]
+  planned = sum(a.seeds for a in replica.arms)
+  a, b = data.short, replica.data.short
+  lines += [
+    f"{b} ({replica.data.content}, {done} of {planned} runs in `{replica.where}`) against {a}: each finding's "
+    f"seed-paired Δ, mean [95% t interval], in points of top-1 error (10-crop, and centre beside it) or in "
+    f"epochs. Rule, fixed before the {b} runs: a finding replicates when {b}'s Δ goes the same way as "
+    f"{a}'s (where {a} detected no effect, {b} detects none either) and its mean lies inside {a}'s "
+    f"interval. Those that do not replicate come first.",
+    "",
+    f"| finding | {a} Δ | {b} Δ | centre: {a} | centre: {b} | same direction | inside {a}'s interval | replicates |",
+    "|---|---|---|---|---|---|---|---|",
+  ]
+  for verdict_, finding in rows(loaded, replica):
+    first, second = effect(finding, loaded), effect(finding, replica.loaded)
+    direction, inside = agreement(first, second)
+    centre = ["–", "–"]
+    if finding.measure == "error":
+      centre = [fmt.fmt_interval(effect(finding, s, "eval/top1_error")) for s in (loaded, replica.loaded)]
+    unit = " epochs" if finding.measure == "epochs" else ""
+    lines.append(
+      f"| {finding.name} | {fmt.fmt_interval(first)}{unit} | {fmt.fmt_interval(second)}{unit} | {centre[0]} | "
+      f"{centre[1]} | {yes_no(direction)} | {yes_no(inside)} | {verdict_} |"
+    )
+  return lines + [""]
+
+
+def sentence(loaded, replica: Replica) -> str:
+  """One sentence for the headline: how many findings replicate; '' before any can be judged."""
+  judged: Sequence[Tuple[str, Finding]] = [r for r in rows(loaded, replica) if r[0] != "too few seeds"]
+  if not judged:
+    return ""
+  failed = [f.name.split(" (")[0] for v, f in judged if v == "does not replicate"]
+  text = (
+    f"On {replica.data.short}, {len(judged) - len(failed)} of the {len(judged)} findings judged so far replicate "
+    f"(same direction, inside this study's interval)"
+  )
+  return text + (f"; not: {', '.join(failed)}." if failed else ".")

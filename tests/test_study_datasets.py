@@ -1,0 +1,194 @@
+"""The study's report across datasets (experiments/study/): a dataset's report covers the arms it runs,
+Imagenette's findings are read against Imagewoof's, and a run's wall time counts every segment; on made-up
+runs whose statistics are computed by hand."""
+
+import json
+import os
+
+from test_study import _fake_run, _kernels, _lines_run_into_a_table
+
+from experiments.study import arms, measures, report, reproduce, tables, transfer
+
+NETTE, WOOF = arms.DATASETS["imagenette"], arms.DATASETS["imagewoof"]
+
+
+def _study(folder, deltas, base=(0.30, 0.40, 0.50)):
+  """Made-up runs: the baseline's errors `base`, each arm's `deltas` (points) above them, seed by seed."""
+  for seed, error in enumerate(base):
+    _fake_run(folder / "runs" / "baseline" / f"seed{seed}", seed, error, error - 0.1, _kernels(True))
+  for name, points in deltas.items():
+    for seed, (error, delta) in enumerate(zip(base, points)):
+      _fake_run(folder / "runs" / name / f"seed{seed}", seed, error + delta / 100, error - 0.1, _kernels(False))
+
+
+def _perf(path, walls, steps=None):
+  """A metrics.jsonl of perf records only, with these wall times."""
+  with open(path, "w") as f:
+    for i, wall in enumerate(walls):
+      f.write(json.dumps({"kind": "perf", "step": (steps or range(len(walls)))[i], "perf/wall_time_s": wall}) + "\n")
+
+
+def test_a_resumed_runs_wall_time_adds_each_segments_last_record_to_the_summarys(tmp_path):
+  # The clock restarted once (30 -> 5): the first segment ran 30 s to its checkpoint, the second 40 s in all.
+  _perf(tmp_path / "old.jsonl", [10.0, 20.0, 30.0, 5.0, 15.0, 25.0])
+  assert measures.wall_time(str(tmp_path / "old.jsonl"), {"wall_time_s": 40.0}) == (70.0, 2)
+  # Two restarts: 12 + 8 + the summary's 9.
+  _perf(tmp_path / "twice.jsonl", [6.0, 12.0, 4.0, 8.0, 3.0])
+  assert measures.wall_time(str(tmp_path / "twice.jsonl"), {"wall_time_s": 9.0}) == (29.0, 3)
+  # A run whose trainer carried the clock across the resume: summary.json already has the total.
+  _perf(tmp_path / "new.jsonl", [10.0, 20.0, 30.0, 32.0, 40.0])
+  assert measures.wall_time(str(tmp_path / "new.jsonl"), {"wall_time_s": 50.0}) == (50.0, 1)
+
+
+def test_the_report_counts_every_segment_of_a_resumed_run(tmp_path):
+  _study(tmp_path, {})
+  metrics = tmp_path / "runs" / "baseline" / "seed1" / "metrics.jsonl"
+  with open(metrics, "a") as f:  # a perf record of 1200 s, then the clock starts again at 60 s
+    for wall in (1200.0, 60.0):
+      f.write(json.dumps({"kind": "perf", "step": 9, "perf/wall_time_s": wall}) + "\n")
+  report.write_report(str(tmp_path), arms.ARMS, arms.CLAIMS)
+  text = (tmp_path / "README.md").read_text()
+  # 1200 s + the summary's 600 s = 30 minutes; the others 10.
+  assert "| baseline | 1 | 40.00 | 40.00 | 13.33 | 13.33 | 30.00 | yes | 30.0 (2 segments) |" in text
+  assert "| baseline | 0 | 30.00 | 30.00 | 10.00 | 10.00 | 20.00 | yes | 10.0 |" in text
+  assert "Runs: 3 finished, 16.7 min each on average (10.0-30.0)" in text
+  assert "and every segment of the 1 runs that were interrupted and resumed." in text
+
+
+def test_a_datasets_report_covers_only_the_arms_it_runs(tmp_path):
+  _study(tmp_path, {"no_lrn": (1.9, 2.0, 2.1), "no_overlap": (0.9, 1.0, 1.1)}, base=(0.60, 0.62, 0.64))
+  woof = arms.arms_of(WOOF)
+  headline = report.write_report(str(tmp_path), woof, arms.CLAIMS, dataset=WOOF)
+  text = (tmp_path / "README.md").read_text()
+  assert text.startswith("# The paper's claims, measured on Imagewoof\n")
+  assert (
+    "**Partial results: 9 of 34 runs finished.**" in text
+    and "`python -m experiments.study --dataset=imagewoof`" in text
+  )
+  claim_rows = [line.split(" | ")[0] for line in text.splitlines() if line[:4] in {f"| {n} " for n in range(1, 8)}]
+  assert claim_rows[:4] == ["| 1", "| 2", "| 3", "| 4"] and "| 5" not in claim_rows
+  assert headline.startswith("Of 4 of the paper's 7 claims, measured at a CPU scale (Imagewoof, 4 epochs, 9 of 34 runs")
+  for absent in (
+    "What dropout's cost",
+    "no_lrn_lr_half",
+    "no_dropout",
+    "PCA lighting lowers",
+    "random crops and flips",
+  ):
+    assert absent not in text, absent
+  assert "9,025 training and 3,929 validation photos" in text and "Imagewoof2, 10 classes, 9,025 images" in text
+  assert "the Imagenette study's `paper_init` arm" in text
+  assert "## Replication on" not in text  # the second dataset's own report reads no replica
+  assert "| leaderboard: ResNet family, 128 px | 80 | 87.8 |" in text
+  assert _lines_run_into_a_table(text) == []
+
+
+def test_a_dataset_without_finished_runs_gets_its_status_and_how_to_reproduce_it(tmp_path):
+  headline = report.write_report(str(tmp_path), arms.arms_of(WOOF), arms.CLAIMS, dataset=WOOF)
+  text = (tmp_path / "README.md").read_text()
+  assert headline == "" and "**Partial results: 0 of 34 runs finished.**" in text
+  assert "## Reproduce" in text and "--source=folder:~/imagewoof2" in text and "unpack it to ~/imagewoof2" in text
+  assert "Which code made the runs is not recorded (no provenance.json here)." in text
+  assert not (tmp_path / "curves.png").exists()
+
+
+def test_the_replication_table_lists_the_findings_that_do_not_replicate_first(tmp_path):
+  nette, woof = tmp_path / "study", tmp_path / "study_imagewoof"
+  # Imagenette: LRN +2.0 [+1.75, +2.25]; pooling +1.0 [+0.75, +1.25]; one tower +0.1 [-0.15, +0.35].
+  _study(nette, {"no_lrn": (1.9, 2.0, 2.1), "no_overlap": (0.9, 1.0, 1.1), "one_tower": (0.0, 0.1, 0.2)})
+  # Imagewoof: LRN +2.0 [+1.50, +2.50] (inside); pooling -1.0 (the other way); one tower +0.2 [-0.05, +0.45]
+  # (no effect on either, 0.2 inside Imagenette's interval).
+  _study(
+    woof,
+    {"no_lrn": (1.8, 2.0, 2.2), "no_overlap": (-0.9, -1.0, -1.1), "one_tower": (0.1, 0.2, 0.3)},
+    base=(0.60, 0.62, 0.64),
+  )
+  headline = report.write_report(str(nette), arms.ARMS, arms.CLAIMS, replicate_from=str(woof))
+  text = (nette / "README.md").read_text()
+  section = text.split("## Replication on Imagewoof\n\n", 1)[1].split("\n\n## ", 1)[0]
+  rows = [line for line in section.splitlines() if line.startswith("| claim") or line.startswith("| towers")]
+  rows += [line for line in section.splitlines() if line.startswith("| LRN as gain")]
+  assert "12 of 34 runs in `../study_imagewoof/runs`" in section
+  assert rows[0] == (
+    "| claim 4: overlapping pooling (no_overlap - baseline) | +1.00 [+0.75, +1.25] | -1.00 [-1.25, -0.75] | "
+    "+1.00 [+0.75, +1.25] | -1.00 [-1.25, -0.75] | no | no | does not replicate |"
+  )
+  order = [line.split(" | ")[-1] for line in section.splitlines() if line.startswith("| ") and "finding" not in line]
+  assert order == ["does not replicate |"] + ["too few seeds |"] * 3 + ["replicates |"] * 2
+  assert (
+    "| claim 3: LRN (no_lrn - baseline) | +2.00 [+1.75, +2.25] | +2.00 [+1.50, +2.50] | +2.00 [+1.75, +2.25] | "
+    "+2.00 [+1.50, +2.50] | yes | yes | replicates |" in section
+  )
+  assert "| towers as width (one_tower - baseline) | +0.10 [-0.15, +0.35] | +0.20 [-0.05, +0.45] |" in section
+  assert headline.endswith(
+    "On Imagewoof, 2 of the 3 findings judged so far replicate (same direction, inside this study's interval); "
+    "not: claim 4: overlapping pooling."
+  )
+  assert _lines_run_into_a_table(text) == []
+
+
+def test_without_imagewoof_runs_the_replication_section_is_one_line(tmp_path):
+  _study(tmp_path / "study", {})
+  os.makedirs(tmp_path / "study_imagewoof")
+  headline = report.write_report(
+    str(tmp_path / "study"), arms.ARMS, arms.CLAIMS, replicate_from=str(tmp_path / "study_imagewoof")
+  )
+  text = (tmp_path / "study" / "README.md").read_text()
+  assert "## Replication on Imagewoof\n\nNo Imagewoof run has finished yet (`../study_imagewoof/runs`).\n\n##" in text
+  assert "Imagewoof" not in headline
+
+
+def test_the_reproduce_section_says_which_commit_made_which_runs_and_how_many_finished(tmp_path):
+  _study(tmp_path, {"lrn_k1": (1.0, 1.0)}, base=(0.30, 0.40))
+  provenance = {
+    "machine": {"cores": 2, "python": "3.11.7"},
+    "workdir": "~/runs/x",
+    "made_by": [
+      {
+        "commit": "aaaaaaa",
+        "command": "python -m experiments.study --workdir=~/runs/x",
+        "runs": {"baseline": [0, 1, 2]},
+      },
+      {"commit": "bbbbbbb", "command": "python -m experiments.study", "runs": {"lrn_k1": [0, 2, 3, 4], "tanh": [5]}},
+    ],
+  }
+  (tmp_path / "provenance.json").write_text(json.dumps(provenance))
+  loaded = measures.load_all(str(tmp_path), arms.ARMS)
+  lines = reproduce.section(str(tmp_path), NETTE, arms.ARMS, loaded, compare_to="experiments/results/study_15ep")
+  assert (
+    "- Machine of the runs: 2-core CPU, Python 3.11.7, jax 0, device `cpu` x1 (jax and the device from the runs' "
+    "summary.json)." in lines
+  )
+  assert "| aaaaaaa | `python -m experiments.study --workdir=~/runs/x` | baseline 0-2 (2 of 3) |" in lines
+  assert "| bbbbbbb | `python -m experiments.study` | lrn_k1 0, 2-4 (1 of 4); tanh 5 (0 of 1) |" in lines
+  command = (
+    "`python -m experiments.study --report_only --workdir=~/runs/x --compare_to=experiments/results/study_15ep "
+    "--readme=README.md`"
+  )
+  assert any(command in line for line in lines)
+  assert any(
+    "--source=tfds:imagenette/full-size-v2 --download" in line and "--data_dir=~/alexnet_data" in line for line in lines
+  )
+
+
+def test_the_transfer_section_gives_the_baselines_accuracy_beside_the_leaderboard_and_the_conv1_maps(tmp_path):
+  assert transfer.conv1_side(67) == 15 and transfer.conv1_side(227) == 55
+  _study(tmp_path, {})
+  loaded = measures.load_all(str(tmp_path), arms.ARMS)
+  lines = transfer.section(loaded, NETTE.data)
+  # Errors 30, 40, 50: accuracies 70, 60, 50.
+  assert "| this study's baseline: AlexNet x0.25, 67 px crops, 10 crops | 4 | 60.00 (50.0-70.0) |" in lines
+  assert "| leaderboard: ResNet family, 128 px | 5 | 87.4 |" in lines
+  assert any("give 15x15 maps on a 67 px crop where the paper's 227 px give 55x55" in line for line in lines)
+
+
+def test_each_arms_error_table_gives_the_10_crop_and_the_centre_error(tmp_path):
+  _study(tmp_path, {"no_lrn": (2.0, 2.0, 2.0)})
+  loaded = measures.load_all(str(tmp_path), arms.ARMS)
+  lines = tables.arm_errors_section(arms.ARMS, loaded)
+  # The made-up runs' top-5 errors are a third of their top-1.
+  assert (
+    "| baseline | 3 of 3 | 40.00 (30.0-50.0) | 40.00 (30.0-50.0) | 13.33 (10.0-16.7) | 13.33 (10.0-16.7) |" in lines
+  )
+  assert "| no_lrn | 3 of 3 | 42.00 (32.0-52.0) | 42.00 (32.0-52.0) | 14.00 (10.7-17.3) | 14.00 (10.7-17.3) |" in lines
+  assert not any(line.startswith("| tanh |") for line in lines)  # no finished run: no row
