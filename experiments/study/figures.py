@@ -70,7 +70,13 @@ def write_figures(report_dir: str, arms, claims, loaded) -> None:
   save_curve_panels(plt, os.path.join(report_dir, "curves.png"), [a.name for a in arms], draw, legend=legend)
 
   plot_effects(plt, os.path.join(report_dir, "effects.png"), claims, loaded)
+  draw_figure3(plt, report_dir, loaded)
 
+
+def draw_figure3(plt, report_dir: str, loaded) -> None:
+  """figure3_conv1_kernels.png (the first baseline run's conv1 kernels, one tower per block of rows) and
+  figure3_colour_share.png (each kernel's colour share per tower, and per half of the one-tower net's);
+  neither before a baseline run with kernels has finished."""
   with_kernels = [r for r in loaded["baseline"] if r["kernels"] is not None]
   if not with_kernels:
     return

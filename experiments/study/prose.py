@@ -163,22 +163,6 @@ def headline(arms, claims, loaded, other=None, data: arms_lib.Data = arms_lib.IM
     The headline, one paragraph.
   """
   done, planned = sum(len(loaded[a.name]) for a in arms), sum(a.seeds for a in arms)
-  by_verdict: Dict[str, List[str]] = {}
-  for claim in claims:
-    interval = measures.claim_effect(claim, loaded)
-    verdict = effects.verdict(interval, measures.paper_sign(claim))
-    how = "" if claim.measured_by == "error" else f", on the {fmt.UNITS[claim.measured_by].replace('points of ', '')}"
-    threshold = measures.speed_threshold(loaded["baseline"])
-    ratio = (
-      measures.epochs_effect(loaded["baseline"], loaded[claim.arm], threshold)[2] if threshold is not None else math.nan
-    )
-    if claim.measured_by == "epochs" and math.isfinite(ratio):
-      how += f": {ratio:.2f}x the baseline's"
-    if verdict == "not detected":
-      how += f"; could hide ±{interval.largest_hidden():.1f}"
-    by_verdict.setdefault(verdict, []).append(f"{claim.topic} ({claim.number}{how})")
-  order = ("confirmed", "reversed", "not detected", "too few seeds")
-  counts = [f"{len(by_verdict[k])} {k}: {', '.join(by_verdict[k])}" for k in order if k in by_verdict]
   seeds = sorted({len(loaded[c.arm]) for c in claims} | {len(loaded["baseline"])})
   seed_range = fmt.count(seeds[-1], "seed") if seeds[0] == seeds[-1] else f"{seeds[0]}-{seeds[-1]} seeds"
   epochs = fmt.run_epochs(loaded["baseline"])
@@ -190,8 +174,35 @@ def headline(arms, claims, loaded, other=None, data: arms_lib.Data = arms_lib.IM
   first = (
     f"Of {of}, measured at a CPU scale ({data.short}, {epochs} epochs, {done} of "
     f"{planned} runs, {seed_range} per claim, seed-paired 95% t intervals of the 10-crop "
-    f"top-1 error unless named), " + "; ".join(counts) + "."
+    f"top-1 error unless named), " + "; ".join(verdict_counts(claims, loaded)) + "."
   )
+  return " ".join([first, against_sentence(claims, loaded), budget_sentence(loaded, epochs, other, replica)])
+
+
+def verdict_counts(claims, loaded) -> List[str]:
+  """'5 confirmed: two towers (2), ...' per verdict, in the order confirmed, reversed, not detected, too few
+  seeds; each claim with the measure it is read on where that is not the error, and what it could hide."""
+  by_verdict: Dict[str, List[str]] = {}
+  threshold = measures.speed_threshold(loaded["baseline"])
+  for claim in claims:
+    interval = measures.claim_effect(claim, loaded)
+    verdict = effects.verdict(interval, measures.paper_sign(claim))
+    how = "" if claim.measured_by == "error" else f", on the {fmt.UNITS[claim.measured_by].replace('points of ', '')}"
+    ratio = (
+      measures.epochs_effect(loaded["baseline"], loaded[claim.arm], threshold)[2] if threshold is not None else math.nan
+    )
+    if claim.measured_by == "epochs" and math.isfinite(ratio):
+      how += f": {ratio:.2f}x the baseline's"
+    if verdict == "not detected":
+      how += f"; could hide ±{interval.largest_hidden():.1f}"
+    by_verdict.setdefault(verdict, []).append(f"{claim.topic} ({claim.number}{how})")
+  order = ("confirmed", "reversed", "not detected", "too few seeds")
+  return [f"{len(by_verdict[k])} {k}: {', '.join(by_verdict[k])}" for k in order if k in by_verdict]
+
+
+def against_sentence(claims, loaded) -> str:
+  """The headline's second sentence: where the study differs from the paper or later work, and what the
+  LRN controls say LRN's effect is."""
   against = disagreements(claims, loaded)
   diffs = measures.tower_differences(loaded)
   two, one = effects.t_interval(diffs["baseline"].values()), effects.t_interval(diffs["one_tower"].values())
@@ -207,6 +218,12 @@ def headline(arms, claims, loaded, other=None, data: arms_lib.Data = arms_lib.IM
   k1 = lrn.k1_intervals(loaded)
   if "lrn_k1" in loaded and min(i.n for i in k1) >= 2:
     second += " LRN with k = 1: " + lrn.k1_reading(*k1)
+  return second
+
+
+def budget_sentence(loaded, epochs: str, other, replica) -> str:
+  """The headline's third sentence: whether the runs are flat, how far the baseline moved between budgets
+  (with `other`) and how many findings replicate (with `replica`)."""
   flat, trained = measures.flat_counts(loaded)
   if trained and flat == trained:
     third = (
@@ -222,7 +239,7 @@ def headline(arms, claims, loaded, other=None, data: arms_lib.Data = arms_lib.IM
     third = " ".join(filter(None, [third, budget.sentence(loaded, other)]))
   if replica is not None:
     third = " ".join(filter(None, [third, replication.sentence(loaded, replica)]))
-  return " ".join([first, second, third])
+  return third
 
 
 def findings_section(arms, claims, loaded, summary: str, data: arms_lib.Data = arms_lib.IMAGENETTE) -> List[str]:
