@@ -102,7 +102,7 @@ def readings(loaded) -> str:
   if "no_lrn" in loaded:
     said.append("LRN: " + lrn.lrn_reading(*lrn.lrn_intervals(loaded)))
   if "lrn_k1" in loaded:
-    said.append("LRN with k = 1: " + lrn.k1_reading(*lrn.k1_intervals(loaded)))
+    said.append("The k = 1 control: " + lrn.k1_reading(*lrn.k1_intervals(loaded)))
   if controls.runs_any(loaded, "one_gpu_half", *controls.TOWER_CONTROLS):
     said.append("The towers: " + controls.tower_reading(*controls.tower_intervals(loaded)))
   if controls.runs_any(loaded, "no_dropout", *controls.DROPOUT_CONTROLS):
@@ -217,7 +217,7 @@ def against_sentence(claims, loaded) -> str:
     second += " What LRN's effect is: " + lrn.lrn_reading(*lrn.lrn_intervals(loaded))
   k1 = lrn.k1_intervals(loaded)
   if "lrn_k1" in loaded and min(i.n for i in k1) >= 2:
-    second += " LRN with k = 1: " + lrn.k1_reading(*k1)
+    second += " The k = 1 control: " + lrn.k1_reading(*k1)
   return second
 
 
