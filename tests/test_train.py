@@ -331,9 +331,9 @@ def test_the_loop_runs_at_most_two_steps_ahead_of_the_devices(tmp_path, syntheti
 
 
 def test_the_study_reads_conv1_from_the_newest_checkpoint(trained_workdir):
-  from experiments import study
+  from experiments.study import runner
 
-  kernel = study.final_conv1_kernels(str(trained_workdir))
+  kernel = runner.final_conv1_kernels(str(trained_workdir))
   assert kernel.shape[:3] == (11, 11, 3)
   np.testing.assert_array_equal(kernel, np.asarray(final_params(trained_workdir, 24)["conv1"]["kernel"]))
   assert not np.array_equal(kernel, np.asarray(final_params(trained_workdir, 12)["conv1"]["kernel"]))
