@@ -179,6 +179,41 @@ def headline(arms, claims, loaded, other=None, data: arms_lib.Data = arms_lib.IM
   return " ".join([first, against_sentence(claims, loaded), budget_sentence(loaded, epochs, other, replica)])
 
 
+def readme_block(claims, loaded, other=None, replica=None) -> str:
+  """The repository README's findings: each claim's verdict as a small table, then where the study
+  differs from the paper or later work and what its budget leaves open.
+
+  Args:
+    claims: the claims whose arm the dataset runs.
+    loaded: {arm name: its finished runs} (measures.load_all).
+    other: the same study at another budget, or None.
+    replica: the second dataset's study (replication.Replica), or None.
+
+  Returns:
+    Markdown: the table and a paragraph.
+  """
+  rows = [
+    "Δ: the 10-crop top-1 error without the component minus with it, seed-paired, unless named; positive is "
+    "the paper's direction.",
+    "",
+    "| claim (section) | paper | measured Δ [95% interval] | verdict |",
+    "| --- | --- | --- | --- |",
+  ]
+  for claim in claims:
+    interval = measures.claim_effect(claim, loaded)
+    unit = {"error": "points", "gap": "points of gap", "epochs": "epochs"}[claim.measured_by]
+    rows.append(
+      f"| {claim.number} {claim.topic} ({claim.section.split(',')[0]}) | {claim.paper_short} | "
+      f"{fmt.fmt_interval(interval, 1)} {unit} | {fmt.verdict_text(interval, claim)} |"
+    )
+  epochs = fmt.run_epochs(loaded["baseline"])
+  return (
+    "\n".join(rows)
+    + "\n\n"
+    + " ".join([against_sentence(claims, loaded), budget_sentence(loaded, epochs, other, replica)])
+  )
+
+
 def verdict_counts(claims, loaded) -> List[str]:
   """'5 confirmed: two towers (2), ...' per verdict, in the order confirmed, reversed, not detected, too few
   seeds; each claim with the measure it is read on where that is not the error, and what it could hide."""

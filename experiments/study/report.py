@@ -66,7 +66,7 @@ def write_report(
     replicate_from: the report folder of the study on the second dataset (replication.py), or "".
 
   Returns:
-    The report's headline (the repository README's findings block); "" before any run has finished.
+    The report's headline; "" before any run has finished.
   """
   os.makedirs(report_dir, exist_ok=True)
   claims = [c for c in claims if c.arm in {a.name for a in arms}]
@@ -92,6 +92,20 @@ def write_report(
   with open(os.path.join(report_dir, "README.md"), "w") as f:
     f.write("\n".join(lines))
   return summary
+
+
+def readme_findings(report_dir: str, arms, claims, dataset: arms_lib.Dataset, compare_to="", replicate_from="") -> str:
+  """The repository README's findings block for the report in report_dir (prose.readme_block).
+
+  Args:
+    report_dir, arms, claims, dataset, compare_to, replicate_from: as for write_report.
+
+  Returns:
+    The block's Markdown; "" before any run has finished.
+  """
+  claims = [c for c in claims if c.arm in {a.name for a in arms}]
+  loaded, other, replica = load_inputs(report_dir, arms, dataset, compare_to, replicate_from)
+  return prose.readme_block(claims, loaded, other, replica) if any(loaded.values()) else ""
 
 
 def results_sections(report_dir, arms, claims, loaded, data, summary, command, invocation_s, replica):
