@@ -9,10 +9,15 @@ Multi-process runs (one process per host): --coordinator_address=HOST:PORT --num
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
+import jax
 from ml_collections import config_flags
 
-from alexnet_jax import cli
+from alexnet_jax import cli, configlib
+from alexnet_jax.data import sources
+from alexnet_jax.training import checkpointing, optim, train
+
+CONFIG_FILE = os.path.join(cli.REPOSITORY, "configs", "alexnet.py")
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "A config file, e.g. configs/alexnet.py:smoke.", lock_config=True)
@@ -35,28 +40,8 @@ flags.DEFINE_string(
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-class QuietLibraries:
-  """Drops INFO chatter from orbax and TFDS (every checkpoint logs ~30 lines); keeps warnings."""
-
-  NOISY = ("/orbax/", "/tensorflow_datasets/")
-
-  def filter(self, record):
-    return record.levelno >= 30 or not any(n in record.pathname for n in self.NOISY)
-
-
-def hide_gpus_from_tensorflow():
-  """If something imported TensorFlow, keep it off the GPUs, which belong to JAX."""
-  if "tensorflow" in sys.modules:
-    try:
-      sys.modules["tensorflow"].config.set_visible_devices([], "GPU")
-    except Exception:  # already initialised, or a CPU-only build
-      pass
-
-
 def initialize_distributed():
   """jax.distributed for multi-process runs; a silent peer fails the run after the heartbeat timeout."""
-  import jax
-
   if FLAGS.coordinator_address or (FLAGS.num_processes or 1) > 1 or FLAGS.distributed:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes need real collectives
   if FLAGS.coordinator_address or (FLAGS.num_processes or 1) > 1:
@@ -70,68 +55,104 @@ def initialize_distributed():
     jax.distributed.initialize(heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_s)
 
 
+def shown_errors(summary: dict) -> dict:
+  """The summary's final error rates, rounded for the terminal."""
+  return {k: round(v, 4) for k, v in summary.get("final", {}).items() if k.endswith("error")}
+
+
+def answer(summary: dict, workdir: str) -> str:
+  """What the run did, in one line: evaluated, already finished, stopped by a signal, or done."""
+  shown = shown_errors(summary)
+  if summary.get("eval_only"):
+    return (
+      f"Evaluated the checkpoint at step {summary['step']}: {shown}. Written to {os.path.join(workdir, 'eval.json')}"
+    )
+  if summary.get("already_finished"):
+    return (
+      f"Already finished at step {summary['step']}: {shown}; nothing was run or written. Summary in "
+      f"{os.path.join(workdir, 'summary.json')}; --config.eval_only=True evaluates "
+      f"the checkpoint again, a larger --config.num_epochs trains on."
+    )
+  if summary.get("preempted"):
+    return (
+      f"Stopped by {summary['preempted']} at step {summary['step']}; the checkpoint is in {workdir}. "
+      f"Run the same command to resume."
+    )
+  return (
+    f"Done: step {summary['step']}, {shown}, {summary['train_images_per_sec']:.0f} images/s. "
+    f"Summary in {os.path.join(workdir, 'summary.json')}"
+  )
+
+
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.get_absl_handler().addFilter(QuietLibraries())
-  hide_gpus_from_tensorflow()
+    print(
+      f"error: unexpected arguments {argv[1:]}: everything is a flag (--config=..., --workdir=..., "
+      f"--config.KEY=VALUE); see python -m alexnet_jax.main --helpshort.",
+      file=sys.stderr,
+    )
+    sys.exit(2)
   initialize_distributed()
-  import jax
-
   if FLAGS.compilation_cache_dir:
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser(FLAGS.compilation_cache_dir))
-  from alexnet_jax import configlib
-  from alexnet_jax.training import checkpointing, train
-  from alexnet_jax.data import sources
-
   logging.info("JAX %s, %d process(es), local devices: %s", jax.__version__, jax.process_count(), jax.local_devices())
   try:
     summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except (sources.DatasetError, train.TrainingError, checkpointing.CheckpointError, configlib.ConfigError) as e:
     print(f"error: {e}", file=sys.stderr)  # once: absl's log line would repeat it
     sys.exit(1)
-  if summary.get("eval_only"):
-    shown = {k: round(v, 4) for k, v in summary["final"].items() if k.endswith("error")}
-    print(
-      f"Evaluated the checkpoint at step {summary['step']}: {shown}. Written to "
-      f"{os.path.join(os.path.abspath(FLAGS.workdir), 'eval.json')}"
-    )
-  elif summary.get("already_finished"):
-    shown = {k: round(v, 4) for k, v in summary.get("final", {}).items() if k.endswith("error")}
-    print(
-      f"Already finished at step {summary['step']}: {shown}; nothing was run or written. Summary in "
-      f"{os.path.join(os.path.abspath(FLAGS.workdir), 'summary.json')}; --config.eval_only=True evaluates "
-      f"the checkpoint again, a larger --config.num_epochs trains on."
-    )
-  elif summary.get("preempted"):
-    print(
-      f"Stopped by {summary['preempted']} at step {summary['step']}; the checkpoint is in "
-      f"{os.path.abspath(FLAGS.workdir)}. Run the same command to resume."
-    )
-  else:
-    final = summary.get("final", {})
-    shown = {k: round(v, 4) for k, v in final.items() if k.endswith("error")}
-    print(
-      f"Done: step {summary['step']}, {shown}, {summary['train_images_per_sec']:.0f} images/s. "
-      f"Summary in {os.path.join(os.path.abspath(FLAGS.workdir), 'summary.json')}"
-    )
+  print(answer(summary, os.path.abspath(FLAGS.workdir)))
 
 
-def parse_flags(argv):
-  """absl's parsing, with a bad --config or override reported in one line instead of a traceback."""
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:
-    message = str(e)
-  except (AttributeError, KeyError, TypeError, ValueError) as e:  # config_flags: unknown key, wrong type
-    message = f"{type(e).__name__}: {e}"
+def config_path(argv) -> str:
+  """The file named by the command line's (last) --config, without its `:ARGS`; '' where there is none."""
+  for i in reversed(range(len(argv))):
+    flag, equals, value = argv[i].partition("=")
+    if flag in ("--config", "-config"):
+      value = value if equals else (argv[i + 1] if i + 1 < len(argv) else "")
+      return value.partition(":")[0]
+  return ""
+
+
+def config_file_error(path: str):
+  """One line on a --config file that cannot be loaded, else None. (ml_collections would keep the error
+  for the config's first use, a traceback later, and call every --config.x override unknown meanwhile.)"""
+  if os.path.isfile(path) and os.access(path, os.R_OK):
+    return None
+  where = "" if os.path.isabs(path) else f" ({os.path.abspath(path)})"
+  problem = "is a folder" if os.path.isdir(path) else "cannot be read" if os.path.exists(path) else "does not exist"
+  return (
+    f"--config: {path!r}{where} {problem}. Name a config file, e.g. "
+    f"--config={os.path.relpath(CONFIG_FILE)}:smoke (python -m alexnet_jax.main --helpshort for the flags)."
+  )
+
+
+def flag_error(message: str) -> str:
+  """absl's or ml_collections' message on a flag, in one line, with where to look."""
   if "Traceback" in message:  # an exception inside get_config: keep its last line
     message = "--config: " + message.strip().splitlines()[-1].split("Error: ", 1)[-1]
   message = message.replace("\\n", " ").replace("\n", " ").replace("\\'", "'")
-  print(
-    f"error: {message}\nSee `python -m alexnet_jax.main --helpshort` and the docstring of the config file.",
-    file=sys.stderr,
+  return (
+    f"{message.strip().rstrip('.')}. See `python -m alexnet_jax.main --helpshort` and the docstring of the config file."
   )
+
+
+def parse_flags(argv):
+  """absl's parsing, with a bad --config, override or choice reported in one line (status 2), not a traceback."""
+  path = config_path(argv[1:])
+  message = config_file_error(path) if path else None
+  try:
+    if message is None:
+      remaining = FLAGS(argv)
+      optim.check_choices(FLAGS.config)  # a misspelt choice fails before anything is written
+      return remaining
+  except configlib.ConfigError as e:
+    message = str(e)
+  except (flags.Error, OSError) as e:  # OSError: a config file that could not be loaded after all
+    message = flag_error(str(e))
+  except (AttributeError, KeyError, TypeError, ValueError, SyntaxError) as e:  # config_flags: unknown key, wrong type
+    message = flag_error(f"{type(e).__name__}: {e}")
+  print(f"error: {message}", file=sys.stderr)
   sys.exit(2)
 
 

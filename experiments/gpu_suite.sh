@@ -8,10 +8,10 @@
 # (float32 and batch 1024 rows: `bash experiments/gpu_suite.sh a --sections=steps_extra`, a later --sections
 # replacing the part's own.)
 #
-# Extra arguments go to `python -m experiments.benchmark` (absl flags; the GPU machine has absl-py). On the workplace GPU machine (Python 3.12, jax with CUDA,
-# no TensorFlow/TFDS): carry .whl/ (from `bash ../shared/tools/device-wheels.sh simplejpeg`) and data_prepared/ (the shared
-# Imagenette prepared with
-#   python -m alexnet_jax.data.prepare --source=folder:../shared/datasets/imagenette2-128 \
+# Extra arguments go to `python -m experiments.benchmark` (absl flags; the GPU machine has absl-py). On a
+# GPU machine with Python 3.12 and jax with CUDA but no TensorFlow/TFDS: carry .whl/ (wheels of what it
+# lacks, e.g. simplejpeg) and data_prepared/ (Imagenette2 at 128 px, prepared with
+#   python -m alexnet_jax.data.prepare --source=folder:IMAGENETTE2_128_FOLDER \
 #     --name=imagenette2_128 --data_dir=data_prepared
 # ). Results go to $OUT (default /tmp/bench_out), as gpu_<part>.json and log_<part>.txt. The JSON is
 # rewritten after each section, so a cut-short run keeps what it measured.
@@ -40,7 +40,7 @@ case "$PART" in
       --torch_compile --out="$OUT/gpu_a.json" "$@" 2>&1 | tee "$OUT/log_a.txt"
     ;;
   b)
-    # e2e is compared with the steps and pipeline rows of this same run (issue #7's end-to-end target).
+    # e2e is compared with the steps and pipeline rows of this same run (the end-to-end target).
     python3 -m experiments.benchmark --sections=pipeline,steps,e2e,flags "${COMMON[@]}" \
       --pipeline_data_dir=data_prepared --pipeline_seconds=3 --workers=1,4,8,0 \
       --e2e_config=configs/alexnet.py:imagenette,dtype=bfloat16,batch=256,workers=-1 --e2e_steps=300 \

@@ -1,6 +1,7 @@
 r"""Planted bugs: do the fast tests catch one-line mistakes in the code they guard?
 
     python -m experiments.planted_bugs [--only=lrn_exponent,...] [--out=experiments/results/planted_bugs.json]
+    python -m experiments.planted_bugs --check   # only: does every mutation still match the code?
 
 For each mutation below (a sign, an offset, a dropped argument, a swapped axis: the slips a tired edit
 makes), the repository is copied to a temporary folder, the one line is changed there, and the fast tests
@@ -192,21 +193,21 @@ MUTATIONS = (
   ),
   Mutation(
     "step_size_reading_inverted",
-    "experiments/study_controls.py",
+    "experiments/study/controls.py",
     "half_step.excludes_zero() and half_step.mean < 0",
     "half_step.excludes_zero() and half_step.mean > 0",
     ("tests/test_study_controls.py",),
   ),
   Mutation(
     "width_read_from_no_difference_alone",
-    "experiments/study_controls.py",
+    "experiments/study/controls.py",
     "if whole_vs_half.excludes_zero() and whole_vs_half.mean < 0:",
     "if whole_vs_half.mean < 0:",
     ("tests/test_study_controls.py",),
   ),
   Mutation(
     "runs_that_did_not_train_left_off_the_curves",
-    "experiments/study_report.py",
+    "experiments/study/figures.py",
     "  for r in failed:\n    ax.plot(",
     "  for r in failed[:0]:\n    ax.plot(",
     ("tests/test_study.py",),
@@ -237,16 +238,37 @@ def copy_repo(to: str) -> None:
       shutil.copy(source, to)
 
 
+def mismatch(mutation: Mutation, root: str = REPO):
+  """Why `mutation` cannot be planted in the tree at `root`, or None where it can.
+
+  Args:
+    mutation: the mutation.
+    root: a copy of the repository (by default the repository itself).
+
+  Returns:
+    One line naming the mutation and what does not match (its file or test missing, its text not found
+    exactly once), or None.
+  """
+  missing = [p for p in (mutation.path, *mutation.tests) if not os.path.isfile(os.path.join(root, p))]
+  if missing:
+    return f"mutation {mutation.name}: {missing} do(es) not exist: update the mutation to the code."
+  with open(os.path.join(root, mutation.path)) as f:
+    count = f.read().count(mutation.old)
+  if count != 1:
+    return (
+      f"mutation {mutation.name}: {mutation.old!r} occurs {count} times in {mutation.path} (expected once): "
+      f"update the mutation to the code."
+    )
+  return None
+
+
 def planted(mutation: Mutation, root: str):
   """The copy's text of the mutated file with the mutation applied, and its original text."""
-  path = os.path.join(root, mutation.path)
-  with open(path) as f:
+  problem = mismatch(mutation, root)
+  if problem:
+    raise SystemExit(f"error: {problem}")
+  with open(os.path.join(root, mutation.path)) as f:
     text = f.read()
-  if text.count(mutation.old) != 1:
-    raise SystemExit(
-      f"error: mutation {mutation.name}: {mutation.old!r} occurs {text.count(mutation.old)} "
-      f"times in {mutation.path} (expected once): update the mutation to the code."
-    )
   return text.replace(mutation.old, mutation.new), text
 
 
@@ -303,12 +325,25 @@ def run_one(mutation: Mutation, root: str) -> dict:
   }
 
 
+def check(mutations) -> None:
+  """Says whether every mutation still matches the code (`mismatch`); exit status 1 where one does not."""
+  problems = [p for p in (mismatch(m) for m in mutations) if p]
+  for problem in problems:
+    print(f"error: {problem}", file=sys.stderr)
+  if problems:
+    sys.exit(1)
+  print(f"All {len(mutations)} mutations match the code.")
+
+
 def main(argv):
   del argv
   chosen = [m for m in MUTATIONS if not FLAGS.only or m.name in FLAGS.only]
   unknown = set(FLAGS.only) - {m.name for m in MUTATIONS}
   if unknown:
     raise SystemExit(f"error: unknown mutation(s) {sorted(unknown)}; known: {[m.name for m in MUTATIONS]}.")
+  if FLAGS.check:
+    check(chosen)
+    return
   results = []
   with tempfile.TemporaryDirectory(prefix="planted_") as root:
     copy_repo(root)
@@ -342,4 +377,5 @@ FLAGS = flags.FLAGS
 if __name__ == "__main__":
   flags.DEFINE_list("only", [], "Mutation names to plant (default: all).")
   flags.DEFINE_string("out", "", "Write the results as JSON here.")
+  flags.DEFINE_bool("check", False, "Only check that every mutation still matches the code; run no tests.")
   cli.run(main)

@@ -1,6 +1,6 @@
-"""What a record costs to read from an ArrayRecord file: a list read against range reads (issue #4).
+"""What a record costs to read from an ArrayRecord file: a list read against range reads.
 
-    python experiments/record_reads.py --data_dir=/tmp/alexnet_data --name=imagenette2_128
+    python -m experiments.record_reads --data_dir=/tmp/alexnet_data --name=imagenette2_128
 
 A batch drawn at random from a split stored in many files (ImageNet's train split: 1024) takes one or a
 few records from each file. This times, per record, for groups of 1 to 128 random positions of one file:
@@ -11,25 +11,31 @@ pool's CPU beyond the wall time is taken from other processes when every core is
 """
 
 import argparse
-import os
 import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from alexnet_jax.data import sources
 
 
-def main():
+def arguments():
+  """The command line's settings."""
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--data_dir", required=True)
   parser.add_argument("--name", default="imagenette2_128")
   parser.add_argument("--records", type=int, default=3000, help="records per timed round")
   parser.add_argument("--rounds", type=int, default=3)
-  args = parser.parse_args()
-  from alexnet_jax.data import sources
+  return parser.parse_args()
 
-  source = sources.open_split(sources.dataset_info(args.data_dir, args.name), "train")
+
+def main():
+  args = arguments()
+  try:
+    source = sources.open_split(sources.dataset_info(args.data_dir, args.name), "train")
+  except sources.DatasetError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
   reader = source._reader(0)  # the first file of the split
   count = reader.num_records()
   rng = np.random.default_rng(0)

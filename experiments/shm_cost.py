@@ -1,6 +1,6 @@
-"""What it costs to hand a batch over in a fresh shared-memory block, per image (issue #4's pipeline gap).
+"""What it costs to hand a batch over in a fresh shared-memory block, per image.
 
-    python experiments/shm_cost.py [--image_size=128] [--batch=128] [--rounds=50]
+    python -m experiments.shm_cost [--image_size=128] [--batch=128] [--rounds=50]
 
 grain's worker processes put every batch into a new shared-memory block; the kernel then faults in and
 zeroes each of its pages on first write. This times, per image of a uint8 batch: writing into a fresh

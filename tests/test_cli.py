@@ -1,4 +1,5 @@
-"""Every command line: --help exits 0 and says how to use the command; a bad flag still fails."""
+"""Every command line (`python -m ...`): --help exits 0 and says how to use the command; a bad flag still
+fails."""
 
 import subprocess
 import sys
@@ -10,8 +11,16 @@ from conftest import REPO
 COMMANDS = [
   "alexnet_jax.main",
   "alexnet_jax.ablate",
+  "alexnet_jax.analysis.ablate",
   "alexnet_jax.data.prepare",
   "alexnet_jax.data.stats",
+  "alexnet_jax.tools.predict",
+  "alexnet_jax.tools.figures",
+  "experiments.benchmark",
+  "experiments.benchmark.report",
+  "experiments.planted_bugs",
+  "experiments.record_reads",
+  "experiments.shm_cost",
   "experiments.study",
   "experiments.study_geometry",
 ]
@@ -23,7 +32,7 @@ def test_help_exits_zero(module):
     [sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120, cwd=REPO
   )
   assert result.returncode == 0, result.stderr[-2000:]
-  assert "flags:" in result.stdout + result.stderr
+  assert "flags:" in result.stdout + result.stderr or "options:" in result.stdout  # absl's help, or argparse's
   bad = subprocess.run(
     [sys.executable, "-m", module, "--no_such_flag=1"], capture_output=True, text=True, timeout=120, cwd=REPO
   )

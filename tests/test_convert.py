@@ -1,11 +1,18 @@
 """torchvision alexnet() weights -> the owt preset: logits agree with PyTorch's."""
 
+import subprocess
+import sys
+
+import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 import pytest
 
-from alexnet_jax.tools.convert import flax_to_torchvision, torchvision_to_flax
+from alexnet_jax.data import augment
 from alexnet_jax.model.models import AlexNet
+from alexnet_jax.tools.convert import flax_to_torchvision, torchvision_to_flax
+from conftest import REPO
 
 try:
   import torch
@@ -20,7 +27,7 @@ def torchvision_alexnet(num_classes):
   """torchvision.models.alexnet() itself when torchvision imports, else the same modules built here
   (torchvision/models/alexnet.py: identical layers, so identical state_dict keys and forward pass)."""
   try:
-    from torchvision.models import alexnet
+    from torchvision.models import alexnet  # noqa: PLC0415 (optional: torchvision, where it is installed)
 
     return alexnet(weights=None, num_classes=num_classes)
   except Exception:  # torchvision absent or built for another torch
@@ -101,8 +108,6 @@ def test_flax_to_torchvision_inverts_the_import_exactly_and_torch_gives_the_same
   for key, tensor in original.items():
     assert np.array_equal(back[key], tensor.numpy()), key
   # Flax params -> a fresh torchvision module: its logits are the Flax model's.
-  import jax
-
   variables = AlexNet(preset="owt", num_classes=10).init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)), train=False)
   fresh = torchvision_alexnet(num_classes=10).eval()
   fresh.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in flax_to_torchvision(variables).items()})
@@ -122,12 +127,6 @@ def test_params_of_another_preset_are_a_clear_error_on_export():
 def test_predict_runs_torchvision_weights_with_the_users_class_names(tmp_path):
   """predict --torchvision_weights: the owt preset with the file's weights; its top class is the one
   torchvision's own module gives the same photo, preprocessed as torchvision's recipe (256, centre 224)."""
-  import subprocess
-  import sys
-  from PIL import Image
-  from conftest import REPO
-  from alexnet_jax.data import augment
-
   net = random_torchvision_alexnet(3, seed=0)
   torch.save(net.state_dict(), tmp_path / "weights.pth")
   (tmp_path / "names.txt").write_text("cat\ndog\nfox\n")

@@ -8,6 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from alexnet_jax import configlib
 from alexnet_jax.training import optim
 
 
@@ -183,10 +184,37 @@ def test_linear_scaling_with_batch_size():
 
 
 def test_unknown_schedule_and_mode_are_clear_errors():
-  with pytest.raises(ValueError, match="Unknown schedule 'linear'"):
+  with pytest.raises(configlib.ConfigError, match=r"optim.schedule='linear' is not one of \['plateau', 'step', "):
     schedule(schedule="linear")
   with pytest.raises(ValueError, match="Unknown weight_decay_mode 'l2'"):
     optim.sgd(lambda c: 0.1, weight_decay_mode="l2")
+
+
+@pytest.mark.parametrize(
+  "key,value",
+  [
+    ("optim.schedule", "linear"),
+    ("optim.weight_decay_mode", "l2"),
+    ("optim.weight_decay_mask", "none"),
+    ("on_nonfinite", "x"),
+  ],
+)
+def test_a_choice_outside_its_options_names_them_and_the_flag(key, value):
+  config = ml_collections.ConfigDict(
+    {
+      "optim": {"schedule": "plateau", "weight_decay_mode": "coupled", "weight_decay_mask": "all"},
+      "on_nonfinite": "stop",
+    }
+  )
+  optim.check_choices(config)  # the defaults pass
+  section, _, name = key.rpartition(".")
+  (config[section] if section else config)[name] = value
+  allowed = optim.CHOICES[key]
+  with pytest.raises(configlib.ConfigError) as error:
+    optim.check_choices(config)
+  assert str(error.value) == (
+    f"{key}={value!r} is not one of {list(allowed)}: set --config.{key}={allowed[0]} (or another of them)."
+  )
 
 
 def test_plateau_cuts_exactly_after_patience_stalled_evaluations():

@@ -25,16 +25,26 @@ TORCHVISION_LAYERS = {
 
 
 def _numpy(tensor):
+  """A torch tensor or array as a float32 numpy array."""
   if hasattr(tensor, "detach"):  # a torch tensor, without importing torch here
     tensor = tensor.detach().cpu().numpy()
   return np.asarray(tensor, dtype=np.float32)
 
 
 def torchvision_to_flax(state_dict, *, pool5_hw=(6, 6)):
-  """Returns {'params': ...} for `AlexNet(preset='owt', num_classes=fc8 rows)` from a torchvision state_dict.
+  """Converts torchvision `alexnet()` weights to the params of `AlexNet(preset='owt')`.
 
-  `pool5_hw` is the spatial size of the maps in front of fc6 (6x6 for torchvision's 224 input and its
-  adaptive 6x6 average pool).
+  Args:
+    state_dict: a torchvision `alexnet()` state_dict (torch tensors or arrays), e.g. `torch.load(PATH)`.
+    pool5_hw: the spatial size of the maps in front of fc6 (6x6 for torchvision's 224 input and its
+      adaptive 6x6 average pool).
+
+  Returns:
+    {'params': {layer: {'kernel', 'bias'}}} of float32 arrays, for `AlexNet(preset='owt',
+    num_classes=<fc8's rows>)`.
+
+  Raises:
+    KeyError: `state_dict` lacks some of torchvision's layers (the message lists them).
   """
   missing = [
     f"{prefix}.{kind}"
@@ -67,9 +77,20 @@ def torchvision_to_flax(state_dict, *, pool5_hw=(6, 6)):
 
 
 def flax_to_torchvision(params, *, pool5_hw=(6, 6)) -> dict:
-  """The inverse of `torchvision_to_flax`: the params of `AlexNet(preset='owt')` (with or without the
-  'params' level) as a torchvision `alexnet()` state_dict of numpy arrays; wrap each in `torch.from_numpy`
-  (or pass it to `load_state_dict` after that) to load it into `torchvision.models.alexnet()`."""
+  """Converts the params of `AlexNet(preset='owt')` to torchvision `alexnet()` weights (the inverse of
+  `torchvision_to_flax`).
+
+  Args:
+    params: the network's params, with or without the 'params' level.
+    pool5_hw: the spatial size of the maps in front of fc6 (6x6 at the owt preset's 224 input).
+
+  Returns:
+    A torchvision `alexnet()` state_dict of float32 numpy arrays: wrap each in `torch.from_numpy` to
+    `load_state_dict` it into `torchvision.models.alexnet()`.
+
+  Raises:
+    KeyError: `params` lacks some of the owt preset's layers (the message lists them).
+  """
   params = params.get("params", params)
   missing = [name for name in TORCHVISION_LAYERS if name not in params]
   if missing:

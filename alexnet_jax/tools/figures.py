@@ -16,21 +16,20 @@ import numpy as np
 
 from alexnet_jax import cli
 from alexnet_jax.analysis import kernels
+from alexnet_jax.data import pipeline, sources
+from alexnet_jax.model import models
+from alexnet_jax.tools import inference
 
 FLAGS = flags.FLAGS
 
 
 def towers_of(net) -> int:
   """How many towers conv1's kernels were learned in (2 for the paper's net, else 1)."""
-  from alexnet_jax.model import models
-
   return models.PRESETS[net.config.model.preset].lrn_towers
 
 
 def split_images(net, split: str, limit: int = 0):
   """(uint8 images, labels) of a split of the run's dataset, at the run's stored size, in stored order."""
-  from alexnet_jax.data import pipeline
-
   config = pipeline.LoaderConfig(
     data_dir=os.path.expanduser(net.config.dataset.data_dir),
     name=net.config.dataset.name,
@@ -59,12 +58,19 @@ def nearest(query_features: np.ndarray, features: np.ndarray, k: int) -> np.ndar
   return np.argsort(distances, axis=1, kind="stable")[:, :k]
 
 
-def write_kernels(net, out: str) -> str:
-  import matplotlib
+def pyplot():
+  """matplotlib's pyplot, drawing to files (no display needed)."""
+  import matplotlib  # noqa: PLC0415 (optional: only the figures need matplotlib)
 
   matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  import matplotlib.pyplot as plt  # noqa: PLC0415 (after choosing the file backend)
 
+  return plt
+
+
+def write_kernels(net, out: str) -> str:
+  """Writes figure 3, every conv1 kernel, to OUT/conv1_kernels.png and returns its path."""
+  plt = pyplot()
   kernel = np.asarray(net.params["conv1"]["kernel"])
   towers = towers_of(net)
   fig, ax = plt.subplots(figsize=(8, 4 * towers))
@@ -78,11 +84,9 @@ def write_kernels(net, out: str) -> str:
 
 
 def write_neighbours(net, out: str, queries: int, neighbours: int) -> str:
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
+  """Writes figure 4, validation images beside their nearest training images in fc7 space, to
+  OUT/neighbours.png and returns its path."""
+  plt = pyplot()
   d = net.config.dataset
   query_images, _ = split_images(net, d.eval_split, limit=queries)
   train_images, _ = split_images(net, d.train_split)
@@ -102,9 +106,6 @@ def write_neighbours(net, out: str, queries: int, neighbours: int) -> str:
 
 def main(argv):
   del argv
-  from alexnet_jax.tools import inference
-  from alexnet_jax.data import sources
-
   try:
     net = inference.load(FLAGS.workdir, FLAGS.step)
     os.makedirs(FLAGS.out, exist_ok=True)

@@ -19,7 +19,9 @@ import functools
 import math
 from typing import Any, Callable
 
+import jax
 import numpy as np
+import optax
 
 
 def _valid_taps(
@@ -32,7 +34,14 @@ def _valid_taps(
 
 
 def conv_flops(eqn) -> int:
-  """FLOPs of one `conv_general_dilated` equation (see the module docstring for what counts)."""
+  """FLOPs of one convolution (see the module docstring for what counts).
+
+  Args:
+    eqn: a jaxpr equation of `conv_general_dilated`.
+
+  Returns:
+    2 x its multiply-accumulates with real input elements.
+  """
   lhs, rhs = (v.aval.shape for v in eqn.invars[:2])
   out = eqn.outvars[0].aval.shape
   params = eqn.params
@@ -54,7 +63,14 @@ def conv_flops(eqn) -> int:
 
 
 def dot_flops(eqn) -> int:
-  """FLOPs of one `dot_general` equation: 2 x output elements x contracted size."""
+  """FLOPs of one matrix product.
+
+  Args:
+    eqn: a jaxpr equation of `dot_general`.
+
+  Returns:
+    2 x output elements x contracted size.
+  """
   lhs = eqn.invars[0].aval.shape
   (lhs_contracting, _), _ = eqn.params["dimension_numbers"]
   out = eqn.outvars[0].aval.shape
@@ -73,8 +89,15 @@ def _sub_jaxprs(value):
 
 
 def jaxpr_flops(jaxpr) -> int:
-  """Matrix FLOPs of a jaxpr, nested ones included: a scan body counts `length` times, a `cond` its most
-  expensive branch, a while loop's body once (its trip count is not known before it runs)."""
+  """Matrix FLOPs of a jaxpr, nested ones included.
+
+  Args:
+    jaxpr: a jaxpr (`jax.make_jaxpr(f)(*args).jaxpr`).
+
+  Returns:
+    The FLOPs of its convolutions and matrix products: a scan body counts `length` times, a `cond` its
+    most expensive branch, a while loop's body once (its trip count is not known before it runs).
+  """
   total = 0
   for eqn in jaxpr.eqns:
     name = eqn.primitive.name
@@ -91,17 +114,33 @@ def jaxpr_flops(jaxpr) -> int:
 
 
 def count_flops(fn: Callable, *args: Any, **kwargs: Any) -> int:
-  """Matrix FLOPs of one call fn(*args, **kwargs), traced (not run): arrays or jax.ShapeDtypeStruct."""
-  import jax
+  """Matrix FLOPs of one call of `fn`, traced (not run).
 
+  Args:
+    fn: a JAX-traceable function.
+    *args: its positional arguments: arrays or jax.ShapeDtypeStruct.
+    **kwargs: its keyword arguments, held fixed (not traced).
+
+  Returns:
+    2 x the multiply-accumulates of its convolutions and matrix products (module docstring).
+  """
   return jaxpr_flops(jax.make_jaxpr(functools.partial(fn, **kwargs))(*args).jaxpr)
 
 
 def train_step_flops(model, params, images, labels, dropout_key) -> int:
   """Matrix FLOPs of one training step of a classifier: forward, loss and the gradient for `params`
-  (not for the images, which no step needs). Arguments may be jax.ShapeDtypeStruct."""
-  import jax
-  import optax
+  (not for the images, which no step needs).
+
+  Args:
+    model: a Flax classifier whose `apply(variables, x, train=True, rngs={"dropout": key})` gives logits.
+    params: its parameters (arrays or jax.ShapeDtypeStruct, as the rest).
+    images: a batch of inputs [B, H, W, C].
+    labels: their integer labels [B].
+    dropout_key: a PRNG key for dropout.
+
+  Returns:
+    The step's matrix FLOPs (see `count_flops`).
+  """
 
   def loss_fn(p, x, y, key):
     logits = model.apply({"params": p}, x, train=True, rngs={"dropout": key})

@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from alexnet_jax import configlib
+
 # Section 5: "batch size of 128 examples, momentum of 0.9, and weight decay of 0.0005";
 # "The learning rate was initialized at 0.01 ... divide the learning rate by 10 when the validation error
 # rate stopped improving with the current learning rate ... reduced three times prior to termination."
@@ -35,11 +37,42 @@ PAPER_LEARNING_RATE = 0.01
 PAPER_LR_CUT = 0.1
 
 WEIGHT_DECAY_MODES = ("decoupled", "coupled")
+WEIGHT_DECAY_MASKS = ("all", "kernels")
 SCHEDULES = ("plateau", "step", "cosine", "constant")
 # What a non-finite gradient does: stop the run, or skip the update (the state is left as it was). A run
 # that skips this many updates in a row has diverged, not met a bad batch: it stops too.
 ON_NONFINITE = ("stop", "skip")
 MAX_SKIPPED_IN_A_ROW = 10
+# The config keys that name one of a few options, and the options.
+CHOICES = {
+  "optim.schedule": SCHEDULES,
+  "optim.weight_decay_mode": WEIGHT_DECAY_MODES,
+  "optim.weight_decay_mask": WEIGHT_DECAY_MASKS,
+  "on_nonfinite": ON_NONFINITE,
+}
+
+
+def unknown_choice(key: str, value, allowed) -> configlib.ConfigError:
+  """The error for config key `key` set to `value`, none of `allowed`: it names them and the flag to set."""
+  return configlib.ConfigError(
+    f"{key}={value!r} is not one of {list(allowed)}: set --config.{key}={allowed[0]} (or another of them)."
+  )
+
+
+def check_choices(config) -> None:
+  """Checks the optimiser's choices (CHOICES) before anything runs.
+
+  Args:
+    config: the run's config (its `optim` section and `on_nonfinite`).
+
+  Raises:
+    configlib.ConfigError: a key whose value is none of its options, naming them and the flag to set.
+  """
+  for key, allowed in CHOICES.items():
+    section, _, name = key.rpartition(".")
+    value = (config[section] if section else config)[name]
+    if value not in allowed:
+      raise unknown_choice(key, value, allowed)
 
 
 class ScheduledLRState(NamedTuple):
@@ -51,7 +84,15 @@ class ScheduledLRState(NamedTuple):
 
 
 def scale_by_scheduled_lr(schedule) -> optax.GradientTransformation:
-  """Multiplies updates by -schedule(step) * lr_factor; lr_factor is set from the host (plateau cuts)."""
+  """The learning-rate step of `sgd`: updates times -schedule(step) * lr_factor.
+
+  Args:
+    schedule: step -> learning rate (e.g. `create_schedule`'s).
+
+  Returns:
+    An optax transformation whose state (ScheduledLRState) holds the step, the factor the host sets
+    (plateau cuts, `with_learning_rate_factor`) and the last rate used (for logging).
+  """
 
   def init(params):
     del params
@@ -67,13 +108,23 @@ def scale_by_scheduled_lr(schedule) -> optax.GradientTransformation:
 
 
 def decay_mask(mode: str):
-  """'all': decay every parameter, as the paper did. 'kernels': only arrays with ndim > 1 (no biases, no
-  normalisation scales), the common modern choice."""
+  """Which parameters weight decay applies to.
+
+  Args:
+    mode: 'all' (every parameter, as the paper did) or 'kernels' (only arrays with ndim > 1: no biases,
+      no normalisation scales; the common modern choice).
+
+  Returns:
+    A mask for `optax.add_decayed_weights`: None for 'all', else params -> a tree of bools.
+
+  Raises:
+    ValueError: an unknown mode.
+  """
   if mode == "all":
     return None
   if mode == "kernels":
     return lambda params: jax.tree_util.tree_map(lambda p: p.ndim > 1, params)
-  raise ValueError(f"Unknown weight-decay mask {mode!r}: expected 'all' or 'kernels'.")
+  raise ValueError(f"Unknown weight-decay mask {mode!r}: expected one of {WEIGHT_DECAY_MASKS}.")
 
 
 def sgd(
@@ -85,7 +136,22 @@ def sgd(
   weight_decay_mode="decoupled",
   mask=None,
 ) -> optax.GradientTransformation:
-  """SGD with momentum and weight decay in the given mode (see the module docstring for the formulas)."""
+  """SGD with momentum and weight decay (see the module docstring for the two modes' formulas).
+
+  Args:
+    schedule: step -> learning rate.
+    momentum: the momentum (the paper's 0.9).
+    nesterov: Nesterov momentum instead of the paper's heavy ball.
+    weight_decay: the decay (the paper's 0.0005).
+    weight_decay_mode: 'decoupled' (SGDW) or 'coupled' (the paper's rule, exactly).
+    mask: which parameters decay (`decay_mask`); None: all.
+
+  Returns:
+    The optax transformation; its updates are added to the parameters.
+
+  Raises:
+    ValueError: an unknown weight_decay_mode.
+  """
   if weight_decay_mode == "coupled":
     # v <- momentum v - eps (g + wd w): decay and eps applied before the momentum trace.
     return optax.chain(
@@ -104,21 +170,51 @@ def sgd(
 
 
 def base_learning_rate(optim_config, batch_size: int) -> float:
-  """The configured rate, scaled linearly by batch_size / base_batch_size when base_batch_size is set."""
+  """The peak learning rate of a run.
+
+  Args:
+    optim_config: `config.optim` (learning_rate, and base_batch_size for linear scaling).
+    batch_size: the run's global batch size.
+
+  Returns:
+    learning_rate, times batch_size / base_batch_size when base_batch_size is set.
+  """
   lr = float(optim_config.learning_rate)
   base = optim_config.get("base_batch_size")
   return lr * batch_size / base if base else lr
 
 
 def total_steps(config, steps_per_epoch: int) -> int:
-  """The run's length in steps: `num_train_steps` where set (> 0), else `num_epochs` of them."""
+  """The run's length in steps.
+
+  Args:
+    config: the run's config (num_train_steps, num_epochs).
+    steps_per_epoch: steps in one pass over the training split.
+
+  Returns:
+    `num_train_steps` where set (> 0), else the steps of `num_epochs` epochs (at least 1).
+  """
   if config.num_train_steps > 0:
     return int(config.num_train_steps)
   return max(1, int(math.ceil(float(config.num_epochs) * steps_per_epoch)))
 
 
 def create_schedule(optim_config, *, batch_size: int, steps_per_epoch: int, total_steps: int):
-  """The step -> learning-rate function (before any plateau factor) of a run of `total_steps`."""
+  """The learning-rate schedule of a run (before any plateau factor).
+
+  Args:
+    optim_config: `config.optim`: schedule ('plateau', 'step', 'cosine' or 'constant'), learning_rate,
+      warmup_epochs and the chosen schedule's settings.
+    batch_size: the global batch size (for `base_learning_rate`).
+    steps_per_epoch: steps in one epoch (epochs in the config become steps).
+    total_steps: the run's length (the cosine schedule ends there).
+
+  Returns:
+    step -> learning rate.
+
+  Raises:
+    configlib.ConfigError: an unknown schedule (the message names the allowed ones and the flag).
+  """
   lr = base_learning_rate(optim_config, batch_size)
   warmup_steps = int(round(float(optim_config.get("warmup_epochs", 0.0)) * steps_per_epoch))
   total_steps = max(1, int(total_steps))
@@ -138,7 +234,7 @@ def create_schedule(optim_config, *, batch_size: int, steps_per_epoch: int, tota
       lr, max(1, total_steps - warmup_steps), alpha=float(optim_config.get("cosine_final_fraction", 0.0))
     )
   else:
-    raise ValueError(f"Unknown schedule {kind!r}: expected one of {SCHEDULES}.")
+    raise unknown_choice("optim.schedule", kind, SCHEDULES)
   if warmup_steps <= 0:
     return main
   warmup = optax.linear_schedule(0.0, lr, warmup_steps)
@@ -146,8 +242,19 @@ def create_schedule(optim_config, *, batch_size: int, steps_per_epoch: int, tota
 
 
 def create_optimizer(config, steps_per_epoch: int):
-  """Returns (optax transform, schedule) from `config.optim`, `config.batch_size` and the run's length
-  (`total_steps`)."""
+  """The run's optimiser, as `config` describes it.
+
+  Args:
+    config: the run's config (`optim`, `batch_size`, and the run's length: `total_steps`).
+    steps_per_epoch: steps in one epoch.
+
+  Returns:
+    (the optax transformation `sgd` builds, its learning-rate schedule).
+
+  Raises:
+    configlib.ConfigError: an unknown schedule.
+    ValueError: an unknown weight_decay_mode or weight_decay_mask.
+  """
   optim_config = config.optim
   schedule = create_schedule(
     optim_config,
@@ -167,8 +274,20 @@ def create_optimizer(config, steps_per_epoch: int):
 
 
 def guard_nonfinite(tx: optax.GradientTransformation, on_nonfinite: str) -> optax.GradientTransformation:
-  """`tx` itself ('stop': the loop checks the loss) or `tx` skipping every update whose gradient is not
-  finite ('skip'; optax.apply_if_finite, never giving up: the loop stops after MAX_SKIPPED_IN_A_ROW)."""
+  """The optimiser with a rule for non-finite gradients.
+
+  Args:
+    tx: the optimiser.
+    on_nonfinite: 'stop' (`tx` itself: the loop checks the loss) or 'skip' (drop every update whose
+      gradient is not finite, by optax.apply_if_finite, never giving up: the loop stops after
+      MAX_SKIPPED_IN_A_ROW in a row).
+
+  Returns:
+    The optax transformation.
+
+  Raises:
+    ValueError: an unknown on_nonfinite.
+  """
   if on_nonfinite == "stop":
     return tx
   if on_nonfinite == "skip":
@@ -228,6 +347,22 @@ def plateau_update(
   A value improves when it beats the best by more than `threshold` (relative). After `patience`
   consecutive evaluations without improvement the factor is multiplied by `cut` (never below
   `min_factor`), the count restarts, and the next `cooldown` evaluations cannot count as stalls.
+
+  Args:
+    state: the rule's state so far.
+    value: the evaluation's result.
+    patience: evaluations without improvement before a cut.
+    cut: the factor's multiplier at a cut (the paper's 0.1).
+    cooldown: evaluations after a cut that cannot count as stalls.
+    min_factor: the factor's floor.
+    threshold: the relative improvement that counts.
+    mode: 'min' (lower values are better, as errors) or 'max'.
+
+  Returns:
+    The new PlateauState.
+
+  Raises:
+    ValueError: an unknown mode.
   """
   if mode not in ("min", "max"):
     raise ValueError(f"Unknown plateau mode {mode!r}: expected 'min' or 'max'.")
@@ -248,9 +383,18 @@ def plateau_update(
 
 
 def apply_plateau(plateau: PlateauState, opt_state, value: float, **rule):
-  """One evaluation through the plateau rule (`plateau_update`, settings in `rule`), and the optimiser
-  state with the rule's factor in it: (new PlateauState, opt_state). The rule's bookkeeping and the
-  factor the update reads change together, here."""
+  """One evaluation through the plateau rule; the rule's bookkeeping and the factor the update reads
+  change together, here.
+
+  Args:
+    plateau: the rule's state so far.
+    opt_state: the optimiser's state (built by `sgd`).
+    value: the evaluation's result (e.g. the validation error).
+    **rule: the settings of `plateau_update` (`plateau_rule`).
+
+  Returns:
+    (the new PlateauState, opt_state with the rule's factor in it).
+  """
   new = plateau_update(plateau, value, **rule)
   if new.factor != plateau.factor:
     opt_state = with_learning_rate_factor(opt_state, new.factor)
@@ -258,7 +402,16 @@ def apply_plateau(plateau: PlateauState, opt_state, value: float, **rule):
 
 
 def plateau_rule(optim_config, batch_size: int) -> dict:
-  """`apply_plateau`'s settings from `config.optim` (plateau_min_lr as a factor of the base rate)."""
+  """The plateau rule's settings.
+
+  Args:
+    optim_config: `config.optim` (plateau_patience, plateau_cut, plateau_cooldown, plateau_min_lr,
+      plateau_threshold).
+    batch_size: the global batch size (plateau_min_lr becomes a factor of `base_learning_rate`).
+
+  Returns:
+    The keyword arguments of `plateau_update` / `apply_plateau`.
+  """
   o = optim_config
   return dict(
     patience=o.plateau_patience,

@@ -28,7 +28,9 @@ import time
 import traceback
 
 from absl import app, flags
+import jax
 
+from alexnet_jax import cli
 from experiments.benchmark.sections import SECTIONS
 
 flags.DEFINE_bool("quick", False, "CPU-sized: quarter width, small batches, few steps")
@@ -96,8 +98,6 @@ VERSIONED = ("jaxlib", "flax", "optax", "tensorflow_datasets", "array_record", "
 
 def machine_report(argv):
   """The command, machine, versions and time of this run: the report's header."""
-  import jax
-
   report = {
     "command": " ".join(["python -m experiments.benchmark"] + argv[1:]),
     "machine": {
@@ -159,4 +159,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -6,15 +6,21 @@ FLOPs counted from its jaxpr (alexnet_jax/tools/flops.py) and the machine's matm
 
 import functools
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
+from alexnet_jax.data import augment
+from alexnet_jax.model import models
+from alexnet_jax.tools import flops
+from alexnet_jax.training import optim
+from alexnet_jax.training import steps as steps_lib
 from experiments.benchmark.timing import count_compiles, timed
 
 
 def matmul_tflops(dtype_name, n):
-  import jax
-  import jax.numpy as jnp
-
+  """TFLOP/s of jitted n x n matrix products in `dtype_name` on the default device: the machine's peak."""
   dtype = jnp.dtype(dtype_name)
   a = jax.random.normal(jax.random.key(0), (n, n), dtype)
   b = jax.random.normal(jax.random.key(1), (n, n), dtype)
@@ -31,9 +37,6 @@ def matmul_tflops(dtype_name, n):
 def plain_runner(model, params, tx, images, labels, step_key, warmup):
   """(run one step, wait for the device, XLA's FLOP count) of the plain jit step of `model`: model + loss
   + `tx` on already-cropped images, the state donated so that each step owns it."""
-  import jax
-  import jax.numpy as jnp
-  import optax
 
   def plain_step(params, opt_state, images, labels, key):
     def loss_fn(p):
@@ -64,12 +67,6 @@ def project_runner(model, size, dtype, host_batch_of, step_key, warmup, step_kin
   local devices, jitted over a mesh of them (`jit_sharded`) or jitted on one (`jit`), fed uint8 256x256
   images augmented on the device or, with `augment_on_device=False`, already-cropped images;
   `metrics="loss"` keeps only the loss. `tx`: the optimiser (default: optim.sgd at a constant 0.01)."""
-  import jax
-  import jax.numpy as jnp
-  from alexnet_jax.data import augment
-  from alexnet_jax.training import optim
-  from alexnet_jax.training import steps as steps_lib
-
   if metrics not in ("all", "loss"):
     raise ValueError(f"metrics must be 'all' or 'loss', got {metrics!r}")
   devices = jax.local_device_count()
@@ -136,12 +133,6 @@ def jax_steps(
   `baseline_options`: where they differ from `options`, a second plain step, of the model with these
   implementation options (e.g. {}: the model class's defaults, a plain direct conv1), is timed in the same
   rounds: the project's step against a plain step of the straightforward model."""
-  import jax
-  import jax.numpy as jnp
-  import optax
-  from alexnet_jax.model import models
-  from alexnet_jax.tools import flops
-
   dtype = jnp.dtype(dtype_name)
   size = models.canonical_image_size(preset)
   options = dict(options or {})

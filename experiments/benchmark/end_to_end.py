@@ -7,11 +7,13 @@ import tempfile
 
 import numpy as np
 
+from alexnet_jax import configlib
+from alexnet_jax.data import pipeline
+from alexnet_jax.training import train
+
 
 def end_to_end(config_spec, data_dir, name, steps):
-  from alexnet_jax import configlib
-  from alexnet_jax.training import train
-
+  """Images/s of `train_and_evaluate` for `steps` steps of `config_spec` on the prepared dataset `name`."""
   config = configlib.load_config(config_spec)  # as main and the sweeps load it
   config.dataset.update(data_dir=data_dir, name=name)
   config.update(
@@ -26,8 +28,6 @@ def end_to_end(config_spec, data_dir, name, steps):
     summary = train.train_and_evaluate(config, workdir)
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
       perf = [json.loads(line)["perf/images_per_sec"] for line in f if '"perf"' in line]
-  from alexnet_jax.data import pipeline
-
   workers = config.dataset.num_workers
   # The first interval holds compilation: report the steady intervals.
   return {
@@ -45,7 +45,7 @@ def end_to_end(config_spec, data_dir, name, steps):
 
 
 def end_to_end_against_limits(report):
-  """Issue #7's end-to-end target in numbers, from rows of the same run: end to end over the project step
+  """The end-to-end target in numbers, from rows of the same run: end to end over the project step
   of the same preset, dtype, batch and width (synthetic batches on the device), and over the decode limit of
   the workers it used (workers x the one-core decode rate of the pipeline section: OpenCV's, and the project
   decoder's, the faster one)."""

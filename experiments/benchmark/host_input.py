@@ -2,19 +2,21 @@
 decoder's), N processes decoding at once, a decoding worker's stages, and the training loader with 1 and N
 workers beside them."""
 
+import multiprocessing
 import os
 import time
 
 import numpy as np
 
+from alexnet_jax.data import decode_pool, pipeline, sources
+
 
 def decode_rate(encoded, seconds, decoder="opencv"):
   """Images/s of one thread decoding the JPEGs `encoded`, looped over for at least `seconds`.
 
-  decoder "opencv": `cv2.imdecode`, the one-core limit issue #4's target is set against; "project":
-  `sources.decode_image`, what the decoding workers use (simplejpeg where it is installed)."""
-  import cv2
-  from alexnet_jax.data import sources
+  decoder "opencv": `cv2.imdecode`, the one-core limit the input pipeline's target is set against;
+  "project": `sources.decode_image`, what the decoding workers use (simplejpeg where it is installed)."""
+  import cv2  # noqa: PLC0415 (optional: OpenCV, for its decode rate)
 
   cv2.setNumThreads(1)
   if decoder == "opencv":
@@ -31,8 +33,6 @@ def decode_rate(encoded, seconds, decoder="opencv"):
 
 def _decode_for(encoded, seconds, decoder, barrier, results):
   """One process of `parallel_decode_rate`: `decode_rate` after the barrier."""
-  from alexnet_jax.data import decode_pool
-
   decode_pool.keep_freed_memory()  # as the decoding workers do: a fresh process otherwise decodes slower
   barrier.wait()
   results.put(decode_rate(encoded, seconds, decoder))
@@ -43,8 +43,6 @@ def parallel_decode_rate(encoded, processes, seconds, decoder="project"):
   started together: what this machine's cores decode at once. Against one core times N it shows what the
   hardware gives away (shared cores of hyper-threads, lower all-core clocks, memory bandwidth) before any
   pipeline overhead."""
-  import multiprocessing
-
   context = multiprocessing.get_context("spawn")
   barrier, results = context.Barrier(processes), context.Queue()
   workers = [
@@ -98,8 +96,6 @@ def worker_stage_costs(source, image_size, batch, batches=16):
   random records (`sources.read_records`), then per record, as `pipeline.decode_into` does it: parse, then
   decode into the batch array (`sources.decode_fitted_into`: decode, fit to size where needed, write).
   Against the one-core decode rates they say where a worker's time beyond the decode goes."""
-  from alexnet_jax.data import sources
-
   rng = np.random.default_rng(1)
   out = np.empty((batch, image_size, image_size, 3), np.uint8)
   clock = time.perf_counter
@@ -127,16 +123,14 @@ def worker_stage_costs(source, image_size, batch, batches=16):
 
 
 def pipeline_rates(data_dir, name, batch, seconds, workers_list, rounds=3):
-  """Host pipeline images/s beside the one-core decode rates of the same JPEGs: OpenCV's (the limit of
-  issue #4's target) and the project decoder's (`sources.decode_image`, the workers' own limit).
+  """Host pipeline images/s beside the one-core decode rates of the same JPEGs: OpenCV's (the limit the
+  input pipeline's target is set against) and the project decoder's (`sources.decode_image`, the workers' own limit).
 
   For each worker count, decode rounds (half the round with each decoder) and loader rounds alternate
   (`rounds` of each, the best counts), so a slow patch of a shared machine hits both sides of the ratios;
   the loader's workers sit idle, their slots full, while the decode round runs. Also measured per worker
   count: N processes decoding at once (`parallel_decode_rate`, the machine's own N-core limit) and the CPU
   the training process and the workers spent per loader round, which says who is the bottleneck."""
-  from alexnet_jax.data import pipeline, sources
-
   info = sources.dataset_info(data_dir, name)
   source = sources.open_split(info, "train")
   # A seeded random sample: the JPEGs the loader decodes come from the whole split, in random order.

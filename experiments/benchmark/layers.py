@@ -7,16 +7,19 @@ implementation training uses (alexnet_jax.model.models.TowerConv, lrn.local_resp
 in PyTorch with the modules torch_net.TorchAlexNet uses, in alternating rounds. The layers' sum against the
 whole step says how much is left for the loss, the optimiser and what runs between layers."""
 
+from flax import linen
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from alexnet_jax.model import models
+from alexnet_jax.model.lrn import local_response_norm
+from alexnet_jax.model.pooling import max_pool
 from experiments.benchmark.timing import timed
 
 
 def layer_shapes(model, crop, batch):
   """[(name, kind, input shape NHWC, settings)] of the paper network at this crop, in order."""
-  import jax
-  import jax.numpy as jnp
-
   x = jnp.zeros((batch, crop, crop, 3), jnp.float32)
   variables = jax.eval_shape(lambda v: model.init(jax.random.key(0), v, train=False), x)
   _, state = jax.eval_shape(lambda v, p: model.apply(p, v, train=False, mutable=["intermediates"]), x, variables)
@@ -41,12 +44,6 @@ def layer_shapes(model, crop, batch):
 
 def jax_layer(model, kind, in_shape, settings):
   """(run, sync) of one layer's forward and backward in JAX, jitted."""
-  import jax
-  import jax.numpy as jnp
-  from alexnet_jax.model import models
-  from alexnet_jax.model.lrn import local_response_norm
-  from alexnet_jax.model.pooling import max_pool
-
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=in_shape), jnp.float32)
   if kind == "conv":
@@ -63,9 +60,7 @@ def jax_layer(model, kind, in_shape, settings):
     params = layer.init(jax.random.key(0), x)
     f = lambda p, v: jax.nn.relu(layer.apply(p, v))
   elif kind == "dense":
-    import flax.linen as nn
-
-    layer = nn.Dense(settings["features"])
+    layer = linen.Dense(settings["features"])
     params = layer.init(jax.random.key(0), x)
     f = lambda p, v: layer.apply(p, v)
   elif kind == "lrn":
@@ -99,10 +94,10 @@ def jax_layer(model, kind, in_shape, settings):
 
 def torch_layer(model, kind, in_shape, settings, channels_last):
   """(run, sync) of one layer's forward and backward in PyTorch (float32, the CPU)."""
-  import torch
-  import torch.nn as nn
+  import torch  # noqa: PLC0415 (optional: PyTorch)
+  import torch.nn as nn  # noqa: PLC0415 (optional: PyTorch)
 
-  from experiments.benchmark import torch_net
+  from experiments.benchmark import torch_net  # noqa: PLC0415 (it imports PyTorch)
 
   if kind == "dense":
     module, x = nn.Linear(in_shape[1], settings["features"]), torch.randn(*in_shape)

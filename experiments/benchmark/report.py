@@ -7,7 +7,9 @@ generated figures:
 
 import json
 
-from absl import app, flags
+from absl import flags
+
+from alexnet_jax import cli
 
 flags.DEFINE_string("json", None, "a report written by python -m experiments.benchmark")
 flags.DEFINE_string("out", "", "the markdown file (default: print)")
@@ -91,4 +93,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flag_as_required("json")
-  app.run(main)
+  cli.run(main)

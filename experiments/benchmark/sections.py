@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+from alexnet_jax.data import pipeline
+from alexnet_jax.model import models
 from experiments.benchmark import device_steps, end_to_end, host_input, layers, vs_torch
 from experiments.benchmark.timing import parse_options
 
@@ -140,8 +142,6 @@ def section_vs_torch(flags, report):
 
 def section_layers(flags, report):
   """Each layer's forward and backward alone, JAX against PyTorch, at every vs_torch crop (layers.py)."""
-  from alexnet_jax.model import models
-
   options = parse_options(flags.vs_torch_variants.split(";")[0])
   model = models.AlexNet(
     preset="paper", num_classes=1000, width_multiplier=flags.vs_torch_width, **{**models.REFERENCE_IMPLS, **options}
@@ -195,8 +195,6 @@ def section_variants(flags, report):
 def section_pipeline(flags, report):
   if not flags.pipeline_data_dir:
     return
-  from alexnet_jax.data import pipeline
-
   workers = [int(w) or pipeline.default_num_workers() for w in _list(flags.workers)]
   report["pipeline"] = host_input.pipeline_rates(
     os.path.expanduser(flags.pipeline_data_dir), flags.pipeline_name, 128, flags.pipeline_seconds, workers

@@ -5,6 +5,10 @@ import contextlib
 import logging
 import time
 
+import jax
+
+from alexnet_jax.model import models
+
 
 def timed(fn, steps, warmup, repeats=3, sync=None):
   """Seconds per call of fn() after `warmup` calls: the best of `repeats` rounds of `steps` calls (the
@@ -41,8 +45,7 @@ class CompileCounter(logging.Handler):
 
 @contextlib.contextmanager
 def count_compiles():
-  import jax
-
+  """Counts the XLA compilations inside the block: `with count_compiles() as c: ...; c.count`."""
   counter = CompileCounter()
   root = logging.getLogger("jax")
   previous = jax.config.jax_log_compiles
@@ -61,9 +64,6 @@ def parse_options(spec):
   if spec in ("", "default"):
     return {}
   options = dict(item.split("=", 1) for item in spec.split(",") if item)
-  import jax
-  from alexnet_jax.model import models
-
   for key in models.BACKEND_DEFAULTS:
     if key in options:
       options[key] = models.resolve_impl(key, options[key], jax.default_backend())

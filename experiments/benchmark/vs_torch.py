@@ -7,15 +7,19 @@ coupled form, metrics) and PyTorch's step of the same network, batch, dtype (flo
 cropped, no augmentation), each with and without LRN, so that LRN's share of each step comes from the
 same rounds."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from alexnet_jax.model import models
+from alexnet_jax.training import optim
+from experiments.benchmark import device_steps
 from experiments.benchmark.timing import timed
 
 
 def torch_training_step(net, batch, image_size, device, channels_last, bf16_autocast=False, compiled=False):
   """(run one step, wait for the device) of SGD (momentum 0.9, weight decay 5e-4) on `net`, one fixed batch."""
-  import torch
-  import torch.nn.functional as F
+  import torch  # noqa: PLC0415 (optional: PyTorch)
 
   torch.backends.cudnn.benchmark = True  # PyTorch's fastest convolution algorithms for these shapes
   net = net.to(device).train()
@@ -29,7 +33,7 @@ def torch_training_step(net, batch, image_size, device, channels_last, bf16_auto
   def run():
     opt.zero_grad(set_to_none=True)
     with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16_autocast):
-      loss = F.cross_entropy(model(x), y)
+      loss = torch.nn.functional.cross_entropy(model(x), y)
     loss.backward()
     opt.step()
 
@@ -41,10 +45,9 @@ def torch_training_step(net, batch, image_size, device, channels_last, bf16_auto
 def torch_step(variant, batch, width, steps, warmup, compile_model):
   """Images/s of PyTorch's training step of preset `variant` at its canonical size (section c); autocast
   to bf16 on CUDA, float32 on the CPU."""
-  import torch
-  from alexnet_jax.model import models
+  import torch  # noqa: PLC0415 (optional: PyTorch)
 
-  from experiments.benchmark import torch_net
+  from experiments.benchmark import torch_net  # noqa: PLC0415 (it imports PyTorch)
 
   device = "cuda" if torch.cuda.is_available() else "cpu"
   model = models.AlexNet(preset=variant, num_classes=1000, width_multiplier=width)
@@ -65,12 +68,6 @@ def torch_step(variant, batch, width, steps, warmup, compile_model):
 def jax_training_step(model, batch, image_size, warmup):
   """(run one step, wait) of the project's train step (steps.train_step, jitted on one device, state
   donated) on one fixed already-cropped float32 batch, with PyTorch's SGD rule (coupled weight decay)."""
-  import jax
-  import jax.numpy as jnp
-  from alexnet_jax.training import optim
-
-  from experiments.benchmark import device_steps
-
   rng = np.random.default_rng(0)
   fixed = {
     "image": jnp.asarray(rng.normal(size=(batch, image_size, image_size, 3)), jnp.float32),
@@ -93,10 +90,9 @@ def side_by_side(
 ):
   """One row per crop: images/s of every JAX variant ({name: model options}) and PyTorch layout, each with
   and without LRN, best of `rounds` alternating rounds of `steps` steps; the ratios and LRN's shares."""
-  import torch
-  from alexnet_jax.model import models
+  import torch  # noqa: PLC0415 (optional: PyTorch)
 
-  from experiments.benchmark import torch_net
+  from experiments.benchmark import torch_net  # noqa: PLC0415 (it imports PyTorch)
 
   steps = steps or default_steps_per_round(crop)
   runners = {}
