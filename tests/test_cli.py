@@ -22,7 +22,7 @@ COMMANDS = [
   "experiments.record_reads",
   "experiments.shm_cost",
   "experiments.study",
-  "experiments.study_geometry",
+  "experiments.study.geometry",
 ]
 
 

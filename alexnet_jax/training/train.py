@@ -265,6 +265,7 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> Setup:
   optimiser and the initial state: everything that can fail does so here, before anything is written into
   the workdir (it is only created, and checked for writing)."""
   check_values(config)  # first: a value no run can mean fails before the workdir exists
+  optim.check_choices(config)
   workdir = check_workdir(workdir)
   num_devices, global_batch = jax.local_device_count(), config.batch_size
   if global_batch % (num_devices * jax.process_count()):
