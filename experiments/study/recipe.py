@@ -49,7 +49,12 @@ def setup_section(loaded, command, invocation_s, data: arms_lib.Data = arms_lib.
     f"({min(walls) / 60:.1f}-{max(walls) / 60:.1f}), {np.mean(rates):.0f} training images/s; device "
     f"`{summaries[0]['device_kind']}` x{summaries[0]['devices']}, jax {summaries[0]['jax_version']}. The "
     f"wall times include other work that shared the machine"
-    + (f", and every segment of the {resumed} runs that were interrupted and resumed." if resumed else "."),
+    + (
+      f", and every segment of the {'run' if resumed == 1 else f'{resumed} runs'} that "
+      f"{'was' if resumed == 1 else 'were'} interrupted and resumed."
+      if resumed
+      else "."
+    ),
     "- Seeds: seed k of every arm shares its initialisation and data order with seed k of the baseline; "
     "differences are seed-paired: mean [95% t interval] (alexnet_jax/analysis/effects.py).",
   ]
