@@ -52,7 +52,7 @@ def test_the_report_counts_every_segment_of_a_resumed_run(tmp_path):
   assert "| baseline | 1 | 40.00 | 40.00 | 13.33 | 13.33 | 30.00 | yes | 30.0 (2 segments) |" in text
   assert "| baseline | 0 | 30.00 | 30.00 | 10.00 | 10.00 | 20.00 | yes | 10.0 |" in text
   assert "Runs: 3 finished, 16.7 min each on average (10.0-30.0)" in text
-  assert "and every segment of the 1 runs that were interrupted and resumed." in text
+  assert "and every segment of the run that was interrupted and resumed." in text
 
 
 def test_a_datasets_report_covers_only_the_arms_it_runs(tmp_path):

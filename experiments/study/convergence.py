@@ -49,7 +49,8 @@ def convergence_section(arms, claims, loaded) -> List[str]:
   flat, trained = measures.flat_counts(loaded)
   by_ends, _ = measures.flat_counts(loaded, measures.endpoint_change)
   scatters = [measures.late_fit(r["curve"])[1] for rs in loaded.values() for r in rs if not r["failed"]]
-  scatter = np.nanmedian(scatters) if scatters else math.nan
+  scatters = [s for s in scatters if math.isfinite(s)]  # a run with too few evaluations has no scatter
+  scatter = float(np.median(scatters)) if scatters else math.nan
   lines += [
     "",
     f"{flat} of the {trained} runs that trained are flat by this measure; {by_ends} by the difference of two "
