@@ -222,7 +222,7 @@ def test_the_readme_states_the_findings_the_committed_runs_give():
   headline = prose.headline(arms.ARMS, arms.CLAIMS, loaded, other, nette.data, replica)
   readme = os.path.join(os.path.dirname(__file__), "..", "README.md")
   content, begin, end = runner.block_bounds(readme)
-  assert content[begin:end].strip() == prose.readme_block(arms.CLAIMS, loaded, other, replica), (
+  assert content[begin:end].strip() == prose.readme_block(arms.CLAIMS, loaded, replica), (
     "rerun: python -m experiments.study --report_only --compare_to=experiments/results/study_15ep --readme=README.md"
   )
   with open(os.path.join(report_dir, "README.md")) as f:

@@ -40,11 +40,13 @@ LRN_ANCHORS = (
 )
 
 K1_RULE = (
-  "Rule for LRN with k = 1, fixed before any of its runs: if LRN's effect is its constant gain, LRN with "
-  "k = 1 (gain 1) does no better than no LRN. The gain reading holds if lrn_k1 is detectably worse than "
-  "the baseline and not detectably better than no_lrn; it fails if lrn_k1 is not detectably worse than the "
-  "baseline; where lrn_k1 is detectably worse than the baseline and detectably better than no_lrn, the gain "
-  "is part of the effect, not all of it. It reads only where removing LRN has a detected effect."
+  "Rule for LRN with k = 1, fixed before its runs were read: if LRN's effect is its constant gain, LRN with "
+  "k = 1 (gain 1) does no better than no LRN. As for the other controls, a reading names an account only on "
+  "evidence for it. The gain reading holds if lrn_k1 is detectably worse than the baseline and not detectably "
+  "better than no_lrn; it fails if lrn_k1 is detectably better than no_lrn and not detectably worse than the "
+  "baseline; where lrn_k1 is detectably worse than the baseline and detectably better than no_lrn, the gain is "
+  "part of the effect, not all of it; otherwise the control does not separate the two accounts. It reads only "
+  "where removing LRN has a detected effect."
 )
 
 
@@ -194,14 +196,19 @@ def k1_reading(no_lrn: effects.Interval, k1: effects.Interval, k1_vs_none: effec
       f"better than no LRN ({fmt.fmt_interval(k1_vs_none)}): the normalisation without the gain does not keep "
       f"LRN's effect, as the gain reading predicts; the reading holds."
     )
-  if not worse:
-    also = f", and it is detectably better than no LRN ({fmt.fmt_interval(k1_vs_none)})" if better_than_none else ""
+  if better_than_none and not worse:
     return (
-      f"LRN with k = 1 is not detectably worse than the paper's k = 2 ({fmt.fmt_interval(k1)}, it could hide "
-      f"±{k1.largest_hidden():.1f}){also}: the normalisation keeps LRN's effect without the gain, so the gain "
-      f"reading fails."
+      f"LRN with k = 1 is detectably better than no LRN ({fmt.fmt_interval(k1_vs_none)}) and not detectably "
+      f"worse than the paper's k = 2 ({fmt.fmt_interval(k1)}, it could hide ±{k1.largest_hidden():.1f}): the "
+      f"normalisation keeps LRN's effect without the gain, so the gain reading fails."
+    )
+  if worse and better_than_none:
+    return (
+      f"LRN with k = 1 is detectably worse than the paper's k = 2 ({fmt.fmt_interval(k1)}) and detectably "
+      f"better than no LRN ({fmt.fmt_interval(k1_vs_none)}): the gain is part of LRN's effect, not all of it."
     )
   return (
-    f"LRN with k = 1 is detectably worse than the paper's k = 2 ({fmt.fmt_interval(k1)}) and detectably better "
-    f"than no LRN ({fmt.fmt_interval(k1_vs_none)}): the gain is part of LRN's effect, not all of it."
+    f"LRN with k = 1 is neither detectably worse than the paper's k = 2 ({fmt.fmt_interval(k1)}) nor "
+    f"detectably better than no LRN ({fmt.fmt_interval(k1_vs_none)}): the control does not separate the gain "
+    f"from the normalisation ({fmt.count(k1.n, 'seed')} paired)."
   )

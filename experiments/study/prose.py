@@ -179,14 +179,14 @@ def headline(arms, claims, loaded, other=None, data: arms_lib.Data = arms_lib.IM
   return " ".join([first, against_sentence(claims, loaded), budget_sentence(loaded, epochs, other, replica)])
 
 
-def readme_block(claims, loaded, other=None, replica=None) -> str:
+def readme_block(claims, loaded, replica=None) -> str:
   """The repository README's findings: each claim's verdict as a small table, then where the study
-  differs from the paper or later work and what its budget leaves open.
+  differs from the paper or later work, whether its runs converged and whether the findings replicate
+  (the comparison between budgets stays in the report).
 
   Args:
     claims: the claims whose arm the dataset runs.
     loaded: {arm name: its finished runs} (measures.load_all).
-    other: the same study at another budget, or None.
     replica: the second dataset's study (replication.Replica), or None.
 
   Returns:
@@ -210,7 +210,7 @@ def readme_block(claims, loaded, other=None, replica=None) -> str:
   return (
     "\n".join(rows)
     + "\n\n"
-    + " ".join([against_sentence(claims, loaded), budget_sentence(loaded, epochs, other, replica)])
+    + " ".join([against_sentence(claims, loaded), budget_sentence(loaded, epochs, None, replica)])
   )
 
 

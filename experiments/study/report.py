@@ -105,7 +105,7 @@ def readme_findings(report_dir: str, arms, claims, dataset: arms_lib.Dataset, co
   """
   claims = [c for c in claims if c.arm in {a.name for a in arms}]
   loaded, other, replica = load_inputs(report_dir, arms, dataset, compare_to, replicate_from)
-  return prose.readme_block(claims, loaded, other, replica) if any(loaded.values()) else ""
+  return prose.readme_block(claims, loaded, replica) if any(loaded.values()) else ""
 
 
 def results_sections(report_dir, arms, claims, loaded, data, summary, command, invocation_s, replica):
