@@ -40,9 +40,11 @@ LRN_ANCHORS = (
 )
 
 K1_RULE = (
-  "Rule for LRN with k = 1, fixed before its runs were read: if LRN's effect is its constant gain, LRN with "
-  "k = 1 (gain 1) does no better than no LRN. As for the other controls, a reading names an account only on "
-  "evidence for it. The gain reading holds if lrn_k1 is detectably worse than the baseline and not detectably "
+  "Rule for LRN with k = 1: if LRN's effect is its constant gain, LRN with k = 1 (gain 1) does no better "
+  "than no LRN. As for the other controls, a reading names an account only on evidence for it (the rule's "
+  "first wording, declared before any run, read 'fails' wherever lrn_k1 was not detectably worse than the "
+  "baseline; it was brought in line with that principle when the first two seeds gave an interval too wide "
+  "to tell anything apart). The gain reading holds if lrn_k1 is detectably worse than the baseline and not detectably "
   "better than no_lrn; it fails if lrn_k1 is detectably better than no_lrn and not detectably worse than the "
   "baseline; where lrn_k1 is detectably worse than the baseline and detectably better than no_lrn, the gain is "
   "part of the effect, not all of it; otherwise the control does not separate the two accounts. It reads only "
