@@ -1,7 +1,8 @@
 """Train or evaluate AlexNet: `python -m alexnet_jax.main --config=configs/alexnet.py[:ARGS] --workdir=DIR`.
 
-ARGS is a variant (smoke, imagenette, imagenet, owt) and/or key=value overrides (lrn=False,overlap=False,...);
-every knob is also a flag, e.g. --config.model.use_lrn=False. A workdir that holds a checkpoint is resumed.
+ARGS is a variant (smoke, imagenette, imagewoof, study, study_imagewoof, imagenet, owt: the config file's
+docstring says what each is) and/or key=value overrides (lrn=False,overlap=False,...); every knob is also a
+flag, e.g. --config.model.use_lrn=False. A workdir that holds a checkpoint is resumed.
 Multi-process runs (one process per host): --coordinator_address=HOST:PORT --num_processes=N
 --process_id=I, or --distributed where JAX detects the cluster (SLURM, ...).
 """
