@@ -30,16 +30,18 @@ Variants (each with its command and expected result):
                   --squash=224 --image_size=128 --jpeg_quality=70 --chroma_subsampling=4:2:0
                   --name=imagenette2_128
               Expected: not yet run (it needs a GPU).
-  imagewoof   The same with Imagewoof2 (10 dog breeds, 128 px): fast.ai's imagewoof2.tgz unpacked to
-              ~/imagewoof2, then
+  imagewoof   The imagenette variant on Imagewoof2 (10 dog breeds, 128 px), a GPU job; not yet run.
+              fast.ai's imagewoof2.tgz unpacked to ~/imagewoof2, then
                 python -m alexnet_jax.data.prepare --source=folder:~/imagewoof2 --squash=224 --image_size=128
                   --jpeg_quality=70 --chroma_subsampling=4:2:0 --name=imagewoof2_128
   study       The reproduction study's CPU geometry (experiments/study): Imagenette at 1/4 width, 128 -> 76
               on the device, 67 px crops (the paper's 256 -> 227 ratio), 90 epochs (section 5's budget).
                 python -m alexnet_jax.main --config=configs/alexnet.py:study --workdir=/tmp/study_run
-              Expected (2-core CPU, jax 0.10.2, seed 0): 29.5% / 25.3% top-1 error (centre / 10-crop),
-              5.2% / 4.2% top-5; every seed, with run times: experiments/results/study.
-  study_imagewoof  The study's geometry on Imagewoof (experiments/results/study_imagewoof).
+              Expected (2-core CPU, jax 0.10.2, seed 0, on the copy its report names): 29.5% / 25.3% top-1
+              error (centre / 10-crop), 5.2% / 4.2% top-5; every seed: experiments/results/study.
+  study_imagewoof  The study's geometry on Imagewoof.
+                python -m alexnet_jax.main --config=configs/alexnet.py:study_imagewoof --workdir=/tmp/woof_run
+              Expected: its runs are under way (experiments/results/study_imagewoof).
   imagenet    The default, spelled out.
   owt         torchvision's recipe for its "one weird trick" AlexNet: preset owt, 224 Inception crops,
               batch 256, lr 0.01 / 10 every 30 epochs, weight decay 1e-4 (coupled), no PCA lighting.

@@ -1,7 +1,7 @@
-"""The package's layers as its folders draw them: the library (model, data, training and the helpers at the
-top) never imports the trainer or a tool, the model needs nothing but itself, and no module of the package or
-of experiments/ imports itself back through others. Imports are read from the source (every import, also
-those inside functions), so a lazy import cannot hide a dependency."""
+"""The package's layers as its folders draw them: the library (model, data, training and the helpers at the top)
+never imports the trainer or a tool, the model needs nothing but itself and the helpers, and no module of the
+package or of experiments/ imports itself back through others. Imports are read from the source (every import,
+also those inside functions), so a lazy import cannot hide a dependency."""
 
 import ast
 import pathlib

@@ -1,11 +1,15 @@
 """Today's code reproduces the committed study: baseline seed 0 of `configs/alexnet.py:study`, rerun for its
 first two log intervals (98 steps), logs every training value the committed run logged, bit for bit.
 
-Needs Imagenette prepared where the study config reads it (its not-prepared message gives the command);
-skipped without it. The run is a real `python -m alexnet_jax.main` on one CPU device, as the study's runs
-were made, stopped by SIGTERM once step 98 is logged (the stop step's own record is not compared).
+It needs the very data the runs read: Imagenette prepared where the study config reads it, from the public
+128 px copies the study report names, whose record files hash to provenance.json's `data_sha256`. A copy
+made another way (the config's TFDS command) differs pixel for pixel, so the test is skipped there, with the
+reason. The run is a real `python -m alexnet_jax.main` on one CPU device, as the study's runs were made,
+stopped by SIGTERM once step 98 is logged (the stop step's own record is not compared).
 """
 
+import glob
+import hashlib
 import json
 import os
 import pathlib
@@ -17,10 +21,11 @@ import time
 import pytest
 
 from alexnet_jax.data import sources
-from test_configs import cfg
+from conftest import study_imagenette
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "experiments" / "results" / "study" / "runs" / "baseline" / "seed0"
+PROVENANCE = REPO / "experiments" / "results" / "study" / "provenance.json"
 COMPARED_STEPS = (49, 98)  # log_every_steps = 49: the first two training records
 
 
@@ -30,13 +35,17 @@ def train_records(path, steps):
   return {r["step"]: r for r in records if r["kind"] == "train" and r["step"] in steps}
 
 
-def study_data_is_prepared() -> bool:
-  config = cfg.get_config("study")
-  try:
-    sources.dataset_info(os.path.expanduser(config.dataset.data_dir), config.dataset.name)
-  except sources.DatasetError:
-    return False
-  return True
+def data_the_runs_read(data_dir: str, name: str):
+  """None where the prepared copy's record files hash to what the committed runs read, else why not."""
+  with open(PROVENANCE) as f:
+    expected = json.load(f)["data_sha256"]
+  folder = sources.find_prepared(data_dir, name)
+  for split, digest in expected.items():
+    (path,) = glob.glob(os.path.join(folder, f"{name}-{split}.array_record-*"))
+    with open(path, "rb") as f:
+      if hashlib.sha256(f.read()).hexdigest() != digest:
+        return f"the prepared {name} {split} split is not the copy the committed runs read ({path})"
+  return None
 
 
 def single_device_environment():
@@ -51,8 +60,11 @@ def single_device_environment():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not study_data_is_prepared(), reason="Imagenette is not prepared (see configs/alexnet.py)")
 def test_the_committed_baseline_is_reproduced_bit_for_bit(tmp_path):
+  data_dir, name = study_imagenette()  # skips, naming the command, where it is not prepared
+  different = data_the_runs_read(os.path.expanduser(data_dir), name)
+  if different:
+    pytest.skip(different)
   workdir = tmp_path / "baseline_seed0"
   command = [sys.executable, "-m", "alexnet_jax.main", "--config=configs/alexnet.py:study", f"--workdir={workdir}"]
   process = subprocess.Popen(

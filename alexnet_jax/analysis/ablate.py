@@ -29,7 +29,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from absl import flags
 import numpy as np
 
-from alexnet_jax import cli, configlib
+from alexnet_jax import configlib
 from alexnet_jax.analysis import effects
 from alexnet_jax.training import metrics_io
 
@@ -110,8 +110,6 @@ def config_differences(stored, intended, prefix: str = "", defaults=None) -> Lis
   Returns:
     One line per differing leaf, in key order.
   """
-  if prefix in NOT_RESULT_KEYS:
-    return []
   if isinstance(stored, dict) and isinstance(intended, dict):
     found = []
     defaults = defaults if isinstance(defaults, dict) else {}
@@ -525,8 +523,3 @@ def define_flags() -> None:
     "GPUs to spread parallel runs over, one GPU per run (CUDA_VISIBLE_DEVICES); "
     "0: every run sees every GPU, with a share of its memory.",
   )
-
-
-if __name__ == "__main__":
-  define_flags()
-  cli.run(main)

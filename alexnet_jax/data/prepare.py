@@ -2,9 +2,10 @@ r"""Prepare a dataset once as a TFDS dataset in array_record format (the format 
 
     python -m alexnet_jax.data.prepare --source=synthetic_shapes --data_dir=~/alexnet_data
     python -m alexnet_jax.data.prepare --source=tfds:imagenette/full-size-v2 --download --squash=224 \
-        --image_size=128 --jpeg_quality=70 --name=imagenette2_128 --data_dir=~/alexnet_data
+        --image_size=128 --jpeg_quality=70 --chroma_subsampling=4:2:0 --name=imagenette2_128 \
+        --data_dir=~/alexnet_data
     python -m alexnet_jax.data.prepare --source=folder:~/imagewoof2 --squash=224 --image_size=128 \
-        --jpeg_quality=70 --name=imagewoof2_128 --data_dir=~/alexnet_data
+        --jpeg_quality=70 --chroma_subsampling=4:2:0 --name=imagewoof2_128 --data_dir=~/alexnet_data
     python -m alexnet_jax.data.prepare --source=tfds:imagenet2012 --manual_dir=~/imagenet_tars \
         --data_dir=~/alexnet_data --image_size=256
 

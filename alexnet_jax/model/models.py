@@ -15,7 +15,7 @@ The switches are independent of the preset: `use_lrn`, `overlapping_pool` (3x3 s
 vs 2x2 stride 2: both give 55 -> 27 -> 13 -> 6 at the canonical input, so fc6 keeps 9216 inputs),
 `dropout_rate` (0.5, section 4.2), `activation` (ReLU, or tanh for section 3.1's comparison), `lrn_alpha`
 (0 leaves LRN's constant gain alone, x / k^beta: a control for the scale LRN applies), `lrn_k` (LRN's
-additive constant: 1 removes most of that gain, as Caffe's default does), `init_scheme` (section 5's
+additive constant: 1 removes that gain, as Caffe's default does), `init_scheme` (section 5's
 N(0, 0.01) with biases of 1, or He's), `num_classes`, `width_multiplier` and any input size (fc6's fan-in
 follows the input), so a tiny model trains on a CPU.
 

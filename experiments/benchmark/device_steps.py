@@ -131,7 +131,7 @@ def jax_steps(
   Steps are dispatched as the training loop dispatches them, without waiting for each (`timed`).
   `augment_on_device=False` and `metrics="loss"` take the project step apart (project_runner).
   `baseline_options`: where they differ from `options`, a second plain step, of the model with these
-  implementation options (e.g. {}: the model class's defaults, a plain direct conv1), is timed in the same
+  implementation options (e.g. {}: models.REFERENCE_IMPLS, a plain direct conv1), is timed in the same
   rounds: the project's step against a plain step of the straightforward model."""
   dtype = jnp.dtype(dtype_name)
   size = models.canonical_image_size(preset)

@@ -58,6 +58,8 @@ def replicate_from(dataset: arms_lib.Dataset) -> str:
   """The second dataset's report folder for the replication section: --replicate_from, by default
   Imagewoof's where it exists (for the Imagenette report only); "" for none."""
   if FLAGS.replicate_from:
+    if dataset.name != "imagenette":
+      refuse(configlib.ConfigError("--replicate_from: only the Imagenette report reads a replication (on Imagewoof)."))
     return os.path.abspath(FLAGS.replicate_from)
   default = arms_lib.DATASETS["imagewoof"].report_dir
   return os.path.abspath(default) if dataset.name == "imagenette" and os.path.isdir(default) else ""

@@ -23,8 +23,9 @@ class Arm:
 
 
 # The baseline is the paper's network at the study geometry. Claims with small paper effects (LRN,
-# overlapping pooling) get 5 seeds, the others 3; the controls 2-3 (as many as the arm they control where
-# that arm's reading needs them paired; the paper's init 1: it shows a failure).
+# overlapping pooling) get 5 seeds, the others 3, tanh 6 (its epochs measure needs them) and the baseline 6
+# (paired with tanh); the controls 2-5 (as many as the arm they control where that arm's reading needs them
+# paired; the paper's init 1: it shows a failure).
 ARMS = (
   Arm("baseline", {}, 6, "the paper's network: two towers, LRN, overlapping pooling, dropout, augmentation"),
   Arm("no_lrn", {"model.use_lrn": False}, 5, "section 3.3: without local response normalisation"),
@@ -84,12 +85,14 @@ ARMS = (
 )
 
 
-# How both datasets were made (configs/alexnet.py's STUDY_COPY): what a user's own copy can differ in.
+# How the runs' data was made, and what a copy made by the config's command (STUDY_COPY) can differ in.
 PREPARATION = (
-  "fast.ai's images squashed to 224x224, resized with antialiasing to 128x128 and stored as JPEG quality 70 "
-  "by `python -m alexnet_jax.data.prepare` with the config's `dataset.prepare_args`. A copy prepared elsewhere "
-  "can differ from ours in the resampling filter and the JPEG encoder, so its pixel values, and so the last "
-  "digits of each run's error, differ; the seed-paired effects should agree within their noise."
+  "fast.ai's images squashed to 224x224 (the public copies of {source}), resized with antialiasing to "
+  "128x128 and stored as JPEG quality 70 with 4:2:0 chroma; the runs read these files as they are "
+  "(`python -m alexnet_jax.data.prepare --source=folder:...`). The config's command makes the same kind of "
+  "copy from fast.ai's own images: equivalent, not identical. Its squashing and resampling differ from the "
+  "public copies' pixel for pixel, so the last digits of each run's error differ; the seed-paired effects "
+  "should agree within their noise."
 )
 LEADERBOARD_SOURCE = "fast.ai's leaderboard at 128 px, no test-time augmentation (github.com/fastai/imagenette)"
 
@@ -99,6 +102,7 @@ class Data:
   """The facts of a dataset the report states: what it is, its size, how to get it, what others reached.
 
   `fetch`: what to do before `python -m alexnet_jax.data.prepare` (empty where prepare downloads it).
+  `source`: the public 224x224 squashed copies the runs' 128 px data was made from.
   `leaderboard`: {epochs: top-1 accuracy (%)} of the best ResNet-family nets on LEADERBOARD_SOURCE.
   """
 
@@ -109,6 +113,7 @@ class Data:
   val_images: int
   fetch: str
   leaderboard: Dict[int, float]
+  source: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +136,7 @@ IMAGENETTE = Data(
   3925,
   "",
   {5: 87.4, 20: 91.6, 80: 93.6},
+  "the repository thunderInfy/imagenette at commit b850f030ff07",
 )
 IMAGEWOOF = Data(
   "Imagewoof2",
@@ -140,6 +146,7 @@ IMAGEWOOF = Data(
   3929,
   "download fast.ai's imagewoof2.tgz (github.com/fastai/imagenette) and unpack it to ~/imagewoof2",
   {5: 76.6, 20: 86.3, 80: 87.8},
+  "the repository thunderInfy/imagewoof at commit 6338aeea0989",
 )
 
 # Imagenette: every arm. Imagewoof (ten dog breeds: a second, harder dataset): the arms of the findings

@@ -105,7 +105,8 @@ def section(report_dir: str, dataset: arms_lib.Dataset, arms, loaded, compare_to
     "",
     machine_line(provenance, loaded),
     f"- Data: {data.title} ({data.content}: {data.train_images:,} training and {data.val_images:,} validation "
-    f"photos) at 128 px, {arms_lib.PREPARATION} To make it, {make} `{prepare_command(dataset)}` (the "
+    f"photos) at 128 px, {arms_lib.PREPARATION.format(source=data.source)} To make a copy, {make} "
+    f"`{prepare_command(dataset)}` (the "
     f"`dataset.prepare_args` of `{dataset.config}`).",
     f"- Runs: `python -m experiments.study{chosen} --workdir={workdir} --parallel=2` (finished runs are "
     f"skipped, an interrupted one resumes from its last checkpoint; two at once keep both cores busy).",
