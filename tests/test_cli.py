@@ -11,7 +11,6 @@ from conftest import REPO
 COMMANDS = [
   "alexnet_jax.main",
   "alexnet_jax.ablate",
-  "alexnet_jax.analysis.ablate",
   "alexnet_jax.data.prepare",
   "alexnet_jax.data.stats",
   "alexnet_jax.tools.predict",
