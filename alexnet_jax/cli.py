@@ -23,13 +23,13 @@ import tempfile
 from absl import app
 from absl import logging as absl_logging
 
+from alexnet_jax import paths
+
 HELP_FLAGS = frozenset(
   prefix + name for prefix in ("-", "--") for name in ("help", "h", "?", "helpshort", "helpfull", "helpxml")
 )
-PACKAGE = os.path.dirname(os.path.abspath(__file__))
-REPOSITORY = os.path.dirname(PACKAGE)
 # Log records from files under these folders are the commands' own; any other file's are a library's.
-OWN_CODE = tuple(os.path.join(REPOSITORY, name) + os.sep for name in ("alexnet_jax", "experiments", "configs"))
+OWN_CODE = tuple(os.path.join(paths.REPOSITORY, name) + os.sep for name in ("alexnet_jax", "experiments", "configs"))
 # A line native code logs (absl / glog): severity letter, month and day, e.g. 'I0000 00:00:17... port.cc:153]'.
 NATIVE_RECORD = re.compile(r"^([IWEF])\d{4} ")
 NATIVE_LOG_NOTICE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"

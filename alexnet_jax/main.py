@@ -14,11 +14,9 @@ from absl import flags, logging
 import jax
 from ml_collections import config_flags
 
-from alexnet_jax import cli, configlib
+from alexnet_jax import cli, configlib, paths
 from alexnet_jax.data import sources
 from alexnet_jax.training import checkpointing, optim, train
-
-CONFIG_FILE = os.path.join(cli.REPOSITORY, "configs", "alexnet.py")
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "A config file, e.g. configs/alexnet.py:smoke.", lock_config=True)
@@ -124,7 +122,7 @@ def config_file_error(path: str):
   problem = "is a folder" if os.path.isdir(path) else "cannot be read" if os.path.exists(path) else "does not exist"
   return (
     f"--config: {path!r}{where} {problem}. Name a config file, e.g. "
-    f"--config={os.path.relpath(CONFIG_FILE)}:smoke (python -m alexnet_jax.main --helpshort for the flags)."
+    f"--config={os.path.relpath(paths.CONFIG_FILE)}:smoke (python -m alexnet_jax.main --helpshort for the flags)."
   )
 
 

@@ -1,6 +1,10 @@
-"""User-given paths, checked one way everywhere."""
+"""Paths: where the repository and its config file are, and user-given folders, checked one way everywhere."""
 
 import os
+
+# The checkout the package runs from (an editable install): configs/ beside alexnet_jax/.
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_FILE = os.path.join(REPOSITORY, "configs", "alexnet.py")  # its defaults complete older runs' configs
 
 
 def file_in_the_way(path: str) -> bool:

@@ -11,7 +11,7 @@ from absl import logging as absl_logging
 from PIL import Image
 import pytest
 
-from alexnet_jax import cli
+from alexnet_jax import cli, paths
 from test_train import env, main_command, tiny_flags
 
 # What the libraries print at INFO level or on import, which a command's output must not show.
@@ -88,7 +88,7 @@ def _record(path, level):
 
 def test_library_info_records_wait_for_verbosity_one():
   library = "/venv/lib/python3.11/site-packages/orbax/checkpoint/checkpointer.py"
-  own = os.path.join(cli.REPOSITORY, "alexnet_jax", "training", "train.py")
+  own = os.path.join(paths.REPOSITORY, "alexnet_jax", "training", "train.py")
   quiet, before = cli.QuietLibraries(), absl_logging.get_verbosity()
   try:
     absl_logging.set_verbosity(absl_logging.INFO)

@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from alexnet_jax import configlib
+from alexnet_jax import configlib, paths
 from alexnet_jax.data import augment, preprocess, sources
 from alexnet_jax.model import build
 
@@ -36,9 +36,6 @@ LAYERS = {
   "fc6": "relu6",
   "fc7": "relu7",
 }
-# The repository's config file: its defaults complete the config of a run trained before a key existed.
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFIG_FILE = os.path.join(REPOSITORY, "configs", "alexnet.py")
 BATCH = 64  # images per call of the jitted function; the last batch is padded, so it compiles once
 
 
@@ -246,7 +243,7 @@ def with_defaults(stored: dict) -> ml_collections.ConfigDict:
       base[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
     return base
 
-  return ml_collections.ConfigDict(merge(configlib.load_config(CONFIG_FILE).to_dict(), stored))
+  return ml_collections.ConfigDict(merge(configlib.load_config(paths.CONFIG_FILE).to_dict(), stored))
 
 
 def stored_size(config) -> int:

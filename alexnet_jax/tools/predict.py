@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alexnet_jax import cli, configlib
+from alexnet_jax import cli, configlib, paths
 from alexnet_jax.data import sources
 from alexnet_jax.model import build
 from alexnet_jax.tools import convert, inference
@@ -124,7 +124,7 @@ def torchvision_network(weights_path: str, names_path: str = "") -> inference.Ne
   except (OSError, RuntimeError, KeyError, TypeError) as e:
     raise ValueError(f"Cannot use {weights_path!r} as torchvision alexnet() weights ({e}).") from None
   num_classes = int(params["fc8"]["bias"].shape[0])
-  config = configlib.load_config(f"{inference.CONFIG_FILE}:owt,model.num_classes={num_classes}")
+  config = configlib.load_config(f"{paths.CONFIG_FILE}:owt,model.num_classes={num_classes}")
   return inference.Network(
     config,
     build.from_config(config.model),

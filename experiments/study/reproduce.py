@@ -11,11 +11,10 @@ import json
 import os
 from typing import Dict, List, Optional
 
-from alexnet_jax import configlib
+from alexnet_jax import configlib, paths
 from experiments.study import arms as arms_lib
 
 PROVENANCE = "provenance.json"
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def read_provenance(report_dir: str) -> Optional[dict]:
@@ -29,7 +28,7 @@ def read_provenance(report_dir: str) -> Optional[dict]:
 
 def prepare_command(dataset: arms_lib.Dataset) -> str:
   """`python -m alexnet_jax.data.prepare` with the dataset config's prepare_args and data_dir."""
-  config = configlib.load_config(os.path.join(REPO, dataset.config))
+  config = configlib.load_config(os.path.join(paths.REPOSITORY, dataset.config))
   return f"python -m alexnet_jax.data.prepare {config.dataset.prepare_args} --data_dir={config.dataset.data_dir}"
 
 
