@@ -138,3 +138,32 @@ def test_no_module_imports_itself_back():
 )
 def test_the_cycle_finder_finds_a_planted_cycle(graph, expected):
   assert cycles(graph) == expected
+
+
+def importers_of(top_level: str, modules) -> list:
+  """The modules (name -> path) that import `top_level` or one of its submodules anywhere in their source."""
+  found = []
+  for name, path in sorted(modules.items()):
+    for node in ast.walk(ast.parse(path.read_text())):
+      imported = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+      if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        imported = [node.module]
+      if any(m == top_level or m.startswith(top_level + ".") for m in imported):
+        found.append(name)
+        break
+  return found
+
+
+def test_matplotlib_is_loaded_in_one_place_only_when_a_figure_is_drawn():
+  # An optional dependency: one module loads it, lazily, so training and the report's tables run without it.
+  assert importers_of("matplotlib", all_modules()) == ["alexnet_jax.analysis.plots"]
+
+
+def test_the_importer_finder_sees_lazy_and_submodule_imports(tmp_path):
+  lazy = tmp_path / "lazy.py"
+  lazy.write_text("def f():\n  import matplotlib.pyplot as plt\n")
+  direct = tmp_path / "direct.py"
+  direct.write_text("from matplotlib import pyplot\n")
+  other = tmp_path / "other.py"
+  other.write_text("import matplotlibx\nfrom mat import matplotlib\n")
+  assert importers_of("matplotlib", {"lazy": lazy, "direct": direct, "other": other}) == ["direct", "lazy"]

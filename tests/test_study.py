@@ -8,7 +8,7 @@ import pytest
 from test_ablate import _fake_diverged_run  # the run folder main leaves: diverged.json, metrics.jsonl
 
 from alexnet_jax import configlib
-from alexnet_jax.analysis import ablate
+from alexnet_jax.analysis import ablate, plots
 from experiments.study import arms, figures, formatting, measures, prose, report, runner
 
 
@@ -322,11 +322,7 @@ def test_the_late_change_is_the_fitted_line_over_the_window_so_one_noisy_evaluat
 
 
 def test_a_curve_panel_draws_the_runs_that_did_not_train_instead_of_leaving_them_out():
-  import matplotlib  # noqa: PLC0415 (plotting only)
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
-
+  plt = plots.pyplot()
   run = lambda seed, errors, failed: {"seed": seed, "curve": list(enumerate(errors, 1)), "failed": failed}
   loaded = {
     "baseline": [run(0, [0.5, 0.4], False), run(1, [0.7, 0.6], False)],

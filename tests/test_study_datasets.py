@@ -7,7 +7,9 @@ import os
 
 from test_study import _fake_run, _kernels, _lines_run_into_a_table
 
-from experiments.study import arms, measures, report, reproduce, tables, transfer
+from alexnet_jax.analysis import ablate
+from alexnet_jax.training import loop
+from experiments.study import arms, measures, report, reproduce, runner, tables, transfer
 
 NETTE, WOOF = arms.DATASETS["imagenette"], arms.DATASETS["imagewoof"]
 
@@ -53,6 +55,35 @@ def test_the_report_counts_every_segment_of_a_resumed_run(tmp_path):
   assert "| baseline | 0 | 30.00 | 30.00 | 10.00 | 10.00 | 20.00 | yes | 10.0 |" in text
   assert "Runs: 3 finished, 16.7 min each on average (10.0-30.0)" in text
   assert "and every segment of the run that was interrupted and resumed." in text
+
+
+def test_a_run_resumed_by_a_trainer_that_keeps_its_clock_counts_its_segments_from_its_log(tmp_path, monkeypatch):
+  # The trainer carries the clock across a resume and cuts metrics.jsonl back to the checkpoint: only the
+  # log the runner keeps (run.log) says the run was interrupted, twice here.
+  work = tmp_path / "work"
+  _fake_run(work, 0, 0.3, 0.2, _kernels(True))
+  (work / "config.json").write_text("{}")
+  resumed = [loop.RESUMED_MESSAGE % (step, work) for step in (433, 883)]
+  (work / "run.log").write_text(f"I1206 04:13:23.8 1 loop.py:305] {resumed[0]}\nother\nI1206 1 loop.py] {resumed[1]}\n")
+  monkeypatch.setattr(runner, "final_conv1_kernels", lambda workdir: None)
+  run = ablate.Run("baseline", {}, 0, str(work))
+  assert runner.copy_finished([run], str(tmp_path / "report")) == 1
+  copied = tmp_path / "report" / "runs" / "baseline" / "seed0"
+  assert measures.resumed_from(str(copied)) == [433, 883]
+  _perf(copied / "metrics.jsonl", [10.0, 20.0, 30.0])  # no restart of the clock
+  baseline = next(a for a in arms.ARMS if a.name == "baseline")
+  (loaded,) = measures.load_arm(str(tmp_path / "report"), baseline)
+  assert (loaded["segments"], loaded["wall_time_s"]) == (3, 600.0)
+
+
+def test_a_run_that_never_resumed_gets_no_resumes_file(tmp_path, monkeypatch):
+  work = tmp_path / "work"
+  _fake_run(work, 0, 0.3, 0.2, _kernels(True))
+  (work / "config.json").write_text("{}")
+  (work / "run.log").write_text("I1206 loop.py] Saved the checkpoint at step 433.\n")
+  monkeypatch.setattr(runner, "final_conv1_kernels", lambda workdir: None)
+  runner.copy_finished([ablate.Run("baseline", {}, 0, str(work))], str(tmp_path / "report"))
+  assert not (tmp_path / "report" / "runs" / "baseline" / "seed0" / measures.RESUMES_FILE).exists()
 
 
 def test_a_datasets_report_covers_only_the_arms_it_runs(tmp_path):

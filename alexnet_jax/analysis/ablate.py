@@ -30,7 +30,7 @@ from absl import flags
 import numpy as np
 
 from alexnet_jax import configlib
-from alexnet_jax.analysis import effects
+from alexnet_jax.analysis import effects, plots
 from alexnet_jax.training import metrics_io
 
 FLAGS = flags.FLAGS
@@ -426,10 +426,7 @@ def plot_curves(ax, rows: Sequence[dict], key: str = "_curves") -> None:
 def plot(workdir: str, rows: List[dict], baseline: str) -> None:
   """curves.png: validation error per epoch of every configuration (mean and seed range); ablation.png:
   each configuration's seed-paired difference to `baseline` (95% interval) beside the paper's."""
-  import matplotlib  # noqa: PLC0415 (plotting only: sweeps that never plot do not load it)
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
+  plt = plots.pyplot()
 
   fig, ax = plt.subplots(figsize=(7, 4.5))
   plot_curves(ax, rows)

@@ -15,7 +15,7 @@ from absl import flags
 import numpy as np
 
 from alexnet_jax import cli
-from alexnet_jax.analysis import kernels
+from alexnet_jax.analysis import kernels, plots
 from alexnet_jax.data import pipeline, sources
 from alexnet_jax.model import models
 from alexnet_jax.tools import inference
@@ -58,19 +58,9 @@ def nearest(query_features: np.ndarray, features: np.ndarray, k: int) -> np.ndar
   return np.argsort(distances, axis=1, kind="stable")[:, :k]
 
 
-def pyplot():
-  """matplotlib's pyplot, drawing to files (no display needed)."""
-  import matplotlib  # noqa: PLC0415 (optional: only the figures need matplotlib)
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415 (after choosing the file backend)
-
-  return plt
-
-
 def write_kernels(net, out: str) -> str:
   """Writes figure 3, every conv1 kernel, to OUT/conv1_kernels.png and returns its path."""
-  plt = pyplot()
+  plt = plots.pyplot()
   kernel = np.asarray(net.params["conv1"]["kernel"])
   towers = towers_of(net)
   fig, ax = plt.subplots(figsize=(8, 4 * towers))
@@ -86,7 +76,7 @@ def write_kernels(net, out: str) -> str:
 def write_neighbours(net, out: str, queries: int, neighbours: int) -> str:
   """Writes figure 4, validation images beside their nearest training images in fc7 space, to
   OUT/neighbours.png and returns its path."""
-  plt = pyplot()
+  plt = plots.pyplot()
   d = net.config.dataset
   query_images, _ = split_images(net, d.eval_split, limit=queries)
   train_images, _ = split_images(net, d.train_split)

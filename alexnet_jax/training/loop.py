@@ -30,6 +30,9 @@ from tqdm import tqdm
 from alexnet_jax.training import checkpointing, optim, steps
 
 
+RESUMED_MESSAGE = "Resumed from the checkpoint at step %d in %s."  # logged at each resume (run.log keeps it)
+
+
 @dataclasses.dataclass
 class Progress:
   """Host-side bookkeeping saved with each checkpoint (JSON).
@@ -409,7 +412,7 @@ class Checkpointer:
     if restored is None:
       return template, Progress(), None, 0
     state, data_state, extra, step = restored
-    logging.info("Resumed from the checkpoint at step %d in %s.", step, self.workdir)
+    logging.info(RESUMED_MESSAGE, step, self.workdir)
     self.last_good = step
     return state, Progress(**extra), data_state, step
 

@@ -39,12 +39,9 @@ def publish(report_dir: str, readme: str = "", compare_to: str = "", arms=arms_l
     arms: the arms of the study's dataset.
     **kwargs: report.write_report's dataset, replicate_from, command and invocation_s.
   """
-  report.write_report(report_dir, arms, arms_lib.CLAIMS, compare_to=compare_to, **kwargs)
+  report.write_report(report_dir, arms, arms_lib.CLAIMS, compare_to=compare_to, readme=readme, **kwargs)
   print(f"Report: {report_dir}/README.md")
   if readme:
-    dataset, replica = kwargs.get("dataset", arms_lib.DATASETS["imagenette"]), kwargs.get("replicate_from", "")
-    findings = report.readme_findings(report_dir, arms, arms_lib.CLAIMS, dataset, compare_to, replica)
-    runner.replace_block(readme, findings)
     print(f"Findings: {readme}")
 
 

@@ -12,7 +12,7 @@ import math
 import os
 from typing import Dict, List, Sequence, Tuple
 
-from alexnet_jax.analysis import ablate, effects
+from alexnet_jax.analysis import ablate, effects, plots
 from experiments.study import figures
 from experiments.study import formatting as fmt
 from experiments.study import measures
@@ -175,10 +175,7 @@ def paired_arms(arms, short, long) -> List[str]:
 def plot(report_dir: str, arms, loaded, other) -> None:
   """budget_curves.png: per arm with paired seeds, its validation error per epoch at each budget (the
   paired seeds' mean and range): whether the longer run is still falling where the shorter one ended."""
-  import matplotlib  # noqa: PLC0415 (plotting only: the tables never load it)
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
+  plt = plots.pyplot()
 
   short, long = ordered(loaded, other)
   names = paired_arms(arms, short, long)

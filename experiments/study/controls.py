@@ -31,8 +31,7 @@ def runs_any(loaded, *names: str) -> bool:
 def paired(loaded, versus: str, name: str, key=measures.PRIMARY) -> effects.Interval:
   """The seed-paired Δ of `key` (a final metric or a function of a run, values), arm `name` minus
   arm `versus`, over the seeds both trained."""
-  get = lambda n: measures.values(loaded.get(n, []), key)
-  return effects.paired_difference(get(versus), get(name))
+  return measures.paired_delta(loaded.get(versus, []), loaded.get(name, []), key)
 
 
 def trained_of(loaded, name: str) -> str:

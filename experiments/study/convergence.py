@@ -11,7 +11,6 @@ from typing import List
 
 import numpy as np
 
-from alexnet_jax.analysis import effects
 from experiments.study import formatting as fmt
 from experiments.study import measures
 
@@ -80,12 +79,7 @@ def effect_drift_lines(claims, loaded, fraction: float = 0.8) -> List[str]:
   moves = {}
   for claim in claims:
     at = lambda f: lambda r: 100 * measures.at_fraction(r["curve"], f)
-    early = effects.paired_difference(
-      measures.values(loaded["baseline"], at(fraction)), measures.values(loaded[claim.arm], at(fraction))
-    )
-    end = effects.paired_difference(
-      measures.values(loaded["baseline"], at(1.0)), measures.values(loaded[claim.arm], at(1.0))
-    )
+    early, end = (measures.paired_delta(loaded["baseline"], loaded[claim.arm], at(f)) for f in (fraction, 1.0))
     if end.n:
       moves[claim.number] = end.mean - early.mean
       lines.append(

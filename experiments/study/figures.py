@@ -9,7 +9,7 @@ from typing import List, Sequence
 
 import numpy as np
 
-from alexnet_jax.analysis import ablate, effects, kernels
+from alexnet_jax.analysis import ablate, effects, kernels, plots
 from experiments.study import controls, measures
 
 
@@ -44,10 +44,7 @@ def write_figures(report_dir: str, arms, claims, loaded) -> None:
     claims: the paper's claims (one row of effects.png each).
     loaded: {arm name: its finished runs} (measures.load_all).
   """
-  import matplotlib  # noqa: PLC0415 (plotting only: the tables never load it)
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
+  plt = plots.pyplot()
 
   fig, ax = plt.subplots(figsize=(7, 4.5))
   ablate.plot_curves(ax, trained_rows(loaded, ["baseline", "tanh"], "train_curve"))

@@ -22,6 +22,7 @@ METRIC_NAMES = {
   "eval_ten_crop/top5_error": "top-5 (10-crop)",
 }
 PRIMARY = "eval_ten_crop/top1_error"  # the paper's test protocol (section 4.1): the error verdicts read it
+RESUMES_FILE = "resumes.json"  # in a copied run: the steps it resumed from (runner.copy_finished)
 CONVERGED_POINTS = 1.0  # a run is flat when its validation error's trend moved less than this over its last 20%
 
 
@@ -30,7 +31,8 @@ CONVERGED_POINTS = 1.0  # a run is flat when its validation error's trend moved 
 
 def load_arm(report_dir: str, arm) -> List[dict]:
   """The finished seeds of an arm: ablate.read_run's fields plus 'failed', 'gap', 'kernels', 'summary' and
-  'segments' (how many times the run started), its 'wall_time_s' counting every segment (wall_time)."""
+  'segments' (how many times the run started: wall_time's count, or one more than the resumes that
+  runner.copy_finished noted), its 'wall_time_s' counting every segment (wall_time)."""
   results = []
   for seed in range(arm.seeds):
     folder = os.path.join(report_dir, "runs", arm.name, f"seed{seed}")
@@ -47,6 +49,7 @@ def load_arm(report_dir: str, arm) -> List[dict]:
       summary = json.load(f)
     result["summary"] = summary
     result["wall_time_s"], result["segments"] = wall_time(os.path.join(folder, "metrics.jsonl"), summary)
+    result["segments"] += len(resumed_from(folder))
     results.append(result)
   return results
 
@@ -82,6 +85,16 @@ def wall_time(metrics_path: str, summary: dict) -> Tuple[float, int]:
   return earlier + summary["wall_time_s"], segments
 
 
+def resumed_from(folder: str) -> List[int]:
+  """The steps a copied run resumed from (RESUMES_FILE, written by runner.copy_finished for a trainer that
+  carries its clock across a resume, whose metrics.jsonl shows no restart); [] where there is no such file."""
+  path = os.path.join(folder, RESUMES_FILE)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return json.load(f)["resumed_from_steps"]
+
+
 def load_all(report_dir: str, arms) -> Dict[str, List[dict]]:
   """{arm name: its finished seeds (load_arm)} for every arm."""
   return {arm.name: load_arm(report_dir, arm) for arm in arms}
@@ -91,6 +104,12 @@ def values(results: Sequence[dict], key) -> Dict[int, float]:
   """{seed: value} over the runs that trained; `key` is a final metric (in points) or a function."""
   get = key if callable(key) else (lambda r: 100 * r["final"].get(key, math.nan))
   return {r["seed"]: get(r) for r in results if not r["failed"]}
+
+
+def paired_delta(base: Sequence[dict], arm: Sequence[dict], key=PRIMARY) -> effects.Interval:
+  """The seed-paired Δ of `key` (as for `values`), the runs of `arm` minus those of `base`, over the seeds
+  both trained."""
+  return effects.paired_difference(values(base, key), values(arm, key))
 
 
 # ------------------------------------------------------------------------------------------ measures
@@ -183,11 +202,11 @@ def claim_effect(claim, loaded) -> effects.Interval:
   """The seed-paired Δ the claim's headline verdict reads (`claim.measured_by`)."""
   base, arm = loaded["baseline"], loaded[claim.arm]
   if claim.measured_by == "gap":
-    return effects.paired_difference(values(base, gap), values(arm, gap))
+    return paired_delta(base, arm, gap)
   if claim.measured_by == "epochs":
     threshold = speed_threshold(base)
     return effects.t_interval([]) if threshold is None else epochs_effect(base, arm, threshold)[1]
-  return effects.paired_difference(values(base, PRIMARY), values(arm, PRIMARY))
+  return paired_delta(base, arm)
 
 
 def specialisation(kernel, towers: int = 2) -> Dict[str, float]:

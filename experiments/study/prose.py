@@ -20,8 +20,7 @@ def claim_phrase(claim, loaded) -> str:
   interval = measures.claim_effect(claim, loaded)
   text = f"claim {claim.number} ({claim.topic}: {fmt.fmt_interval(interval, 1)} {fmt.UNITS[claim.measured_by]}"
   error, centre = (
-    effects.paired_difference(measures.values(loaded["baseline"], key), measures.values(loaded[claim.arm], key))
-    for key in (measures.PRIMARY, "eval/top1_error")
+    measures.paired_delta(loaded["baseline"], loaded[claim.arm], key) for key in (measures.PRIMARY, "eval/top1_error")
   )
   if claim.measured_by == "gap":
     text += f", and {fmt.fmt_interval(error, 1)} of 10-crop top-1 error"
@@ -121,9 +120,7 @@ def disagreements(claims, loaded) -> List[str]:
         f"{claim.topic} goes the other way (claim {claim.number}: {fmt.fmt_interval(own, 1)} "
         f"{fmt.UNITS[claim.measured_by]})"
       )
-    error = effects.paired_difference(
-      measures.values(loaded["baseline"], measures.PRIMARY), measures.values(loaded[claim.arm], measures.PRIMARY)
-    )
+    error = measures.paired_delta(loaded["baseline"], loaded[claim.arm])
     if effects.verdict(error, measures.paper_sign(claim)) == "too few seeds":
       continue
     if claim.measured_by != "error" and error.high < 0:

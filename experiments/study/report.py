@@ -24,6 +24,7 @@ from experiments.study import (
   recipe,
   replication,
   reproduce,
+  runner,
   tables,
   transfer,
 )
@@ -52,8 +53,10 @@ def write_report(
   invocation_s: Optional[float] = None,
   compare_to: str = "",
   replicate_from: str = "",
+  readme: str = "",
 ) -> str:
-  """Writes the report and its figures into report_dir from its runs.
+  """Writes the report and its figures into report_dir from its runs and, with `readme`, the report's
+  findings into that file's findings block (prose.readme_block), from the same runs.
 
   Args:
     report_dir: the report folder; its runs/ are read.
@@ -64,6 +67,7 @@ def write_report(
     invocation_s: how long that command ran.
     compare_to: the report folder of the same study at another budget (budget.py), or "".
     replicate_from: the report folder of the study on the second dataset (replication.py), or "".
+    readme: a file with a findings block (runner.README_BEGIN), or "" for none.
 
   Returns:
     The report's headline; "" before any run has finished.
@@ -91,21 +95,9 @@ def write_report(
   lines += reproduce.section(report_dir, dataset, arms, loaded, compare_to)
   with open(os.path.join(report_dir, "README.md"), "w") as f:
     f.write("\n".join(lines))
+  if readme:
+    runner.replace_block(readme, prose.readme_block(claims, loaded, replica) if any(loaded.values()) else "")
   return summary
-
-
-def readme_findings(report_dir: str, arms, claims, dataset: arms_lib.Dataset, compare_to="", replicate_from="") -> str:
-  """The repository README's findings block for the report in report_dir (prose.readme_block).
-
-  Args:
-    report_dir, arms, claims, dataset, compare_to, replicate_from: as for write_report.
-
-  Returns:
-    The block's Markdown; "" before any run has finished.
-  """
-  claims = [c for c in claims if c.arm in {a.name for a in arms}]
-  loaded, other, replica = load_inputs(report_dir, arms, dataset, compare_to, replicate_from)
-  return prose.readme_block(claims, loaded, replica) if any(loaded.values()) else ""
 
 
 def results_sections(report_dir, arms, claims, loaded, data, summary, command, invocation_s, replica):

@@ -6,7 +6,9 @@ copies on any machine. The repository README carries the report's headline betwe
 rewritten in place, so that the README never states findings the runs do not give.
 """
 
+import json
 import os
+import re
 import shutil
 from typing import List, Optional
 
@@ -16,6 +18,8 @@ import orbax.checkpoint as ocp
 from alexnet_jax import configlib
 from alexnet_jax.analysis import ablate
 from alexnet_jax.tools import inference
+from alexnet_jax.training import loop
+from experiments.study import measures
 
 README_BEGIN = "<!-- study findings: written by `python -m experiments.study --readme=README.md`; do not edit -->"
 README_END = "<!-- end of study findings -->"
@@ -29,8 +33,9 @@ def copy_finished(runs: List[ablate.Run], report_dir: str) -> int:
     report_dir: the report folder.
 
   Returns:
-    How many runs were copied: summary.json (or diverged.json), metrics.jsonl, config.json and, for a run
-    that trained and kept a checkpoint, its final conv1 kernels.
+    How many runs were copied: summary.json (or diverged.json), metrics.jsonl, config.json, for a run
+    that trained and kept a checkpoint its final conv1 kernels, and for one that was interrupted and
+    resumed the steps it resumed from (measures.RESUMES_FILE).
   """
   copied = 0
   for run in runs:
@@ -40,6 +45,10 @@ def copy_finished(runs: List[ablate.Run], report_dir: str) -> int:
     os.makedirs(target, exist_ok=True)
     for name in (os.path.basename(run.summary_path), "metrics.jsonl", "config.json"):
       shutil.copyfile(os.path.join(run.workdir, name), os.path.join(target, name))
+    steps = resumed_steps(os.path.join(run.workdir, "run.log"))
+    if steps:
+      with open(os.path.join(target, measures.RESUMES_FILE), "w") as f:
+        json.dump({"resumed_from_steps": steps}, f)
     kernels = os.path.join(target, "conv1_kernels.npy")
     if not os.path.exists(kernels) and not run.diverged:  # a diverged net's kernels are not finite
       kernel = final_conv1_kernels(run.workdir)
@@ -49,6 +58,17 @@ def copy_finished(runs: List[ablate.Run], report_dir: str) -> int:
         np.save(kernels, kernel)
     copied += 1
   return copied
+
+
+def resumed_steps(log_path: str) -> List[int]:
+  """The checkpoint steps a run resumed from, as its run.log (the runner's capture of its output) names
+  them; [] where it never resumed or keeps no log. metrics.jsonl cannot tell: the trainer cuts it back to
+  the checkpoint and carries the wall clock across a resume."""
+  if not os.path.exists(log_path):
+    return []
+  pattern = re.compile(re.escape(loop.RESUMED_MESSAGE).replace("%d", r"(\d+)").replace("%s", ".*"))
+  with open(log_path, errors="replace") as f:
+    return [int(m.group(1)) for m in map(pattern.search, f) if m]
 
 
 def final_conv1_kernels(workdir: str) -> Optional[np.ndarray]:

@@ -88,9 +88,7 @@ def claims_section(claims, loaded) -> List[str]:
     trained = sum(not r["failed"] for r in arm)
     cells = []
     for metric in ERROR_COLUMNS:
-      cells.append(
-        fmt.fmt_interval(effects.paired_difference(measures.values(base, metric), measures.values(arm, metric)))
-      )
+      cells.append(fmt.fmt_interval(measures.paired_delta(base, arm, metric)))
     verdict = f"{fmt.MEASURE_NAMES[claim.measured_by]}: {fmt.verdict_text(measures.claim_effect(claim, loaded), claim)}"
     lines.append(
       f"| {claim.number} | {claim.claim} ({claim.section}) | {claim.paper} | {claim.anchors or '–'} | "
