@@ -7,7 +7,7 @@ For each mutation below (a sign, an offset, a dropped argument, a swapped axis: 
 makes), the repository is copied to a temporary folder, the one line is changed there, and the fast tests
 (`-m "not slow"`) run on the copy: first the test files named with the mutation, then, if those pass, all
 of them. A mutation is *caught* when a test fails. The working tree is never touched. Not part of CI (a
-full pass takes minutes per surviving mutation); its result is recorded in the README's test section.
+full pass takes minutes per surviving mutation); its result is experiments/results/planted_bugs.json.
 """
 
 import dataclasses

@@ -38,8 +38,9 @@ def assert_no_chatter(output: str):
 
 @pytest.mark.slow
 def test_training_and_predict_print_no_library_chatter(tmp_path):
-  """A first run prepares the synthetic set (TFDS imports TensorFlow then) and trains 2 steps; predict
-  reads its checkpoint (orbax). Neither shows the chatter; --verbosity=1 brings orbax's records back."""
+  """A first run prepares the synthetic set (TFDS imports TensorFlow in the preparing process) and trains
+  2 steps; predict reads its checkpoint (orbax). Neither shows the chatter; --verbosity=1 brings orbax's
+  records back."""
   workdir, data_dir = tmp_path / "work", tmp_path / "data"
   flags = tiny_flags(
     str(data_dir),
@@ -47,7 +48,7 @@ def test_training_and_predict_print_no_library_chatter(tmp_path):
   )
   trained = subprocess.run(main_command(workdir, flags), capture_output=True, text=True, timeout=900, env=quiet_env())
   assert trained.returncode == 0, trained.stderr[-3000:]
-  assert "Writing the embedded synthetic_shapes dataset" in trained.stderr  # TFDS wrote it: TensorFlow was imported
+  assert "Writing the embedded synthetic_shapes dataset" in trained.stderr  # TFDS wrote it, with TensorFlow
   assert trained.stdout.startswith("Done: step 2")
   assert_no_chatter(trained.stdout + trained.stderr)
 

@@ -412,6 +412,41 @@ def test_data_dir_that_is_a_file(tmp_path):
   assert f.read_text() == "x"
 
 
+def test_training_prepares_the_embedded_set_without_loading_tensorflow_itself(tmp_path):
+  """TFDS's writer imports TensorFlow: the preparation runs in a process of its own, so the training process
+  never has TensorFlow's native libraries loaded beside JAX's."""
+  code = f"""
+import sys
+import jax.numpy as jnp
+from alexnet_jax import configlib
+from alexnet_jax.training import train
+jnp.ones(2).block_until_ready()  # JAX's runtime is up, as in training
+config = configlib.load_config({str(REPO / "configs" / "alexnet.py")!r} + ":smoke")
+config.dataset.data_dir = {str(tmp_path)!r}
+info = train.ensure_dataset(config)
+print("SPLITS", sorted(info.split_sizes.items()))
+print("TF-MODULES", sorted(m for m in sys.modules if m == "tensorflow" or m.startswith("tensorflow.")))
+"""
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "SPLITS [('train', 6000), ('val', 1000)]" in result.stdout
+  assert "TF-MODULES []" in result.stdout, result.stdout[-2000:]
+
+
+def test_auto_prepare_without_tensorflow_says_how_to_prepare_elsewhere(tmp_path, monkeypatch):
+  # A TFDS that cannot be imported, as on a machine without the [prepare] extra; the preparing process
+  # gets the parent's sys.path, so it meets the same import error, which is reported here.
+  fake = tmp_path / "fake" / "tensorflow_datasets"
+  fake.mkdir(parents=True)
+  (fake / "__init__.py").write_text("raise ImportError('No module named tensorflow')\n")
+  monkeypatch.syspath_prepend(str(tmp_path / "fake"))
+  config = configlib.load_config(f"{REPO / 'configs' / 'alexnet.py'}:smoke")
+  config.dataset.data_dir = str(tmp_path / "data")
+  with pytest.raises(sources.DatasetError, match="preparing it needs TensorFlow .No module named tensorflow"):
+    train.ensure_dataset(config)
+  assert not (tmp_path / "data" / "synthetic_shapes").exists()
+
+
 def test_auto_prepare_never_replaces_a_copy_it_cannot_use(tmp_path):
   """Training prepares the embedded set only where there is no copy at all: one that is there but unusable
   (here written as tfrecord) is reported with its fix and left as it is."""

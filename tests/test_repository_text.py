@@ -61,3 +61,37 @@ def test_run_records_are_the_only_files_left_out():
   assert RUN_RECORDS.search("experiments/results/study/runs/baseline/seed0/config.json")
   assert not RUN_RECORDS.search("experiments/results/study/README.md")
   assert pathlib.Path(REPO / "README.md").is_file()
+
+
+# A path in the repository as code and the README name it: alexnet_jax/..., experiments/..., configs/..., tests/...
+CITED_PATH = re.compile(r"(?<![\w/.{}-])((?:alexnet_jax|experiments|configs|tests|\.ci)/[\w./-]*\w)")
+
+
+def cited_paths_missing(texts, tracked) -> list:
+  """'file: path' for each path a text names that is neither a tracked file nor a folder holding one."""
+  folders = {str(p) for name in tracked for p in pathlib.PurePosixPath(name).parents}
+  return [
+    f"{name}: {m.group(1)}"
+    for name, text in texts
+    for m in CITED_PATH.finditer(text)
+    if m.group(1) not in tracked and m.group(1) not in folders
+  ]
+
+
+def test_the_code_and_the_readme_cite_only_files_the_repository_ships():
+  tracked = set(subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.split())
+  code = [
+    (name, text)
+    for name, text in tracked_text_files()
+    if name == "README.md"
+    or (name.endswith(".py") and name.split("/")[0] in {"alexnet_jax", "configs", "experiments"})
+    and "results" not in name.split("/")
+  ]
+  assert len(code) > 50
+  assert cited_paths_missing(code, tracked) == []
+
+
+def test_the_cited_path_check_finds_a_path_that_is_not_there():
+  tracked = {"alexnet_jax/model/lrn.py", "experiments/results/study/README.md"}
+  texts = [("a.py", "see alexnet_jax/model/lrn.py, experiments/results/study/ and alexnet_jax/lrn.py.")]
+  assert cited_paths_missing(texts, tracked) == ["a.py: alexnet_jax/lrn.py"]

@@ -11,7 +11,7 @@ Because batch k is a function of k alone, a loader's whole state is how many bat
 Why not a per-element index pipeline (grain's MapDataset): computing indices one element at a time in
 Python, in the process that drives the accelerator, costs that process a large share of a core at GPU
 data rates; here a batch is a few vectorised numpy calls and an epoch one permutation (the measurement is
-in the README's "Layout" section).
+in experiments/results/benchmark/README.md, "Choices and the evidence").
 """
 
 import sys

@@ -1,8 +1,8 @@
 """`train_and_evaluate(config, workdir)`: the training loop, evaluation, metrics and checkpoints.
 
-How a batch travels is drawn in the README's "Layout" section: host uint8 batches from the loader, split
-across the local devices two steps ahead, augmented on the device inside the pmapped `steps.train_step`;
-metrics stay on the device until a log step, so the host never waits in between.
+How a batch travels: host uint8 batches from the loader, split across the local devices two steps ahead,
+augmented on the device inside the pmapped `steps.train_step`; metrics stay on the device until a log step,
+so the host never waits in between.
 
 Everything needed to resume lives in the workdir: `checkpoints/` (train state, data iterator state,
 plateau state), `metrics.jsonl`, `tensorboard/`, `config.json`, `summary.json` (or `diverged.json` for a run
@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import multiprocessing
 import os
 import tempfile
 import time
@@ -23,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from alexnet_jax import paths
+from alexnet_jax import cli, paths
 from alexnet_jax.data import pipeline, prepare, preprocess, sources
 from alexnet_jax.model import build, models
 from alexnet_jax.training import loop, metrics_io, optim, steps
@@ -117,7 +118,7 @@ def ensure_dataset(config) -> sources.DatasetInfo:
     data_dir,
   )
   try:
-    prepare.prepare_synthetic(data_dir, image_size=d.image_size, keep_existing=True)
+    prepare_synthetic_apart(data_dir, d.image_size)
   except ImportError as e:
     raise sources.DatasetError(
       f"synthetic_shapes is not prepared in {data_dir} and preparing it needs TensorFlow ({e}). Prepare it "
@@ -125,6 +126,15 @@ def ensure_dataset(config) -> sources.DatasetInfo:
       f"then copy {data_dir}/synthetic_shapes here."
     ) from None
   return sources.dataset_info(data_dir, d.name)
+
+
+def prepare_synthetic_apart(data_dir: str, image_size: int) -> None:
+  """Prepares the embedded set in a spawned process and waits for it; its errors are raised here.
+
+  TFDS's writer imports TensorFlow, whose native libraries would otherwise stay loaded beside JAX's for the
+  whole run: the training process never imports TensorFlow."""
+  with multiprocessing.get_context("spawn").Pool(1, initializer=cli.quiet_libraries) as pool:
+    pool.apply(prepare.prepare_synthetic, (data_dir,), {"image_size": image_size, "keep_existing": True})
 
 
 def check_crop_fits(config, info: sources.DatasetInfo) -> None:
