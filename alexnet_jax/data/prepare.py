@@ -387,6 +387,50 @@ def prepare_subset(source_dir, source_name, data_dir, *, name, per_split):
   return _store(name, data_dir, splits, info.class_names, info.image_size, description)
 
 
+def _check_sized_options(name, stored_name, jpeg_quality, sized) -> None:
+  """DatasetError for a --name or --jpeg_quality that only a copy stored at a size can take."""
+  if stored_name and not sized:
+    raise sources.DatasetError(
+      f"--name={stored_name} renames a TFDS dataset only when it is stored at a size "
+      f"(--image_size=256, say); TFDS's own build keeps the name {name!r}."
+    )
+  if jpeg_quality != JPEG_QUALITY and not sized:
+    raise sources.DatasetError(
+      f"--jpeg_quality={jpeg_quality} sets the quality of images stored at a size: add --image_size or "
+      f"--squash, or leave it out to keep TFDS's own build."
+    )
+
+
+def _catalog_builder(name, build_dir, manual_dir, download):
+  """TFDS's builder of catalog dataset `name` in build_dir, once its files or the right to download them
+  are there; DatasetError (what to pass) otherwise."""
+  import tensorflow_datasets as tfds  # noqa: PLC0415 - optional: only preparing needs TFDS's builders
+
+  try:
+    builder = tfds.builder(name, data_dir=build_dir, try_gcs=False)
+  except Exception as e:  # unknown name or config
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise sources.DatasetError(
+      f"TFDS has no dataset {name!r} ({reason}). See the TFDS catalog for names (NAME or NAME/CONFIG)."
+    ) from None
+  needs_manual = bool(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None))
+  if needs_manual and not manual_dir:
+    raise sources.DatasetError(
+      f"{name} is built from files you download yourself: pass --manual_dir=FOLDER "
+      f"holding them ({' '.join(builder.MANUAL_DOWNLOAD_INSTRUCTIONS.split())[:300]})."
+    )
+  if needs_manual and not os.path.isdir(os.path.expanduser(manual_dir)):
+    raise sources.DatasetError(
+      f"--manual_dir {manual_dir!r} is not a folder. It must hold the files that {name} is built from."
+    )
+  if not needs_manual and not download:
+    raise sources.DatasetError(
+      f"Preparing {name} downloads it. Nothing is downloaded unless asked: run "
+      f"again with --download, or prepare a local copy with --source=folder:PATH."
+    )
+  return builder
+
+
 def prepare_catalog(
   name,
   data_dir,
@@ -426,43 +470,13 @@ def prepare_catalog(
 
   image_format = ImageFormat(image_size=image_size, squash=squash, chroma=chroma, quality=jpeg_quality).check()
   sized = image_format.stored_size > 0
-  if stored_name and not sized:
-    raise sources.DatasetError(
-      f"--name={stored_name} renames a TFDS dataset only when it is stored at a size "
-      f"(--image_size=256, say); TFDS's own build keeps the name {name!r}."
-    )
-  if jpeg_quality != JPEG_QUALITY and not sized:
-    raise sources.DatasetError(
-      f"--jpeg_quality={jpeg_quality} sets the quality of images stored at a size: add --image_size or "
-      f"--squash, or leave it out to keep TFDS's own build."
-    )
+  _check_sized_options(name, stored_name, jpeg_quality, sized)
   stored_name = stored_name or catalog_name(name, sized=sized)
   _check_data_dir(data_dir)
   if sized:
     _check_not_shadowed(data_dir, stored_name)
   build_dir = os.path.join(data_dir, FULL_SIZE_DIR) if sized else data_dir
-  try:
-    builder = tfds.builder(name, data_dir=build_dir, try_gcs=False)
-  except Exception as e:  # unknown name or config
-    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise sources.DatasetError(
-      f"TFDS has no dataset {name!r} ({reason}). See the TFDS catalog for names (NAME or NAME/CONFIG)."
-    ) from None
-  needs_manual = bool(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None))
-  if needs_manual and not manual_dir:
-    raise sources.DatasetError(
-      f"{name} is built from files you download yourself: pass --manual_dir=FOLDER "
-      f"holding them ({' '.join(builder.MANUAL_DOWNLOAD_INSTRUCTIONS.split())[:300]})."
-    )
-  if needs_manual and not os.path.isdir(os.path.expanduser(manual_dir)):
-    raise sources.DatasetError(
-      f"--manual_dir {manual_dir!r} is not a folder. It must hold the files that {name} is built from."
-    )
-  if not needs_manual and not download:
-    raise sources.DatasetError(
-      f"Preparing {name} downloads it. Nothing is downloaded unless asked: run "
-      f"again with --download, or prepare a local copy with --source=folder:PATH."
-    )
+  builder = _catalog_builder(name, build_dir, manual_dir, download)
   # The builder's own sources (fast.ai's archives, ImageNet's tars), never TFDS's prepared copies on GCS.
   config = tfds.download.DownloadConfig(
     manual_dir=os.path.expanduser(manual_dir) if manual_dir else None, try_download_gcs=False
