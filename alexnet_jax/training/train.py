@@ -400,6 +400,20 @@ def write_divergence(run: Setup, summary: dict, problem: str) -> None:
   _write_json(os.path.join(run.workdir, metrics_io.DIVERGED_FILE), {**summary, "diverged": problem})
 
 
+def open_train_loader(config, run, data_state):
+  """This process's training batches, from the iterator state a checkpoint saved (None: the first batch)."""
+  loader = pipeline.train_loader(
+    loader_config(config, config.dataset.train_split, batch_size=run.per_process_batch, shuffle=True)
+  )
+  if data_state is not None:
+    try:
+      loader.set_state(data_state)
+    except BaseException:
+      loader.close()  # its decoding workers
+      raise
+  return loader
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains `config` in `workdir` (resuming if it holds a checkpoint) and returns the summary."""
   start_time, is_logger = time.time(), jax.process_index() == 0
@@ -424,12 +438,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if config.eval_only:
       return evaluate_only(run, evaluator, state, start_step, checkpointer.last_good is not None)
 
-    loader = pipeline.train_loader(
-      loader_config(config, config.dataset.train_split, batch_size=run.per_process_batch, shuffle=True)
-    )
+    loader = open_train_loader(config, run, data_state)
     cleanup.callback(loader.close)  # the decoding workers
-    if data_state is not None:
-      loader.set_state(data_state)
     batches = loop.device_prefetch(
       checkpointer.batches(loader, start_step), steps.local_mesh(), config.prefetch_to_device
     )
