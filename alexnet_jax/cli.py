@@ -146,6 +146,14 @@ def quiet_libraries() -> None:
     sys.meta_path.insert(0, QuietTensorFlowImport())
 
 
+def log_as_parent(verbosity: int) -> None:
+  """A spawned helper process's logging, as its parent's command has it: absl's format and verbosity, the
+  libraries quiet (the child parses no flags)."""
+  absl_logging.use_absl_handler()
+  absl_logging.set_verbosity(verbosity)
+  quiet_libraries()
+
+
 def run(main, **kwargs) -> None:
   """Runs `main` as app.run(main, **kwargs) does, with the libraries quiet; exit status 0 after help.
 

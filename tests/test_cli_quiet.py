@@ -48,7 +48,7 @@ def test_training_and_predict_print_no_library_chatter(tmp_path):
   )
   trained = subprocess.run(main_command(workdir, flags), capture_output=True, text=True, timeout=900, env=quiet_env())
   assert trained.returncode == 0, trained.stderr[-3000:]
-  assert "Writing the embedded synthetic_shapes dataset" in trained.stderr  # TFDS wrote it, with TensorFlow
+  assert "Writing the embedded synthetic_shapes dataset" in trained.stderr  # it was prepared on the way
   assert trained.stdout.startswith("Done: step 2")
   assert_no_chatter(trained.stdout + trained.stderr)
 

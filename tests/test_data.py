@@ -447,6 +447,19 @@ def test_auto_prepare_without_tensorflow_says_how_to_prepare_elsewhere(tmp_path,
   assert not (tmp_path / "data" / "synthetic_shapes").exists()
 
 
+def test_auto_prepare_whose_process_dies_says_so_instead_of_waiting(tmp_path, monkeypatch):
+  # A TFDS whose import kills the preparing process, as the out-of-memory killer would.
+  fake = tmp_path / "fake" / "tensorflow_datasets"
+  fake.mkdir(parents=True)
+  (fake / "__init__.py").write_text("import os\nos._exit(9)\n")
+  monkeypatch.syspath_prepend(str(tmp_path / "fake"))
+  config = configlib.load_config(f"{REPO / 'configs' / 'alexnet.py'}:smoke")
+  config.dataset.data_dir = str(tmp_path / "data")
+  with pytest.raises(sources.DatasetError, match="died before it finished .* prepare it on its own: python -m"):
+    train.ensure_dataset(config)
+  assert not (tmp_path / "data" / "synthetic_shapes").exists()
+
+
 def test_auto_prepare_never_replaces_a_copy_it_cannot_use(tmp_path):
   """Training prepares the embedded set only where there is no copy at all: one that is there but unusable
   (here written as tfrecord) is reported with its fix and left as it is."""

@@ -140,11 +140,13 @@ def test_the_cycle_finder_finds_a_planted_cycle(graph, expected):
   assert cycles(graph) == expected
 
 
-def importers_of(top_level: str, modules) -> list:
-  """The modules (name -> path) that import `top_level` or one of its submodules anywhere in their source."""
+def importers_of(top_level: str, modules, module_level_only: bool = False) -> list:
+  """The modules (name -> path) that import `top_level` or one of its submodules anywhere in their source
+  (with `module_level_only`, in the statements run on import, outside any function)."""
   found = []
   for name, path in sorted(modules.items()):
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    for node in tree.body if module_level_only else ast.walk(tree):
       imported = [a.name for a in node.names] if isinstance(node, ast.Import) else []
       if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
         imported = [node.module]
@@ -157,6 +159,7 @@ def importers_of(top_level: str, modules) -> list:
 def test_matplotlib_is_loaded_in_one_place_only_when_a_figure_is_drawn():
   # An optional dependency: one module loads it, lazily, so training and the report's tables run without it.
   assert importers_of("matplotlib", all_modules()) == ["alexnet_jax.analysis.plots"]
+  assert importers_of("matplotlib", all_modules(), module_level_only=True) == []
 
 
 def test_the_importer_finder_sees_lazy_and_submodule_imports(tmp_path):
@@ -167,3 +170,4 @@ def test_the_importer_finder_sees_lazy_and_submodule_imports(tmp_path):
   other = tmp_path / "other.py"
   other.write_text("import matplotlibx\nfrom mat import matplotlib\n")
   assert importers_of("matplotlib", {"lazy": lazy, "direct": direct, "other": other}) == ["direct", "lazy"]
+  assert importers_of("matplotlib", {"lazy": lazy, "direct": direct}, module_level_only=True) == ["direct"]

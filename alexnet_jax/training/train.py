@@ -10,6 +10,7 @@ that non-finite losses stopped). A run resumes from its latest readable checkpoi
 SIGINT make it save at the next step boundary and exit cleanly.
 """
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import json
@@ -125,16 +126,26 @@ def ensure_dataset(config) -> sources.DatasetInfo:
       f"on a machine with the [prepare] extra: {sources.prepare_command('synthetic_shapes', data_dir)}, "
       f"then copy {data_dir}/synthetic_shapes here."
     ) from None
+  except concurrent.futures.process.BrokenProcessPool:
+    raise sources.DatasetError(
+      f"The process preparing synthetic_shapes in {data_dir} died before it finished (killed, or out of "
+      f"memory); no incomplete copy is read (a leftover .synthetic_shapes-* folder there can be deleted). "
+      f"Run again, or prepare it on its own: "
+      f"{sources.prepare_command('synthetic_shapes', data_dir)}"
+    ) from None
   return sources.dataset_info(data_dir, d.name)
 
 
 def prepare_synthetic_apart(data_dir: str, image_size: int) -> None:
-  """Prepares the embedded set in a spawned process and waits for it; its errors are raised here.
+  """Prepares the embedded set in a spawned process, logging as this one does, and waits for it: its
+  errors are raised here, and BrokenProcessPool where it died.
 
   TFDS's writer imports TensorFlow, whose native libraries would otherwise stay loaded beside JAX's for the
   whole run: the training process never imports TensorFlow."""
-  with multiprocessing.get_context("spawn").Pool(1, initializer=cli.quiet_libraries) as pool:
-    pool.apply(prepare.prepare_synthetic, (data_dir,), {"image_size": image_size, "keep_existing": True})
+  context = multiprocessing.get_context("spawn")
+  verbosity = logging.get_verbosity()
+  with concurrent.futures.ProcessPoolExecutor(1, context, initializer=cli.log_as_parent, initargs=(verbosity,)) as pool:
+    pool.submit(prepare.prepare_synthetic, data_dir, image_size=image_size, keep_existing=True).result()
 
 
 def check_crop_fits(config, info: sources.DatasetInfo) -> None:

@@ -6,7 +6,7 @@ trains every arm of the dataset (experiments/study/arms.py; `configs/alexnet.py:
 plus the arm's overrides) for its seeds, each as `python -m alexnet_jax.main` in
 `<workdir>/runs/<arm>/seed<k>` (alexnet_jax.analysis.ablate's runner: finished runs are skipped, interrupted
 ones resume, a workdir of another config is refused), then copies each finished run's summary.json,
-metrics.jsonl and final conv1 kernels to `--report_dir` and writes the report there
+metrics.jsonl, final conv1 kernels and the steps it resumed from to `--report_dir` and writes the report there
 (experiments/study/report.py). Seeds run in rounds (seed 0 of every arm, then seed 1, ...), so a study cut
 short has every claim measured once before any is measured twice. `--report_only` rewrites the report from
 the copies (after copying the finished runs of --workdir, where it exists). `--readme=README.md` also

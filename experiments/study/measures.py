@@ -31,8 +31,8 @@ CONVERGED_POINTS = 1.0  # a run is flat when its validation error's trend moved 
 
 def load_arm(report_dir: str, arm) -> List[dict]:
   """The finished seeds of an arm: ablate.read_run's fields plus 'failed', 'gap', 'kernels', 'summary' and
-  'segments' (how many times the run started: wall_time's count, or one more than the resumes that
-  runner.copy_finished noted), its 'wall_time_s' counting every segment (wall_time)."""
+  'segments' (how many times the run started: from its clock's restarts or the resumes runner.copy_finished
+  noted, whichever saw more), its 'wall_time_s' counting every segment (wall_time)."""
   results = []
   for seed in range(arm.seeds):
     folder = os.path.join(report_dir, "runs", arm.name, f"seed{seed}")
@@ -48,8 +48,10 @@ def load_arm(report_dir: str, arm) -> List[dict]:
     with open(run.summary_path) as f:
       summary = json.load(f)
     result["summary"] = summary
-    result["wall_time_s"], result["segments"] = wall_time(os.path.join(folder, "metrics.jsonl"), summary)
-    result["segments"] += len(resumed_from(folder))
+    result["wall_time_s"], restarts = wall_time(os.path.join(folder, "metrics.jsonl"), summary)
+    # A trainer that restarted its clock at each resume shows the resumes both ways; one that carries it,
+    # only in the resumes the log named.
+    result["segments"] = max(restarts, 1 + len(resumed_from(folder)))
     results.append(result)
   return results
 
@@ -86,8 +88,8 @@ def wall_time(metrics_path: str, summary: dict) -> Tuple[float, int]:
 
 
 def resumed_from(folder: str) -> List[int]:
-  """The steps a copied run resumed from (RESUMES_FILE, written by runner.copy_finished for a trainer that
-  carries its clock across a resume, whose metrics.jsonl shows no restart); [] where there is no such file."""
+  """The steps a copied run resumed from (RESUMES_FILE, written by runner.copy_finished from the run's log:
+  a trainer that carries its clock across a resume leaves no other trace); [] where there is no such file."""
   path = os.path.join(folder, RESUMES_FILE)
   if not os.path.exists(path):
     return []

@@ -1,7 +1,7 @@
 """The reproduction study's report: README.md and its figures, generated from the runs' copied files.
 
-Reads `<report_dir>/runs/<arm>/seed<k>/` (summary.json, metrics.jsonl, conv1_kernels.npy, as
-experiments/study/runner.py copies them) and `<report_dir>/provenance.json`, and writes
+Reads `<report_dir>/runs/<arm>/seed<k>/` (summary.json, metrics.jsonl, conv1_kernels.npy, resumes.json,
+as experiments/study/runner.py copies them) and `<report_dir>/provenance.json`, and writes
 `<report_dir>/README.md`, `figure1_relu_tanh.png`, `figure3_conv1_kernels.png`, `figure3_colour_share.png`,
 `curves.png` and `effects.png`. Every number in the README comes from those files; nothing is typed in by
 hand. A dataset's report covers the arms it runs: a claim or control whose arm it does not run is left

@@ -45,10 +45,7 @@ def copy_finished(runs: List[ablate.Run], report_dir: str) -> int:
     os.makedirs(target, exist_ok=True)
     for name in (os.path.basename(run.summary_path), "metrics.jsonl", "config.json"):
       shutil.copyfile(os.path.join(run.workdir, name), os.path.join(target, name))
-    steps = resumed_steps(os.path.join(run.workdir, "run.log"))
-    if steps:
-      with open(os.path.join(target, measures.RESUMES_FILE), "w") as f:
-        json.dump({"resumed_from_steps": steps}, f)
+    note_resumes(os.path.join(run.workdir, "run.log"), os.path.join(target, measures.RESUMES_FILE))
     kernels = os.path.join(target, "conv1_kernels.npy")
     if not os.path.exists(kernels) and not run.diverged:  # a diverged net's kernels are not finite
       kernel = final_conv1_kernels(run.workdir)
@@ -58,6 +55,19 @@ def copy_finished(runs: List[ablate.Run], report_dir: str) -> int:
         np.save(kernels, kernel)
     copied += 1
   return copied
+
+
+def note_resumes(log_path: str, resumes_path: str) -> None:
+  """Writes the steps the run resumed from, as its log names them, to resumes_path; where the log names
+  none, no file is left. A run without a log (copied back from a committed report) keeps what it has."""
+  if not os.path.exists(log_path):
+    return
+  steps = resumed_steps(log_path)
+  if steps:
+    with open(resumes_path, "w") as f:
+      json.dump({"resumed_from_steps": steps}, f)
+  elif os.path.exists(resumes_path):
+    os.remove(resumes_path)
 
 
 def resumed_steps(log_path: str) -> List[int]:
