@@ -68,6 +68,21 @@ def setup_section(loaded, command, invocation_s, data: arms_lib.Data = arms_lib.
   return lines + [""]
 
 
+def init_evidence(loaded) -> str:
+  """What the study shows of the paper's initialisation: the `paper_init` arm's runs, where it has them."""
+  init = loaded.get("paper_init", [])
+  if init:
+    errors = ", ".join(
+      f"{100 * r['final'].get('eval/top1_error', math.nan):.1f}% (seed {r['seed']}, "
+      f"{'did not train' if r['failed'] else 'trained'})"
+      for r in init
+    )
+    return f"the `paper_init` arm, N(0, 0.01) with biases of 1 at this geometry, ended at {errors}"
+  if "paper_init" in loaded:
+    return "the `paper_init` arm (N(0, 0.01), biases of 1) has not run yet"
+  return "the Imagenette study's `paper_init` arm (N(0, 0.01), biases of 1; its report)"
+
+
 def departures_section(loaded, data: arms_lib.Data = arms_lib.IMAGENETTE) -> List[str]:
   """Every way the study's recipe differs from section 5's, why, and the evidence where the study has it.
 
@@ -84,18 +99,6 @@ def departures_section(loaded, data: arms_lib.Data = arms_lib.IMAGENETTE) -> Lis
   c = finished[0]["summary"]["config"]
   m, a, o = c["model"], c["augment"], c["optim"]
   widths = "-".join(str(round(w * m["width_multiplier"])) for w in (96, 256, 384, 384, 256))
-  init = loaded.get("paper_init", [])
-  if init:
-    errors = ", ".join(
-      f"{100 * r['final'].get('eval/top1_error', math.nan):.1f}% (seed {r['seed']}, "
-      f"{'did not train' if r['failed'] else 'trained'})"
-      for r in init
-    )
-    init_evidence = f"the `paper_init` arm, N(0, 0.01) with biases of 1 at this geometry, ended at {errors}"
-  elif "paper_init" in loaded:
-    init_evidence = "the `paper_init` arm (N(0, 0.01), biases of 1) has not run yet"
-  else:
-    init_evidence = "the Imagenette study's `paper_init` arm (N(0, 0.01), biases of 1; its report)"
   rows = [
     (
       "ILSVRC-2012, 1000 classes, 1.2M images",
@@ -120,7 +123,7 @@ def departures_section(loaded, data: arms_lib.Data = arms_lib.IMAGENETTE) -> Lis
       f"warm-up epochs",
       "a fixed budget needs a schedule that ends; the convergence table shows whether the runs are flat at the end",
     ),
-    ("N(0, 0.01) weights, biases 1 in conv2, 4, 5, fc6, 7", "He-normal weights, zero biases", init_evidence),
+    ("N(0, 0.01) weights, biases 1 in conv2, 4, 5, fc6, 7", "He-normal weights, zero biases", init_evidence(loaded)),
     (
       "mean subtraction only (section 2)",
       "mean subtraction and division by ImageNet's per-channel std",
