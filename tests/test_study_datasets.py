@@ -4,6 +4,7 @@ runs whose statistics are computed by hand."""
 
 import json
 import os
+import shutil
 
 from test_study import _fake_run, _kernels, _lines_run_into_a_table
 
@@ -267,3 +268,26 @@ def test_the_readme_findings_come_from_the_reports_runs_and_are_emptied_before_a
   text = readme.read_text()
   assert text.startswith(f"intro\n{runner.README_BEGIN}\n") and text.endswith(f"{runner.README_END}\nrest\n")
   assert "| 3 LRN (3.3) | +1.4 | +2.0 [+1.8, +2.2] points |" in text
+
+
+def test_the_committed_reports_are_what_the_code_writes_from_the_committed_runs(tmp_path):
+  """Both reports, rewritten from copies of the committed runs (laid out as in the repository, so their
+  relative links agree; the commands they quote name the copies' folder), equal the committed ones: a
+  change to the report's code is committed with the reports it writes (python -m experiments.study
+  [--dataset=imagewoof] --report_only ...)."""
+  results = os.path.join(os.path.dirname(__file__), "..", "experiments", "results")
+  for name in ("study", "study_15ep", "study_imagewoof"):
+    shutil.copytree(os.path.join(results, name), tmp_path / name)
+  report.write_report(str(tmp_path / "study_imagewoof"), arms.arms_of(WOOF), arms.CLAIMS, dataset=WOOF)
+  report.write_report(
+    str(tmp_path / "study"),
+    arms.ARMS,
+    arms.CLAIMS,
+    compare_to=str(tmp_path / "study_15ep"),
+    replicate_from=str(tmp_path / "study_imagewoof"),
+  )
+  for name in ("study_imagewoof", "study"):
+    with open(os.path.join(results, name, "README.md")) as f:
+      committed = f.read()
+    written = (tmp_path / name / "README.md").read_text().replace(str(tmp_path), "experiments/results")
+    assert written == committed, f"experiments/results/{name} is stale"
