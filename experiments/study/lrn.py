@@ -39,6 +39,15 @@ LRN_ANCHORS = (
   ),
 )
 
+# How Mishkin et al.'s LRN differs from lrn_k1 (caffenet128_lsuv.prototxt: local_size 5, alpha 0.0001,
+# beta 0.75, k left at Caffe's 1; Caffe divides alpha by local_size).
+K1_ANCHOR_CAVEAT = (
+  "Mishkin et al.'s LRN is not lrn_k1 exactly: Caffe divides α by the window (n = 5), so their α on the plain "
+  "sum is 2e-5, a fifth of the paper's 1e-4 that lrn_k1 keeps, and CaffeNet normalises after pooling, not "
+  "before it. Their LRN is nearer still to the identity than lrn_k1, so the gain reading predicts no effect "
+  "from it either; this study did not run their exact setting."
+)
+
 K1_RULE = (
   "Rule for LRN with k = 1: if LRN's effect is its constant gain, LRN with k = 1 (gain 1) does no better "
   "than no LRN. As for the other controls, a reading names an account only on evidence for it (the rule's "
@@ -125,7 +134,7 @@ def k1_lines(loaded) -> List[str]:
   lines.append(
     f"| lrn_k1 | {controls.trained_of(loaded, 'lrn_k1')} | " + " | ".join(fmt.fmt_interval(c) for c in cells) + " |"
   )
-  return lines + ["", K1_RULE, "", "Reading: " + k1_reading(*intervals), ""]
+  return lines + ["", K1_ANCHOR_CAVEAT, "", K1_RULE, "", "Reading: " + k1_reading(*intervals), ""]
 
 
 def lrn_intervals(loaded):
