@@ -11,7 +11,7 @@ from test_study import _fake_run, _kernels, _lines_run_into_a_table
 
 from alexnet_jax.analysis import ablate
 from alexnet_jax.training import loop
-from experiments.study import arms, measures, recipe, report, reproduce, runner, tables, transfer
+from experiments.study import arms, measures, prose, recipe, report, reproduce, runner, tables, transfer
 
 NETTE, WOOF = arms.DATASETS["imagenette"], arms.DATASETS["imagewoof"]
 
@@ -175,6 +175,14 @@ def test_the_replication_table_lists_the_findings_that_do_not_replicate_first(tm
     "not: claim 4: overlapping pooling."
   )
   assert _lines_run_into_a_table(text) == []
+  # The README's claims table carries each claim's Imagewoof Δ and verdict (pooling: -1.0 ± 4.303 x 0.1 / √3).
+  loaded, _, replica = report.load_inputs(str(nette), arms.ARMS, NETTE, "", str(woof))
+  block = prose.readme_block(arms.CLAIMS, loaded, replica)
+  assert "| verdict | on Imagewoof |" in block
+  assert "| 3 LRN (3.3) | +1.4 | +2.0 [+1.8, +2.2] points | confirmed | +2.0 [+1.5, +2.5], replicates |" in block
+  assert "| +1.0 [+0.8, +1.2] points | confirmed | -1.0 [-1.2, -0.8], does not replicate |" in block
+  assert "| 5 PCA lighting (4.1) |" in block and block.count(" | – |") == 3  # claims 5-7: not run there
+  assert "| on Imagewoof |" not in prose.readme_block(arms.CLAIMS, loaded, None)
 
 
 def test_without_imagewoof_runs_the_replication_section_is_one_line(tmp_path):

@@ -177,9 +177,10 @@ def headline(arms, claims, loaded, other=None, data: arms_lib.Data = arms_lib.IM
 
 
 def readme_block(claims, loaded, replica=None) -> str:
-  """The repository README's findings: each claim's verdict as a small table, then where the study
-  differs from the paper or later work, whether its runs converged and whether the findings replicate
-  (the comparison between budgets stays in the report).
+  """The repository README's findings: each claim's verdict as a small table (with a replica that has
+  runs, beside each claim's Δ and replication verdict there), then where the study differs from the paper
+  or later work, whether its runs converged and how many findings replicate (the comparison between
+  budgets stays in the report).
 
   Args:
     claims: the claims whose arm the dataset runs.
@@ -189,12 +190,14 @@ def readme_block(claims, loaded, replica=None) -> str:
   Returns:
     Markdown: the table and a paragraph.
   """
+  second = replica if replica is not None and any(replica.loaded.values()) else None
   rows = [
     "Δ: the 10-crop top-1 error without the component minus with it, seed-paired, unless named; positive is "
     "the paper's direction.",
     "",
-    "| claim (section) | paper | measured Δ [95% interval] | verdict |",
-    "| --- | --- | --- | --- |",
+    "| claim (section) | paper | measured Δ [95% interval] | verdict |"
+    + (f" on {second.data.short} |" if second else ""),
+    "| --- | --- | --- | --- |" + (" --- |" if second else ""),
   ]
   for claim in claims:
     interval = measures.claim_effect(claim, loaded)
@@ -202,6 +205,7 @@ def readme_block(claims, loaded, replica=None) -> str:
     rows.append(
       f"| {claim.number} {claim.topic} ({claim.section.split(',')[0]}) | {claim.paper_short} | "
       f"{fmt.fmt_interval(interval, 1)} {unit} | {fmt.verdict_text(interval, claim)} |"
+      + (f" {replication.claim_cell(claim.number, loaded, second)} |" if second else "")
     )
   epochs = fmt.run_epochs(loaded["baseline"])
   return (

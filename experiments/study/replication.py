@@ -23,21 +23,23 @@ from experiments.study import measures
 @dataclasses.dataclass(frozen=True)
 class Finding:
   """A finding of the study: arm `arm` against arm `versus` ('error': the 10-crop top-1 error, with the
-  centre crop's beside; 'epochs': the epochs to the versus arm's quarter-mark training error)."""
+  centre crop's beside; 'epochs': the epochs to the versus arm's quarter-mark training error), and the
+  number of the paper's claim it tests (None for a control's reading)."""
 
   name: str
   arm: str
   versus: str
   measure: str = "error"
+  claim: Optional[int] = None
 
 
 FINDINGS = (
-  Finding("claim 2: two towers (one_gpu_half - baseline)", "one_gpu_half", "baseline"),
-  Finding("claim 3: LRN (no_lrn - baseline)", "no_lrn", "baseline"),
-  Finding("claim 4: overlapping pooling (no_overlap - baseline)", "no_overlap", "baseline"),
+  Finding("claim 2: two towers (one_gpu_half - baseline)", "one_gpu_half", "baseline", claim=2),
+  Finding("claim 3: LRN (no_lrn - baseline)", "no_lrn", "baseline", claim=3),
+  Finding("claim 4: overlapping pooling (no_overlap - baseline)", "no_overlap", "baseline", claim=4),
   Finding("LRN as gain (no_lrn - lrn_gain_only)", "no_lrn", "lrn_gain_only"),
   Finding("towers as width (one_tower - baseline)", "one_tower", "baseline"),
-  Finding("claim 1: ReLU against tanh (tanh - baseline)", "tanh", "baseline", "epochs"),
+  Finding("claim 1: ReLU against tanh (tanh - baseline)", "tanh", "baseline", "epochs", claim=1),
 )
 
 
@@ -97,6 +99,17 @@ def rows(loaded, replica: Replica) -> List[Tuple[str, Finding]]:
   run = [f for f in FINDINGS if all(n in loaded and n in replica.loaded for n in (f.arm, f.versus))]
   judged = [(verdict(effect(f, loaded), effect(f, replica.loaded)), f) for f in run]
   return sorted(judged, key=lambda pair: order[pair[0]])
+
+
+def claim_cell(number: int, loaded, replica: Replica) -> str:
+  """The README's cell for claim `number` on the second dataset: its Δ and verdict ('+2.0 [+1.5, +2.5],
+  replicates'), or '–' where that dataset does not test the claim."""
+  finding = next((f for f in FINDINGS if f.claim == number), None)
+  if finding is None or not all(n in replica.loaded for n in (finding.arm, finding.versus)):
+    return "–"
+  first, second = effect(finding, loaded), effect(finding, replica.loaded)
+  unit = " epochs" if finding.measure == "epochs" else ""
+  return f"{fmt.fmt_interval(second, 1)}{unit}, {verdict(first, second)}"
 
 
 def yes_no(value: Optional[bool]) -> str:
