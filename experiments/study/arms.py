@@ -50,7 +50,7 @@ ARMS = (
     "lrn_k1",
     {"model.lrn_k": 1.0},
     5,
-    "control for LRN: k = 1 (Caffe's default, Mishkin et al.'s setting), the constant gain removed (1 / 1^0.75 = 1)",
+    "control for LRN: k = 1 (Caffe's default, Mishkin et al.'s k), the constant gain removed (1 / 1^0.75 = 1)",
   ),
   Arm(
     "one_tower",

@@ -3,7 +3,7 @@
 LRN divides each activation by (k + α Σ x²)^β (α on the plain sum, section 3.3). Removing it also removes the
 constant part of that division, the gain 1 / k^β (1 / 2^0.75 ≈ 0.59 at the paper's k = 2), so a net without
 LRN also runs at another scale. The controls: the gain alone (α = 0), the net without LRN at other learning
-rates, and LRN with k = 1 (Caffe's default, and Mishkin et al.'s setting), whose gain is 1 / 1^0.75 = 1: the
+rates, and LRN with k = 1 (Caffe's default, and Mishkin et al.'s k), whose gain is 1 / 1^0.75 = 1: the
 normalisation without the gain. The readings are pure functions of seed-paired intervals, with rules fixed
 before the runs they read (tested on hand-made intervals).
 """

@@ -193,7 +193,13 @@ def readme_block(claims, loaded, replica=None) -> str:
   second = replica if replica is not None and any(replica.loaded.values()) else None
   rows = [
     "Δ: the 10-crop top-1 error without the component minus with it, seed-paired, unless named; positive is "
-    "the paper's direction.",
+    "the paper's direction."
+    + (
+      f" On {second.data.short}: its Δ there and whether it replicates (same direction, mean inside the "
+      f"interval here); –: not run there."
+      if second
+      else ""
+    ),
     "",
     "| claim (section) | paper | measured Δ [95% interval] | verdict |"
     + (f" on {second.data.short} |" if second else ""),
@@ -211,7 +217,16 @@ def readme_block(claims, loaded, replica=None) -> str:
   return (
     "\n".join(rows)
     + "\n\n"
-    + " ".join([against_sentence(claims, loaded), budget_sentence(loaded, epochs, None, replica)])
+    + " ".join(
+      filter(
+        None,
+        [
+          against_sentence(claims, loaded),
+          budget_sentence(loaded, epochs, None, None),
+          replication.readme_sentence(loaded, second) if second else "",
+        ],
+      )
+    )
   )
 
 

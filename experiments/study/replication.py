@@ -103,11 +103,14 @@ def rows(loaded, replica: Replica) -> List[Tuple[str, Finding]]:
 
 def claim_cell(number: int, loaded, replica: Replica) -> str:
   """The README's cell for claim `number` on the second dataset: its Δ and verdict ('+2.0 [+1.5, +2.5],
-  replicates'), or '–' where that dataset does not test the claim."""
+  replicates'), 'no run yet' before a run of its arm has finished, or '–' where that dataset does not test
+  the claim."""
   finding = next((f for f in FINDINGS if f.claim == number), None)
   if finding is None or not all(n in replica.loaded for n in (finding.arm, finding.versus)):
     return "–"
   first, second = effect(finding, loaded), effect(finding, replica.loaded)
+  if not second.n:
+    return "no run yet"
   unit = " epochs" if finding.measure == "epochs" else ""
   return f"{fmt.fmt_interval(second, 1)}{unit}, {verdict(first, second)}"
 
@@ -156,6 +159,18 @@ def section(loaded, replica: Replica, data: arms_lib.Data) -> List[str]:
       f"{centre[1]} | {yes_no(direction)} | {yes_no(inside)} | {verdict_} |"
     )
   return lines + [""]
+
+
+def readme_sentence(loaded, replica: Replica) -> str:
+  """The README's sentence beside its claims column: how many findings replicate, naming those that do not
+  among the ones the column leaves out (the controls' readings); '' before any can be judged."""
+  judged = [r for r in rows(loaded, replica) if r[0] != "too few seeds"]
+  if not judged:
+    return ""
+  failed = [f for v, f in judged if v == "does not replicate"]
+  text = f"On {replica.data.short}, {len(judged) - len(failed)} of the {len(judged)} findings judged so far replicate"
+  unlisted = [f.name.split(" (")[0] for f in failed if f.claim is None]
+  return text + (f"; not: {', '.join(unlisted)}." if unlisted else ".")
 
 
 def sentence(loaded, replica: Replica) -> str:
