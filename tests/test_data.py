@@ -433,15 +433,21 @@ print("TF-MODULES", sorted(m for m in sys.modules if m == "tensorflow" or m.star
   assert "TF-MODULES []" in result.stdout, result.stdout[-2000:]
 
 
-def test_auto_prepare_without_tensorflow_says_how_to_prepare_elsewhere(tmp_path, monkeypatch):
-  # A TFDS that cannot be imported, as on a machine without the [prepare] extra; the preparing process
-  # gets the parent's sys.path, so it meets the same import error, which is reported here.
+def _smoke_config_with_a_fake_tfds(tmp_path, monkeypatch, tfds_source: str):
+  """The smoke config on an empty data_dir, with a `tensorflow_datasets` whose import runs `tfds_source`
+  first on sys.path; the preparing process gets the parent's sys.path, so it imports the fake too."""
   fake = tmp_path / "fake" / "tensorflow_datasets"
   fake.mkdir(parents=True)
-  (fake / "__init__.py").write_text("raise ImportError('No module named tensorflow')\n")
+  (fake / "__init__.py").write_text(tfds_source)
   monkeypatch.syspath_prepend(str(tmp_path / "fake"))
   config = configlib.load_config(f"{REPO / 'configs' / 'alexnet.py'}:smoke")
   config.dataset.data_dir = str(tmp_path / "data")
+  return config
+
+
+def test_auto_prepare_without_tensorflow_says_how_to_prepare_elsewhere(tmp_path, monkeypatch):
+  # A TFDS that cannot be imported, as on a machine without the [prepare] extra.
+  config = _smoke_config_with_a_fake_tfds(tmp_path, monkeypatch, "raise ImportError('No module named tensorflow')\n")
   with pytest.raises(sources.DatasetError, match="preparing it needs TensorFlow .No module named tensorflow"):
     train.ensure_dataset(config)
   assert not (tmp_path / "data" / "synthetic_shapes").exists()
@@ -449,12 +455,7 @@ def test_auto_prepare_without_tensorflow_says_how_to_prepare_elsewhere(tmp_path,
 
 def test_auto_prepare_whose_process_dies_says_so_instead_of_waiting(tmp_path, monkeypatch):
   # A TFDS whose import kills the preparing process, as the out-of-memory killer would.
-  fake = tmp_path / "fake" / "tensorflow_datasets"
-  fake.mkdir(parents=True)
-  (fake / "__init__.py").write_text("import os\nos._exit(9)\n")
-  monkeypatch.syspath_prepend(str(tmp_path / "fake"))
-  config = configlib.load_config(f"{REPO / 'configs' / 'alexnet.py'}:smoke")
-  config.dataset.data_dir = str(tmp_path / "data")
+  config = _smoke_config_with_a_fake_tfds(tmp_path, monkeypatch, "import os\nos._exit(9)\n")
   with pytest.raises(sources.DatasetError, match="died before it finished .* prepare it on its own: python -m"):
     train.ensure_dataset(config)
   assert not (tmp_path / "data" / "synthetic_shapes").exists()

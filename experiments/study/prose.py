@@ -223,7 +223,7 @@ def readme_block(claims, loaded, replica=None) -> str:
         [
           against_sentence(claims, loaded),
           budget_sentence(loaded, epochs, None, None),
-          replication.readme_sentence(loaded, second) if second else "",
+          replication.sentence(loaded, second, brief=True) if second else "",
         ],
       )
     )

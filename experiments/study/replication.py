@@ -161,26 +161,16 @@ def section(loaded, replica: Replica, data: arms_lib.Data) -> List[str]:
   return lines + [""]
 
 
-def readme_sentence(loaded, replica: Replica) -> str:
-  """The README's sentence beside its claims column: how many findings replicate, naming those that do not
-  among the ones the column leaves out (the controls' readings); '' before any can be judged."""
-  judged = [r for r in rows(loaded, replica) if r[0] != "too few seeds"]
+def sentence(loaded, replica: Replica, brief: bool = False) -> str:
+  """How many findings replicate, naming those that do not; '' before any can be judged. For the headline
+  with the rule in brackets; `brief`, for the README beside its claims column: without the rule (its
+  preamble states it), naming only the failures the column leaves out (the controls' readings)."""
+  judged: Sequence[Tuple[str, Finding]] = [r for r in rows(loaded, replica) if r[0] != "too few seeds"]
   if not judged:
     return ""
   failed = [f for v, f in judged if v == "does not replicate"]
   text = f"On {replica.data.short}, {len(judged) - len(failed)} of the {len(judged)} findings judged so far replicate"
-  unlisted = [f.name.split(" (")[0] for f in failed if f.claim is None]
-  return text + (f"; not: {', '.join(unlisted)}." if unlisted else ".")
-
-
-def sentence(loaded, replica: Replica) -> str:
-  """One sentence for the headline: how many findings replicate; '' before any can be judged."""
-  judged: Sequence[Tuple[str, Finding]] = [r for r in rows(loaded, replica) if r[0] != "too few seeds"]
-  if not judged:
-    return ""
-  failed = [f.name.split(" (")[0] for v, f in judged if v == "does not replicate"]
-  text = (
-    f"On {replica.data.short}, {len(judged) - len(failed)} of the {len(judged)} findings judged so far replicate "
-    f"(same direction, inside this study's interval)"
-  )
-  return text + (f"; not: {', '.join(failed)}." if failed else ".")
+  if not brief:
+    text += " (same direction, inside this study's interval)"
+  named = [f.name.split(" (")[0] for f in failed if not (brief and f.claim is not None)]
+  return text + (f"; not: {', '.join(named)}." if named else ".")
