@@ -12,6 +12,7 @@ from test_train import (
   _strict_json,
   assert_trees_equal,
   env,
+  failure_text,
   final_params,
   main_command,
   records,
@@ -26,7 +27,7 @@ def test_smoke_trains_end_to_end(tmp_path):
   """The README's main job, on a fresh data_dir: prepares synthetic_shapes itself and trains all 8 epochs."""
   data_dir, workdir = tmp_path / "data", tmp_path / "smoke"
   result = run_main(workdir, [f"--config.dataset.data_dir={data_dir}", "--config.progress_bar=False"], timeout=1500)
-  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.returncode == 0, failure_text(result.stderr)
   summary = json.loads((workdir / "summary.json").read_text())
   # 10 classes: chance is 0.9 top-1 error; 0.5 leaves room for seed-to-seed spread (the README gives the
   # measured result) while failing any run that learns little.
@@ -53,14 +54,14 @@ def test_a_stop_signal_checkpoints_and_exits_cleanly_then_resumes(tmp_path, synt
     stdout, stderr = process.communicate(timeout=120)
   finally:
     process.kill()
-  assert process.returncode == 0, stderr[-3000:]
+  assert process.returncode == 0, failure_text(stderr)
   assert f"Stopped by {stop_signal.name}" in stdout
   steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
   assert len(steps) == 1 and steps[0] >= 8  # saved at the step it had reached, not at a periodic step
   assert not (workdir / "summary.json").exists()
   stopped_at = steps[0]
   result = run_main(workdir, tiny_flags(synthetic_data_dir, num_train_steps=stopped_at + 8))
-  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.returncode == 0, failure_text(result.stderr)
   assert f"Resumed from the checkpoint at step {stopped_at}" in result.stderr
   assert json.loads((workdir / "summary.json").read_text())["step"] == stopped_at + 8
 
@@ -81,7 +82,7 @@ def test_imagenette_variant_runs_a_few_steps(tmp_path, imagenette_subset_dir):
     "--config.log_every_steps=1",
   ]
   result = run_main(workdir, flags, variant="imagenette", timeout=900)
-  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.returncode == 0, failure_text(result.stderr)
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["step"] == 2 and summary["parameters"] == 60_965_224 - 4096 * 990 - 990  # 10 classes
   assert summary["final"]["eval/count"] == 8 and summary["final"]["eval_ten_crop/count"] == 8

@@ -275,10 +275,21 @@ def nonfinite_problem(on_nonfinite: str, per_step: list, first_step: int, skippe
 # ------------------------------------------------------------------------------------------ evaluation
 
 
+@jax.jit
+def add_sums(totals, sums):
+  """Running metric sums plus one batch's, as one program (not one per metric)."""
+  return jax.tree_util.tree_map(jnp.add, totals, sums)
+
+
 def evaluate(p_eval_steps: Dict[str, Callable], state, batches, mesh, name: str = "eval") -> dict:
   """Errors over the host `batches` of a split for each view ('center', 'ten_crop'), recorded as `name`/...
   for the centre view and `name`_view/... for the others; padded examples are masked. The split is decoded
   once: every view's step runs on each batch.
+
+  As in training, at most MAX_STEPS_IN_FLIGHT batches are left computing. Unbounded, the host queued a
+  split's worth of programs per device, and XLA's CPU client then deadlocked on a cross-device sum between
+  virtual devices (each device's queue has a limit, and a launch held back by it can be the one a sum
+  waits for).
 
   Args:
     p_eval_steps: view -> evaluation step (state, batch) -> metric sums (`steps.trainer_steps`).
@@ -291,10 +302,12 @@ def evaluate(p_eval_steps: Dict[str, Callable], state, batches, mesh, name: str 
     For each view, `<prefix>/loss` (mean), `/top1_error`, `/top5_error` and `/count` (examples), as floats.
   """
   totals = {view: None for view in p_eval_steps}
+  in_flight = InFlight()
   for batch in device_prefetch(batches, mesh, 1):
     for view, p_eval in p_eval_steps.items():
       sums = p_eval(state, batch)
-      totals[view] = sums if totals[view] is None else jax.tree_util.tree_map(jnp.add, totals[view], sums)
+      totals[view] = sums if totals[view] is None else add_sums(totals[view], sums)
+    in_flight.add(dict(totals))
   results = {}
   for view, view_totals in totals.items():
     view_totals = jax.tree_util.tree_map(local_value, view_totals)
