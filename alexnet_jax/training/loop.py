@@ -286,10 +286,9 @@ def evaluate(p_eval_steps: Dict[str, Callable], state, batches, mesh, name: str 
   for the centre view and `name`_view/... for the others; padded examples are masked. The split is decoded
   once: every view's step runs on each batch.
 
-  As in training, at most MAX_STEPS_IN_FLIGHT batches are left computing. Unbounded, the host queued a
-  split's worth of programs per device, and XLA's CPU client then deadlocked on a cross-device sum between
-  virtual devices (each device's queue has a limit, and a launch held back by it can be the one a sum
-  waits for).
+  As in training, at most MAX_STEPS_IN_FLIGHT batches are left computing: an unbounded queue of eval
+  programs can deadlock XLA's CPU client on a cross-device sum between virtual devices (a device's launch
+  queue has a limit, and the launch it holds back can be the one the sum waits for).
 
   Args:
     p_eval_steps: view -> evaluation step (state, batch) -> metric sums (`steps.trainer_steps`).
