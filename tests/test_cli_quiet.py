@@ -12,7 +12,7 @@ from PIL import Image
 import pytest
 
 from alexnet_jax import cli, paths
-from test_train import env, main_command, tiny_flags
+from test_train import env, failure_text, main_command, tiny_flags
 
 # What the libraries print at INFO level or on import, which a command's output must not show.
 CHATTER = (
@@ -47,7 +47,7 @@ def test_training_and_predict_print_no_library_chatter(tmp_path):
     **{"dataset.auto_prepare": True, "num_train_steps": 2, "checkpoint_every_steps": 2, "log_every_steps": 2},
   )
   trained = subprocess.run(main_command(workdir, flags), capture_output=True, text=True, timeout=900, env=quiet_env())
-  assert trained.returncode == 0, trained.stderr[-3000:]
+  assert trained.returncode == 0, failure_text(trained.stderr)
   assert "Writing the embedded synthetic_shapes dataset" in trained.stderr  # it was prepared on the way
   assert trained.stdout.startswith("Done: step 2")
   assert_no_chatter(trained.stdout + trained.stderr)
