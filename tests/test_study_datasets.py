@@ -161,8 +161,9 @@ def test_the_replication_table_lists_the_findings_that_do_not_replicate_first(tm
   assert "12 of 34 runs in `../study_imagewoof/runs`" in section
   assert rows[0] == (
     "| claim 4: overlapping pooling (no_overlap - baseline) | +1.00 [+0.75, +1.25] | -1.00 [-1.25, -0.75] | "
-    "+1.00 [+0.75, +1.25] | -1.00 [-1.25, -0.75] | no | no | does not replicate |"
+    "+1.00 [+0.75, +1.25] | -1.00 [-1.25, -0.75] | no | no, below | does not replicate |"
   )
+  assert "Reading:" not in section  # the one failure goes the other way: not a matter of size
   order = [line.split(" | ")[-1] for line in section.splitlines() if line.startswith("| ") and "finding" not in line]
   assert order == ["does not replicate |"] + ["too few seeds |"] * 3 + ["replicates |"] * 2
   assert (
@@ -186,6 +187,26 @@ def test_the_replication_table_lists_the_findings_that_do_not_replicate_first(tm
   # The README names only the failures its column leaves out: pooling's is in the column.
   assert block.endswith("On Imagewoof, 2 of the 3 findings judged so far replicate.")
   assert "| on Imagewoof |" not in prose.readme_block(arms.CLAIMS, loaded, None)
+
+
+def test_the_replication_table_says_where_a_finding_outside_the_interval_lies(tmp_path):
+  nette, woof = tmp_path / "study", tmp_path / "study_imagewoof"
+  # Imagenette: LRN +2.0 [+1.75, +2.25]; pooling +1.0 [+0.75, +1.25]; one tower +1.0 [+0.75, +1.25].
+  _study(nette, {"no_lrn": (1.9, 2.0, 2.1), "no_overlap": (0.9, 1.0, 1.1), "one_tower": (0.9, 1.0, 1.1)})
+  # Imagewoof: LRN +3.0 ± 4.303 x 1 / √3 = [+0.52, +5.48] (above, holds 2.0); pooling +2.0 [+1.75, +2.25]
+  # (above, does not hold 1.0); one tower +0.5 [+0.25, +0.75] (below, does not hold 1.0).
+  _study(woof, {"no_lrn": (2.0, 3.0, 4.0), "no_overlap": (1.9, 2.0, 2.1), "one_tower": (0.4, 0.5, 0.6)})
+  report.write_report(str(nette), arms.ARMS, arms.CLAIMS, replicate_from=str(woof))
+  text = (nette / "README.md").read_text()
+  section = text.split("## Replication on Imagewoof\n\n", 1)[1].split("\n\n## ", 1)[0]
+  assert "| +2.00 [+1.75, +2.25] | +3.00 [+0.52, +5.48] | +2.00 [+1.75, +2.25] | +3.00 [+0.52, +5.48] | yes | no, above | does not replicate |" in section
+  assert "| +1.00 [+0.75, +1.25] | +2.00 [+1.75, +2.25] |" in section and section.count("| yes | no, above |") == 2
+  assert "| +1.00 [+0.75, +1.25] | +0.50 [+0.25, +0.75] | +1.00 [+0.75, +1.25] | +0.50 [+0.25, +0.75] | yes | no, below |" in section
+  assert section.endswith(
+    "Reading: 3 of the findings that do not replicate go the same way as on Imagenette and miss only its "
+    "interval, 2 of them above it (a larger Δ, positive being the paper's direction); 1 of these 3 Imagewoof "
+    "intervals still hold Imagenette's mean, where Imagewoof's seeds cannot tell a larger effect from the same one."
+  )
 
 
 def test_without_imagewoof_runs_the_replication_section_is_one_line(tmp_path):

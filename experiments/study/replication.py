@@ -120,6 +120,36 @@ def yes_no(value: Optional[bool]) -> str:
   return "–" if value is None else ("yes" if value else "no")
 
 
+def inside_cell(first: effects.Interval, second: effects.Interval) -> str:
+  """The table's 'inside' cell: yes, '–', or where the second mean lies: 'no, above' or 'no, below'."""
+  inside = agreement(first, second)[1]
+  if inside is None or inside:
+    return yes_no(inside)
+  return "no, above" if second.mean > first.high else "no, below"
+
+
+def outside_reading(loaded, replica: Replica, data: arms_lib.Data) -> str:
+  """A line under the table on the findings that go the same way but miss only the interval test: how many
+  lie above it and how many of their intervals still hold the first study's mean; '' for none. The rule
+  stays as fixed before the runs; this says what its failures are made of."""
+  missed = []
+  for v, f in rows(loaded, replica):
+    first, second = effect(f, loaded), effect(f, replica.loaded)
+    if v == "does not replicate" and agreement(first, second)[0]:
+      missed.append((f, first, second))
+  if not missed:
+    return ""
+  above = [f for f, first, second in missed if second.mean > first.high]
+  holding = [f for f, first, second in missed if second.low <= first.mean <= second.high]
+  a, b = data.short, replica.data.short
+  return (
+    f"Reading: {len(missed)} of the findings that do not replicate go the same way as on {a} and miss only "
+    f"its interval, {len(above)} of them above it (a larger Δ, positive being the paper's direction); "
+    f"{len(holding)} of these {len(missed)} {b} intervals still hold {a}'s mean, where {b}'s seeds cannot "
+    f"tell a larger effect from the same one."
+  )
+
+
 def section(loaded, replica: Replica, data: arms_lib.Data) -> List[str]:
   """The replication section: each finding's Δ on both datasets and whether it replicates.
 
@@ -149,16 +179,17 @@ def section(loaded, replica: Replica, data: arms_lib.Data) -> List[str]:
   ]
   for verdict_, finding in rows(loaded, replica):
     first, second = effect(finding, loaded), effect(finding, replica.loaded)
-    direction, inside = agreement(first, second)
+    direction = agreement(first, second)[0]
     centre = ["–", "–"]
     if finding.measure == "error":
       centre = [fmt.fmt_interval(effect(finding, s, "eval/top1_error")) for s in (loaded, replica.loaded)]
     unit = " epochs" if finding.measure == "epochs" else ""
     lines.append(
       f"| {finding.name} | {fmt.fmt_interval(first)}{unit} | {fmt.fmt_interval(second)}{unit} | {centre[0]} | "
-      f"{centre[1]} | {yes_no(direction)} | {yes_no(inside)} | {verdict_} |"
+      f"{centre[1]} | {yes_no(direction)} | {inside_cell(first, second)} | {verdict_} |"
     )
-  return lines + [""]
+  reading = outside_reading(loaded, replica, data)
+  return lines + [""] + ([reading, ""] if reading else [])
 
 
 def sentence(loaded, replica: Replica, brief: bool = False) -> str:
