@@ -1,6 +1,7 @@
 """Helpers for `get_config(arg)`: named variants plus `key=value` overrides, checked before anything runs."""
 
 import ast
+import copy
 import importlib.util
 import os
 from typing import Callable, Dict, Mapping
@@ -10,6 +11,24 @@ import ml_collections
 
 class ConfigError(ValueError):
   """A config argument or override that cannot apply: unknown key, wrong type, unknown variant."""
+
+
+# Keys whose behaviour before they existed differs from today's default: a stored config (a run's
+# config.json) that lacks one was made with this value. Other missing keys had their default's behaviour.
+VALUES_BEFORE_THE_KEY = {"model.dropout_placement": "fc6_fc7_inputs"}
+
+
+def as_made(stored: dict) -> dict:
+  """A copy of a stored config (JSON dict) with VALUES_BEFORE_THE_KEY filled in where it lacks them."""
+  made = copy.deepcopy(stored)
+  for path, value in VALUES_BEFORE_THE_KEY.items():
+    *parents, leaf = path.split(".")
+    node = made
+    for part in parents:
+      node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+      node.setdefault(leaf, value)
+  return made
 
 
 def parse_value(text: str):

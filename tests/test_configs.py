@@ -1,5 +1,6 @@
 """configs/alexnet.py: the paper's recipe, variants, key=value overrides and their errors."""
 
+import json
 import re
 import subprocess
 import sys
@@ -21,6 +22,7 @@ def test_default_is_the_papers_recipe():
   c = cfg.get_config()
   assert c.model.preset == "paper" and c.model.use_lrn and c.model.overlapping_pool
   assert c.model.dropout_rate == 0.5 and c.model.num_classes == 1000 and c.model.init_scheme == "paper"
+  assert build_model(c).dropout_placement == "fc6_fc7_outputs"  # section 4.2
   assert c.batch_size == 128 and c.num_epochs == 90
   assert (c.optim.momentum, c.optim.weight_decay, c.optim.learning_rate) == (0.9, 5e-4, 0.01)
   assert c.optim.schedule == "plateau" and c.optim.plateau_cut == 0.1
@@ -40,13 +42,22 @@ def test_variants_and_aliases():
   owt = cfg.get_config("owt,model.dropout_rate=0.3,lr=1")
   assert owt.model.preset == "owt" and owt.augment.crop_size == 224 and owt.model.dropout_rate == 0.3
   assert owt.optim.learning_rate == 1.0  # an int where a float belongs is accepted as a float
+  # torchvision's dropout placement, and the one the study's committed runs were made with.
+  assert owt.model.dropout_placement == cfg.get_config("study").model.dropout_placement == "fc6_fc7_inputs"
   model = build_model(ablation)
   assert model.use_lrn is False and model.lrn_enabled is False and model.num_classes == 10
 
 
 @pytest.mark.parametrize(
   "key,value",
-  [("pool_impl", "fast"), ("tower_impl", "vmap"), ("conv1_impl", "fft"), ("lrn_impl", "fft"), ("preset", "vgg")],
+  [
+    ("pool_impl", "fast"),
+    ("tower_impl", "vmap"),
+    ("conv1_impl", "fft"),
+    ("lrn_impl", "fft"),
+    ("preset", "vgg"),
+    ("dropout_placement", "fc7_fc8_inputs"),
+  ],
 )
 def test_a_misspelt_model_choice_is_one_clear_error(key, value):
   from alexnet_jax.training.train import TrainingError
@@ -191,3 +202,17 @@ def test_a_run_without_steps_is_refused():
     train.check_values(config)
   config.num_train_steps = 10
   train.check_values(config)  # num_train_steps alone gives the run its length
+
+
+def test_a_stored_config_without_a_newer_key_gets_the_behaviour_its_run_had():
+  """A run's config.json from before a key existed: `lrn_k` takes its default (the old behaviour); the
+  dropout placement takes fc6's and fc7's inputs, where that code put it, not today's default."""
+  from alexnet_jax.tools import inference
+
+  stored = json.loads(cfg.get_config("smoke").to_json_best_effort())
+  del stored["model"]["dropout_placement"], stored["model"]["lrn_k"]
+  old = inference.with_defaults(stored)
+  assert old.model.dropout_placement == "fc6_fc7_inputs" and old.model.lrn_k == 2.0
+  assert "dropout_placement" not in stored["model"]  # the caller's dict is left as it was
+  stored["model"]["dropout_placement"] = "fc6_fc7_outputs"
+  assert inference.with_defaults(stored).model.dropout_placement == "fc6_fc7_outputs"

@@ -130,6 +130,33 @@ def test_dropout_only_in_training():
   )
 
 
+def test_dropout_zeroes_fc6_and_fc7_outputs_by_default_or_their_inputs_as_torchvision_does():
+  """Section 4.2 drops "the output of each hidden neuron" of fc6 and fc7: fc7 and fc8 see relu6 and relu7
+  with each unit either 0 or doubled (rate 0.5). torchvision's placement drops pool5 and relu6 instead."""
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 67, 67, 3)), jnp.float32)
+  rngs = {"dropout": jax.random.key(3)}
+  for placement, dropped in (("fc6_fc7_outputs", ("relu6", "relu7")), ("fc6_fc7_inputs", ("pool5", "relu6"))):
+    model = tiny(init_scheme="he", dropout_placement=placement)
+    variables = model.init(jax.random.key(0), x, train=False)
+    logits, state = model.apply(
+      variables, x, train=True, rngs=rngs, capture_intermediates=True, mutable=["intermediates"]
+    )
+    sown = {k: np.asarray(v[0]).reshape(4, -1) for k, v in state["intermediates"].items() if k[:4] in ("relu", "pool")}
+    outputs = [np.asarray(state["intermediates"][f"Dropout_{i}"]["__call__"][0]) for i in (0, 1)]
+    for name, out in zip(dropped, outputs):
+      active, kept = sown[name] != 0, out != 0
+      assert not (kept & ~active).any() and 0.4 < kept[active].mean() < 0.6, (placement, name)
+      np.testing.assert_allclose(out[kept], 2 * sown[name][kept], rtol=1e-6)
+    p = variables["params"]
+    relu = lambda v: np.maximum(v, 0)
+    if placement == "fc6_fc7_outputs":  # fc8 reads the dropped relu7 directly
+      expected = outputs[1] @ np.asarray(p["fc8"]["kernel"]) + np.asarray(p["fc8"]["bias"])
+    else:  # fc8 reads relu7 as fc7 computed it from the dropped relu6
+      relu7 = relu(outputs[1] @ np.asarray(p["fc7"]["kernel"]) + np.asarray(p["fc7"]["bias"]))
+      expected = relu7 @ np.asarray(p["fc8"]["kernel"]) + np.asarray(p["fc8"]["bias"])
+    np.testing.assert_allclose(np.asarray(logits), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_bfloat16_compute_close_to_float32():
   x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 67, 67, 3)), jnp.float32)
   f32 = tiny(init_scheme="he")

@@ -2,6 +2,9 @@
 
 import json
 import os
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +13,8 @@ from test_ablate import _fake_diverged_run  # the run folder main leaves: diverg
 from alexnet_jax import configlib
 from alexnet_jax.analysis import ablate, plots
 from experiments.study import arms, figures, formatting, measures, prose, report, runner
+
+from conftest import REPO
 
 
 def _lines_run_into_a_table(text):
@@ -126,7 +131,7 @@ def test_the_report_pairs_seeds_sets_failed_runs_apart_and_reads_the_kernels(tmp
     _fake_run(tmp_path / "runs" / "tanh" / f"seed{seed}", seed, top1, top1 - 0.1, _kernels(True))
   report.write_report(str(tmp_path), arms.ARMS, arms.CLAIMS, command="test")
   text = (tmp_path / "README.md").read_text()
-  assert "**Partial results: 12 of 53 runs finished.**" in text
+  assert "**Partial results: 12 of 56 runs finished.**" in text
   no_lrn_row = next(line for line in text.splitlines() if line.startswith("| 3 |"))
   assert no_lrn_row.count("+2.00 [+1.75, +2.25]") == 2  # top-1 centre and 10-crop: t(2) x 0.1 / sqrt(3)
   assert no_lrn_row.endswith("| 10-crop top-1: confirmed |")
@@ -140,14 +145,14 @@ def test_the_report_pairs_seeds_sets_failed_runs_apart_and_reads_the_kernels(tmp
   assert "| baseline | 1,000 | 3 of 3 | – | – |" in text and "| one_gpu_half | – | 0 of 0 | – | – |" in text
   assert "| one_tower | 1,000 | 3 of 3 | +0.00 [+0.00, +0.00] | +0.00 [+0.00, +0.00] |" in text
   headline, findings = text.split("## Findings\n\n", 1)[1].split("\n\n")[:2]
-  assert "12 of 53 runs" in headline and "1 confirmed: LRN (3);" in headline
+  assert "12 of 56 runs" in headline and "1 confirmed: LRN (3);" in headline
   # +2.0 [+1.8, +2.2] excludes the paper's +1.4 and the later anchors' -0.1; figure 3 is reproduced.
   assert (
     "the effect of LRN (claim 3: +2.0 [+1.8, +2.2] points) is larger than the paper's (+1.4) and larger than the "
     "later anchors' (-0.1)" in headline
   )
   assert "colour specialisation" not in headline
-  assert "Study state: 12 of 53 runs (the rest still to run)" in findings
+  assert "Study state: 12 of 56 runs (the rest still to run)" in findings
   assert (
     "Confirmed: claim 3 (LRN: +2.0 [+1.8, +2.2] points of 10-crop top-1 error (+2.0 [+1.8, +2.2] with the centre "
     "crop), 3 seeds)" in findings
@@ -336,3 +341,39 @@ def test_a_curve_panel_draws_the_runs_that_did_not_train_instead_of_leaving_them
   assert ax.get_lines()[-1].get_linestyle() == ":"
   assert ax.get_title() == "no_lrn_lr_double (1 of 2 did not train)"
   plt.close(fig)
+
+
+def test_a_report_dir_holding_runs_this_workdir_did_not_make_is_refused_before_anything_is_written(tmp_path):
+  """The committed reports are the default report_dirs: a new study there would overwrite their runs, or
+  mix its runs with them. A continued study (the same results in both folders) is let through."""
+  runs = arms.plan(str(tmp_path / "work"), arms.ARMS)
+  baseline = next(r for r in runs if (r.name, r.seed) == ("baseline", 0))
+  kept = tmp_path / "report" / "runs" / "baseline" / "seed0"
+  kept.mkdir(parents=True)
+  (kept / "summary.json").write_text('{"step": 9, "eval/top1_error": 0.3}')
+  for training in (True, False):
+    runner.check_report_dir(runs, str(tmp_path / "empty"), training)  # nothing there to overwrite
+  runner.check_report_dir(runs, str(tmp_path / "report"), training=False)  # nothing finished to copy over it
+  with pytest.raises(configlib.ConfigError, match=r"holds 1 run\(s\) .* \(e\.g\. baseline seed 0\)"):
+    runner.check_report_dir(runs, str(tmp_path / "report"), training=True)  # it would be trained anew
+  os.makedirs(baseline.workdir)
+  with open(os.path.join(baseline.workdir, "summary.json"), "w") as f:
+    json.dump({"eval/top1_error": 0.3, "step": 9}, f)  # the same result: the run this report copied
+  for training in (True, False):
+    runner.check_report_dir(runs, str(tmp_path / "report"), training)
+  (pathlib.Path(baseline.workdir) / "summary.json").write_text('{"step": 9, "eval/top1_error": 0.4}')
+  for training in (True, False):
+    with pytest.raises(configlib.ConfigError, match="Give --report_dir a new folder"):
+      runner.check_report_dir(runs, str(tmp_path / "report"), training)
+  # The command line: refused with status 2, the report folder as it was.
+  before = sorted(str(p) for p in (tmp_path / "report").rglob("*"))
+  result = subprocess.run(
+    [sys.executable, "-m", "experiments.study", f"--workdir={tmp_path / 'work'}", f"--report_dir={tmp_path / 'report'}"],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert result.returncode == 2 and "this --workdir did not make (e.g. baseline seed 0)" in result.stderr
+  assert sorted(str(p) for p in (tmp_path / "report").rglob("*")) == before
+  assert (kept / "summary.json").read_text() == '{"step": 9, "eval/top1_error": 0.3}'

@@ -4,7 +4,7 @@ supports, and the dropout control's table on made-up runs whose epochs are worke
 from test_study import _fake_run, _kernels
 
 from alexnet_jax.analysis import effects
-from experiments.study import arms, controls, lrn, measures
+from experiments.study import arms, controls, lrn, measures, recipe
 
 Iv = effects.Interval  # (mean, low, high, seeds)
 
@@ -74,7 +74,7 @@ def test_the_dropout_table_counts_epochs_to_the_baselines_quarter_mark(tmp_path)
 
 def test_every_control_arm_of_the_plan_is_read_by_the_report():
   planned = {arm.name for arm in arms.ARMS if arm.what.startswith("control for")}
-  assert planned == set(controls.CONTROLS) and len(planned) == 6
+  assert planned == set(controls.CONTROLS) and len(planned) == 7
 
 
 def test_the_k1_reading_holds_fails_or_splits_the_effect_by_the_declared_rule():
@@ -123,3 +123,24 @@ def test_lrn_with_k1_is_tabulated_against_the_baseline_and_no_lrn_beside_later_w
   )
   # Imagewoof runs neither learning-rate control: the section names only the controls it runs.
   assert not any("no_lrn_lr_half" in line or "half the baseline's learning rate" in line for line in lines)
+
+
+def test_the_departures_table_measures_the_dropout_placement_against_the_papers(tmp_path):
+  """The committed runs drop fc6's and fc7's inputs (their config.json predates the key); the
+  dropout_paper arm drops their outputs, as section 4.2 does: the baseline minus it, seed-paired."""
+  loaded = measures.load_all(str(tmp_path), arms.ARMS)
+  assert "has not run yet" in recipe.dropout_evidence(loaded)
+  for seed, (base, paper) in enumerate(((0.30, 0.29), (0.40, 0.385), (0.50, 0.49))):
+    _fake_run(tmp_path / "runs" / "baseline" / f"seed{seed}", seed, base, base - 0.1, _kernels(True))
+    if seed < 1:
+      _fake_run(tmp_path / "runs" / "dropout_paper" / f"seed{seed}", seed, paper, paper - 0.1, _kernels(True))
+  one = recipe.dropout_evidence(measures.load_all(str(tmp_path), arms.ARMS))
+  assert "+1.00 (1 seed) points of 10-crop top-1 error" in one and one.endswith("too few seeds to judge")
+  for seed, paper in ((1, 0.385), (2, 0.49)):
+    _fake_run(tmp_path / "runs" / "dropout_paper" / f"seed{seed}", seed, paper, paper - 0.1, _kernels(True))
+  loaded = measures.load_all(str(tmp_path), arms.ARMS)
+  # Δ +1.0, +1.5, +1.0: mean 1.167, sd 0.2887, t(2) = 4.3027 -> ±0.717.
+  row = next(line for line in recipe.departures_section(loaded) if line.startswith("| dropout on the outputs"))
+  assert "on their inputs (pool5's and fc6's outputs), torchvision's placement" in row
+  assert "+1.17 [+0.45, +1.88] points of 10-crop top-1 error (centre +1.17 [+0.45, +1.88])" in row
+  assert "detectably higher with this study's placement" in row

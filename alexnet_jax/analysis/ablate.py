@@ -141,7 +141,7 @@ def check_existing_runs(runs: Sequence["Run"], spec: str, overrides: Sequence[st
       continue
     try:
       with open(path) as f:
-        stored = json.load(f)
+        stored = configlib.as_made(json.load(f))
     except (OSError, ValueError) as e:
       raise configlib.ConfigError(f"Cannot read {path} ({e}): move {run.workdir} aside and run again.") from None
     intended = json.loads(run_config(spec, overrides, run.point, run.seed).to_json_best_effort())

@@ -29,6 +29,7 @@ def from_config(m: ml_collections.ConfigDict) -> models.AlexNet:
     lrn_per_tower=m.lrn_per_tower,
     overlapping_pool=m.overlapping_pool,
     dropout_rate=m.dropout_rate,
+    dropout_placement=m.dropout_placement,
     activation=m.activation,
     lrn_alpha=m.lrn_alpha,
     lrn_k=m.lrn_k,

@@ -13,7 +13,8 @@ Presets (`PRESETS`):
 
 The switches are independent of the preset: `use_lrn`, `overlapping_pool` (3x3 stride 2, section 3.4,
 vs 2x2 stride 2: both give 55 -> 27 -> 13 -> 6 at the canonical input, so fc6 keeps 9216 inputs),
-`dropout_rate` (0.5, section 4.2), `activation` (ReLU, or tanh for section 3.1's comparison), `lrn_alpha`
+`dropout_rate` (0.5, section 4.2), `dropout_placement` (on fc6's and fc7's outputs, section 4.2, or on
+their inputs, torchvision's placement), `activation` (ReLU, or tanh for section 3.1's comparison), `lrn_alpha`
 (0 leaves LRN's constant gain alone, x / k^beta: a control for the scale LRN applies), `lrn_k` (LRN's
 additive constant: 1 removes that gain, as Caffe's default does), `init_scheme` (section 5's
 N(0, 0.01) with biases of 1, or He's), `num_classes`, `width_multiplier` and any input size (fc6's fan-in
@@ -330,8 +331,10 @@ class AlexNet(nn.Module):
       window never crossed from one GPU's 48 maps to the other's). It changes only the two channels on
       each side of the tower boundary, and only in the 'paper' preset (the one with `lrn_towers` 2).
     overlapping_pool: 3x3 windows at stride 2 (section 3.4); False: 2x2 at stride 2.
-    dropout_rate: the dropout probability before fc6 and fc7 (0.5, section 4.2); active only when
-      `train`.
+    dropout_rate: the dropout probability (0.5, section 4.2); active only when `train`.
+    dropout_placement: 'fc6_fc7_outputs', section 4.2's "output of each hidden neuron" of the first two
+      fully connected layers (Caffe's and cuda-convnet's placement), or 'fc6_fc7_inputs', torchvision's:
+      pool5's and fc6's outputs, so fc7's output is never dropped.
     activation: 'relu' (section 3.1) or 'tanh' (its saturating comparison, figure 1), after every
       convolution and after fc6 and fc7.
     lrn_alpha: LRN's alpha (1e-4, section 3.3), multiplying the plain window sum; 0 keeps only LRN's
@@ -357,6 +360,7 @@ class AlexNet(nn.Module):
   lrn_per_tower: bool = True
   overlapping_pool: bool = True
   dropout_rate: float = 0.5  # section 4.2
+  dropout_placement: str = "fc6_fc7_outputs"  # section 4.2
   activation: str = "relu"  # section 3.1
   lrn_alpha: float = PAPER_ALPHA  # section 3.3; 0 keeps only the constant gain k^-beta
   lrn_k: float = PAPER_K  # section 3.3's additive constant; Caffe's default (and so Mishkin et al.'s) is 1
@@ -466,8 +470,10 @@ class AlexNet(nn.Module):
     self.sow("intermediates", "pool5", x)
     x = x.reshape((x.shape[0], -1))
     fc = scaled(spec.fc_features, self.width_multiplier, 1)
+    on_inputs = self.dropout_placement == "fc6_fc7_inputs"
     for name in ("fc6", "fc7"):
-      x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)  # section 4.2
+      if on_inputs:
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
       x = nn.Dense(
         fc,
         kernel_init=kernel_initializer(self.init_scheme),
@@ -478,6 +484,8 @@ class AlexNet(nn.Module):
       )(x)
       x = activation(x)
       self.sow("intermediates", f"relu{name[2:]}", x)  # relu6, relu7: figure 4's features (inference.py)
+      if not on_inputs:
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)  # section 4.2
     x = nn.Dense(
       self.num_classes,
       kernel_init=kernel_initializer(self.init_scheme),
@@ -526,8 +534,11 @@ def resolve_impl(field: str, choice: str, backend: str) -> str:
 
 
 # The allowed values of AlexNet's choice fields, checked once, when a module is constructed.
+DROPOUT_PLACEMENTS = ("fc6_fc7_outputs", "fc6_fc7_inputs")
+
 CHOICES = {
   "preset": tuple(PRESETS),
+  "dropout_placement": DROPOUT_PLACEMENTS,
   "init_scheme": INIT_SCHEMES,
   "activation": tuple(ACTIVATIONS),
   "tower_impl": TOWER_IMPLS,

@@ -228,8 +228,8 @@ def load(workdir: str, step: Optional[int] = None) -> Network:
 def with_defaults(stored: dict) -> ml_collections.ConfigDict:
   """A run's stored config over the repository's defaults (configs/alexnet.py).
 
-  A key the stored config lacks takes its default, which is the behaviour the run had before the key
-  existed.
+  A key the stored config lacks takes the value its behaviour had before the key existed: its default, or
+  where that changed, configlib.VALUES_BEFORE_THE_KEY's.
 
   Args:
     stored: the run's config.json as a dict.
@@ -243,7 +243,8 @@ def with_defaults(stored: dict) -> ml_collections.ConfigDict:
       base[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
     return base
 
-  return ml_collections.ConfigDict(merge(configlib.load_config(paths.CONFIG_FILE).to_dict(), stored))
+  defaults = configlib.load_config(paths.CONFIG_FILE).to_dict()
+  return ml_collections.ConfigDict(merge(defaults, configlib.as_made(stored)))
 
 
 def stored_size(config) -> int:

@@ -1,7 +1,7 @@
 """AlexNet in PyTorch, layer for layer the network `alexnet_jax.model.models.AlexNet` builds, for side-by-side
 timing: the same widths (`models.scaled`), towers as `groups`, LRN per tower after the ReLU of conv1 and
 conv2 (section 3.3; PyTorch's alpha is per window, so it gets the paper's alpha times n), overlapping pooling
-(section 3.4), dropout before fc6 and fc7 (section 4.2). `load_flax_params` copies a Flax model's
+(section 3.4), dropout where the model puts it (its `dropout_placement`, section 4.2). `load_flax_params` copies a Flax model's
 parameters in, so a test can check that both compute the same logits.
 """
 
@@ -52,6 +52,7 @@ class TorchAlexNet(nn.Module):
     self.fc7 = nn.Linear(fc, fc)
     self.fc8 = nn.Linear(fc, model.num_classes)
     self.dropout = nn.Dropout(model.dropout_rate)
+    self.dropout_on_inputs = model.dropout_placement == "fc6_fc7_inputs"
 
   def features(self, x):
     x = self.pool(self.lrn(self.act(self.conv1(x))))
@@ -61,8 +62,9 @@ class TorchAlexNet(nn.Module):
 
   def forward(self, x):
     x = torch.flatten(self.features(x), 1)
-    x = self.act(self.fc6(self.dropout(x)))
-    x = self.act(self.fc7(self.dropout(x)))
+    before, after = (self.dropout, nn.Identity()) if self.dropout_on_inputs else (nn.Identity(), self.dropout)
+    x = after(self.act(self.fc6(before(x))))
+    x = after(self.act(self.fc7(before(x))))
     return self.fc8(x)
 
 

@@ -7,8 +7,9 @@ plus the arm's overrides) for its seeds, each as `python -m alexnet_jax.main` in
 `<workdir>/runs/<arm>/seed<k>` (alexnet_jax.analysis.ablate's runner: finished runs are skipped, interrupted
 ones resume, a workdir of another config is refused), then copies each finished run's summary.json,
 metrics.jsonl, final conv1 kernels and the steps it resumed from to `--report_dir` and writes the report there
-(experiments/study/report.py). Seeds run in rounds (seed 0 of every arm, then seed 1, ...), so a study cut
-short has every claim measured once before any is measured twice. `--report_only` rewrites the report from
+(experiments/study/report.py); a report_dir holding runs that the workdir did not make is refused, so a new
+study never overwrites the committed one. Seeds run in rounds (seed 0 of every arm, then seed 1, ...), so a
+study cut short has every claim measured once before any is measured twice. `--report_only` rewrites the report from
 the copies (after copying the finished runs of --workdir, where it exists). `--readme=README.md` also
 writes the report's headline into the repository README's findings block. `--compare_to=DIR` adds how
 the results move between this budget and DIR's (experiments/study/budget.py). The canonical geometry on a
@@ -68,13 +69,14 @@ def main(argv):
   dataset = arms_lib.DATASETS[FLAGS.dataset]
   arms, config = arms_lib.arms_of(dataset), FLAGS.config or dataset.config
   report_dir = os.path.abspath(FLAGS.report_dir or dataset.report_dir)
-  workdir = os.path.abspath(os.path.expanduser(FLAGS.workdir))
+  workdir = os.path.abspath(os.path.expanduser(FLAGS.workdir or dataset.workdir))
   runs = arms_lib.plan(workdir, arms)
   facts = dict(dataset=dataset, replicate_from=replicate_from(dataset))
   try:
     if FLAGS.readme:
       runner.block_bounds(FLAGS.readme)  # refused before anything is trained or written
     runner.check_compare_to(FLAGS.compare_to)
+    runner.check_report_dir(runs, report_dir, training=not FLAGS.report_only)
   except configlib.ConfigError as e:
     refuse(e)
   if FLAGS.report_only:
@@ -115,7 +117,8 @@ if __name__ == "__main__":
     "dataset", "imagenette", list(arms_lib.DATASETS), "The dataset: its config, arms, seeds and report."
   )
   flags.DEFINE_string("config", "", "Config file and arg, as for alexnet_jax.main (default: the dataset's).")
-  flags.DEFINE_string("workdir", "~/runs/study", "The study's runs: runs/<arm>/seed<k>.")
+  defaults = ", ".join(f"{d.workdir} for {d.data.short}" for d in arms_lib.DATASETS.values())
+  flags.DEFINE_string("workdir", "", f"The study's runs, runs/<arm>/seed<k> (default: {defaults}).")
   flags.DEFINE_string(
     "report_dir",
     "",

@@ -25,7 +25,8 @@ class Arm:
 # The baseline is the paper's network at the study geometry. Claims with small paper effects (LRN,
 # overlapping pooling) get 5 seeds, the others 3, tanh 6 (its epochs measure needs them) and the baseline 6
 # (paired with tanh); the controls 2-5 (as many as the arm they control where that arm's reading needs them
-# paired; the paper's init 1: it shows a failure).
+# paired; the paper's init 1: it shows a failure; the paper's dropout placement 3, added after the first 53
+# runs when the baseline's placement was found to be torchvision's).
 ARMS = (
   Arm("baseline", {}, 6, "the paper's network: two towers, LRN, overlapping pooling, dropout, augmentation"),
   Arm("no_lrn", {"model.use_lrn": False}, 5, "section 3.3: without local response normalisation"),
@@ -77,6 +78,13 @@ ARMS = (
     "control for dropout: no dropout at half the baseline's learning rate (dropout's effect on the step size)",
   ),
   Arm(
+    "dropout_paper",
+    {"model.dropout_placement": "fc6_fc7_outputs"},
+    3,
+    "control for a departure: dropout on fc6's and fc7's outputs, section 4.2's placement (the others drop "
+    "their inputs)",
+  ),
+  Arm(
     "paper_init",
     {"model.init_scheme": "paper"},
     1,
@@ -119,13 +127,15 @@ class Data:
 @dataclasses.dataclass(frozen=True)
 class Dataset:
   """A dataset the study runs on: the config its runs train, its report folder, each arm's seeds there,
-  and its facts (Data)."""
+  its facts (Data) and the default --workdir its runs train in (one per dataset: their run folders share
+  names)."""
 
   name: str
   config: str
   report_dir: str
   seeds: Dict[str, int]
   data: Data
+  workdir: str
 
 
 IMAGENETTE = Data(
@@ -159,6 +169,7 @@ DATASETS = {
     "experiments/results/study",
     {a.name: a.seeds for a in ARMS},
     IMAGENETTE,
+    "~/runs/study",
   ),
   "imagewoof": Dataset(
     "imagewoof",
@@ -166,6 +177,7 @@ DATASETS = {
     "experiments/results/study_imagewoof",
     dict(baseline=5, no_lrn=5, lrn_gain_only=5, lrn_k1=5, no_overlap=5, one_gpu_half=3, one_tower=3, tanh=3),
     IMAGEWOOF,
+    "~/runs/study_imagewoof",
   ),
 }
 

@@ -19,7 +19,8 @@ from experiments.study import measures
 LRN_CONTROLS = ("lrn_gain_only", "lrn_k1", "no_lrn_lr_half", "no_lrn_lr_double")
 TOWER_CONTROLS = ("one_tower",)
 DROPOUT_CONTROLS = ("no_dropout_lr_half",)
-CONTROLS = LRN_CONTROLS + TOWER_CONTROLS + DROPOUT_CONTROLS
+DEPARTURE_CONTROLS = ("dropout_paper",)  # read by the departures table (recipe.py)
+CONTROLS = LRN_CONTROLS + TOWER_CONTROLS + DROPOUT_CONTROLS + DEPARTURE_CONTROLS
 TOP1_KEYS = (measures.PRIMARY, "eval/top1_error")  # every Δ of an error: 10-crop, and centre beside it
 
 

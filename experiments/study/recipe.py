@@ -12,7 +12,10 @@ from typing import List
 
 import numpy as np
 
+from alexnet_jax import configlib
 from experiments.study import arms as arms_lib
+from experiments.study import controls
+from experiments.study import formatting as fmt
 
 
 def setup_section(loaded, command, invocation_s, data: arms_lib.Data = arms_lib.IMAGENETTE) -> List[str]:
@@ -83,6 +86,28 @@ def init_evidence(loaded) -> str:
   return "the Imagenette study's `paper_init` arm (N(0, 0.01), biases of 1; its report)"
 
 
+def dropout_evidence(loaded) -> str:
+  """What the study shows of its dropout placement: the baseline against the `dropout_paper` arm (the
+  paper's placement), seed-paired, where that arm has runs."""
+  why = "the code's placement when these runs were made"
+  if "dropout_paper" not in loaded:
+    return f"{why}; the Imagenette study's `dropout_paper` arm measures its effect (its report)"
+  delta = controls.paired(loaded, "dropout_paper", "baseline")
+  if not delta.n:
+    return f"{why}; the `dropout_paper` arm (the paper's placement) measures its effect and has not run yet"
+  centre = controls.paired(loaded, "dropout_paper", "baseline", "eval/top1_error")
+  if delta.n < 2:
+    reading = "too few seeds to judge"
+  elif delta.excludes_zero():
+    reading = f"detectably {'higher' if delta.mean > 0 else 'lower'} with this study's placement"
+  else:
+    reading = f"no difference detected (it could hide ±{delta.largest_hidden():.1f})"
+  return (
+    f"{why}; the baseline minus the `dropout_paper` arm (the paper's placement), seed-paired: "
+    f"{fmt.fmt_interval(delta)} points of 10-crop top-1 error (centre {fmt.fmt_interval(centre)}), {reading}"
+  )
+
+
 def departures_section(loaded, data: arms_lib.Data = arms_lib.IMAGENETTE) -> List[str]:
   """Every way the study's recipe differs from section 5's, why, and the evidence where the study has it.
 
@@ -96,7 +121,7 @@ def departures_section(loaded, data: arms_lib.Data = arms_lib.IMAGENETTE) -> Lis
   finished = loaded.get("baseline", [])
   if not finished:
     return ["## Departures from the paper's recipe (section 5)", "", "No baseline run has finished yet.", ""]
-  c = finished[0]["summary"]["config"]
+  c = configlib.as_made(finished[0]["summary"]["config"])
   m, a, o = c["model"], c["augment"], c["optim"]
   widths = "-".join(str(round(w * m["width_multiplier"])) for w in (96, 256, 384, 384, 256))
   rows = [
@@ -135,11 +160,19 @@ def departures_section(loaded, data: arms_lib.Data = arms_lib.IMAGENETTE) -> Lis
       "more steps per epoch on the small training set; not measured against 128",
     ),
   ]
+  if m["dropout_placement"] != "fc6_fc7_outputs":
+    rows.append(
+      (
+        "dropout on the outputs of fc6 and fc7 (section 4.2)",
+        "on their inputs (pool5's and fc6's outputs), torchvision's placement",
+        dropout_evidence(loaded),
+      )
+    )
   lines = [
     "## Departures from the paper's recipe (section 5)",
     "",
     "Weight decay is the paper's rule exactly (5e-4, coupled: the decay enters the momentum), and so "
-    "are momentum 0.9, dropout 0.5, LRN's constants, the crops, flips, PCA lighting and 10-crop test.",
+    "are momentum 0.9, dropout's rate 0.5, LRN's constants, the crops, flips, PCA lighting and 10-crop test.",
     "",
     "| paper | study | why, and the evidence |",
     "|---|---|---|",

@@ -83,7 +83,8 @@ def write_report(
     "by hand.",
     "",
   ]
-  lines += tables.status_section(arms, loaded, f"python -m experiments.study{chosen}")
+  workdir = reproduce.study_workdir(report_dir, dataset)
+  lines += tables.status_section(arms, loaded, f"python -m experiments.study{chosen} --workdir={workdir}")
   summary = ""
   if any(loaded.values()):
     summary = prose.headline(arms, claims, loaded, other, dataset.data, replica)

@@ -79,6 +79,11 @@ def machine_line(provenance: Optional[dict], loaded) -> str:
   return f"- Machine of the runs: {said or 'not recorded'} (jax and the device from the runs' summary.json)."
 
 
+def study_workdir(report_dir: str, dataset: arms_lib.Dataset) -> str:
+  """The --workdir the report's runs were made in (provenance.json), else the dataset's default."""
+  return (read_provenance(report_dir) or {}).get("workdir", dataset.workdir)
+
+
 def section(report_dir: str, dataset: arms_lib.Dataset, arms, loaded, compare_to: str = "") -> List[str]:
   """The Reproduce section.
 
@@ -93,7 +98,7 @@ def section(report_dir: str, dataset: arms_lib.Dataset, arms, loaded, compare_to
     The section's Markdown lines.
   """
   provenance = read_provenance(report_dir)
-  workdir = (provenance or {}).get("workdir", f"~/runs/study_{dataset.name}")
+  workdir = study_workdir(report_dir, dataset)
   chosen = "" if dataset.name == "imagenette" else f" --dataset={dataset.name}"
   report = f"python -m experiments.study{chosen} --report_only --workdir={workdir}"
   report += (f" --compare_to={compare_to}" if compare_to else "") + (" --readme=README.md" if not chosen else "")

@@ -18,11 +18,48 @@ import orbax.checkpoint as ocp
 from alexnet_jax import configlib
 from alexnet_jax.analysis import ablate
 from alexnet_jax.tools import inference
-from alexnet_jax.training import loop
+from alexnet_jax.training import loop, metrics_io
 from experiments.study import measures
 
 README_BEGIN = "<!-- study findings: written by `python -m experiments.study --readme=README.md`; do not edit -->"
 README_END = "<!-- end of study findings -->"
+
+
+def result_of(folder: str) -> Optional[dict]:
+  """A run folder's summary.json, else its diverged.json, as a dict; None where it has neither."""
+  for name in ("summary.json", metrics_io.DIVERGED_FILE):
+    path = os.path.join(folder, name)
+    if os.path.exists(path):
+      with open(path) as f:
+        return json.load(f)
+  return None
+
+
+def check_report_dir(runs: List[ablate.Run], report_dir: str, training: bool) -> None:
+  """Refuses a report_dir holding runs that this workdir did not make, before anything is copied or run.
+
+  A copy in report_dir/runs is another study's when the workdir's run of that arm and seed finished with
+  another result, or (`training`) has not finished and would be trained anew: copying would overwrite it,
+  or the report would mix two studies (the committed reports are report_dir by default).
+
+  Raises:
+    configlib.ConfigError: naming the first such run and what to do.
+  """
+  foreign = []
+  for run in runs:
+    kept = result_of(os.path.join(report_dir, "runs", run.name, f"seed{run.seed}"))
+    if kept is None:
+      continue
+    made = result_of(run.workdir) if run.done else None
+    if (made is not None and made != kept) or (made is None and training):
+      foreign.append(run)
+  if foreign:
+    run = foreign[0]
+    raise configlib.ConfigError(
+      f"{report_dir} holds {len(foreign)} run(s) that this --workdir did not make (e.g. {run.name} seed "
+      f"{run.seed}): this study would overwrite them or report them as its own. Give --report_dir a new folder for this study's report, or --workdir the folder that made them; "
+      f"nothing was run or written."
+    )
 
 
 def copy_finished(runs: List[ablate.Run], report_dir: str) -> int:
