@@ -24,8 +24,8 @@ Variants (each with its command and expected result):
                 python -m alexnet_jax.main --config=configs/alexnet.py:smoke --workdir=/tmp/alexnet_smoke
               Expected (2-core CPU, jax 0.10.2, seed 0): 11.3% / 11.1% top-1 error (centre / 10-crop);
               chance is 90%.
-  imagenette  Imagenette2 at 128 px (10 ImageNet classes), upsampled to 256 on the device, 227 crops, the
-              paper's recipe otherwise: a GPU job.
+  imagenette  Imagenette2 at 128 px (10 ImageNet classes), upsampled to 256 on the device, 227 crops, 30
+              epochs (a tenth of ImageNet's images), the paper's recipe otherwise: a GPU job.
                 python -m alexnet_jax.data.prepare --source=tfds:imagenette/full-size-v2 --download
                   --squash=224 --image_size=128 --jpeg_quality=70 --chroma_subsampling=4:2:0
                   --name=imagenette2_128

@@ -368,7 +368,13 @@ def test_a_report_dir_holding_runs_this_workdir_did_not_make_is_refused_before_a
   # The command line: refused with status 2, the report folder as it was.
   before = sorted(str(p) for p in (tmp_path / "report").rglob("*"))
   result = subprocess.run(
-    [sys.executable, "-m", "experiments.study", f"--workdir={tmp_path / 'work'}", f"--report_dir={tmp_path / 'report'}"],
+    [
+      sys.executable,
+      "-m",
+      "experiments.study",
+      f"--workdir={tmp_path / 'work'}",
+      f"--report_dir={tmp_path / 'report'}",
+    ],
     cwd=REPO,
     capture_output=True,
     text=True,

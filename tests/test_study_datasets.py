@@ -199,9 +199,15 @@ def test_the_replication_table_says_where_a_finding_outside_the_interval_lies(tm
   report.write_report(str(nette), arms.ARMS, arms.CLAIMS, replicate_from=str(woof))
   text = (nette / "README.md").read_text()
   section = text.split("## Replication on Imagewoof\n\n", 1)[1].split("\n\n## ", 1)[0]
-  assert "| +2.00 [+1.75, +2.25] | +3.00 [+0.52, +5.48] | +2.00 [+1.75, +2.25] | +3.00 [+0.52, +5.48] | yes | no, above | does not replicate |" in section
+  assert (
+    "| +2.00 [+1.75, +2.25] | +3.00 [+0.52, +5.48] | +2.00 [+1.75, +2.25] | +3.00 [+0.52, +5.48] | yes | no, above | "
+    "does not replicate |" in section
+  )
   assert "| +1.00 [+0.75, +1.25] | +2.00 [+1.75, +2.25] |" in section and section.count("| yes | no, above |") == 2
-  assert "| +1.00 [+0.75, +1.25] | +0.50 [+0.25, +0.75] | +1.00 [+0.75, +1.25] | +0.50 [+0.25, +0.75] | yes | no, below |" in section
+  assert (
+    "| +1.00 [+0.75, +1.25] | +0.50 [+0.25, +0.75] | +1.00 [+0.75, +1.25] | +0.50 [+0.25, +0.75] | yes | no, below |"
+    in section
+  )
   assert section.endswith(
     "Reading: 3 of the findings that do not replicate go the same way as on Imagenette and miss only its "
     "interval, 2 of them above it (a larger Δ, positive being the paper's direction); 1 of these 3 Imagewoof "

@@ -509,7 +509,9 @@ def main(argv):
 def define_flags() -> None:
   """The command line of `python -m alexnet_jax.ablate`."""
   flags.DEFINE_string("config", "configs/alexnet.py:imagenette", "Config file and arg, as for alexnet_jax.main.")
-  flags.DEFINE_string("workdir", None, "The sweep's folder: runs/<config>/seed<k>, results.*, *.png.", required=True)
+  flags.DEFINE_string(
+    "workdir", None, "The sweep's folder: runs/<point>/seed<k> (e.g. use_lrn=False), results.*, *.png.", required=True
+  )
   flags.DEFINE_string("sweep", DEFAULT_SWEEP, "Axes 'key=v1,v2;key=v1,v2'; the first value is the baseline.")
   flags.DEFINE_integer("seeds", 3, "Seeds per configuration.")
   flags.DEFINE_multi_string("set", [], "Extra key=value overrides applied to every run (e.g. num_epochs=5).")

@@ -1,5 +1,5 @@
-"""matplotlib, loaded only when a figure is drawn: training, sweeps that never plot and the report's tables
-do not need it (it is an optional dependency)."""
+"""matplotlib, imported only when a figure is drawn, so that training, sweeps that never plot and the
+report's tables do not pay for the import."""
 
 
 def pyplot():

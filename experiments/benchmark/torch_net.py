@@ -1,8 +1,8 @@
 """AlexNet in PyTorch, layer for layer the network `alexnet_jax.model.models.AlexNet` builds, for side-by-side
 timing: the same widths (`models.scaled`), towers as `groups`, LRN per tower after the ReLU of conv1 and
 conv2 (section 3.3; PyTorch's alpha is per window, so it gets the paper's alpha times n), overlapping pooling
-(section 3.4), dropout where the model puts it (its `dropout_placement`, section 4.2). `load_flax_params` copies a Flax model's
-parameters in, so a test can check that both compute the same logits.
+(section 3.4), dropout where the model puts it (its `dropout_placement`, section 4.2). `load_flax_params`
+copies a Flax model's parameters in, so a test can check that both compute the same logits.
 """
 
 import numpy as np

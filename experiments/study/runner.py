@@ -57,8 +57,8 @@ def check_report_dir(runs: List[ablate.Run], report_dir: str, training: bool) ->
     run = foreign[0]
     raise configlib.ConfigError(
       f"{report_dir} holds {len(foreign)} run(s) that this --workdir did not make (e.g. {run.name} seed "
-      f"{run.seed}): this study would overwrite them or report them as its own. Give --report_dir a new folder for this study's report, or --workdir the folder that made them; "
-      f"nothing was run or written."
+      f"{run.seed}): this study would overwrite them or report them as its own. Give --report_dir a new "
+      f"folder for this study's report, or --workdir the folder that made them; nothing was run or written."
     )
 
 
