@@ -383,3 +383,17 @@ def test_a_report_dir_holding_runs_this_workdir_did_not_make_is_refused_before_a
   assert result.returncode == 2 and "this --workdir did not make (e.g. baseline seed 0)" in result.stderr
   assert sorted(str(p) for p in (tmp_path / "report").rglob("*")) == before
   assert (kept / "summary.json").read_text() == '{"step": 9, "eval/top1_error": 0.3}'
+
+
+def test_only_the_imagenette_report_writes_the_readmes_findings(tmp_path):
+  readme = tmp_path / "README.md"
+  readme.write_text(f"intro\n{runner.README_BEGIN}\nfindings\n{runner.README_END}\n")
+  result = subprocess.run(
+    [sys.executable, "-m", "experiments.study", "--dataset=imagewoof", "--report_only", f"--readme={readme}"],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert result.returncode == 2 and "the README's findings are the Imagenette report's" in result.stderr
+  assert readme.read_text() == f"intro\n{runner.README_BEGIN}\nfindings\n{runner.README_END}\n"

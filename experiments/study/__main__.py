@@ -73,6 +73,11 @@ def main(argv):
   runs = arms_lib.plan(workdir, arms)
   facts = dict(dataset=dataset, replicate_from=replicate_from(dataset))
   try:
+    if FLAGS.readme and dataset.name != "imagenette":
+      raise configlib.ConfigError(
+        "--readme: the README's findings are the Imagenette report's (it reads Imagewoof's runs beside its own); "
+        "write them with `python -m experiments.study --report_only --readme=README.md`."
+      )
     if FLAGS.readme:
       runner.block_bounds(FLAGS.readme)  # refused before anything is trained or written
     runner.check_compare_to(FLAGS.compare_to)
