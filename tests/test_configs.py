@@ -1,6 +1,5 @@
 """configs/alexnet.py: the paper's recipe, variants, key=value overrides and their errors."""
 
-import json
 import re
 import subprocess
 import sys
@@ -202,17 +201,3 @@ def test_a_run_without_steps_is_refused():
     train.check_values(config)
   config.num_train_steps = 10
   train.check_values(config)  # num_train_steps alone gives the run its length
-
-
-def test_a_stored_config_without_a_newer_key_gets_the_behaviour_its_run_had():
-  """A run's config.json from before a key existed: `lrn_k` takes its default (the old behaviour); the
-  dropout placement takes fc6's and fc7's inputs, where that code put it, not today's default."""
-  from alexnet_jax.tools import inference
-
-  stored = json.loads(cfg.get_config("smoke").to_json_best_effort())
-  del stored["model"]["dropout_placement"], stored["model"]["lrn_k"]
-  old = inference.with_defaults(stored)
-  assert old.model.dropout_placement == "fc6_fc7_inputs" and old.model.lrn_k == 2.0
-  assert "dropout_placement" not in stored["model"]  # the caller's dict is left as it was
-  stored["model"]["dropout_placement"] = "fc6_fc7_outputs"
-  assert inference.with_defaults(stored).model.dropout_placement == "fc6_fc7_outputs"

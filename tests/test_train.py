@@ -589,15 +589,17 @@ def test_inspect_writes_figure_3_and_figure_4_of_a_run(trained_workdir, tmp_path
 
 def test_inference_loads_a_run_trained_before_a_config_key_existed(trained_workdir, tmp_path):
   """A workdir whose config.json lacks keys added later (model.activation, model.lrn_alpha): they take
-  their defaults, as the run was trained."""
+  their defaults, as the run was trained; the dropout placement takes fc6's and fc7's inputs, where the code
+  put it before the key existed, not today's default."""
   from alexnet_jax.tools import inference
 
   workdir = copy_of(trained_workdir, tmp_path)
   stored = json.loads((workdir / "config.json").read_text())
-  del stored["model"]["activation"], stored["model"]["lrn_alpha"]
+  del stored["model"]["activation"], stored["model"]["lrn_alpha"], stored["model"]["dropout_placement"]
   (workdir / "config.json").write_text(json.dumps(stored))
   net = inference.load(str(workdir))
   assert net.config.model.activation == "relu" and net.config.model.width_multiplier == 0.125
+  assert net.model.dropout_placement == "fc6_fc7_inputs"
 
 
 def test_non_finite_losses_stop_at_the_first_or_after_too_many_skipped_in_a_row():
@@ -615,3 +617,21 @@ def test_non_finite_losses_stop_at_the_first_or_after_too_many_skipped_in_a_row(
     "skip", [{"loss": float("inf"), "learning_rate": 0.5}] * 12, 40, optim.MAX_SKIPPED_IN_A_ROW + 2
   )
   assert many.startswith(f"{optim.MAX_SKIPPED_IN_A_ROW + 2} updates in a row") and "up to step 52" in many
+
+
+def test_a_photo_is_squashed_before_it_is_fitted_where_the_runs_dataset_was():
+  """The study's datasets were squashed to 224x224 (aspect ratio not kept) before the 128 px fit: a wide
+  photo keeps its left and right thirds there. Section 2's fit (ImageNet) keeps only the centre."""
+  from alexnet_jax import configlib
+  from alexnet_jax.tools import inference
+
+  photo = np.zeros((100, 300, 3), np.uint8)
+  photo[:, :100, 0] = photo[:, 100:200, 1] = photo[:, 200:, 2] = 255  # red, green, blue thirds
+  study = configlib.load_config(f"{REPO}/configs/alexnet.py:study")
+  assert inference.squash_side(study) == 224
+  assert inference.squash_side(configlib.load_config(f"{REPO}/configs/alexnet.py")) == 0
+  for squash, red_share in ((224, 1 / 3), (0, 0.0)):
+    net = inference.Network(study, None, {}, [], 128, 0, squash)
+    fitted = net.fit(photo)
+    assert fitted.shape == (128, 128, 3)
+    assert abs((fitted[..., 0] > 128).mean() - red_share) < 0.02, squash

@@ -14,6 +14,7 @@ intermediates: neither the parameters nor the training path change.
 import dataclasses
 import json
 import os
+import shlex
 from typing import Optional, Sequence
 
 import jax
@@ -55,6 +56,7 @@ class Network:
     image_size: S, the side of the uint8 images `logits` and `features` take: the run's
       `dataset.image_size`, or the prepared dataset's stored size.
     step: the checkpoint's train step.
+    squash: N where the run's dataset was made squashed to N x N first (`squash_side`), else 0.
   """
 
   config: ml_collections.ConfigDict
@@ -63,9 +65,11 @@ class Network:
   class_names: Sequence[str]
   image_size: int
   step: int
+  squash: int = 0
 
   def fit(self, image: np.ndarray) -> np.ndarray:
-    """An RGB image of any size brought to the stored size: shorter side to S, then the centre (section 2).
+    """An RGB image of any size brought to the stored size as the run's images were: squashed to N x N
+    first where they were (`squash`), then shorter side to S and the centre (section 2).
 
     Args:
       image: uint8 [H, W, 3] (other dtypes are converted to uint8).
@@ -73,7 +77,10 @@ class Network:
     Returns:
       uint8 [S, S, 3], S = `image_size`.
     """
-    return sources.fit_to_size(np.asarray(image, np.uint8), self.image_size)
+    image = np.asarray(image, np.uint8)
+    if self.squash:
+      image = sources.resize(image, self.squash, self.squash)
+    return sources.fit_to_size(image, self.image_size)
 
   def _preprocess(self, views: str):
     if views not in augment.EVAL_VIEWS:
@@ -222,7 +229,18 @@ def load(workdir: str, step: Optional[int] = None) -> Network:
     class_names(config, config.model.num_classes),
     int(image_size),
     step,
+    squash_side(config),
   )
+
+
+def squash_side(config) -> int:
+  """N where the run's dataset is made squashed to N x N, aspect ratio not kept, before it is fitted (its
+  `dataset.prepare_args` hold `--squash=N`: the study's Imagenette and Imagewoof), else 0."""
+  for arg in shlex.split(config.dataset.get("prepare_args", "")):
+    name, _, value = arg.partition("=")
+    if name == "--squash" and value.isdigit():
+      return int(value)
+  return 0
 
 
 def with_defaults(stored: dict) -> ml_collections.ConfigDict:
