@@ -226,6 +226,27 @@ MUTATIONS = (
     "max_to_keep=None, create",
     ("tests/test_checkpointing.py",),
   ),
+  Mutation(
+    "dropout_on_the_other_side_of_fc6_fc7",
+    "alexnet_jax/model/models.py",
+    'on_inputs = self.dropout_placement == "fc6_fc7_inputs"',
+    'on_inputs = self.dropout_placement != "fc6_fc7_inputs"',
+    ("tests/test_models.py",),
+  ),
+  Mutation(
+    "old_runs_read_with_todays_dropout",
+    "alexnet_jax/configlib.py",
+    "      node.setdefault(leaf, value)",
+    "      pass",
+    ("tests/test_ablate.py",),
+  ),
+  Mutation(
+    "another_studys_runs_overwritten",
+    "experiments/study/runner.py",
+    "if (made is not None and made != kept) or (made is None and training):",
+    "if made is not None and made != kept:",
+    ("tests/test_study.py",),
+  ),
 )
 
 

