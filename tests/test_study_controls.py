@@ -1,6 +1,8 @@
 """The study's controls (experiments/study/controls.py): which reading each set of hand-made intervals
 supports, and the dropout control's table on made-up runs whose epochs are worked out by hand."""
 
+import shutil
+
 from test_study import _fake_run, _kernels
 
 from alexnet_jax.analysis import effects
@@ -127,20 +129,34 @@ def test_lrn_with_k1_is_tabulated_against_the_baseline_and_no_lrn_beside_later_w
 
 def test_the_departures_table_measures_the_dropout_placement_against_the_papers(tmp_path):
   """The committed runs drop fc6's and fc7's inputs (their config.json predates the key); the
-  dropout_paper arm drops their outputs, as section 4.2 does: the baseline minus it, seed-paired."""
+  dropout_paper arm drops their outputs, as section 4.2 does: its change from the baseline, seed-paired,
+  in the 10-crop error and in the validation-training gap that claims 6 and 7 read."""
   loaded = measures.load_all(str(tmp_path), arms.ARMS)
-  assert "has not run yet" in recipe.dropout_evidence(loaded)
-  for seed, (base, paper) in enumerate(((0.30, 0.29), (0.40, 0.385), (0.50, 0.49))):
+  assert "has not run yet" in recipe.dropout_evidence(loaded) and recipe.dropout_reading(loaded) == ""
+  # The paper's placement: 1.0, 1.5, 1.0 points lower error; gaps of 18, 20, 22 against the baseline's 10.
+  runs = ((0.30, 0.29, 0.18), (0.40, 0.385, 0.20), (0.50, 0.49, 0.22))
+  for seed, (base, paper, gap) in enumerate(runs):
     _fake_run(tmp_path / "runs" / "baseline" / f"seed{seed}", seed, base, base - 0.1, _kernels(True))
     if seed < 1:
-      _fake_run(tmp_path / "runs" / "dropout_paper" / f"seed{seed}", seed, paper, paper - 0.1, _kernels(True))
+      _fake_run(tmp_path / "runs" / "dropout_paper" / f"seed{seed}", seed, paper, paper - gap, _kernels(True))
   one = recipe.dropout_evidence(measures.load_all(str(tmp_path), arms.ARMS))
-  assert "+1.00 (1 seed) points of 10-crop top-1 error" in one and one.endswith("too few seeds to judge")
-  for seed, paper in ((1, 0.385), (2, 0.49)):
-    _fake_run(tmp_path / "runs" / "dropout_paper" / f"seed{seed}", seed, paper, paper - 0.1, _kernels(True))
+  assert "one seed so far, too few to judge" in one
+  for seed, (_, paper, gap) in list(enumerate(runs))[1:]:
+    _fake_run(tmp_path / "runs" / "dropout_paper" / f"seed{seed}", seed, paper, paper - gap, _kernels(True))
   loaded = measures.load_all(str(tmp_path), arms.ARMS)
-  # Δ +1.0, +1.5, +1.0: mean 1.167, sd 0.2887, t(2) = 4.3027 -> ±0.717.
+  # Error Δ -1.0, -1.5, -1.0: mean -1.167, sd 0.2887, t(2) = 4.3027 -> ±0.717. Gap Δ 8, 10, 12: ±4.968.
   row = next(line for line in recipe.departures_section(loaded) if line.startswith("| dropout on the outputs"))
   assert "on their inputs (pool5's and fc6's outputs), torchvision's placement" in row
-  assert "+1.17 [+0.45, +1.88] points of 10-crop top-1 error (centre +1.17 [+0.45, +1.88])" in row
-  assert "detectably higher with this study's placement" in row
+  assert (
+    "the paper's placement changes the 10-crop top-1 error by -1.17 [-1.88, -0.45] points and the "
+    "validation-training gap by +10.00 [+5.03, +14.97] points: claims 6 and 7 read that gap" in row
+  )
+  # A gap that does not move detectably: the reading says so, and how large a change could hide.
+  for seed, paper in ((0, 0.29), (1, 0.385), (2, 0.49)):
+    folder = tmp_path / "flat" / "runs" / "dropout_paper" / f"seed{seed}"
+    _fake_run(folder, seed, paper, paper - 0.1 + (seed - 1) * 0.01, _kernels(True))
+    shutil.copytree(
+      tmp_path / "runs" / "baseline" / f"seed{seed}", tmp_path / "flat" / "runs" / "baseline" / f"seed{seed}"
+    )
+  flat = recipe.dropout_reading(measures.load_all(str(tmp_path / "flat"), arms.ARMS))
+  assert flat.endswith("the validation-training gap by no detectable amount (±2.5)")
