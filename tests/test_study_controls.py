@@ -149,8 +149,13 @@ def test_the_departures_table_measures_the_dropout_placement_against_the_papers(
   assert "on their inputs (pool5's and fc6's outputs), torchvision's placement" in row
   assert (
     "the paper's placement changes the 10-crop top-1 error by -1.17 [-1.88, -0.45] points and the "
-    "validation-training gap by +10.00 [+5.03, +14.97] points: claims 6 and 7 read that gap" in row
+    "validation-training gap by +10.00 [+5.03, +14.97] points (" in row
   )
+  # Claim 7 against the paper's placement: no dropout's gaps of 25 against 18, 20, 22 -> Δ 7, 5, 3, ±4.968.
+  for seed, (base, _, _) in enumerate(runs):
+    _fake_run(tmp_path / "runs" / "no_dropout" / f"seed{seed}", seed, base + 0.01, base - 0.24, _kernels(True))
+  reading = recipe.dropout_reading(measures.load_all(str(tmp_path), arms.ARMS))
+  assert reading.endswith("; against it, claim 7's gap Δ is +5.0 [+0.0, +10.0] points (confirmed)")
   # A gap that does not move detectably: the reading says so, and how large a change could hide.
   for seed, paper in ((0, 0.29), (1, 0.385), (2, 0.49)):
     folder = tmp_path / "flat" / "runs" / "dropout_paper" / f"seed{seed}"
