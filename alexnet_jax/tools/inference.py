@@ -17,6 +17,7 @@ import os
 import shlex
 from typing import Optional, Sequence
 
+from absl import flags
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -24,7 +25,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from alexnet_jax import configlib, paths
-from alexnet_jax.data import augment, preprocess, sources
+from alexnet_jax.data import augment, prepare, preprocess, sources
 from alexnet_jax.model import build
 
 # Layer name -> the model's sown intermediate: conv layers after their activation (before LRN and pooling).
@@ -77,10 +78,8 @@ class Network:
     Returns:
       uint8 [S, S, 3], S = `image_size`.
     """
-    image = np.asarray(image, np.uint8)
-    if self.squash:
-      image = sources.resize(image, self.squash, self.squash)
-    return sources.fit_to_size(image, self.image_size)
+    image_format = prepare.ImageFormat(image_size=self.image_size, squash=self.squash)
+    return image_format.resize(np.asarray(image, np.uint8))
 
   def _preprocess(self, views: str):
     if views not in augment.EVAL_VIEWS:
@@ -234,13 +233,13 @@ def load(workdir: str, step: Optional[int] = None) -> Network:
 
 
 def squash_side(config) -> int:
-  """N where the run's dataset is made squashed to N x N, aspect ratio not kept, before it is fitted (its
-  `dataset.prepare_args` hold `--squash=N`: the study's Imagenette and Imagewoof), else 0."""
-  for arg in shlex.split(config.dataset.get("prepare_args", "")):
-    name, _, value = arg.partition("=")
-    if name == "--squash" and value.isdigit():
-      return int(value)
-  return 0
+  """N where the run's dataset is made squashed to N x N, aspect ratio not kept, before it is fitted (the
+  `--squash` of its `dataset.prepare_args`: the study's Imagenette and Imagewoof), else 0 (also where those
+  flags do not parse: nothing is known of a squash)."""
+  try:
+    return prepare.parse_flags(shlex.split(config.dataset.get("prepare_args", ""))).squash
+  except (flags.Error, ValueError):
+    return 0
 
 
 def with_defaults(stored: dict) -> ml_collections.ConfigDict:

@@ -5,7 +5,8 @@ r"""Classify images with a trained network: the top classes of each image, with 
 loads the workdir's config and its latest checkpoint (or `--step`), or torchvision alexnet() weights
 (`--torchvision_weights=PATH.pth --class_names=FILE`: the owt preset, to check the conversion on your own
 photos), brings each image to the run's stored
-size (shorter side, then the centre, as the dataset was prepared) and scores it as evaluation does (the
+size as its dataset was prepared (squashed to a square first where it was, then the shorter side and the
+centre) and scores it as evaluation does (the
 centre crop, or the paper's 10 crops with `--views=ten_crop`). Prints the top `--top` classes per image,
 named as the dataset names them; `--json` prints one JSON object instead.
 """

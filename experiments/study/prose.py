@@ -269,7 +269,7 @@ def against_sentence(claims, loaded) -> str:
   k1 = lrn.k1_intervals(loaded)
   if "lrn_k1" in loaded and min(i.n for i in k1) >= 2:
     second += " The k = 1 control: " + lrn.k1_reading(*k1)
-  placement = recipe.dropout_reading(loaded) if "dropout_paper" in loaded else ""
+  placement = recipe.dropout_reading(loaded)
   if placement:
     second += f" Dropout acts on fc6's and fc7's inputs here (torchvision's placement); {placement}."
   return second

@@ -6,6 +6,7 @@ copies on any machine. The repository README carries the report's headline betwe
 rewritten in place, so that the README never states findings the runs do not give.
 """
 
+import dataclasses
 import json
 import os
 import re
@@ -18,28 +19,28 @@ import orbax.checkpoint as ocp
 from alexnet_jax import configlib
 from alexnet_jax.analysis import ablate
 from alexnet_jax.tools import inference
-from alexnet_jax.training import loop, metrics_io
+from alexnet_jax.training import loop
 from experiments.study import measures
 
 README_BEGIN = "<!-- study findings: written by `python -m experiments.study --readme=README.md`; do not edit -->"
 README_END = "<!-- end of study findings -->"
 
 
-def result_of(folder: str) -> Optional[dict]:
-  """A run folder's summary.json, else its diverged.json, as a dict; None where it has neither.
+def result_of(run: ablate.Run) -> Optional[dict]:
+  """A run's summary.json, else its diverged.json (`run.summary_path`), as a dict; None before either.
 
   Raises:
     configlib.ConfigError: the file is not JSON (cut short).
   """
-  for name in ("summary.json", metrics_io.DIVERGED_FILE):
-    path = os.path.join(folder, name)
-    if os.path.exists(path):
-      try:
-        with open(path) as f:
-          return json.load(f)
-      except ValueError as e:
-        raise configlib.ConfigError(f"Cannot read {path} ({e}): move {folder} aside and run again.") from None
-  return None
+  if not run.done:
+    return None
+  try:
+    with open(run.summary_path) as f:
+      return json.load(f)
+  except ValueError as e:
+    raise configlib.ConfigError(
+      f"Cannot read {run.summary_path} ({e}): move {run.workdir} aside and run again."
+    ) from None
 
 
 def check_report_dir(runs: List[ablate.Run], report_dir: str, training: bool) -> None:
@@ -54,10 +55,10 @@ def check_report_dir(runs: List[ablate.Run], report_dir: str, training: bool) ->
   """
   foreign = []
   for run in runs:
-    kept = result_of(os.path.join(report_dir, "runs", run.name, f"seed{run.seed}"))
+    kept = result_of(dataclasses.replace(run, workdir=os.path.join(report_dir, "runs", run.name, f"seed{run.seed}")))
     if kept is None:
       continue
-    made = result_of(run.workdir) if run.done else None
+    made = result_of(run)
     if (made is not None and made != kept) or (made is None and training):
       foreign.append(run)
   if foreign:
