@@ -15,7 +15,7 @@ class ConfigError(ValueError):
 
 # Keys whose behaviour before they existed differs from today's default: a stored config (a run's
 # config.json) that lacks one was made with this value. Other missing keys had their default's behaviour.
-VALUES_BEFORE_THE_KEY = {"model.dropout_placement": "fc6_fc7_inputs"}
+VALUES_BEFORE_THE_KEY = {"model.dropout_placement": "fc6_fc7_inputs", "model.dropout_scaling": "in_training"}
 
 
 def as_made(stored: dict) -> dict:

@@ -234,6 +234,20 @@ MUTATIONS = (
     ("tests/test_models.py",),
   ),
   Mutation(
+    "dropout_rescaled_in_training_where_the_paper_halves_at_test",
+    "alexnet_jax/model/models.py",
+    'if self.dropout_scaling == "in_training":',
+    "if True:",
+    ("tests/test_models.py",),
+  ),
+  Mutation(
+    "torch_net_dropout_never_rescaled",
+    "experiments/benchmark/torch_net.py",
+    'self.scale = 1.0 if scaling == "in_training" else 1.0 - rate',
+    "self.scale = 1.0",
+    ("tests/test_torch_net.py",),
+  ),
+  Mutation(
     "old_runs_read_with_todays_dropout",
     "alexnet_jax/configlib.py",
     "      node.setdefault(leaf, value)",

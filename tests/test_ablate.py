@@ -86,20 +86,23 @@ def test_existing_run_of_another_config_is_refused_before_anything_runs(tmp_path
     ablate.check_existing_runs(runs, spec, ["num_epochs=2"])
 
 
-def test_a_run_made_before_dropout_placement_existed_is_its_old_placement(tmp_path):
-  """config.json files written before `model.dropout_placement` lack it, and those runs dropped fc6's and
-  fc7's inputs: the study's runs are the study config's runs; a smoke run is not today's smoke run."""
+def test_a_run_made_before_the_dropout_keys_existed_is_its_old_dropout(tmp_path):
+  """config.json files written before `model.dropout_placement` and `model.dropout_scaling` lack them, and
+  those runs dropped fc6's and fc7's inputs, rescaled in training: the study's runs are the study config's
+  runs; a smoke run is not today's smoke run."""
   for variant, refused in (("study", False), ("smoke", True)):
     spec = f"{REPO}/configs/alexnet.py:{variant}"
     runs = ablate.plan(str(tmp_path / variant), ablate.parse_sweep("model.use_lrn=True"), seeds=1)
     stored = json.loads(ablate.run_config(spec, [], runs[0].point, 0).to_json_best_effort())
-    del stored["model"]["dropout_placement"]
+    del stored["model"]["dropout_placement"], stored["model"]["dropout_scaling"]
     os.makedirs(runs[0].workdir)
     with open(os.path.join(runs[0].workdir, "config.json"), "w") as f:
       json.dump(stored, f)
     if refused:
-      with pytest.raises(configlib.ConfigError, match="model.dropout_placement: 'fc6_fc7_inputs' -> 'fc6_fc7_outputs'"):
+      with pytest.raises(configlib.ConfigError) as raised:
         ablate.check_existing_runs(runs, spec, [])
+      assert "model.dropout_placement: 'fc6_fc7_inputs' -> 'fc6_fc7_outputs'" in str(raised.value)
+      assert "model.dropout_scaling: 'in_training' -> 'at_test'" in str(raised.value)
     else:
       ablate.check_existing_runs(runs, spec, [])
 

@@ -22,6 +22,7 @@ def test_default_is_the_papers_recipe():
   assert c.model.preset == "paper" and c.model.use_lrn and c.model.overlapping_pool
   assert c.model.dropout_rate == 0.5 and c.model.num_classes == 1000 and c.model.init_scheme == "paper"
   assert build_model(c).dropout_placement == "fc6_fc7_outputs"  # section 4.2
+  assert build_model(c).dropout_scaling == "at_test"  # section 4.2: "multiply their outputs by 0.5"
   assert c.batch_size == 128 and c.num_epochs == 90
   assert (c.optim.momentum, c.optim.weight_decay, c.optim.learning_rate) == (0.9, 5e-4, 0.01)
   assert c.optim.schedule == "plateau" and c.optim.plateau_cut == 0.1
@@ -41,8 +42,10 @@ def test_variants_and_aliases():
   owt = cfg.get_config("owt,model.dropout_rate=0.3,lr=1")
   assert owt.model.preset == "owt" and owt.augment.crop_size == 224 and owt.model.dropout_rate == 0.3
   assert owt.optim.learning_rate == 1.0  # an int where a float belongs is accepted as a float
-  # torchvision's dropout placement, and the one the study's committed runs were made with.
-  assert owt.model.dropout_placement == cfg.get_config("study").model.dropout_placement == "fc6_fc7_inputs"
+  # torchvision's dropout placement and scaling, and the ones the study's committed runs were made with.
+  for variant in (owt, cfg.get_config("study"), cfg.get_config("study_imagewoof")):
+    assert build_model(variant).dropout_placement == "fc6_fc7_inputs"
+    assert build_model(variant).dropout_scaling == "in_training"
   model = build_model(ablation)
   assert model.use_lrn is False and model.lrn_enabled is False and model.num_classes == 10
 
@@ -56,6 +59,7 @@ def test_variants_and_aliases():
     ("lrn_impl", "fft"),
     ("preset", "vgg"),
     ("dropout_placement", "fc7_fc8_inputs"),
+    ("dropout_scaling", "at_training"),
   ],
 )
 def test_a_misspelt_model_choice_is_one_clear_error(key, value):

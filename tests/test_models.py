@@ -126,13 +126,16 @@ def test_dropout_only_in_training():
   assert not np.allclose(train_a, eval_a)
   no_dropout = tiny(init_scheme="he", dropout_rate=0.0)
   np.testing.assert_allclose(
-    no_dropout.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)}), eval_a, rtol=1e-6
+    no_dropout.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)}),
+    no_dropout.apply(variables, x, train=False),
+    rtol=1e-6,
   )
 
 
 def test_dropout_zeroes_fc6_and_fc7_outputs_by_default_or_their_inputs_as_torchvision_does():
-  """Section 4.2 drops "the output of each hidden neuron" of fc6 and fc7: fc7 and fc8 see relu6 and relu7
-  with each unit either 0 or doubled (rate 0.5). torchvision's placement drops pool5 and relu6 instead."""
+  """Section 4.2 drops "the output of each hidden neuron" of fc6 and fc7: in training fc7 and fc8 see relu6
+  and relu7 with each unit either 0 or as it was. torchvision's placement drops pool5 and relu6 instead.
+  (Flax's Dropout, whose output is captured, doubles the kept units; the model halves them after it.)"""
   x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 67, 67, 3)), jnp.float32)
   rngs = {"dropout": jax.random.key(3)}
   for placement, dropped in (("fc6_fc7_outputs", ("relu6", "relu7")), ("fc6_fc7_inputs", ("pool5", "relu6"))):
@@ -142,11 +145,11 @@ def test_dropout_zeroes_fc6_and_fc7_outputs_by_default_or_their_inputs_as_torchv
       variables, x, train=True, rngs=rngs, capture_intermediates=True, mutable=["intermediates"]
     )
     sown = {k: np.asarray(v[0]).reshape(4, -1) for k, v in state["intermediates"].items() if k[:4] in ("relu", "pool")}
-    outputs = [np.asarray(state["intermediates"][f"Dropout_{i}"]["__call__"][0]) for i in (0, 1)]
+    outputs = [np.asarray(state["intermediates"][f"Dropout_{i}"]["__call__"][0]) / 2 for i in (0, 1)]
     for name, out in zip(dropped, outputs):
       active, kept = sown[name] != 0, out != 0
       assert not (kept & ~active).any() and 0.4 < kept[active].mean() < 0.6, (placement, name)
-      np.testing.assert_allclose(out[kept], 2 * sown[name][kept], rtol=1e-6)
+      np.testing.assert_allclose(out[kept], sown[name][kept], rtol=1e-6)
     p = variables["params"]
     relu = lambda v: np.maximum(v, 0)
     if placement == "fc6_fc7_outputs":  # fc8 reads the dropped relu7 directly
@@ -155,6 +158,32 @@ def test_dropout_zeroes_fc6_and_fc7_outputs_by_default_or_their_inputs_as_torchv
       relu7 = relu(outputs[1] @ np.asarray(p["fc7"]["kernel"]) + np.asarray(p["fc7"]["bias"]))
       expected = relu7 @ np.asarray(p["fc8"]["kernel"]) + np.asarray(p["fc8"]["bias"])
     np.testing.assert_allclose(np.asarray(logits), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_dropout_halves_the_outputs_at_test_as_the_paper_or_doubles_them_in_training_as_inverted_dropout():
+  """Section 4.2: kept units pass unscaled in training and "at test time ... multiply their outputs by 0.5";
+  inverted dropout (torchvision, Flax) doubles the kept units in training and leaves test time alone. Both
+  draw the same mask. fc8's logits are checked against NumPy from relu7 (fc8 reads dropped relu7)."""
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 67, 67, 3)), jnp.float32)
+  rngs = {"dropout": jax.random.key(3)}
+  variables = tiny(init_scheme="he").init(jax.random.key(0), x, train=False)
+  fc8 = variables["params"]["fc8"]
+  masks = {}
+  for scaling, train_factor, test_factor in (("at_test", 1.0, 0.5), ("in_training", 2.0, 1.0)):
+    model = tiny(init_scheme="he", dropout_scaling=scaling)
+    for train, factor in ((True, train_factor), (False, test_factor)):
+      logits, state = model.apply(
+        variables, x, train=train, rngs=rngs, capture_intermediates=True, mutable=["intermediates"]
+      )
+      relu7 = np.asarray(state["intermediates"]["relu7"][0])
+      mask = np.asarray(state["intermediates"]["Dropout_1"]["__call__"][0]) != 0 if train else 1.0
+      if train:
+        masks.setdefault(scaling, (mask, relu7 != 0))
+      expected = (relu7 * mask * factor) @ np.asarray(fc8["kernel"]) + np.asarray(fc8["bias"])
+      np.testing.assert_allclose(np.asarray(logits), expected, rtol=1e-4, atol=1e-5, err_msg=f"{scaling} {train}")
+  (mask, active), (other_mask, _) = masks.values()
+  np.testing.assert_array_equal(mask, other_mask)
+  assert 0.3 < (mask & active).sum() / active.sum() < 0.7
 
 
 def test_bfloat16_compute_close_to_float32():

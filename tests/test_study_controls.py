@@ -145,7 +145,11 @@ def test_the_departures_table_measures_the_dropout_placement_against_the_papers(
     _fake_run(tmp_path / "runs" / "dropout_paper" / f"seed{seed}", seed, paper, paper - gap, _kernels(True))
   loaded = measures.load_all(str(tmp_path), arms.ARMS)
   # Error Δ -1.0, -1.5, -1.0: mean -1.167, sd 0.2887, t(2) = 4.3027 -> ±0.717. Gap Δ 8, 10, 12: ±4.968.
-  row = next(line for line in recipe.departures_section(loaded) if line.startswith("| dropout on the outputs"))
+  table = recipe.departures_section(loaded)
+  row = next(line for line in table if line.startswith("| dropout on the outputs"))
+  # Their configs also predate `model.dropout_scaling`: inverted dropout, a departure of its own.
+  scaling = next(line for line in table if line.startswith("| kept units unscaled in training, outputs halved"))
+  assert "kept units doubled in training, nothing at test (inverted dropout" in scaling
   assert "on their inputs (pool5's and fc6's outputs), torchvision's placement" in row
   assert (
     "the paper's placement changes the 10-crop top-1 error by -1.17 [-1.88, -0.45] points and the "

@@ -172,8 +172,8 @@ def test_the_replication_table_lists_the_findings_that_do_not_replicate_first(tm
   )
   assert "| towers as width (one_tower - baseline) | +0.10 [-0.15, +0.35] | +0.20 [-0.05, +0.45] |" in section
   assert headline.endswith(
-    "On Imagewoof, 2 of the 3 findings judged so far replicate (same direction, inside this study's interval); "
-    "not: claim 4: overlapping pooling."
+    "On Imagewoof, with 12 of its 34 runs, 2 of the 3 findings judged replicate (same direction, inside this "
+    "study's interval); not: claim 4: overlapping pooling."
   )
   assert _lines_run_into_a_table(text) == []
   # The README's claims table carries each claim's Imagewoof Δ and verdict (pooling: -1.0 ± 4.303 x 0.1 / √3).
@@ -185,7 +185,7 @@ def test_the_replication_table_lists_the_findings_that_do_not_replicate_first(tm
   assert "| 5 PCA lighting (4.1) |" in block and block.count(" | – |") == 3  # claims 5-7: not run there
   assert "| too few seeds | no run yet |" in block  # claim 2: declared on Imagewoof, none run
   # The README names only the failures its column leaves out: pooling's is in the column.
-  assert block.endswith("On Imagewoof, 2 of the 3 findings judged so far replicate.")
+  assert block.endswith("On Imagewoof, with 12 of its 34 runs, 2 of the 3 findings judged replicate.")
   assert "| on Imagewoof |" not in prose.readme_block(arms.CLAIMS, loaded, None)
 
 

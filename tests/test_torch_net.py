@@ -18,6 +18,7 @@ from experiments.benchmark import torch_net  # noqa: E402
     (dict(preset="paper"), 67),  # two towers, LRN per tower, overlapping pooling
     (dict(preset="paper", overlapping_pool=False, lrn_alpha=1e-3), 83),
     (dict(preset="paper", lrn_k=1.0), 67),
+    (dict(preset="paper", dropout_placement="fc6_fc7_inputs", dropout_scaling="in_training"), 67),
     (dict(preset="owt"), 64),  # conv1 padding, no LRN
   ],
 )

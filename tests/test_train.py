@@ -502,7 +502,8 @@ def test_inference_scores_images_as_the_evaluation_step_does(trained_workdir, sy
 
 
 def test_fc7_features_are_the_activations_recomputed_from_the_parameters(trained_workdir, synthetic_data_dir):
-  """fc7 = relu(relu(pool5 W6 + b6) W7 + b7) by hand in float64 from the checkpoint's parameters."""
+  """fc7 = relu(0.5 relu(pool5 W6 + b6) W7 + b7) by hand in float64 from the checkpoint's parameters: at
+  test time fc6's dropped outputs are halved (section 4.2)."""
   from alexnet_jax.data import preprocess
   from alexnet_jax.tools import inference
 
@@ -513,7 +514,12 @@ def test_fc7_features_are_the_activations_recomputed_from_the_parameters(trained
   pool5 = np.asarray(state["intermediates"]["pool5"][0], np.float64).reshape(3, -1)
   p = {k: {n: np.asarray(v, np.float64) for n, v in layer.items()} for k, layer in net.params.items()}
   fc6 = np.maximum(pool5 @ p["fc6"]["kernel"] + p["fc6"]["bias"], 0)
-  fc7 = np.maximum(fc6 @ p["fc7"]["kernel"] + p["fc7"]["bias"], 0)
+  assert (net.model.dropout_placement, net.model.dropout_scaling, net.model.dropout_rate) == (
+    "fc6_fc7_outputs",
+    "at_test",
+    0.5,
+  )
+  fc7 = np.maximum((0.5 * fc6) @ p["fc7"]["kernel"] + p["fc7"]["bias"], 0)
   np.testing.assert_allclose(net.features(images, "fc7"), fc7, rtol=1e-4, atol=1e-5)
   assert net.features(images, "conv1").shape[1:3] == (15, 15)  # 67 px crops: (67 - 11) / 4 + 1
   with pytest.raises(inference.InferenceError, match=r"Unknown layer 'fc8': use one of \['conv1'"):
@@ -589,17 +595,18 @@ def test_inspect_writes_figure_3_and_figure_4_of_a_run(trained_workdir, tmp_path
 
 def test_inference_loads_a_run_trained_before_a_config_key_existed(trained_workdir, tmp_path):
   """A workdir whose config.json lacks keys added later (model.activation, model.lrn_alpha): they take
-  their defaults, as the run was trained; the dropout placement takes fc6's and fc7's inputs, where the code
-  put it before the key existed, not today's default."""
+  their defaults, as the run was trained; dropout takes fc6's and fc7's inputs and rescales in training, as
+  the code did before those keys existed, not today's defaults."""
   from alexnet_jax.tools import inference
 
   workdir = copy_of(trained_workdir, tmp_path)
   stored = json.loads((workdir / "config.json").read_text())
-  del stored["model"]["activation"], stored["model"]["lrn_alpha"], stored["model"]["dropout_placement"]
+  for key in ("activation", "lrn_alpha", "dropout_placement", "dropout_scaling"):
+    del stored["model"][key]
   (workdir / "config.json").write_text(json.dumps(stored))
   net = inference.load(str(workdir))
   assert net.config.model.activation == "relu" and net.config.model.width_multiplier == 0.125
-  assert net.model.dropout_placement == "fc6_fc7_inputs"
+  assert net.model.dropout_placement == "fc6_fc7_inputs" and net.model.dropout_scaling == "in_training"
 
 
 def test_non_finite_losses_stop_at_the_first_or_after_too_many_skipped_in_a_row():

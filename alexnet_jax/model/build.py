@@ -30,6 +30,7 @@ def from_config(m: ml_collections.ConfigDict) -> models.AlexNet:
     overlapping_pool=m.overlapping_pool,
     dropout_rate=m.dropout_rate,
     dropout_placement=m.dropout_placement,
+    dropout_scaling=m.dropout_scaling,
     activation=m.activation,
     lrn_alpha=m.lrn_alpha,
     lrn_k=m.lrn_k,

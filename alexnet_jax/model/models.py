@@ -14,11 +14,12 @@ Presets (`PRESETS`):
 The switches are independent of the preset: `use_lrn`, `overlapping_pool` (3x3 stride 2, section 3.4,
 vs 2x2 stride 2: both give 55 -> 27 -> 13 -> 6 at the canonical input, so fc6 keeps 9216 inputs),
 `dropout_rate` (0.5, section 4.2), `dropout_placement` (on fc6's and fc7's outputs, section 4.2, or on
-their inputs, torchvision's placement), `activation` (ReLU, or tanh for section 3.1's comparison), `lrn_alpha`
-(0 leaves LRN's constant gain alone, x / k^beta: a control for the scale LRN applies), `lrn_k` (LRN's
-additive constant: 1 removes that gain, as Caffe's default does), `init_scheme` (section 5's
-N(0, 0.01) with biases of 1, or He's), `num_classes`, `width_multiplier` and any input size (fc6's fan-in
-follows the input), so a tiny model trains on a CPU.
+their inputs, torchvision's placement), `dropout_scaling` (halving the outputs at test time, section 4.2,
+or doubling the kept ones in training, torchvision's and Flax's), `activation` (ReLU, or tanh for section
+3.1's comparison), `lrn_alpha` (0 leaves LRN's constant gain alone, x / k^beta: a control for the scale LRN
+applies), `lrn_k` (LRN's additive constant: 1 removes that gain, as Caffe's default does), `init_scheme`
+(section 5's N(0, 0.01) with biases of 1, or He's), `num_classes`, `width_multiplier` and any input size
+(fc6's fan-in follows the input), so a tiny model trains on a CPU.
 
 `tower_impl`, `pool_impl`, `conv1_impl` and `lrn_impl` choose how layers are computed, never what they
 compute: the parameters and the function are the same (tests/test_models.py), so they are speed settings,
@@ -335,6 +336,11 @@ class AlexNet(nn.Module):
     dropout_placement: 'fc6_fc7_outputs', section 4.2's "output of each hidden neuron" of the first two
       fully connected layers (Caffe's and cuda-convnet's placement), or 'fc6_fc7_inputs', torchvision's:
       pool5's and fc6's outputs, so fc7's output is never dropped.
+    dropout_scaling: 'at_test', section 4.2's: units are kept unscaled in training and every output is
+      multiplied by 1 - rate at test time; or 'in_training' (inverted dropout, torchvision's and Flax's):
+      kept units are divided by 1 - rate in training and nothing changes at test. The two compute the same
+      test-time function, but the next layer's weights differ by that factor, and with them the effective
+      initialisation and step size.
     activation: 'relu' (section 3.1) or 'tanh' (its saturating comparison, figure 1), after every
       convolution and after fc6 and fc7.
     lrn_alpha: LRN's alpha (1e-4, section 3.3), multiplying the plain window sum; 0 keeps only LRN's
@@ -361,6 +367,7 @@ class AlexNet(nn.Module):
   overlapping_pool: bool = True
   dropout_rate: float = 0.5  # section 4.2
   dropout_placement: str = "fc6_fc7_outputs"  # section 4.2
+  dropout_scaling: str = "at_test"  # section 4.2
   activation: str = "relu"  # section 3.1
   lrn_alpha: float = PAPER_ALPHA  # section 3.3; 0 keeps only the constant gain k^-beta
   lrn_k: float = PAPER_K  # section 3.3's additive constant; Caffe's default (and so Mishkin et al.'s) is 1
@@ -426,6 +433,18 @@ class AlexNet(nn.Module):
       )
     return local_response_norm(x, k=self.lrn_k, alpha=self.lrn_alpha, impl=self.resolved("lrn_impl"))
 
+  def dropout(self, x, train: bool):
+    """Dropout at `dropout_rate` (section 4.2), rescaled as `dropout_scaling` says.
+
+    Flax's nn.Dropout draws the mask and divides the kept units by keep = 1 - rate; 'at_test' multiplies
+    by keep after it, which leaves the kept units as they were in training and scales every unit by keep
+    at test time ("multiply their outputs by 0.5"). The mask, and so the rng stream, is the same for both.
+    """
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    if self.dropout_scaling == "in_training":
+      return x
+    return x * (1.0 - self.dropout_rate)
+
   @nn.compact
   def __call__(self, x, *, train: bool):
     """The class scores of a batch of images.
@@ -473,7 +492,7 @@ class AlexNet(nn.Module):
     on_inputs = self.dropout_placement == "fc6_fc7_inputs"
     for name in ("fc6", "fc7"):
       if on_inputs:
-        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        x = self.dropout(x, train)
       x = nn.Dense(
         fc,
         kernel_init=kernel_initializer(self.init_scheme),
@@ -485,7 +504,7 @@ class AlexNet(nn.Module):
       x = activation(x)
       self.sow("intermediates", f"relu{name[2:]}", x)  # relu6, relu7: figure 4's features (inference.py)
       if not on_inputs:
-        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)  # section 4.2
+        x = self.dropout(x, train)  # section 4.2
     x = nn.Dense(
       self.num_classes,
       kernel_init=kernel_initializer(self.init_scheme),
@@ -535,11 +554,14 @@ def resolve_impl(field: str, choice: str, backend: str) -> str:
 
 # Where dropout acts (AlexNet.dropout_placement): section 4.2's placement, or torchvision's.
 DROPOUT_PLACEMENTS = ("fc6_fc7_outputs", "fc6_fc7_inputs")
+# When dropout rescales (AlexNet.dropout_scaling): section 4.2's halving at test, or inverted dropout's.
+DROPOUT_SCALINGS = ("at_test", "in_training")
 
 # The allowed values of AlexNet's choice fields, checked once, when a module is constructed.
 CHOICES = {
   "preset": tuple(PRESETS),
   "dropout_placement": DROPOUT_PLACEMENTS,
+  "dropout_scaling": DROPOUT_SCALINGS,
   "init_scheme": INIT_SCHEMES,
   "activation": tuple(ACTIVATIONS),
   "tower_impl": TOWER_IMPLS,

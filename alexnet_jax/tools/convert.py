@@ -1,4 +1,4 @@
-"""Weights from PyTorch: a torchvision `alexnet()` state_dict -> the `owt` preset's Flax params.
+"""Weights between PyTorch and Flax: a torchvision `alexnet()` state_dict <-> the `owt` preset's params.
 
 torchvision's AlexNet is the "one weird trick" variant (preset 'owt'); its ImageNet weights are the one
 widely available pretrained AlexNet. Two layouts differ:
@@ -78,7 +78,8 @@ def torchvision_to_flax(state_dict, *, pool5_hw=(6, 6)):
 
 def flax_to_torchvision(params, *, pool5_hw=(6, 6)) -> dict:
   """Converts the params of `AlexNet(preset='owt')` to torchvision `alexnet()` weights (the inverse of
-  `torchvision_to_flax`).
+  `torchvision_to_flax`). torchvision's net computes the same logits when the Flax net has its dropout
+  (`dropout_scaling='in_training'`, as the owt variant sets): section 4.2's halving at test is not in it.
 
   Args:
     params: the network's params, with or without the 'params' level.

@@ -111,8 +111,9 @@ def decay_mask(mode: str):
   """Which parameters weight decay applies to.
 
   Args:
-    mode: 'all' (every parameter, as the paper did) or 'kernels' (only arrays with ndim > 1: no biases,
-      no normalisation scales; the common modern choice).
+    mode: 'all' (every parameter; section 5 writes its rule for a weight w and does not exempt biases) or
+      'kernels' (only arrays with ndim > 1: no biases, no normalisation scales; Caffe's AlexNet and the
+      common modern choice).
 
   Returns:
     A mask for `optax.add_decayed_weights`: None for 'all', else params -> a tree of bools.

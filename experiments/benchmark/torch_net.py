@@ -1,7 +1,8 @@
 """AlexNet in PyTorch, layer for layer the network `alexnet_jax.model.models.AlexNet` builds, for side-by-side
 timing: the same widths (`models.scaled`), towers as `groups`, LRN per tower after the ReLU of conv1 and
 conv2 (section 3.3; PyTorch's alpha is per window, so it gets the paper's alpha times n), overlapping pooling
-(section 3.4), dropout where the model puts it (its `dropout_placement`, section 4.2). `load_flax_params`
+(section 3.4), dropout where and as the model applies it (its `dropout_placement` and `dropout_scaling`,
+section 4.2). `load_flax_params`
 copies a Flax model's parameters in, so a test can check that both compute the same logits.
 """
 
@@ -28,6 +29,19 @@ class TowerLRN(nn.Module):
     return torch.cat([self.norm(part) for part in x.chunk(self.towers, dim=1)], dim=1)
 
 
+class Dropout(nn.Module):
+  """models.AlexNet.dropout: nn.Dropout (inverted: kept units divided by keep = 1 - rate in training),
+  then, for section 4.2's scaling, times keep, which scales every unit by keep at test time instead."""
+
+  def __init__(self, rate: float, scaling: str):
+    super().__init__()
+    self.dropout = nn.Dropout(rate)
+    self.scale = 1.0 if scaling == "in_training" else 1.0 - rate
+
+  def forward(self, x):
+    return self.dropout(x) * self.scale
+
+
 class TorchAlexNet(nn.Module):
   """The forward pass of models.AlexNet (train mode: dropout on) for a preset, width and input side."""
 
@@ -51,7 +65,7 @@ class TorchAlexNet(nn.Module):
     self.fc6 = nn.Linear(channels[-1] * self.pool5_hw[0] * self.pool5_hw[1], fc)
     self.fc7 = nn.Linear(fc, fc)
     self.fc8 = nn.Linear(fc, model.num_classes)
-    self.dropout = nn.Dropout(model.dropout_rate)
+    self.dropout = Dropout(model.dropout_rate, model.dropout_scaling)
     self.dropout_on_inputs = model.dropout_placement == "fc6_fc7_inputs"
 
   def features(self, x):

@@ -150,6 +150,11 @@ def outside_reading(loaded, replica: Replica, data: arms_lib.Data) -> str:
   )
 
 
+def progress(replica: Replica) -> Tuple[int, int]:
+  """The second study's finished runs and the runs it declares."""
+  return sum(len(runs) for runs in replica.loaded.values()), sum(a.seeds for a in replica.arms)
+
+
 def section(loaded, replica: Replica, data: arms_lib.Data) -> List[str]:
   """The replication section: each finding's Δ on both datasets and whether it replicates.
 
@@ -162,10 +167,9 @@ def section(loaded, replica: Replica, data: arms_lib.Data) -> List[str]:
     The section's Markdown lines.
   """
   lines = [f"## Replication on {replica.data.short}", ""]
-  done = sum(len(runs) for runs in replica.loaded.values())
+  done, planned = progress(replica)
   if not done:
     return lines + [f"No {replica.data.short} run has finished yet (`{replica.where}`).", ""]
-  planned = sum(a.seeds for a in replica.arms)
   a, b = data.short, replica.data.short
   lines += [
     f"{b} ({replica.data.content}, {done} of {planned} runs in `{replica.where}`) against {a}: each finding's "
@@ -193,15 +197,20 @@ def section(loaded, replica: Replica, data: arms_lib.Data) -> List[str]:
 
 
 def sentence(loaded, replica: Replica, brief: bool = False) -> str:
-  """How many findings replicate, naming those that do not; '' before any can be judged. For the headline
-  with the rule in brackets; `brief`, for the README beside its claims column: without the rule (its
-  preamble states it), naming only the failures the column leaves out (the controls' readings)."""
+  """How many findings replicate, naming those that do not, and how many of the second study's runs that
+  rests on while some are missing; '' before any can be judged. For the headline with the rule in brackets;
+  `brief`, for the README beside its claims column: without the rule (its preamble states it), naming only
+  the failures the column leaves out (the controls' readings)."""
   judged: Sequence[Tuple[str, Finding]] = [r for r in rows(loaded, replica) if r[0] != "too few seeds"]
   if not judged:
     return ""
   failed = [f for v, f in judged if v == "does not replicate"]
-  text = f"On {replica.data.short}, {len(judged) - len(failed)} of the {len(judged)} findings judged so far replicate"
+  done, planned = progress(replica)
+  partial = f", with {done} of its {planned} runs," if done < planned else ","
+  text = f"On {replica.data.short}{partial} {len(judged) - len(failed)} of the {len(judged)} findings judged replicate"
   if not brief:
     text += " (same direction, inside this study's interval)"
   named = [f.name.split(" (")[0] for f in failed if not (brief and f.claim is not None)]
-  return text + (f"; not: {', '.join(named)}." if named else ".")
+  if not named:
+    return text + "."
+  return text + ("; besides the claims above, not: " if brief else "; not: ") + ", ".join(named) + "."
