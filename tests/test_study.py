@@ -131,7 +131,7 @@ def test_the_report_pairs_seeds_sets_failed_runs_apart_and_reads_the_kernels(tmp
     _fake_run(tmp_path / "runs" / "tanh" / f"seed{seed}", seed, top1, top1 - 0.1, _kernels(True))
   report.write_report(str(tmp_path), arms.ARMS, arms.CLAIMS, command="test")
   text = (tmp_path / "README.md").read_text()
-  assert "**Partial results: 12 of 56 runs finished.**" in text
+  assert "**Partial results: 12 of 57 runs finished.**" in text
   no_lrn_row = next(line for line in text.splitlines() if line.startswith("| 3 |"))
   assert no_lrn_row.count("+2.00 [+1.75, +2.25]") == 2  # top-1 centre and 10-crop: t(2) x 0.1 / sqrt(3)
   assert no_lrn_row.endswith("| 10-crop top-1: confirmed |")
@@ -145,14 +145,14 @@ def test_the_report_pairs_seeds_sets_failed_runs_apart_and_reads_the_kernels(tmp
   assert "| baseline | 1,000 | 3 of 3 | – | – |" in text and "| one_gpu_half | – | 0 of 0 | – | – |" in text
   assert "| one_tower | 1,000 | 3 of 3 | +0.00 [+0.00, +0.00] | +0.00 [+0.00, +0.00] |" in text
   headline, findings = text.split("## Findings\n\n", 1)[1].split("\n\n")[:2]
-  assert "12 of 56 runs" in headline and "1 confirmed: LRN (3);" in headline
+  assert "12 of 57 runs" in headline and "1 confirmed: LRN (3);" in headline
   # +2.0 [+1.8, +2.2] excludes the paper's +1.4 and the later anchors' -0.1; figure 3 is reproduced.
   assert (
     "the effect of LRN (claim 3: +2.0 [+1.8, +2.2] points) is larger than the paper's (+1.4) and larger than the "
     "later anchors' (-0.1)" in headline
   )
   assert "colour specialisation" not in headline
-  assert "Study state: 12 of 56 runs (the rest still to run)" in findings
+  assert "Study state: 12 of 57 runs (the rest still to run)" in findings
   assert (
     "Confirmed: claim 3 (LRN: +2.0 [+1.8, +2.2] points of 10-crop top-1 error (+2.0 [+1.8, +2.2] with the centre "
     "crop), 3 seeds)" in findings

@@ -169,3 +169,20 @@ def test_the_departures_table_measures_the_dropout_placement_against_the_papers(
     )
   flat = recipe.dropout_reading(measures.load_all(str(tmp_path / "flat"), arms.ARMS))
   assert flat.endswith("the validation-training gap by no detectable amount (±2.5)")
+
+
+def test_the_departures_table_reads_the_paper_init_on_both_input_scales(tmp_path):
+  """paper_init kept the study's std-scaled inputs; paper_init_raw gives N(0, 0.01) the paper's unscaled
+  ones. The init row reports each arm's end (chance, 90% here, is a run that did not train)."""
+  _fake_run(tmp_path / "runs" / "baseline" / "seed0", 0, 0.30, 0.2, _kernels(True))
+  _fake_run(tmp_path / "runs" / "paper_init" / "seed0", 0, 0.90, 0.9, _kernels(True))
+  loaded = measures.load_all(str(tmp_path), arms.ARMS)
+  row = next(line for line in recipe.departures_section(loaded) if line.startswith("| N(0, 0.01) weights"))
+  assert row.endswith(
+    "N(0, 0.01) with biases of 1 at this geometry: `paper_init` (on the study's inputs, divided by ImageNet's "
+    "std) ended at 90.0% (seed 0, did not train); `paper_init_raw` (on inputs with only the mean subtracted, "
+    "the paper's scale) has not run yet |"
+  )
+  _fake_run(tmp_path / "runs" / "paper_init_raw" / "seed0", 0, 0.45, 0.3, _kernels(True))
+  row = recipe.init_evidence(measures.load_all(str(tmp_path), arms.ARMS))
+  assert row.endswith("the paper's scale) ended at 45.0% (seed 0, trained)")

@@ -127,7 +127,7 @@ def test_a_datasets_report_covers_only_the_arms_it_runs(tmp_path):
   ):
     assert absent not in text, absent
   assert "9,025 training and 3,929 validation photos" in text and "Imagewoof2, 10 classes, 9,025 images" in text
-  assert "the Imagenette study's `paper_init` arm" in text
+  assert "the Imagenette study's `paper_init` and `paper_init_raw` arms" in text
   assert "## Replication on" not in text  # the second dataset's own report reads no replica
   assert "| leaderboard: ResNet family, 128 px | 80 | 87.8 |" in text
   assert _lines_run_into_a_table(text) == []

@@ -90,6 +90,12 @@ ARMS = (
     1,
     "section 5's initialisation, N(0, 0.01) with biases of 1: the departure's evidence",
   ),
+  Arm(
+    "paper_init_raw",
+    {"model.init_scheme": "paper", "augment.std_rgb": ()},
+    1,
+    "section 5's initialisation on inputs not divided by a std, the paper's scale: paper_init's control",
+  ),
 )
 
 

@@ -73,25 +73,29 @@ def setup_section(loaded, command, invocation_s, data: arms_lib.Data = arms_lib.
   return lines + [""]
 
 
+# The arms that try section 5's initialisation, and the inputs each gave it.
+INIT_ARMS = (
+  ("paper_init", "on the study's inputs, divided by ImageNet's std"),
+  ("paper_init_raw", "on inputs with only the mean subtracted, the paper's scale"),
+)
+
+
 def init_evidence(loaded) -> str:
-  """What the study shows of the paper's initialisation: the `paper_init` arm's runs, where it has them, and
-  what that arm cannot show: it kept the study's inputs, divided by ImageNet's std, which the paper's
-  N(0, 0.01) was not chosen for."""
-  confound = (
-    "; that arm kept the inputs divided by ImageNet's std (above), so the paper's initialisation "
-    "on the paper's unscaled pixels is not tested here"
-  )
-  init = loaded.get("paper_init", [])
-  if init:
-    errors = ", ".join(
+  """What the study shows of the paper's initialisation, N(0, 0.01) with biases of 1: how each of
+  INIT_ARMS ended, where this study runs it."""
+  parts = []
+  for arm, inputs in INIT_ARMS:
+    if arm not in loaded:
+      continue
+    ended = ", ".join(
       f"{100 * r['final'].get('eval/top1_error', math.nan):.1f}% (seed {r['seed']}, "
       f"{'did not train' if r['failed'] else 'trained'})"
-      for r in init
+      for r in loaded[arm]
     )
-    return f"the `paper_init` arm, N(0, 0.01) with biases of 1 at this geometry, ended at {errors}{confound}"
-  if "paper_init" in loaded:
-    return "the `paper_init` arm (N(0, 0.01), biases of 1) has not run yet" + confound
-  return "the Imagenette study's `paper_init` arm (N(0, 0.01), biases of 1; its report)" + confound
+    parts.append(f"`{arm}` ({inputs}) ended at {ended}" if ended else f"`{arm}` ({inputs}) has not run yet")
+  if not parts:
+    return "the Imagenette study's `paper_init` and `paper_init_raw` arms (N(0, 0.01), biases of 1; its report)"
+  return "N(0, 0.01) with biases of 1 at this geometry: " + "; ".join(parts)
 
 
 def placement_effect(interval) -> str:
