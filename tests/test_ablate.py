@@ -11,40 +11,40 @@ import sys
 import pytest
 
 from alexnet_jax import configlib
-from alexnet_jax.analysis import ablate
+from alexnet_jax.analysis import ablate, sweep
 
 from conftest import REPO
 
 
 def test_sweep_parsing_and_validation():
-  axes = ablate.parse_sweep(ablate.DEFAULT_SWEEP)
+  axes = sweep.parse_sweep(ablate.DEFAULT_SWEEP)
   assert axes == [("model.use_lrn", [True, False]), ("model.overlapping_pool", [True, False])]
-  points = ablate.grid(axes)
+  points = sweep.grid(axes)
   assert len(points) == 4 and points[0] == {"model.use_lrn": True, "model.overlapping_pool": True}
-  assert ablate.run_name(points[3]) == "use_lrn=False,overlapping_pool=False"
+  assert sweep.run_name(points[3]) == "use_lrn=False,overlapping_pool=False"
   with pytest.raises(configlib.ConfigError, match="Unknown config key 'model.use_lrm'"):
-    ablate.validate(f"{REPO}/configs/alexnet.py:smoke", ablate.parse_sweep("model.use_lrm=True,False"), [])
+    sweep.validate(f"{REPO}/configs/alexnet.py:smoke", sweep.parse_sweep("model.use_lrm=True,False"), [])
   with pytest.raises(configlib.ConfigError, match="is a bool"):
-    ablate.validate(f"{REPO}/configs/alexnet.py:smoke", ablate.parse_sweep("model.use_lrn=yes,no"), [])
+    sweep.validate(f"{REPO}/configs/alexnet.py:smoke", sweep.parse_sweep("model.use_lrn=yes,no"), [])
 
 
 def test_counts_that_would_run_nothing_or_wait_forever_are_refused():
-  ablate.check_counts(seeds=1, parallel=1, gpus=0)
+  sweep.check_counts(seeds=1, parallel=1, gpus=0)
   for counts, flag in (((0, 1, 0), "--seeds=0"), ((3, 0, 0), "--parallel=0"), ((3, 2, -1), "--gpus=-1")):
     with pytest.raises(configlib.ConfigError, match=f"{flag}: use"):
-      ablate.check_counts(*counts)
+      sweep.check_counts(*counts)
 
 
 def test_config_differences_names_each_changed_leaf():
   stored = {"seed": 0, "model": {"use_lrn": True, "width": 1.0}, "tags": [1, 2], "old": 1}
   intended = {"seed": 0, "model": {"use_lrn": False, "width": 1.0}, "tags": [1, 3], "new": 2}
-  assert ablate.config_differences(stored, intended) == [
+  assert sweep.config_differences(stored, intended) == [
     "model.use_lrn: True -> False",
     "new: '(absent)' -> 2",
     "old: 1 -> '(absent)'",
     "tags: [1, 2] -> [1, 3]",
   ]
-  assert ablate.config_differences(stored, json.loads(json.dumps(stored))) == []
+  assert sweep.config_differences(stored, json.loads(json.dumps(stored))) == []
 
 
 def test_a_key_added_after_a_run_differs_only_where_the_run_is_given_another_value():
@@ -52,16 +52,16 @@ def test_a_key_added_after_a_run_differs_only_where_the_run_is_given_another_val
   and another run where its sweep sets the key elsewhere; how to prepare the data never differs."""
   stored = {"model": {"use_lrn": True}, "dataset": {"prepare_args": "--source=folder:/old"}}
   defaults = {"model": {"use_lrn": True, "lrn_k": 2.0}, "dataset": {"prepare_args": "--source=tfds:x"}}
-  assert ablate.config_differences(stored, defaults, defaults=defaults) == []
+  assert sweep.config_differences(stored, defaults, defaults=defaults) == []
   changed = {"model": {"use_lrn": True, "lrn_k": 1.0}, "dataset": {"prepare_args": "--source=tfds:x"}}
-  assert ablate.config_differences(stored, changed, defaults=defaults) == ["model.lrn_k: '(absent)' -> 1.0"]
-  assert ablate.config_differences(stored, defaults) == ["model.lrn_k: '(absent)' -> 2.0"]  # no defaults given
+  assert sweep.config_differences(stored, changed, defaults=defaults) == ["model.lrn_k: '(absent)' -> 1.0"]
+  assert sweep.config_differences(stored, defaults) == ["model.lrn_k: '(absent)' -> 2.0"]  # no defaults given
 
 
 def test_existing_run_of_another_config_is_refused_before_anything_runs(tmp_path):
   spec = f"{REPO}/configs/alexnet.py:smoke"
-  runs = ablate.plan(str(tmp_path), ablate.parse_sweep("model.use_lrn=True,False"), seeds=2)
-  ablate.check_existing_runs(runs, spec, ["num_epochs=2"])  # no run folders yet: nothing to refuse
+  runs = sweep.plan(str(tmp_path), sweep.parse_sweep("model.use_lrn=True,False"), seeds=2)
+  sweep.check_existing_runs(runs, spec, ["num_epochs=2"])  # no run folders yet: nothing to refuse
   # A run that main started with the same settings (its config.json as main writes it: another seed per run).
   same = runs[1]
   assert (same.point, same.seed) == ({"model.use_lrn": True}, 1)
@@ -69,21 +69,21 @@ def test_existing_run_of_another_config_is_refused_before_anything_runs(tmp_path
   config = configlib.load_config(spec)
   config.num_epochs, config.seed = 2.0, 1
   (tmp_path / "runs" / same.name / "seed1" / "config.json").write_text(config.to_json_best_effort())
-  ablate.check_existing_runs(runs, spec, ["num_epochs=2"])
+  sweep.check_existing_runs(runs, spec, ["num_epochs=2"])
   # The same folder under a sweep with another --set value, or with the seed it does not have.
   with pytest.raises(
     configlib.ConfigError,
     match=r"1 of the sweep's run folders .*seed1: num_epochs: 2.0 -> 5.0\. "
     r"Use a new --workdir",
   ):
-    ablate.check_existing_runs(runs, spec, ["num_epochs=5"])
+    sweep.check_existing_runs(runs, spec, ["num_epochs=5"])
   config.seed = 0
   (tmp_path / "runs" / same.name / "seed1" / "config.json").write_text(config.to_json_best_effort())
   with pytest.raises(configlib.ConfigError, match="seed: 0 -> 1"):
-    ablate.check_existing_runs(runs, spec, ["num_epochs=2"])
+    sweep.check_existing_runs(runs, spec, ["num_epochs=2"])
   (tmp_path / "runs" / same.name / "seed1" / "config.json").write_text("{cut short")
   with pytest.raises(configlib.ConfigError, match="Cannot read .*config.json"):
-    ablate.check_existing_runs(runs, spec, ["num_epochs=2"])
+    sweep.check_existing_runs(runs, spec, ["num_epochs=2"])
 
 
 def test_a_run_made_before_the_dropout_keys_existed_is_its_old_dropout(tmp_path):
@@ -92,45 +92,45 @@ def test_a_run_made_before_the_dropout_keys_existed_is_its_old_dropout(tmp_path)
   runs; a smoke run is not today's smoke run."""
   for variant, refused in (("study", False), ("smoke", True)):
     spec = f"{REPO}/configs/alexnet.py:{variant}"
-    runs = ablate.plan(str(tmp_path / variant), ablate.parse_sweep("model.use_lrn=True"), seeds=1)
-    stored = json.loads(ablate.run_config(spec, [], runs[0].point, 0).to_json_best_effort())
+    runs = sweep.plan(str(tmp_path / variant), sweep.parse_sweep("model.use_lrn=True"), seeds=1)
+    stored = json.loads(sweep.run_config(spec, [], runs[0].point, 0).to_json_best_effort())
     del stored["model"]["dropout_placement"], stored["model"]["dropout_scaling"]
     os.makedirs(runs[0].workdir)
     with open(os.path.join(runs[0].workdir, "config.json"), "w") as f:
       json.dump(stored, f)
     if refused:
       with pytest.raises(configlib.ConfigError) as raised:
-        ablate.check_existing_runs(runs, spec, [])
+        sweep.check_existing_runs(runs, spec, [])
       assert "model.dropout_placement: 'fc6_fc7_inputs' -> 'fc6_fc7_outputs'" in str(raised.value)
       assert "model.dropout_scaling: 'in_training' -> 'at_test'" in str(raised.value)
     else:
-      ablate.check_existing_runs(runs, spec, [])
+      sweep.check_existing_runs(runs, spec, [])
 
 
 def test_parallel_runs_get_a_gpu_each_or_a_share_of_its_memory():
   base = {"PATH": "/bin"}
   # One run at a time: the environment is left alone.
-  assert ablate.run_environment(base, None, parallel=1, gpus=0) == base
+  assert sweep.run_environment(base, None, parallel=1, gpus=0) == base
   # 4 runs over 4 GPUs: one GPU each, the usual preallocation.
-  assert ablate.run_environment(base, 2, parallel=4, gpus=4) == {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "2"}
+  assert sweep.run_environment(base, 2, parallel=4, gpus=4) == {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "2"}
   # 4 runs over 2 GPUs: two per GPU, 0.45 of its memory each; 3 runs on the same GPU(s): 0.3 each.
-  assert ablate.run_environment(base, 1, parallel=4, gpus=2) == {
+  assert sweep.run_environment(base, 1, parallel=4, gpus=2) == {
     "PATH": "/bin",
     "CUDA_VISIBLE_DEVICES": "1",
     "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.45",
   }
-  assert ablate.run_environment(base, None, parallel=3, gpus=0) == {
+  assert sweep.run_environment(base, None, parallel=3, gpus=0) == {
     "PATH": "/bin",
     "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.30",
   }
-  assert ablate.runs_per_gpu(5, 2) == 3 and ablate.runs_per_gpu(2, 1) == 2 and ablate.runs_per_gpu(2, 8) == 1
+  assert sweep.runs_per_gpu(5, 2) == 3 and sweep.runs_per_gpu(2, 1) == 2 and sweep.runs_per_gpu(2, 8) == 1
   # A new run goes to the GPU with the fewest runs: after GPU 1's run ends, 1 again, not the next in turn.
-  assert ablate.least_busy_gpu([], 3) == 0
-  assert ablate.least_busy_gpu([0, 2], 3) == 1
-  assert ablate.least_busy_gpu([0, 2, 0, 1, 2], 3) == 1
+  assert sweep.least_busy_gpu([], 3) == 0
+  assert sweep.least_busy_gpu([0, 2], 3) == 1
+  assert sweep.least_busy_gpu([0, 2, 0, 1, 2], 3) == 1
   # The user's own memory setting wins.
   mine = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
-  assert ablate.run_environment(mine, None, parallel=3, gpus=0) == mine
+  assert sweep.run_environment(mine, None, parallel=3, gpus=0) == mine
 
 
 SWEEP_ENV = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
@@ -245,10 +245,10 @@ def _fake_finished_run(run, top1, top5=0.1, num_classes=10):
 
 
 def test_differences_are_seed_paired_with_t_intervals_and_failed_runs_are_set_apart(tmp_path):
-  axes = ablate.parse_sweep("model.use_lrn=True,False;model.dropout_rate=0.5,0.0")
+  axes = sweep.parse_sweep("model.use_lrn=True,False;model.dropout_rate=0.5,0.0")
   runs = [
     r
-    for r in ablate.plan(str(tmp_path), axes, seeds=3)
+    for r in sweep.plan(str(tmp_path), axes, seeds=3)
     if r.point["model.dropout_rate"] == 0.5 or r.point["model.use_lrn"]
   ]
   baseline = {0: 0.30, 1: 0.40, 2: 0.50}
@@ -260,7 +260,7 @@ def test_differences_are_seed_paired_with_t_intervals_and_failed_runs_are_set_ap
     else:  # no dropout: seed 1 stayed at chance; the others 1 and 3 points worse
       _fake_finished_run(run, {0: 0.31, 1: 0.905, 2: 0.53}[run.seed])
   base_point = {"model.use_lrn": True, "model.dropout_rate": 0.5}
-  rows = {r["config"]: r for r in ablate.aggregate(runs, ablate.run_name(base_point), base_point)}
+  rows = {r["config"]: r for r in ablate.aggregate(runs, sweep.run_name(base_point), base_point)}
   base, no_lrn = rows["use_lrn=True,dropout_rate=0.5"], rows["use_lrn=False,dropout_rate=0.5"]
   key = "eval/top1_error"
   assert (base[f"{key} diff"], base[f"{key} diff low"], base[f"{key} diff high"]) == (0.0, 0.0, 0.0)
@@ -296,18 +296,18 @@ def _fake_diverged_run(run):
 
 
 def test_a_diverged_run_is_a_result_that_did_not_train_and_is_not_retried(tmp_path, monkeypatch, capsys):
-  axes = ablate.parse_sweep("model.use_lrn=True,False")
-  runs = ablate.plan(str(tmp_path), axes, seeds=3)
+  axes = sweep.parse_sweep("model.use_lrn=True,False")
+  runs = sweep.plan(str(tmp_path), axes, seeds=3)
   for run in runs:
     if run.point["model.use_lrn"]:
       _fake_finished_run(run, 0.30 + 0.1 * run.seed)
     elif run.seed != 1:
       _fake_finished_run(run, 0.32 + 0.1 * run.seed)
   diverging = next(r for r in runs if not r.point["model.use_lrn"] and r.seed == 1)
-  monkeypatch.setattr(ablate.Run, "command", lambda self, spec, overrides: pytest.fail("a finished run was retried"))
+  monkeypatch.setattr(sweep.Run, "command", lambda self, spec, overrides: pytest.fail("a finished run was retried"))
   _fake_diverged_run(diverging)
   assert diverging.done and diverging.diverged and not runs[0].diverged
-  ablate.execute(runs, "configs/alexnet.py:smoke", [], parallel=1, gpus=0)  # nothing to run, nothing raised
+  sweep.execute(runs, "configs/alexnet.py:smoke", [], parallel=1, gpus=0)  # nothing to run, nothing raised
   assert f"skip use_lrn=False seed 1: diverged ({diverging.workdir}/diverged.json)" in capsys.readouterr().out
   rows = {r["config"]: r for r in ablate.aggregate(runs, "use_lrn=True", {"model.use_lrn": True})}
   no_lrn = rows["use_lrn=False"]
@@ -316,17 +316,15 @@ def test_a_diverged_run_is_a_result_that_did_not_train_and_is_not_retried(tmp_pa
 
 
 def test_a_run_that_diverges_while_the_sweep_runs_is_reported_not_failed(tmp_path, monkeypatch, capsys):
-  run = ablate.plan(str(tmp_path), ablate.parse_sweep("model.use_lrn=False"), seeds=1)[0]
+  run = sweep.plan(str(tmp_path), sweep.parse_sweep("model.use_lrn=False"), seeds=1)[0]
   diverged = {"final": {}, "diverged": "Non-finite training loss at step 7 (learning rate 0.04)"}
   main_that_diverges = (
     f"import json, sys; json.dump({diverged!r}, open({run.workdir!r} + '/diverged.json', 'w')); sys.exit(1)"
   )
-  monkeypatch.setattr(ablate.Run, "command", lambda self, spec, overrides: [sys.executable, "-c", main_that_diverges])
-  ablate.execute([run], "configs/alexnet.py:smoke", [], parallel=1, gpus=0)  # raises where a run failed
+  monkeypatch.setattr(sweep.Run, "command", lambda self, spec, overrides: [sys.executable, "-c", main_that_diverges])
+  sweep.execute([run], "configs/alexnet.py:smoke", [], parallel=1, gpus=0)  # raises where a run failed
   assert "DIVERGED use_lrn=False seed 0: a result, reported as a run that did not train" in capsys.readouterr().out
-  failing = ablate.plan(str(tmp_path / "other"), ablate.parse_sweep("model.use_lrn=False"), seeds=1)
-  monkeypatch.setattr(
-    ablate.Run, "command", lambda self, spec, overrides: [sys.executable, "-c", "raise SystemExit(1)"]
-  )
+  failing = sweep.plan(str(tmp_path / "other"), sweep.parse_sweep("model.use_lrn=False"), seeds=1)
+  monkeypatch.setattr(sweep.Run, "command", lambda self, spec, overrides: [sys.executable, "-c", "raise SystemExit(1)"])
   with pytest.raises(RuntimeError, match="1 run\\(s\\) failed"):
-    ablate.execute(failing, "configs/alexnet.py:smoke", [], parallel=1, gpus=0)
+    sweep.execute(failing, "configs/alexnet.py:smoke", [], parallel=1, gpus=0)

@@ -11,7 +11,7 @@ import pytest
 from test_ablate import _fake_diverged_run  # the run folder main leaves: diverged.json, metrics.jsonl
 
 from alexnet_jax import configlib
-from alexnet_jax.analysis import ablate, plots
+from alexnet_jax.analysis import plots, sweep
 from experiments.study import arms, figures, formatting, measures, prose, report, runner
 
 from conftest import REPO
@@ -33,7 +33,7 @@ def test_runs_go_in_rounds_of_seeds_and_every_arm_is_a_valid_config():
   assert runs[0].workdir == "/w/runs/baseline/seed0"
   for dataset in arms.DATASETS.values():
     for arm in arms.arms_of(dataset):
-      ablate.validate(dataset.config, [(k, [v]) for k, v in arm.overrides.items()], [])
+      sweep.validate(dataset.config, [(k, [v]) for k, v in arm.overrides.items()], [])
 
 
 def test_imagewoof_runs_the_declared_arms_on_its_own_data():
@@ -45,7 +45,7 @@ def test_imagewoof_runs_the_declared_arms_on_its_own_data():
   )
   assert len(arms.plan("/w", woof)) == 34
   nette, woof_config = (configlib.load_config(arms.DATASETS[d].config) for d in ("imagenette", "imagewoof"))
-  differences = ablate.config_differences(json.loads(nette.to_json_best_effort()), json.loads(woof_config.to_json()))
+  differences = sweep.config_differences(json.loads(nette.to_json_best_effort()), json.loads(woof_config.to_json()))
   assert differences == ["dataset.name: 'imagenette2_128' -> 'imagewoof2_128'"]
 
 
@@ -172,13 +172,13 @@ def test_the_report_pairs_seeds_sets_failed_runs_apart_and_reads_the_kernels(tmp
 
 
 def test_finished_runs_are_copied_with_their_final_conv1_kernels(tmp_path, monkeypatch):
-  run = ablate.Run("baseline", {}, 0, str(tmp_path / "work"))
+  run = sweep.Run("baseline", {}, 0, str(tmp_path / "work"))
   os.makedirs(run.workdir)
   for name in ("summary.json", "metrics.jsonl", "config.json"):
     (tmp_path / "work" / name).write_text("{}")
   kernel = np.arange(11 * 11 * 3 * 4, dtype=np.float32).reshape(11, 11, 3, 4)
   monkeypatch.setattr(runner, "final_conv1_kernels", lambda workdir: kernel)
-  unfinished = ablate.Run("baseline", {}, 1, str(tmp_path / "other"))
+  unfinished = sweep.Run("baseline", {}, 1, str(tmp_path / "other"))
   assert runner.copy_finished([run, unfinished], str(tmp_path / "report")) == 1
   copied = tmp_path / "report" / "runs" / "baseline" / "seed0"
   assert sorted(os.listdir(copied)) == ["config.json", "conv1_kernels.npy", "metrics.jsonl", "summary.json"]
@@ -187,7 +187,7 @@ def test_finished_runs_are_copied_with_their_final_conv1_kernels(tmp_path, monke
 
 def test_a_finished_run_without_checkpoints_is_copied_without_kernels_instead_of_stopping_the_copy(tmp_path):
   """A run folder restored from a committed report has no checkpoints/: the copy goes on past it."""
-  runs = [ablate.Run("baseline", {}, seed, str(tmp_path / f"work{seed}")) for seed in (0, 1)]
+  runs = [sweep.Run("baseline", {}, seed, str(tmp_path / f"work{seed}")) for seed in (0, 1)]
   for run in runs:
     os.makedirs(run.workdir)
     for name in ("summary.json", "metrics.jsonl", "config.json"):
@@ -200,7 +200,7 @@ def test_a_finished_run_without_checkpoints_is_copied_without_kernels_instead_of
 
 
 def test_a_diverged_run_is_copied_without_kernels_and_reported_as_not_trained(tmp_path, monkeypatch):
-  run = ablate.Run("baseline", {}, 0, str(tmp_path / "work"))
+  run = sweep.Run("baseline", {}, 0, str(tmp_path / "work"))
   _fake_diverged_run(run)
   (tmp_path / "work" / "config.json").write_text("{}")
   monkeypatch.setattr(runner, "final_conv1_kernels", lambda workdir: pytest.fail("a diverged net has no kernels"))

@@ -9,7 +9,7 @@ import shutil
 
 from test_study import _fake_run, _kernels, _lines_run_into_a_table
 
-from alexnet_jax.analysis import ablate
+from alexnet_jax.analysis import sweep
 from alexnet_jax.training import loop
 from experiments.study import arms, measures, prose, recipe, report, reproduce, runner, tables, transfer
 
@@ -68,7 +68,7 @@ def test_a_run_resumed_by_a_trainer_that_keeps_its_clock_counts_its_segments_fro
   resumed = [loop.RESUMED_MESSAGE % (step, work) for step in (433, 883)]
   (work / "run.log").write_text(f"I1206 04:13:23.8 1 loop.py:305] {resumed[0]}\nother\nI1206 1 loop.py] {resumed[1]}\n")
   monkeypatch.setattr(runner, "final_conv1_kernels", lambda workdir: None)
-  run = ablate.Run("baseline", {}, 0, str(work))
+  run = sweep.Run("baseline", {}, 0, str(work))
   assert runner.copy_finished([run], str(tmp_path / "report")) == 1
   copied = tmp_path / "report" / "runs" / "baseline" / "seed0"
   assert measures.resumed_from(str(copied)) == [433, 883]
@@ -86,7 +86,7 @@ def test_a_run_whose_clock_restarted_and_whose_log_names_the_resume_counts_it_on
   _perf(work / "metrics.jsonl", [10.0, 20.0, 30.0, 5.0, 15.0])
   (work / "run.log").write_text(f"I1204 1 loop.py] {loop.RESUMED_MESSAGE % (433, work)}\n")
   monkeypatch.setattr(runner, "final_conv1_kernels", lambda workdir: None)
-  runner.copy_finished([ablate.Run("baseline", {}, 0, str(work))], str(tmp_path / "report"))
+  runner.copy_finished([sweep.Run("baseline", {}, 0, str(work))], str(tmp_path / "report"))
   baseline = next(a for a in arms.ARMS if a.name == "baseline")
   (loaded,) = measures.load_arm(str(tmp_path / "report"), baseline)
   assert (loaded["segments"], loaded["wall_time_s"]) == (2, 630.0)  # 30 s, then the summary's 600
@@ -101,7 +101,7 @@ def test_a_run_that_never_resumed_gets_no_resumes_file(tmp_path, monkeypatch):
   stale = tmp_path / "report" / "runs" / "baseline" / "seed0" / measures.RESUMES_FILE
   stale.parent.mkdir(parents=True)
   stale.write_text('{"resumed_from_steps": [5]}')  # from an earlier run in this folder, since started over
-  runner.copy_finished([ablate.Run("baseline", {}, 0, str(work))], str(tmp_path / "report"))
+  runner.copy_finished([sweep.Run("baseline", {}, 0, str(work))], str(tmp_path / "report"))
   assert not stale.exists()
 
 

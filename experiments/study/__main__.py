@@ -4,7 +4,7 @@ r"""The paper's claims, measured: one command runs the reproduction study and wr
 
 trains every arm of the dataset (experiments/study/arms.py; `configs/alexnet.py:study`, the CPU geometry,
 plus the arm's overrides) for its seeds, each as `python -m alexnet_jax.main` in
-`<workdir>/runs/<arm>/seed<k>` (alexnet_jax.analysis.ablate's runner: finished runs are skipped, interrupted
+`<workdir>/runs/<arm>/seed<k>` (alexnet_jax.analysis.sweep: finished runs are skipped, interrupted
 ones resume, a workdir of another config is refused), then copies each finished run's summary.json,
 metrics.jsonl, final conv1 kernels and the steps it resumed from to `--report_dir` and writes the report there
 (experiments/study/report.py); a report_dir holding runs that the workdir did not make is refused, so a new
@@ -23,7 +23,7 @@ import time
 from absl import flags
 
 from alexnet_jax import cli, configlib
-from alexnet_jax.analysis import ablate
+from alexnet_jax.analysis import sweep
 from experiments.study import arms as arms_lib
 from experiments.study import report, runner
 
@@ -90,16 +90,16 @@ def main(argv):
     publish(report_dir, FLAGS.readme, FLAGS.compare_to, arms, command=None, **facts)
     return
   try:
-    ablate.check_counts(1, FLAGS.parallel, FLAGS.gpus)
+    sweep.check_counts(1, FLAGS.parallel, FLAGS.gpus)
     for arm in arms:
-      ablate.validate(config, [(k, [v]) for k, v in arm.overrides.items()], FLAGS.set)
-    ablate.check_existing_runs(runs, config, FLAGS.set)
+      sweep.validate(config, [(k, [v]) for k, v in arm.overrides.items()], FLAGS.set)
+    sweep.check_existing_runs(runs, config, FLAGS.set)
   except configlib.ConfigError as e:
     refuse(e)
   os.makedirs(workdir, exist_ok=True)
   started, failure = time.time(), None
   try:
-    ablate.execute(runs, config, FLAGS.set, FLAGS.parallel, FLAGS.gpus)
+    sweep.execute(runs, config, FLAGS.set, FLAGS.parallel, FLAGS.gpus)
   except RuntimeError as e:  # the finished runs are still reported; the failed ones are named
     failure = e
   runner.copy_finished(runs, report_dir)
@@ -132,7 +132,7 @@ if __name__ == "__main__":
   )
   flags.DEFINE_multi_string("set", [], "key=value overrides for every run (e.g. a GPU geometry).")
   flags.DEFINE_integer("parallel", 1, "Runs at once.")
-  flags.DEFINE_integer("gpus", 0, "GPUs to spread parallel runs over (see alexnet_jax.analysis.ablate).")
+  flags.DEFINE_integer("gpus", 0, "GPUs to spread parallel runs over (see alexnet_jax.analysis.sweep).")
   flags.DEFINE_bool("report_only", False, "Rewrite the report from report_dir/runs without training.")
   flags.DEFINE_string(
     "compare_to",

@@ -9,7 +9,7 @@ import dataclasses
 import os
 from typing import Dict, List, Optional, Tuple
 
-from alexnet_jax.analysis import ablate
+from alexnet_jax.analysis import sweep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,11 +310,11 @@ CLAIMS = (
 )
 
 
-def plan(workdir: str, arms=ARMS) -> List[ablate.Run]:
-  """Every (arm, seed) as an ablate.Run, in rounds of seeds: seed 0 of each arm, then seed 1, ..."""
+def plan(workdir: str, arms=ARMS) -> List[sweep.Run]:
+  """Every (arm, seed) as an sweep.Run, in rounds of seeds: seed 0 of each arm, then seed 1, ..."""
   rounds = max(a.seeds for a in arms)
   return [
-    ablate.Run(a.name, dict(a.overrides), seed, os.path.join(workdir, "runs", a.name, f"seed{seed}"))
+    sweep.Run(a.name, dict(a.overrides), seed, os.path.join(workdir, "runs", a.name, f"seed{seed}"))
     for seed in range(rounds)
     for a in arms
     if seed < a.seeds

@@ -12,7 +12,7 @@ import math
 import os
 from typing import Dict, List, Sequence, Tuple
 
-from alexnet_jax.analysis import ablate, effects, plots
+from alexnet_jax.analysis import ablate, effects, plots, sweep
 from experiments.study import figures
 from experiments.study import formatting as fmt
 from experiments.study import measures
@@ -28,14 +28,14 @@ def epochs_of(loaded) -> float:
 
 
 def config_differences(short, long) -> List[str]:
-  """'key: short value -> long value' (alexnet_jax.analysis.ablate's) for the config keys, other than the budget and
+  """'key: short value -> long value' (alexnet_jax.analysis.sweep's) for the config keys, other than the budget and
   the seed, where the two studies' baselines (their first finished seed) differ: what else changed."""
   if not short.get("baseline") or not long.get("baseline"):
     return []
   a, b = (dict(s["baseline"][0]["summary"]["config"]) for s in (short, long))
   for config in (a, b):
     config.pop("num_epochs", None), config.pop("seed", None)
-  return ablate.config_differences(a, b)
+  return sweep.config_differences(a, b)
 
 
 def measure(claim):

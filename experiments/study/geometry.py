@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from alexnet_jax import cli
-from alexnet_jax.analysis import ablate
+from alexnet_jax.analysis import sweep
 from alexnet_jax.data import preprocess
 from alexnet_jax.model import build
 from alexnet_jax.training import optim, steps
@@ -62,7 +62,7 @@ def measure(crop: int, width: float, conv1_impl: str) -> dict:
     "model.width_multiplier": width,
     "model.conv1_impl": conv1_impl,
   }
-  config = ablate.run_config(FLAGS.config, [], overrides, seed=0)
+  config = sweep.run_config(FLAGS.config, [], overrides, seed=0)
   model = build.from_config(config.model)
   train_pre, eval_pre = preprocess.make_preprocessors(config)
   tx, _ = optim.create_optimizer(config, 100)

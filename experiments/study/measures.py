@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from alexnet_jax.analysis import ablate, effects, kernels
+from alexnet_jax.analysis import ablate, effects, kernels, sweep
 
 METRIC_NAMES = {
   "eval/top1_error": "top-1",
@@ -36,7 +36,7 @@ def load_arm(report_dir: str, arm) -> List[dict]:
   results = []
   for seed in range(arm.seeds):
     folder = os.path.join(report_dir, "runs", arm.name, f"seed{seed}")
-    run = ablate.Run(arm.name, dict(arm.overrides), seed, folder)
+    run = sweep.Run(arm.name, dict(arm.overrides), seed, folder)
     if not run.done:
       continue
     result = ablate.read_run(run)

@@ -17,7 +17,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from alexnet_jax import configlib
-from alexnet_jax.analysis import ablate
+from alexnet_jax.analysis import sweep
 from alexnet_jax.tools import inference
 from alexnet_jax.training import loop
 from experiments.study import measures
@@ -26,7 +26,7 @@ README_BEGIN = "<!-- study findings: written by `python -m experiments.study --r
 README_END = "<!-- end of study findings -->"
 
 
-def result_of(run: ablate.Run) -> Optional[dict]:
+def result_of(run: sweep.Run) -> Optional[dict]:
   """A run's summary.json, else its diverged.json (`run.summary_path`), as a dict; None before either.
 
   Raises:
@@ -43,7 +43,7 @@ def result_of(run: ablate.Run) -> Optional[dict]:
     ) from None
 
 
-def check_report_dir(runs: List[ablate.Run], report_dir: str, training: bool) -> None:
+def check_report_dir(runs: List[sweep.Run], report_dir: str, training: bool) -> None:
   """Refuses a report_dir holding runs that this workdir did not make, before anything is copied or run.
 
   A copy in report_dir/runs is another study's when the workdir's run of that arm and seed finished with
@@ -70,7 +70,7 @@ def check_report_dir(runs: List[ablate.Run], report_dir: str, training: bool) ->
     )
 
 
-def copy_finished(runs: List[ablate.Run], report_dir: str) -> int:
+def copy_finished(runs: List[sweep.Run], report_dir: str) -> int:
   """Copies the files the report reads of each finished run to report_dir/runs/<arm>/seed<k>.
 
   Args:
