@@ -256,7 +256,7 @@ MUTATIONS = (
   ),
   Mutation(
     "another_studys_runs_overwritten",
-    "experiments/study/runner.py",
+    "experiments/study/report_files.py",
     "if (made is not None and made != kept) or (made is None and training):",
     "if made is not None and made != kept:",
     ("tests/test_study.py",),

@@ -12,7 +12,7 @@ from test_ablate import _fake_diverged_run  # the run folder main leaves: diverg
 
 from alexnet_jax import configlib
 from alexnet_jax.analysis import plots, sweep
-from experiments.study import arms, figures, formatting, measures, prose, report, runner
+from experiments.study import arms, figures, formatting, measures, prose, report, report_files
 
 from conftest import REPO
 
@@ -50,7 +50,7 @@ def test_imagewoof_runs_the_declared_arms_on_its_own_data():
 
 
 def _fake_run(folder, seed, val_top1, train_top1, kernel, epochs=4.0, slope=0.1):
-  """A run as runner.copy_finished leaves it: summary.json, metrics.jsonl, conv1_kernels.npy."""
+  """A run as report_files.copy_finished leaves it: summary.json, metrics.jsonl, conv1_kernels.npy."""
   os.makedirs(folder)
   final = {
     "eval/top1_error": val_top1,
@@ -177,9 +177,9 @@ def test_finished_runs_are_copied_with_their_final_conv1_kernels(tmp_path, monke
   for name in ("summary.json", "metrics.jsonl", "config.json"):
     (tmp_path / "work" / name).write_text("{}")
   kernel = np.arange(11 * 11 * 3 * 4, dtype=np.float32).reshape(11, 11, 3, 4)
-  monkeypatch.setattr(runner, "final_conv1_kernels", lambda workdir: kernel)
+  monkeypatch.setattr(report_files, "final_conv1_kernels", lambda workdir: kernel)
   unfinished = sweep.Run("baseline", {}, 1, str(tmp_path / "other"))
-  assert runner.copy_finished([run, unfinished], str(tmp_path / "report")) == 1
+  assert report_files.copy_finished([run, unfinished], str(tmp_path / "report")) == 1
   copied = tmp_path / "report" / "runs" / "baseline" / "seed0"
   assert sorted(os.listdir(copied)) == ["config.json", "conv1_kernels.npy", "metrics.jsonl", "summary.json"]
   np.testing.assert_array_equal(np.load(copied / "conv1_kernels.npy"), kernel)
@@ -193,7 +193,7 @@ def test_a_finished_run_without_checkpoints_is_copied_without_kernels_instead_of
     for name in ("summary.json", "metrics.jsonl", "config.json"):
       (tmp_path / f"work{run.seed}" / name).write_text("{}")
   os.makedirs(os.path.join(runs[1].workdir, "checkpoints"))  # a checkpoints folder with no step in it
-  assert runner.copy_finished(runs, str(tmp_path / "report")) == 2
+  assert report_files.copy_finished(runs, str(tmp_path / "report")) == 2
   for seed in (0, 1):
     copied = tmp_path / "report" / "runs" / "baseline" / f"seed{seed}"
     assert sorted(os.listdir(copied)) == ["config.json", "metrics.jsonl", "summary.json"]
@@ -203,8 +203,8 @@ def test_a_diverged_run_is_copied_without_kernels_and_reported_as_not_trained(tm
   run = sweep.Run("baseline", {}, 0, str(tmp_path / "work"))
   _fake_diverged_run(run)
   (tmp_path / "work" / "config.json").write_text("{}")
-  monkeypatch.setattr(runner, "final_conv1_kernels", lambda workdir: pytest.fail("a diverged net has no kernels"))
-  assert runner.copy_finished([run], str(tmp_path / "report")) == 1
+  monkeypatch.setattr(report_files, "final_conv1_kernels", lambda workdir: pytest.fail("a diverged net has no kernels"))
+  assert report_files.copy_finished([run], str(tmp_path / "report")) == 1
   copied = tmp_path / "report" / "runs" / "baseline" / "seed0"
   assert sorted(os.listdir(copied)) == ["config.json", "diverged.json", "metrics.jsonl"]
   arm = next(a for a in arms.ARMS if a.name == "baseline")
@@ -226,7 +226,7 @@ def test_the_readme_states_the_findings_the_committed_runs_give():
   )
   headline = prose.headline(arms.ARMS, arms.CLAIMS, loaded, other, nette.data, replica)
   readme = os.path.join(os.path.dirname(__file__), "..", "README.md")
-  content, begin, end = runner.block_bounds(readme)
+  content, begin, end = report_files.block_bounds(readme)
   assert content[begin:end].strip() == prose.readme_block(arms.CLAIMS, loaded, replica), (
     "rerun: python -m experiments.study --report_only --compare_to=experiments/results/study_15ep --readme=README.md"
   )
@@ -236,14 +236,14 @@ def test_the_readme_states_the_findings_the_committed_runs_give():
 
 def test_the_findings_block_is_replaced_in_place_and_a_file_without_one_is_left_alone(tmp_path):
   readme = tmp_path / "README.md"
-  readme.write_text(f"intro\n{runner.README_BEGIN}\nold findings\n{runner.README_END}\nrest\n")
-  runner.replace_block(str(readme), "new findings")
-  assert readme.read_text() == f"intro\n{runner.README_BEGIN}\nnew findings\n{runner.README_END}\nrest\n"
+  readme.write_text(f"intro\n{report_files.README_BEGIN}\nold findings\n{report_files.README_END}\nrest\n")
+  report_files.replace_block(str(readme), "new findings")
+  assert readme.read_text() == f"intro\n{report_files.README_BEGIN}\nnew findings\n{report_files.README_END}\nrest\n"
   other = tmp_path / "OTHER.md"
-  other.write_text(f"{runner.README_END}\n{runner.README_BEGIN}\n")  # the markers in the wrong order
+  other.write_text(f"{report_files.README_END}\n{report_files.README_BEGIN}\n")  # the markers in the wrong order
   with pytest.raises(configlib.ConfigError, match="no findings block"):
-    runner.replace_block(str(other), "new findings")
-  assert other.read_text() == f"{runner.README_END}\n{runner.README_BEGIN}\n"
+    report_files.replace_block(str(other), "new findings")
+  assert other.read_text() == f"{report_files.README_END}\n{report_files.README_BEGIN}\n"
 
 
 def test_epochs_to_converge_read_the_curve_asked_for_and_count_never_as_the_run_length():
@@ -297,9 +297,9 @@ def test_the_budget_comparison_pairs_seeds_across_budgets_and_names_what_else_ch
 
 
 def test_a_comparison_folder_without_study_runs_is_refused_up_front(tmp_path):
-  runner.check_compare_to("")  # no comparison asked for
+  report_files.check_compare_to("")  # no comparison asked for
   with pytest.raises(configlib.ConfigError, match="holds no study runs"):
-    runner.check_compare_to(str(tmp_path))
+    report_files.check_compare_to(str(tmp_path))
 
 
 def test_flat_runs_are_called_converged_and_an_arm_without_runs_gives_no_ratio(tmp_path):
@@ -352,22 +352,22 @@ def test_a_report_dir_holding_runs_this_workdir_did_not_make_is_refused_before_a
   kept.mkdir(parents=True)
   (kept / "summary.json").write_text('{"step": 9, "eval/top1_error": 0.3}')
   for training in (True, False):
-    runner.check_report_dir(runs, str(tmp_path / "empty"), training)  # nothing there to overwrite
-  runner.check_report_dir(runs, str(tmp_path / "report"), training=False)  # nothing finished to copy over it
+    report_files.check_report_dir(runs, str(tmp_path / "empty"), training)  # nothing there to overwrite
+  report_files.check_report_dir(runs, str(tmp_path / "report"), training=False)  # nothing finished to copy over it
   with pytest.raises(configlib.ConfigError, match=r"holds 1 run\(s\) .* \(e\.g\. baseline seed 0\)"):
-    runner.check_report_dir(runs, str(tmp_path / "report"), training=True)  # it would be trained anew
+    report_files.check_report_dir(runs, str(tmp_path / "report"), training=True)  # it would be trained anew
   os.makedirs(baseline.workdir)
   with open(os.path.join(baseline.workdir, "summary.json"), "w") as f:
     json.dump({"eval/top1_error": 0.3, "step": 9}, f)  # the same result: the run this report copied
   for training in (True, False):
-    runner.check_report_dir(runs, str(tmp_path / "report"), training)
+    report_files.check_report_dir(runs, str(tmp_path / "report"), training)
   (pathlib.Path(baseline.workdir) / "summary.json").write_text('{"step": 9, "eval/top1_error": 0.4}')
   for training in (True, False):
     with pytest.raises(configlib.ConfigError, match="Give --report_dir a new folder"):
-      runner.check_report_dir(runs, str(tmp_path / "report"), training)
+      report_files.check_report_dir(runs, str(tmp_path / "report"), training)
   (kept / "summary.json").write_text('{"step": 9, "eval/top1')  # cut short
   with pytest.raises(configlib.ConfigError, match=r"Cannot read .*summary.json .*move .*seed0 aside"):
-    runner.check_report_dir(runs, str(tmp_path / "report"), training=False)
+    report_files.check_report_dir(runs, str(tmp_path / "report"), training=False)
   (kept / "summary.json").write_text('{"step": 9, "eval/top1_error": 0.3}')
   # The command line: refused with status 2, the report folder as it was.
   before = sorted(str(p) for p in (tmp_path / "report").rglob("*"))
@@ -391,7 +391,7 @@ def test_a_report_dir_holding_runs_this_workdir_did_not_make_is_refused_before_a
 
 def test_only_the_imagenette_report_writes_the_readmes_findings(tmp_path):
   readme = tmp_path / "README.md"
-  readme.write_text(f"intro\n{runner.README_BEGIN}\nfindings\n{runner.README_END}\n")
+  readme.write_text(f"intro\n{report_files.README_BEGIN}\nfindings\n{report_files.README_END}\n")
   result = subprocess.run(
     [sys.executable, "-m", "experiments.study", "--dataset=imagewoof", "--report_only", f"--readme={readme}"],
     cwd=REPO,
@@ -400,4 +400,4 @@ def test_only_the_imagenette_report_writes_the_readmes_findings(tmp_path):
     timeout=300,
   )
   assert result.returncode == 2 and "the README's findings are the Imagenette report's" in result.stderr
-  assert readme.read_text() == f"intro\n{runner.README_BEGIN}\nfindings\n{runner.README_END}\n"
+  assert readme.read_text() == f"intro\n{report_files.README_BEGIN}\nfindings\n{report_files.README_END}\n"

@@ -11,7 +11,7 @@ from test_study import _fake_run, _kernels, _lines_run_into_a_table
 
 from alexnet_jax.analysis import sweep
 from alexnet_jax.training import loop
-from experiments.study import arms, measures, prose, recipe, report, reproduce, runner, tables, transfer
+from experiments.study import arms, measures, prose, recipe, report, report_files, reproduce, tables, transfer
 
 NETTE, WOOF = arms.DATASETS["imagenette"], arms.DATASETS["imagewoof"]
 
@@ -67,9 +67,9 @@ def test_a_run_resumed_by_a_trainer_that_keeps_its_clock_counts_its_segments_fro
   (work / "config.json").write_text("{}")
   resumed = [loop.RESUMED_MESSAGE % (step, work) for step in (433, 883)]
   (work / "run.log").write_text(f"I1206 04:13:23.8 1 loop.py:305] {resumed[0]}\nother\nI1206 1 loop.py] {resumed[1]}\n")
-  monkeypatch.setattr(runner, "final_conv1_kernels", lambda workdir: None)
+  monkeypatch.setattr(report_files, "final_conv1_kernels", lambda workdir: None)
   run = sweep.Run("baseline", {}, 0, str(work))
-  assert runner.copy_finished([run], str(tmp_path / "report")) == 1
+  assert report_files.copy_finished([run], str(tmp_path / "report")) == 1
   copied = tmp_path / "report" / "runs" / "baseline" / "seed0"
   assert measures.resumed_from(str(copied)) == [433, 883]
   _perf(copied / "metrics.jsonl", [10.0, 20.0, 30.0])  # no restart of the clock
@@ -85,8 +85,8 @@ def test_a_run_whose_clock_restarted_and_whose_log_names_the_resume_counts_it_on
   (work / "config.json").write_text("{}")
   _perf(work / "metrics.jsonl", [10.0, 20.0, 30.0, 5.0, 15.0])
   (work / "run.log").write_text(f"I1204 1 loop.py] {loop.RESUMED_MESSAGE % (433, work)}\n")
-  monkeypatch.setattr(runner, "final_conv1_kernels", lambda workdir: None)
-  runner.copy_finished([sweep.Run("baseline", {}, 0, str(work))], str(tmp_path / "report"))
+  monkeypatch.setattr(report_files, "final_conv1_kernels", lambda workdir: None)
+  report_files.copy_finished([sweep.Run("baseline", {}, 0, str(work))], str(tmp_path / "report"))
   baseline = next(a for a in arms.ARMS if a.name == "baseline")
   (loaded,) = measures.load_arm(str(tmp_path / "report"), baseline)
   assert (loaded["segments"], loaded["wall_time_s"]) == (2, 630.0)  # 30 s, then the summary's 600
@@ -97,11 +97,11 @@ def test_a_run_that_never_resumed_gets_no_resumes_file(tmp_path, monkeypatch):
   _fake_run(work, 0, 0.3, 0.2, _kernels(True))
   (work / "config.json").write_text("{}")
   (work / "run.log").write_text("I1206 loop.py] Saved the checkpoint at step 433.\n")
-  monkeypatch.setattr(runner, "final_conv1_kernels", lambda workdir: None)
+  monkeypatch.setattr(report_files, "final_conv1_kernels", lambda workdir: None)
   stale = tmp_path / "report" / "runs" / "baseline" / "seed0" / measures.RESUMES_FILE
   stale.parent.mkdir(parents=True)
   stale.write_text('{"resumed_from_steps": [5]}')  # from an earlier run in this folder, since started over
-  runner.copy_finished([sweep.Run("baseline", {}, 0, str(work))], str(tmp_path / "report"))
+  report_files.copy_finished([sweep.Run("baseline", {}, 0, str(work))], str(tmp_path / "report"))
   assert not stale.exists()
 
 
@@ -297,15 +297,16 @@ def test_the_headline_reads_the_k1_control_once_it_has_two_seeds(tmp_path):
 
 def test_the_readme_findings_come_from_the_reports_runs_and_are_emptied_before_any(tmp_path):
   readme = tmp_path / "README.md"
-  readme.write_text(f"intro\n{runner.README_BEGIN}\nold findings\n{runner.README_END}\nrest\n")
+  readme.write_text(f"intro\n{report_files.README_BEGIN}\nold findings\n{report_files.README_END}\nrest\n")
   report_dir = tmp_path / "report"
   report.write_report(str(report_dir), arms.ARMS, arms.CLAIMS, readme=str(readme))
-  assert readme.read_text() == f"intro\n{runner.README_BEGIN}\n\n{runner.README_END}\nrest\n"
+  assert readme.read_text() == f"intro\n{report_files.README_BEGIN}\n\n{report_files.README_END}\nrest\n"
   # LRN's seed-paired differences 1.9, 2.0, 2.1 points: mean 2.0, sd 0.1, t(0.975, 2) = 4.303, so ±0.25.
   _study(report_dir, {"no_lrn": (1.9, 2.0, 2.1)})
   report.write_report(str(report_dir), arms.ARMS, arms.CLAIMS, readme=str(readme))
   text = readme.read_text()
-  assert text.startswith(f"intro\n{runner.README_BEGIN}\n") and text.endswith(f"{runner.README_END}\nrest\n")
+  assert text.startswith(f"intro\n{report_files.README_BEGIN}\n")
+  assert text.endswith(f"{report_files.README_END}\nrest\n")
   assert "| 3 LRN (3.3) | +1.4 | +2.0 [+1.8, +2.2] points |" in text
 
 

@@ -385,9 +385,9 @@ def test_evaluation_leaves_at_most_two_batches_computing_and_sums_every_batch(mo
 
 
 def test_the_study_reads_conv1_from_the_newest_checkpoint(trained_workdir):
-  from experiments.study import runner
+  from experiments.study import report_files
 
-  kernel = runner.final_conv1_kernels(str(trained_workdir))
+  kernel = report_files.final_conv1_kernels(str(trained_workdir))
   assert kernel.shape[:3] == (11, 11, 3)
   np.testing.assert_array_equal(kernel, np.asarray(final_params(trained_workdir, 24)["conv1"]["kernel"]))
   assert not np.array_equal(kernel, np.asarray(final_params(trained_workdir, 12)["conv1"]["kernel"]))

@@ -25,7 +25,7 @@ from absl import flags
 from alexnet_jax import cli, configlib
 from alexnet_jax.analysis import sweep
 from experiments.study import arms as arms_lib
-from experiments.study import report, runner
+from experiments.study import report, report_files
 
 FLAGS = flags.FLAGS
 
@@ -35,7 +35,7 @@ def publish(report_dir: str, readme: str = "", compare_to: str = "", arms=arms_l
 
   Args:
     report_dir: the report folder (its runs/ are read).
-    readme: a file with a findings block (runner.README_BEGIN), or "" for none.
+    readme: a file with a findings block (report_files.README_BEGIN), or "" for none.
     compare_to: the report folder of the same study at another budget, or "".
     arms: the arms of the study's dataset.
     **kwargs: report.write_report's dataset, replicate_from, command and invocation_s.
@@ -79,14 +79,14 @@ def main(argv):
         "write them with `python -m experiments.study --report_only --readme=README.md`."
       )
     if FLAGS.readme:
-      runner.block_bounds(FLAGS.readme)  # refused before anything is trained or written
-    runner.check_compare_to(FLAGS.compare_to)
-    runner.check_report_dir(runs, report_dir, training=not FLAGS.report_only)
+      report_files.block_bounds(FLAGS.readme)  # refused before anything is trained or written
+    report_files.check_compare_to(FLAGS.compare_to)
+    report_files.check_report_dir(runs, report_dir, training=not FLAGS.report_only)
   except configlib.ConfigError as e:
     refuse(e)
   if FLAGS.report_only:
     if os.path.isdir(workdir):
-      print(f"Copied {runner.copy_finished(runs, report_dir)} finished runs from {workdir}.")
+      print(f"Copied {report_files.copy_finished(runs, report_dir)} finished runs from {workdir}.")
     publish(report_dir, FLAGS.readme, FLAGS.compare_to, arms, command=None, **facts)
     return
   try:
@@ -102,7 +102,7 @@ def main(argv):
     sweep.execute(runs, config, FLAGS.set, FLAGS.parallel, FLAGS.gpus)
   except RuntimeError as e:  # the finished runs are still reported; the failed ones are named
     failure = e
-  runner.copy_finished(runs, report_dir)
+  report_files.copy_finished(runs, report_dir)
   publish(
     report_dir,
     FLAGS.readme,

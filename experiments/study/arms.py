@@ -2,7 +2,7 @@
 
 Everything the study decides before a run exists lives here, as data: which configurations run (each arm
 is the study config plus overrides), with how many seeds on which dataset, and what each claim of the
-paper predicts. The runner, the report and the tests read these tables; nothing else declares an arm.
+paper predicts. The sweep, the report and the tests read these tables; nothing else declares an arm.
 """
 
 import dataclasses

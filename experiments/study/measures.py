@@ -22,7 +22,7 @@ METRIC_NAMES = {
   "eval_ten_crop/top5_error": "top-5 (10-crop)",
 }
 PRIMARY = "eval_ten_crop/top1_error"  # the paper's test protocol (section 4.1): the error verdicts read it
-RESUMES_FILE = "resumes.json"  # in a copied run: the steps it resumed from (runner.copy_finished)
+RESUMES_FILE = "resumes.json"  # in a copied run: the steps it resumed from (report_files.copy_finished)
 CONVERGED_POINTS = 1.0  # a run is flat when its validation error's trend moved less than this over its last 20%
 
 
@@ -31,7 +31,7 @@ CONVERGED_POINTS = 1.0  # a run is flat when its validation error's trend moved 
 
 def load_arm(report_dir: str, arm) -> List[dict]:
   """The finished seeds of an arm: ablate.read_run's fields plus 'failed', 'gap', 'kernels', 'summary' and
-  'segments' (how many times the run started: from its clock's restarts or the resumes runner.copy_finished
+  'segments' (how many times the run started: from its clock's restarts or the resumes report_files.copy_finished
   noted, whichever saw more), its 'wall_time_s' counting every segment (wall_time)."""
   results = []
   for seed in range(arm.seeds):
@@ -88,7 +88,7 @@ def wall_time(metrics_path: str, summary: dict) -> Tuple[float, int]:
 
 
 def resumed_from(folder: str) -> List[int]:
-  """The steps a copied run resumed from (RESUMES_FILE, written by runner.copy_finished from the run's log:
+  """The steps a copied run resumed from (RESUMES_FILE, written by report_files.copy_finished from the run's log:
   a trainer that carries its clock across a resume leaves no other trace); [] where there is no such file."""
   path = os.path.join(folder, RESUMES_FILE)
   if not os.path.exists(path):

@@ -1,7 +1,7 @@
 """The reproduction study's report: README.md and its figures, generated from the runs' copied files.
 
 Reads `<report_dir>/runs/<arm>/seed<k>/` (summary.json, metrics.jsonl, conv1_kernels.npy, resumes.json,
-as experiments/study/runner.py copies them) and `<report_dir>/provenance.json`, and writes
+as experiments/study/report_files.py copies them) and `<report_dir>/provenance.json`, and writes
 `<report_dir>/README.md`, `figure1_relu_tanh.png`, `figure3_conv1_kernels.png`, `figure3_colour_share.png`,
 `curves.png` and `effects.png`. Every number in the README comes from those files; nothing is typed in by
 hand. A dataset's report covers the arms it runs: a claim or control whose arm it does not run is left
@@ -24,7 +24,7 @@ from experiments.study import (
   recipe,
   replication,
   reproduce,
-  runner,
+  report_files,
   tables,
   transfer,
 )
@@ -67,7 +67,7 @@ def write_report(
     invocation_s: how long that command ran.
     compare_to: the report folder of the same study at another budget (budget.py), or "".
     replicate_from: the report folder of the study on the second dataset (replication.py), or "".
-    readme: a file with a findings block (runner.README_BEGIN), or "" for none.
+    readme: a file with a findings block (report_files.README_BEGIN), or "" for none.
 
   Returns:
     The report's headline; "" before any run has finished.
@@ -97,7 +97,7 @@ def write_report(
   with open(os.path.join(report_dir, "README.md"), "w") as f:
     f.write("\n".join(lines))
   if readme:
-    runner.replace_block(readme, prose.readme_block(claims, loaded, replica) if any(loaded.values()) else "")
+    report_files.replace_block(readme, prose.readme_block(claims, loaded, replica) if any(loaded.values()) else "")
   return summary
 
 

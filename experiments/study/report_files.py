@@ -116,7 +116,7 @@ def note_resumes(log_path: str, resumes_path: str) -> None:
 
 
 def resumed_steps(log_path: str) -> List[int]:
-  """The checkpoint steps a run resumed from, as its run.log (the runner's capture of its output) names
+  """The checkpoint steps a run resumed from, as its run.log (the sweep's capture of its output) names
   them; [] where it never resumed or keeps no log. metrics.jsonl cannot tell: the trainer cuts it back to
   the checkpoint and carries the wall clock across a resume."""
   if not os.path.exists(log_path):
