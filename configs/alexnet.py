@@ -17,10 +17,11 @@ Departures, each one key away from the paper:
     the paper's exact update; `wd=5e-3` is its decoupled equivalent (tests/test_optim.py).
   - Crops are 227x227. The paper's text says 224 (section 4.1), but its network (55x55 after conv1, 9216
     inputs to fc6) needs 227 with a VALID conv1. `crop=224` follows the text.
-  - The mean subtracted is ImageNet's per-channel mean and PCA lighting uses ImageNet's published
-    eigenvectors (data/augment.py), not statistics computed from the training set (sections 2, 4.1).
-    `python -m alexnet_jax.data.stats` computes them; `augment.mean_image=<its .npy>` subtracts the
-    per-pixel mean image, and `augment.eigval` / `augment.eigvec` take its PCA.
+  - The mean subtracted (section 2) is one value per colour channel, not a per-pixel mean image, and PCA
+    lighting (section 4.1) uses ImageNet's published eigenvectors, not ones computed here (both from
+    data/augment.py, and ImageNet's on every dataset). `python -m alexnet_jax.data.stats` computes a
+    dataset's own: `augment.mean_image=<its .npy>` subtracts its mean image, `augment.eigval` and
+    `augment.eigvec` take its PCA.
 Readings of what the paper leaves open:
   - Section 5 writes its weight-decay rule for a weight w and does not say whether biases decay: every
     parameter decays here (`optim.weight_decay_mask=kernels` exempts biases, as Caffe's AlexNet does).

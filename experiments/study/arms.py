@@ -102,8 +102,8 @@ ARMS = (
 # How the runs' data was made, and what a copy made by the config's command (STUDY_COPY) can differ in.
 PREPARATION = (
   "fast.ai's images squashed to 224x224 (the public copies of {source}), resized with antialiasing to "
-  "128x128 and stored as JPEG quality 70 with 4:2:0 chroma; the runs read these files as they are "
-  "(`python -m alexnet_jax.data.prepare --source=folder:...`). The config's command makes the same kind of "
+  "128x128 and stored as JPEG quality 70 with 4:2:0 chroma in a folder DIR/{{train,val}}/<class>/; the runs "
+  "read these files as they are (`python -m alexnet_jax.data.prepare --source=folder:DIR`). The config's command makes the same kind of "
   "copy from fast.ai's own images: equivalent, not identical. Its squashing and resampling differ from the "
   "public copies' pixel for pixel, so the last digits of each run's error differ; the seed-paired effects "
   "should agree within their noise."
@@ -152,7 +152,7 @@ IMAGENETTE = Data(
   3925,
   "",
   {5: 87.4, 20: 91.6, 80: 93.6},
-  "the repository thunderInfy/imagenette at commit b850f030ff07",
+  "the repository github.com/thunderInfy/imagenette at commit b850f030ff07",
 )
 IMAGEWOOF = Data(
   "Imagewoof2",
@@ -162,7 +162,7 @@ IMAGEWOOF = Data(
   3929,
   "download fast.ai's imagewoof2.tgz (github.com/fastai/imagenette) and unpack it to ~/imagewoof2",
   {5: 76.6, 20: 86.3, 80: 87.8},
-  "the repository thunderInfy/imagewoof at commit 6338aeea0989",
+  "the repository github.com/thunderInfy/imagewoof at commit 6338aeea0989",
 )
 
 # Imagenette: every arm. Imagewoof (ten dog breeds: a second, harder dataset): the arms of the findings
