@@ -1,5 +1,6 @@
-"""The ablation runner: a 2x2 sweep with 1 seed on the smoke config, its files, skipping on re-run, refusing
-a workdir of another config, and how parallel runs share GPUs."""
+"""Ablation sweeps (analysis/sweep.py runs them, analysis/ablate.py reports them): a 2x2 sweep with 1 seed
+on the smoke config, its files, skipping on re-run, refusing a workdir of another config, and how parallel
+runs share GPUs."""
 
 import csv
 import json

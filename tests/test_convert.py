@@ -87,7 +87,7 @@ def test_torchvision_weights_give_the_same_logits():
     expected = net(torch.from_numpy(images)).numpy()
 
   variables = torchvision_to_flax(net.state_dict())
-  logits = AlexNet(preset="owt", num_classes=1000).apply(
+  logits = AlexNet(preset="owt", num_classes=1000, dropout_scaling="in_training").apply(
     variables, jnp.asarray(images.transpose(0, 2, 3, 1)), train=False
   )
   assert np.std(expected) > 1e-3
@@ -108,11 +108,15 @@ def test_flax_to_torchvision_inverts_the_import_exactly_and_torch_gives_the_same
   for key, tensor in original.items():
     assert np.array_equal(back[key], tensor.numpy()), key
   # Flax params -> a fresh torchvision module: its logits are the Flax model's.
-  variables = AlexNet(preset="owt", num_classes=10).init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)), train=False)
+  variables = AlexNet(preset="owt", num_classes=10, dropout_scaling="in_training").init(
+    jax.random.key(0), jnp.zeros((1, 224, 224, 3)), train=False
+  )
   fresh = torchvision_alexnet(num_classes=10).eval()
   fresh.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in flax_to_torchvision(variables).items()})
   images = np.random.default_rng(2).normal(size=(2, 224, 224, 3)).astype(np.float32)
-  flax_logits = AlexNet(preset="owt", num_classes=10).apply(variables, jnp.asarray(images), train=False)
+  flax_logits = AlexNet(preset="owt", num_classes=10, dropout_scaling="in_training").apply(
+    variables, jnp.asarray(images), train=False
+  )
   with torch.no_grad():
     torch_logits = fresh(torch.from_numpy(images.transpose(0, 3, 1, 2))).numpy()
   np.testing.assert_allclose(torch_logits, np.asarray(flax_logits), rtol=1e-4, atol=1e-4 * np.abs(torch_logits).max())

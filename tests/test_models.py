@@ -125,11 +125,14 @@ def test_dropout_only_in_training():
   assert not np.allclose(train_a, train_b)
   assert not np.allclose(train_a, eval_a)
   no_dropout = tiny(init_scheme="he", dropout_rate=0.0)
+  no_dropout_eval = no_dropout.apply(variables, x, train=False)
   np.testing.assert_allclose(
-    no_dropout.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)}),
-    no_dropout.apply(variables, x, train=False),
-    rtol=1e-6,
+    no_dropout.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)}), no_dropout_eval, rtol=1e-6
   )
+  # At test time inverted dropout is the identity, and the paper's halves fc6's and fc7's outputs.
+  inverted_eval = tiny(init_scheme="he", dropout_scaling="in_training").apply(variables, x, train=False)
+  np.testing.assert_allclose(inverted_eval, no_dropout_eval, rtol=1e-6)
+  assert not np.allclose(eval_a, no_dropout_eval)
 
 
 def test_dropout_zeroes_fc6_and_fc7_outputs_by_default_or_their_inputs_as_torchvision_does():
@@ -162,8 +165,9 @@ def test_dropout_zeroes_fc6_and_fc7_outputs_by_default_or_their_inputs_as_torchv
 
 def test_dropout_halves_the_outputs_at_test_as_the_paper_or_doubles_them_in_training_as_inverted_dropout():
   """Section 4.2: kept units pass unscaled in training and "at test time ... multiply their outputs by 0.5";
-  inverted dropout (torchvision, Flax) doubles the kept units in training and leaves test time alone. Both
-  draw the same mask. fc8's logits are checked against NumPy from relu7 (fc8 reads dropped relu7)."""
+  inverted dropout (torchvision, Flax) doubles the kept units in training and leaves test time alone. fc8's
+  logits are checked against NumPy from relu7 (fc8 reads dropped relu7). Both draw their mask through the
+  same Flax Dropout module (name and rng path), so the masks, read from its output, are equal."""
   x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 67, 67, 3)), jnp.float32)
   rngs = {"dropout": jax.random.key(3)}
   variables = tiny(init_scheme="he").init(jax.random.key(0), x, train=False)

@@ -146,10 +146,10 @@ def test_the_report_pairs_seeds_sets_failed_runs_apart_and_reads_the_kernels(tmp
   assert "| one_tower | 1,000 | 3 of 3 | +0.00 [+0.00, +0.00] | +0.00 [+0.00, +0.00] |" in text
   headline, findings = text.split("## Findings\n\n", 1)[1].split("\n\n")[:2]
   assert "12 of 57 runs" in headline and "1 confirmed: LRN (3);" in headline
-  # +2.0 [+1.8, +2.2] excludes the paper's +1.4 and the later anchors' -0.1; figure 3 is reproduced.
+  # +2.0 [+1.8, +2.2] excludes the paper's +1.4 and later work's -0.1; figure 3 is reproduced.
   assert (
-    "the effect of LRN (claim 3: +2.0 [+1.8, +2.2] points) is larger than the paper's (+1.4) and larger than the "
-    "later anchors' (-0.1)" in headline
+    "the effect of LRN (claim 3: +2.0 [+1.8, +2.2] points) is larger than the paper's (+1.4) and larger than "
+    "later work's (-0.1)" in headline
   )
   assert "colour specialisation" not in headline
   assert "Study state: 12 of 57 runs (the rest still to run)" in findings
@@ -401,3 +401,21 @@ def test_only_the_imagenette_report_writes_the_readmes_findings(tmp_path):
   )
   assert result.returncode == 2 and "the README's findings are the Imagenette report's" in result.stderr
   assert readme.read_text() == f"intro\n{report_files.README_BEGIN}\nfindings\n{report_files.README_END}\n"
+
+
+def test_folder_flags_are_in_the_home_folder_when_they_start_with_a_tilde(tmp_path):
+  """`--report_dir=~/report`: a shell leaves the ~ after '=' alone, so the study expands it, rather than
+  writing into a folder named '~' under the working directory."""
+  home, cwd = tmp_path / "home", tmp_path / "cwd"
+  cwd.mkdir()
+  result = subprocess.run(
+    [sys.executable, "-m", "experiments.study", "--dataset=imagewoof", "--report_only"]
+    + ["--workdir=~/runs", "--report_dir=~/report"],
+    cwd=cwd,
+    env={**os.environ, "HOME": str(home), "PYTHONPATH": str(REPO)},
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert (home / "report" / "README.md").exists() and not (cwd / "~").exists()

@@ -1,6 +1,7 @@
 """The study's controls (experiments/study/controls.py): which reading each set of hand-made intervals
 supports, and the dropout control's table on made-up runs whose epochs are worked out by hand."""
 
+import json
 import shutil
 
 from test_study import _fake_run, _kernels
@@ -186,3 +187,19 @@ def test_the_departures_table_reads_the_paper_init_on_both_input_scales(tmp_path
   _fake_run(tmp_path / "runs" / "paper_init_raw" / "seed0", 0, 0.45, 0.3, _kernels(True))
   row = recipe.init_evidence(measures.load_all(str(tmp_path), arms.ARMS))
   assert row.endswith("the paper's scale) ended at 45.0% (seed 0, trained)")
+
+
+def test_a_baseline_with_the_papers_dropout_and_inputs_lists_no_such_departure(tmp_path):
+  """Rows follow the baseline's config: with section 4.2's dropout (outputs, halved at test) and no std
+  division, neither dropout row appears and the statistics row does not speak of the std."""
+  folder = tmp_path / "runs" / "baseline" / "seed0"
+  _fake_run(folder, 0, 0.30, 0.2, _kernels(True))
+  summary = json.loads((folder / "summary.json").read_text())
+  summary["config"]["model"].update(dropout_placement="fc6_fc7_outputs", dropout_scaling="at_test")
+  summary["config"]["augment"]["std_rgb"] = []
+  (folder / "summary.json").write_text(json.dumps(summary))
+  table = recipe.departures_section(measures.load_all(str(tmp_path), arms.ARMS))
+  assert not any("dropout on the outputs" in line or "kept units unscaled" in line for line in table)
+  statistics = next(line for line in table if line.startswith("| the training set's mean subtracted"))
+  assert "| ImageNet's per-channel mean subtracted; ImageNet's published PCA |" in statistics
+  assert "the std" not in statistics

@@ -61,7 +61,7 @@ def test_the_report_counts_every_segment_of_a_resumed_run(tmp_path):
 
 def test_a_run_resumed_by_a_trainer_that_keeps_its_clock_counts_its_segments_from_its_log(tmp_path, monkeypatch):
   # The trainer carries the clock across a resume and cuts metrics.jsonl back to the checkpoint: only the
-  # log the runner keeps (run.log) says the run was interrupted, twice here.
+  # log the sweep keeps (run.log) says the run was interrupted, twice here.
   work = tmp_path / "work"
   _fake_run(work, 0, 0.3, 0.2, _kernels(True))
   (work / "config.json").write_text("{}")

@@ -1,2 +1,2 @@
-"""Analysis of many runs: ablate (sweeps and their tables), effects (seed-paired intervals), kernels (conv1
-kernel statistics)."""
+"""Analysis of many runs: sweep (launches a grid of runs), ablate (the sweep command and its tables), effects
+(seed-paired intervals), kernels (conv1 kernel statistics), plots."""

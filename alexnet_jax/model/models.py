@@ -437,8 +437,9 @@ class AlexNet(nn.Module):
     """Dropout at `dropout_rate` (section 4.2), rescaled as `dropout_scaling` says.
 
     Flax's nn.Dropout draws the mask and divides the kept units by keep = 1 - rate; 'at_test' multiplies
-    by keep after it, which leaves the kept units as they were in training and scales every unit by keep
-    at test time ("multiply their outputs by 0.5"). The mask, and so the rng stream, is the same for both.
+    by keep after it, which leaves the kept units as they were in training (exactly at rate 0.5, to a
+    rounding error at others) and scales every unit by keep at test time ("multiply their outputs by
+    0.5"). The mask, and so the rng stream, is the same for both.
     """
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     if self.dropout_scaling == "in_training":

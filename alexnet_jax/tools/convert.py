@@ -6,7 +6,8 @@ widely available pretrained AlexNet. Two layouts differ:
   * fc6 reads the flattened pool5 maps: PyTorch flattens NCHW (channel-major), Flax NHWC (channel-minor),
     so fc6's 9216 input rows are permuted from (c, h, w) order to (h, w, c) order.
 The input side must also match: torchvision normalises RGB in [0, 1] with its own mean/std, so feed the
-converted model images prepared the same way to reproduce torchvision's logits.
+converted model images prepared the same way to reproduce torchvision's logits. So must dropout: torchvision's
+is inverted, `AlexNet(preset='owt', dropout_scaling='in_training')`, as the owt config sets it.
 """
 
 import numpy as np
@@ -41,7 +42,7 @@ def torchvision_to_flax(state_dict, *, pool5_hw=(6, 6)):
 
   Returns:
     {'params': {layer: {'kernel', 'bias'}}} of float32 arrays, for `AlexNet(preset='owt',
-    num_classes=<fc8's rows>)`.
+    num_classes=<fc8's rows>, dropout_scaling='in_training')`.
 
   Raises:
     KeyError: `state_dict` lacks some of torchvision's layers (the message lists them).
@@ -78,8 +79,8 @@ def torchvision_to_flax(state_dict, *, pool5_hw=(6, 6)):
 
 def flax_to_torchvision(params, *, pool5_hw=(6, 6)) -> dict:
   """Converts the params of `AlexNet(preset='owt')` to torchvision `alexnet()` weights (the inverse of
-  `torchvision_to_flax`). torchvision's net computes the same logits when the Flax net has its dropout
-  (`dropout_scaling='in_training'`, as the owt variant sets): section 4.2's halving at test is not in it.
+  `torchvision_to_flax`). torchvision's net computes the same logits where the Flax net's dropout is
+  torchvision's (`dropout_scaling='in_training'`): section 4.2's halving at test is not in it.
 
   Args:
     params: the network's params, with or without the 'params' level.

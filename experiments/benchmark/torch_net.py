@@ -2,8 +2,8 @@
 timing: the same widths (`models.scaled`), towers as `groups`, LRN per tower after the ReLU of conv1 and
 conv2 (section 3.3; PyTorch's alpha is per window, so it gets the paper's alpha times n), overlapping pooling
 (section 3.4), dropout where and as the model applies it (its `dropout_placement` and `dropout_scaling`,
-section 4.2). `load_flax_params`
-copies a Flax model's parameters in, so a test can check that both compute the same logits.
+section 4.2). `load_flax_params` copies a Flax model's parameters in, so a test can check that both compute
+the same logits.
 """
 
 import numpy as np

@@ -52,13 +52,18 @@ def refuse(error: configlib.ConfigError) -> None:
   sys.exit(2)
 
 
+def folder(path: str) -> str:
+  """A folder flag's path, absolute, with ~ expanded (a shell does not expand it after `--flag=`)."""
+  return os.path.abspath(os.path.expanduser(path))
+
+
 def replicate_from(dataset: arms_lib.Dataset) -> str:
   """The second dataset's report folder for the replication section: --replicate_from, by default
   Imagewoof's where it exists (for the Imagenette report only); "" for none."""
   if FLAGS.replicate_from:
     if dataset.name != "imagenette":
       refuse(configlib.ConfigError("--replicate_from: only the Imagenette report reads a replication (on Imagewoof)."))
-    return os.path.abspath(FLAGS.replicate_from)
+    return folder(FLAGS.replicate_from)
   default = arms_lib.DATASETS["imagewoof"].report_dir
   return os.path.abspath(default) if dataset.name == "imagenette" and os.path.isdir(default) else ""
 
@@ -68,8 +73,8 @@ def main(argv):
   del argv
   dataset = arms_lib.DATASETS[FLAGS.dataset]
   arms, config = arms_lib.arms_of(dataset), FLAGS.config or dataset.config
-  report_dir = os.path.abspath(FLAGS.report_dir or dataset.report_dir)
-  workdir = os.path.abspath(os.path.expanduser(FLAGS.workdir or dataset.workdir))
+  report_dir, workdir = folder(FLAGS.report_dir or dataset.report_dir), folder(FLAGS.workdir or dataset.workdir)
+  compare_to = os.path.expanduser(FLAGS.compare_to)  # relative stays relative: the report quotes it
   runs = arms_lib.plan(workdir, arms)
   facts = dict(dataset=dataset, replicate_from=replicate_from(dataset))
   try:
@@ -80,14 +85,14 @@ def main(argv):
       )
     if FLAGS.readme:
       report_files.block_bounds(FLAGS.readme)  # refused before anything is trained or written
-    report_files.check_compare_to(FLAGS.compare_to)
+    report_files.check_compare_to(compare_to)
     report_files.check_report_dir(runs, report_dir, training=not FLAGS.report_only)
   except configlib.ConfigError as e:
     refuse(e)
   if FLAGS.report_only:
     if os.path.isdir(workdir):
       print(f"Copied {report_files.copy_finished(runs, report_dir)} finished runs from {workdir}.")
-    publish(report_dir, FLAGS.readme, FLAGS.compare_to, arms, command=None, **facts)
+    publish(report_dir, FLAGS.readme, compare_to, arms, command=None, **facts)
     return
   try:
     sweep.check_counts(1, FLAGS.parallel, FLAGS.gpus)
@@ -106,7 +111,7 @@ def main(argv):
   publish(
     report_dir,
     FLAGS.readme,
-    FLAGS.compare_to,
+    compare_to,
     arms,
     command="python -m experiments.study " + " ".join(sys.argv[1:]),
     invocation_s=time.time() - started,

@@ -103,10 +103,10 @@ ARMS = (
 PREPARATION = (
   "fast.ai's images squashed to 224x224 (the public copies of {source}), resized with antialiasing to "
   "128x128 and stored as JPEG quality 70 with 4:2:0 chroma in a folder DIR/{{train,val}}/<class>/; the runs "
-  "read these files as they are (`python -m alexnet_jax.data.prepare --source=folder:DIR`). The config's command makes the same kind of "
-  "copy from fast.ai's own images: equivalent, not identical. Its squashing and resampling differ from the "
-  "public copies' pixel for pixel, so the last digits of each run's error differ; the seed-paired effects "
-  "should agree within their noise."
+  "read these files as they are (`python -m alexnet_jax.data.prepare --source=folder:DIR`). The config's "
+  "command makes the same kind of copy from fast.ai's own images: equivalent, not identical. Its squashing "
+  "and resampling differ from the public copies' pixel for pixel, so the last digits of each run's error "
+  "differ; the seed-paired effects should agree within their noise."
 )
 LEADERBOARD_SOURCE = "fast.ai's leaderboard at 128 px, no test-time augmentation (github.com/fastai/imagenette)"
 
@@ -311,7 +311,7 @@ CLAIMS = (
 
 
 def plan(workdir: str, arms=ARMS) -> List[sweep.Run]:
-  """Every (arm, seed) as an sweep.Run, in rounds of seeds: seed 0 of each arm, then seed 1, ..."""
+  """Every (arm, seed) as a sweep.Run, in rounds of seeds: seed 0 of each arm, then seed 1, ..."""
   rounds = max(a.seeds for a in arms)
   return [
     sweep.Run(a.name, dict(a.overrides), seed, os.path.join(workdir, "runs", a.name, f"seed{seed}"))

@@ -111,7 +111,7 @@ def readings(loaded) -> str:
 
 def disagreements(claims, loaded) -> List[str]:
   """Where the measurements go against the paper: a reversed verdict, an error that falls where the paper
-  says it rises, or an effect whose interval excludes the paper's or the later anchors' size."""
+  says it rises, or an effect whose interval excludes the paper's or later work's size (the anchors)."""
   out = []
   for claim in claims:
     own = measures.claim_effect(claim, loaded)
@@ -130,7 +130,7 @@ def disagreements(claims, loaded) -> List[str]:
       )
     if claim.measured_by != "error":
       continue
-    sizes = (("the paper's", (claim.paper_effect or (None,))[0]), ("the later anchors'", claim.anchor_effect))
+    sizes = (("the paper's", (claim.paper_effect or (None,))[0]), ("later work's", claim.anchor_effect))
     outside = [
       f"{'larger' if size < error.low else 'smaller'} than {whose} ({size:+.1f})"
       for whose, size in sizes

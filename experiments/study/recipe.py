@@ -165,8 +165,9 @@ def data_rows(c, data: arms_lib.Data):
     (
       "the training set's mean subtracted (section 2); PCA of its RGB values for the lighting (section 4.1)",
       f"ImageNet's per-channel mean subtracted{scaled}; ImageNet's published PCA",
-      "the std: He initialisation assumes inputs of unit variance; ImageNet's statistics for the training "
-      "set's: Imagenette's own PCA is close to ImageNet's (alexnet_jax/data/stats.py); neither measured",
+      ("the std: He initialisation assumes inputs of unit variance; " if scaled else "")
+      + "ImageNet's statistics for the training set's: Imagenette's own PCA is close to ImageNet's "
+      "(alexnet_jax/data/stats.py); neither measured",
     ),
   ]
 
@@ -240,5 +241,5 @@ def departures_section(loaded, data: arms_lib.Data = arms_lib.IMAGENETTE) -> Lis
     "| paper | study | why, and the evidence |",
     "|---|---|---|",
   ]
-  lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+  lines += [f"| {paper} | {study} | {why} |" for paper, study, why in rows]
   return lines + [""]
