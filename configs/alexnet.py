@@ -245,9 +245,9 @@ def study(config):
   device and 67 crops (the paper's 256 -> 227 ratio), 90 epochs of batch 64 (section 5); the final
   evaluation also scores the training images (the overfitting gap). Departures from section 5, with the
   evidence, in experiments/results/study/README.md: He init with ImageNet-std input scaling (the paper's
-  N(0, 0.01) did not start learning here, on these inputs or unscaled ones), a cosine schedule over the fixed budget, lr
-  0.02, and torchvision's dropout (on fc6's and fc7's inputs, rescaled in training): the code's when the
-  study's runs were made."""
+  N(0, 0.01) did not start learning here, on these inputs or unscaled ones), a cosine schedule over the
+  fixed budget, lr 0.02, and torchvision's dropout (on fc6's and fc7's inputs, rescaled in training): the
+  code's when the study's runs were made."""
   imagenette(config)
   config.model.update(
     width_multiplier=0.25, init_scheme="he", dropout_placement="fc6_fc7_inputs", dropout_scaling="in_training"
