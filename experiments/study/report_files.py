@@ -43,6 +43,11 @@ def result_of(run: sweep.Run) -> Optional[dict]:
     ) from None
 
 
+def copy_folder(run: sweep.Run, report_dir: str) -> str:
+  """Where a run's copy lives in the report folder: report_dir/runs/<arm>/seed<k>."""
+  return os.path.join(report_dir, "runs", run.name, f"seed{run.seed}")
+
+
 def check_report_dir(runs: List[sweep.Run], report_dir: str, training: bool) -> None:
   """Refuses a report_dir holding runs that this workdir did not make, before anything is copied or run.
 
@@ -55,7 +60,7 @@ def check_report_dir(runs: List[sweep.Run], report_dir: str, training: bool) -> 
   """
   foreign = []
   for run in runs:
-    kept = result_of(dataclasses.replace(run, workdir=os.path.join(report_dir, "runs", run.name, f"seed{run.seed}")))
+    kept = result_of(dataclasses.replace(run, workdir=copy_folder(run, report_dir)))
     if kept is None:
       continue
     made = result_of(run)
@@ -86,7 +91,7 @@ def copy_finished(runs: List[sweep.Run], report_dir: str) -> int:
   for run in runs:
     if not run.done:
       continue
-    target = os.path.join(report_dir, "runs", run.name, f"seed{run.seed}")
+    target = copy_folder(run, report_dir)
     os.makedirs(target, exist_ok=True)
     for name in (os.path.basename(run.summary_path), "metrics.jsonl", "config.json"):
       shutil.copyfile(os.path.join(run.workdir, name), os.path.join(target, name))
