@@ -16,7 +16,7 @@ from ml_collections import config_flags
 
 from alexnet_jax import cli, configlib, paths
 from alexnet_jax.data import sources
-from alexnet_jax.training import checkpointing, optim, train
+from alexnet_jax.training import checkpointing, optim, run_setup, train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "A config file, e.g. configs/alexnet.py:smoke.", lock_config=True)
@@ -97,7 +97,7 @@ def main(argv):
   logging.info("JAX %s, %d process(es), local devices: %s", jax.__version__, jax.process_count(), jax.local_devices())
   try:
     summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except (sources.DatasetError, train.TrainingError, checkpointing.CheckpointError, configlib.ConfigError) as e:
+  except (sources.DatasetError, run_setup.TrainingError, checkpointing.CheckpointError, configlib.ConfigError) as e:
     print(f"error: {e}", file=sys.stderr)  # once: absl's log line would repeat it
     sys.exit(1)
   print(answer(summary, os.path.abspath(FLAGS.workdir)))

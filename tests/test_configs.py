@@ -9,7 +9,7 @@ import pytest
 from alexnet_jax import configlib
 from alexnet_jax.data import preprocess
 from alexnet_jax.model import models
-from alexnet_jax.training.train import build_model
+from alexnet_jax.training.run_setup import build_model
 
 from conftest import REPO
 
@@ -63,7 +63,7 @@ def test_variants_and_aliases():
   ],
 )
 def test_a_misspelt_model_choice_is_one_clear_error(key, value):
-  from alexnet_jax.training.train import TrainingError
+  from alexnet_jax.training.run_setup import TrainingError
 
   config = cfg.get_config(f"smoke,model.{key}={value}")
   with pytest.raises(TrainingError, match=rf"model.{key}='{value}' is not one of \[") as raised:
@@ -151,26 +151,26 @@ def test_bad_augmentation_choices_are_refused_before_training(key, value, expect
 
 def test_a_crop_larger_than_the_images_is_refused():
   import dataclasses
-  from alexnet_jax.training import train
+  from alexnet_jax.training import run_setup
   from alexnet_jax.data import sources
 
   info = sources.DatasetInfo(
     name="imagenette2_128", path="/nowhere", num_classes=10, class_names=(), split_sizes={"train": 1}, image_size=128
   )
   config = cfg.get_config("imagenette")
-  train.check_crop_fits(config, info)  # 128 px resized to 256 on the device, then 227 crops
+  run_setup.check_crop_fits(config, info)  # 128 px resized to 256 on the device, then 227 crops
   config.augment.resize_to = 0
   with pytest.raises(
-    train.TrainingError,
+    run_setup.TrainingError,
     match=r"crop_size=227 does not fit in the 128x128 images .*"
     r"--config.augment.resize_to=256",
   ):
-    train.check_crop_fits(config, info)
+    run_setup.check_crop_fits(config, info)
   config.augment.crop_size = 128
-  train.check_crop_fits(config, info)
+  run_setup.check_crop_fits(config, info)
   config.dataset.image_size = 0
   with pytest.raises(sources.DatasetError, match="stores images of varied sizes"):
-    train.check_crop_fits(config, dataclasses.replace(info, image_size=0))
+    run_setup.check_crop_fits(config, dataclasses.replace(info, image_size=0))
 
 
 @pytest.mark.parametrize(
@@ -187,21 +187,21 @@ def test_a_crop_larger_than_the_images_is_refused():
   ],
 )
 def test_values_no_run_can_mean_are_refused_before_the_workdir_exists(tmp_path, key, value, allowed):
-  from alexnet_jax.training import train
+  from alexnet_jax.training import run_setup, train
 
   config = cfg.get_config("smoke")
   configlib.set_path(config, key, value)
-  with pytest.raises(train.TrainingError, match=re.escape(f"{key}={value!r} must be {allowed}")):
+  with pytest.raises(run_setup.TrainingError, match=re.escape(f"{key}={value!r} must be {allowed}")):
     train.train_and_evaluate(config, str(tmp_path / "work"))
   assert not (tmp_path / "work").exists()
 
 
 def test_a_run_without_steps_is_refused():
-  from alexnet_jax.training import train
+  from alexnet_jax.training import run_setup
 
   config = cfg.get_config("smoke")
   config.num_epochs, config.num_train_steps = 0.0, -1
-  with pytest.raises(train.TrainingError, match="num_epochs=0.0 must be > 0"):
-    train.check_values(config)
+  with pytest.raises(run_setup.TrainingError, match="num_epochs=0.0 must be > 0"):
+    run_setup.check_values(config)
   config.num_train_steps = 10
-  train.check_values(config)  # num_train_steps alone gives the run its length
+  run_setup.check_values(config)  # num_train_steps alone gives the run its length

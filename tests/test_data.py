@@ -17,7 +17,7 @@ import pytest
 
 from alexnet_jax import configlib
 from alexnet_jax.data import pipeline, prepare, sources, synthetic
-from alexnet_jax.training import train
+from alexnet_jax.training import run_setup
 
 from conftest import REPO
 
@@ -408,7 +408,7 @@ def test_data_dir_that_is_a_file(tmp_path):
   assert config.dataset.auto_prepare and config.dataset.name == "synthetic_shapes"
   config.dataset.data_dir = str(f)
   with pytest.raises(sources.DatasetError, match="is a file, not a folder. Point --config.dataset.data_dir"):
-    train.ensure_dataset(config)
+    run_setup.ensure_dataset(config)
   assert f.read_text() == "x"
 
 
@@ -419,11 +419,11 @@ def test_training_prepares_the_embedded_set_without_loading_tensorflow_itself(tm
 import sys
 import jax.numpy as jnp
 from alexnet_jax import configlib
-from alexnet_jax.training import train
+from alexnet_jax.training import run_setup
 jnp.ones(2).block_until_ready()  # JAX's runtime is up, as in training
 config = configlib.load_config({str(REPO / "configs" / "alexnet.py")!r} + ":smoke")
 config.dataset.data_dir = {str(tmp_path)!r}
-info = train.ensure_dataset(config)
+info = run_setup.ensure_dataset(config)
 print("SPLITS", sorted(info.split_sizes.items()))
 print("TF-MODULES", sorted(m for m in sys.modules if m == "tensorflow" or m.startswith("tensorflow.")))
 """
@@ -449,7 +449,7 @@ def test_auto_prepare_without_tensorflow_says_how_to_prepare_elsewhere(tmp_path,
   # A TFDS that cannot be imported, as on a machine without the [prepare] extra.
   config = _smoke_config_with_a_fake_tfds(tmp_path, monkeypatch, "raise ImportError('No module named tensorflow')\n")
   with pytest.raises(sources.DatasetError, match="preparing it needs TensorFlow .No module named tensorflow"):
-    train.ensure_dataset(config)
+    run_setup.ensure_dataset(config)
   assert not (tmp_path / "data" / "synthetic_shapes").exists()
 
 
@@ -457,7 +457,7 @@ def test_auto_prepare_whose_process_dies_says_so_instead_of_waiting(tmp_path, mo
   # A TFDS whose import kills the preparing process, as the out-of-memory killer would.
   config = _smoke_config_with_a_fake_tfds(tmp_path, monkeypatch, "import os\nos._exit(9)\n")
   with pytest.raises(sources.DatasetError, match="died before it finished .* prepare it on its own: python -m"):
-    train.ensure_dataset(config)
+    run_setup.ensure_dataset(config)
   assert not (tmp_path / "data" / "synthetic_shapes").exists()
 
 
@@ -472,12 +472,12 @@ def test_auto_prepare_never_replaces_a_copy_it_cannot_use(tmp_path):
   config.dataset.data_dir = str(tmp_path)
   assert config.dataset.auto_prepare
   with pytest.raises(sources.DatasetError, match="is stored as 'tfrecord', not array_record"):
-    train.ensure_dataset(config)
+    run_setup.ensure_dataset(config)
   assert {p.name: p.read_bytes() for p in target.iterdir()} == before
 
 
 def test_preparers_racing_for_one_folder_keep_the_first_complete_copy(tmp_path):
-  """Processes of a multi-process run prepare the embedded set at once (train.ensure_dataset): a copy that
+  """Processes of a multi-process run prepare the embedded set at once (run_setup.ensure_dataset): a copy that
   lands second is dropped, the first is never replaced under a reader; `prepare` itself replaces."""
   small = dict(train_size=20, val_size=10, image_size=32)
   target = pathlib.Path(prepare.prepare_synthetic(str(tmp_path), **small))

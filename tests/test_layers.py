@@ -10,7 +10,12 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = "alexnet_jax"
-TRAINER = {"alexnet_jax.main", "alexnet_jax.training.train"}
+TRAINER = {
+  "alexnet_jax.main",
+  "alexnet_jax.training.train",
+  "alexnet_jax.training.run_setup",
+  "alexnet_jax.training.run_files",
+}
 TOP_LEVEL_HELPERS = {"alexnet_jax", "alexnet_jax.cli", "alexnet_jax.configlib", "alexnet_jax.paths"}
 
 

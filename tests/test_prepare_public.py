@@ -14,7 +14,7 @@ import tensorflow_datasets as tfds
 
 from alexnet_jax import configlib
 from alexnet_jax.data import prepare, sources
-from alexnet_jax.training import train
+from alexnet_jax.training import run_setup
 
 from conftest import REPO
 
@@ -97,14 +97,14 @@ def test_the_imagenette_configs_command_prepares_the_study_data_offline(tmp_path
   data_dir = tmp_path / "data"
   config = _imagenette_config(data_dir)
   with pytest.raises(sources.DatasetNotPrepared) as error:
-    train.ensure_dataset(config)
+    run_setup.ensure_dataset(config)
   command = shlex.split(str(error.value).split("Prepare it with: ", 1)[1])
   assert command[:3] == ["python", "-m", "alexnet_jax.data.prepare"]
   assert "--source=tfds:imagenette/full-size-v2" in command and "--download" in command
   path = prepare.prepare_from_flags(prepare.parse_flags(command[3:] + ["--workers=1"]))
 
   assert urls == [IMAGENETTE_URL] and attempts == []
-  info = train.ensure_dataset(config)  # what training reads, by the config's name
+  info = run_setup.ensure_dataset(config)  # what training reads, by the config's name
   assert info.path == path == str(data_dir / "imagenette2_128" / prepare.VERSION)
   assert info.image_size == 128 and info.num_classes == 10 and info.class_names[:2] == WNIDS
   assert info.split_sizes == {"train": 2, "val": 2}
@@ -202,7 +202,7 @@ def test_the_not_prepared_message_names_a_command_for_the_dataset_asked_for(tmp_
   for name, command in expected.items():
     config.dataset.name = name
     with pytest.raises(sources.DatasetNotPrepared) as error:
-      train.ensure_dataset(config)
+      run_setup.ensure_dataset(config)
     message = str(error.value)
     assert message.endswith(f"Prepare it with: python -m alexnet_jax.data.prepare {command}"), message
     assert "synthetic_shapes" not in message and "\n" not in message

@@ -462,11 +462,11 @@ def test_the_jit_sharded_step_trains_the_parameters_pmap_trains(tmp_path, synthe
 
 
 def test_an_unknown_step_impl_is_refused_before_anything_is_written(tmp_path, synthetic_data_dir):
-  from alexnet_jax.training import train
+  from alexnet_jax.training import run_setup, train
 
   config = in_process_config(synthetic_data_dir)
   config.step_impl = "vmap"
-  with pytest.raises(train.TrainingError, match=r"Unknown step impl 'vmap'.*--config.step_impl"):
+  with pytest.raises(run_setup.TrainingError, match=r"Unknown step impl 'vmap'.*--config.step_impl"):
     train.train_and_evaluate(config, str(tmp_path / "work"))
   assert not (tmp_path / "work" / "checkpoints").exists()
 

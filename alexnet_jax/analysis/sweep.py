@@ -145,7 +145,7 @@ class Run:
 
   @property
   def summary_path(self) -> str:
-    """summary.json of a finished run, else diverged.json of one that diverged (train.write_divergence)."""
+    """summary.json of a finished run, else diverged.json of one that diverged (run_files.write_divergence)."""
     finished = os.path.join(self.workdir, "summary.json")
     return finished if os.path.exists(finished) else os.path.join(self.workdir, metrics_io.DIVERGED_FILE)
 

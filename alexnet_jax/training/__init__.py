@@ -1,2 +1,3 @@
-"""Training: the data-parallel steps (steps), the optimiser (optim), the loop and its pieces (loop,
-checkpointing, metrics_io) and `train_and_evaluate` (train)."""
+"""Training: the data-parallel steps (steps), the optimiser (optim), the loop's pieces (loop, checkpointing,
+metrics_io), a run's checks and construction (run_setup), its files (run_files) and `train_and_evaluate`
+(train)."""

@@ -12,7 +12,7 @@ import os
 from absl import logging
 from tensorboardX import SummaryWriter
 
-# The summary of a run that non-finite losses stopped (train.write_divergence): beside summary.json, whose
+# The summary of a run that non-finite losses stopped (run_files.write_divergence): beside summary.json, whose
 # absence marks an unfinished run, so that a sweep counts the divergence as a result and does not retry it.
 DIVERGED_FILE = "diverged.json"
 

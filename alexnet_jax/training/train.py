@@ -1,351 +1,28 @@
-"""`train_and_evaluate(config, workdir)`: the training loop, evaluation, metrics and checkpoints.
+"""`train_and_evaluate(config, workdir)`: trains a run, evaluates it and leaves it resumable.
 
 How a batch travels: host uint8 batches from the loader, split across the local devices two steps ahead,
 augmented on the device inside the pmapped `steps.train_step`; metrics stay on the device until a log step,
 so the host never waits in between.
 
 Everything needed to resume lives in the workdir: `checkpoints/` (train state, data iterator state,
-plateau state), `metrics.jsonl`, `tensorboard/`, `config.json`, `summary.json` (or `diverged.json` for a run
-that non-finite losses stopped). A run resumes from its latest readable checkpoint automatically; SIGTERM /
-SIGINT make it save at the next step boundary and exit cleanly.
+plateau state), `metrics.jsonl`, `tensorboard/` and the JSON files of run_files.py. A run resumes from its
+latest readable checkpoint automatically; SIGTERM / SIGINT make it save at the next step boundary and exit
+cleanly. The checks and the construction before any of this are run_setup.py's.
 """
 
-import concurrent.futures
 import contextlib
 import dataclasses
-import json
-import math
-import multiprocessing
 import os
-import tempfile
 import time
 
-from absl import logging
 import jax
-import jax.numpy as jnp
 import ml_collections
 
-from alexnet_jax import cli, paths
-from alexnet_jax.data import pipeline, prepare, preprocess, sources
-from alexnet_jax.model import build, models
-from alexnet_jax.training import loop, metrics_io, optim, steps
+from alexnet_jax.data import pipeline, preprocess
+from alexnet_jax.training import loop, metrics_io, optim, run_files, run_setup, steps
 
 
-class TrainingError(RuntimeError):
-  """A run that cannot go on: the message says why and what is left on disk."""
-
-
-class WorkdirError(TrainingError):
-  pass
-
-
-# ------------------------------------------------------------------------------------------ construction
-
-
-# Values no run can mean, refused before anything is written: (key, test, the range in words).
-VALUE_RANGES = (
-  ("optim.learning_rate", lambda v: v > 0, "> 0"),
-  ("optim.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
-  ("optim.weight_decay", lambda v: v >= 0, ">= 0"),
-  ("model.dropout_rate", lambda v: 0 <= v < 1, "in [0, 1)"),
-  ("batch_size", lambda v: v >= 1, ">= 1"),
-  ("augment.crop_size", lambda v: v > 0, "> 0"),
-)
-
-
-def check_values(config) -> None:
-  """One line for the first value outside its range (VALUE_RANGES), or a run with no length."""
-  for key, ok, allowed in VALUE_RANGES:
-    section, _, name = key.rpartition(".")
-    value = (config[section] if section else config)[name]
-    if not ok(value):
-      raise TrainingError(f"{key}={value!r} must be {allowed}: set --config.{key} to a value in that range.")
-  if config.num_train_steps <= 0 and config.num_epochs <= 0:
-    raise TrainingError(
-      f"num_epochs={config.num_epochs!r} must be > 0 (or set num_train_steps > 0): the run would have no steps."
-    )
-
-
-def build_model(config: ml_collections.ConfigDict) -> models.AlexNet:
-  """The configured AlexNet; a misspelt choice is a TrainingError naming the key, before anything runs."""
-  try:
-    return build.from_config(config.model)
-  except models.ChoiceError as e:
-    raise TrainingError(
-      f"model.{e.field}={e.value!r} is not one of {list(e.allowed)}: set "
-      f"--config.model.{e.field}={e.allowed[0]} (or another of them)."
-    ) from None
-
-
-def loader_config(config, split, *, batch_size, shuffle):
-  d = config.dataset
-  return pipeline.LoaderConfig(
-    data_dir=os.path.expanduser(d.data_dir),
-    name=d.name,
-    split=split,
-    batch_size=batch_size,
-    image_size=d.image_size,
-    seed=config.seed,
-    num_workers=d.num_workers,
-    shuffle=shuffle,
-    process_index=jax.process_index(),
-    process_count=jax.process_count(),
-  )
-
-
-def ensure_dataset(config) -> sources.DatasetInfo:
-  """The prepared dataset's info; the embedded synthetic set is prepared on first use when allowed.
-
-  Every process that finds no copy prepares one: in a multi-process run on a shared file system they race
-  to the same folder and the first complete copy wins (`prepare._store(keep_existing=True)`); on hosts
-  with their own disks each writes its own. The copies are identical (synthetic.py), and no process waits
-  for another, so none can read a copy before it is complete."""
-  d = config.dataset
-  data_dir = os.path.expanduser(d.data_dir)
-  try:
-    return sources.dataset_info(data_dir, d.name)
-  except sources.DatasetNotPrepared:  # only a missing copy: a data_dir that is a file, say, is the user's
-    if not (d.auto_prepare and d.name == "synthetic_shapes"):
-      if not d.get("prepare_args"):
-        raise
-      # The config's command where it makes the dataset asked for, else one that makes that name.
-      raise sources.DatasetNotPrepared(
-        f"No prepared dataset {d.name!r} in {data_dir!r}. Prepare it with: "
-        f"{prepare.command_for(d.name, d.data_dir, d.prepare_args)}"
-      ) from None
-  logging.info(
-    "Writing the embedded synthetic_shapes dataset to %s: generated here, nothing is downloaded "
-    "(once; later runs read it).",
-    data_dir,
-  )
-  try:
-    prepare_synthetic_apart(data_dir, d.image_size)
-  except ImportError as e:
-    raise sources.DatasetError(
-      f"synthetic_shapes is not prepared in {data_dir} and preparing it needs TensorFlow ({e}). Prepare it "
-      f"on a machine with the [prepare] extra: {sources.prepare_command('synthetic_shapes', data_dir)}, "
-      f"then copy {data_dir}/synthetic_shapes here."
-    ) from None
-  except concurrent.futures.process.BrokenProcessPool:
-    raise sources.DatasetError(
-      f"The process preparing synthetic_shapes in {data_dir} died before it finished (killed, or out of "
-      f"memory); no incomplete copy is read (a leftover .synthetic_shapes-* folder there can be deleted). "
-      f"Run again, or prepare it on its own: "
-      f"{sources.prepare_command('synthetic_shapes', data_dir)}"
-    ) from None
-  return sources.dataset_info(data_dir, d.name)
-
-
-def prepare_synthetic_apart(data_dir: str, image_size: int) -> None:
-  """Prepares the embedded set in a spawned process, logging as this one does, and waits for it: its
-  errors are raised here, and BrokenProcessPool where it died.
-
-  TFDS's writer imports TensorFlow, whose native libraries would otherwise stay loaded beside JAX's for the
-  whole run: the training process never imports TensorFlow."""
-  context = multiprocessing.get_context("spawn")
-  verbosity = logging.get_verbosity()
-  with concurrent.futures.ProcessPoolExecutor(1, context, initializer=cli.log_as_parent, initargs=(verbosity,)) as pool:
-    pool.submit(prepare.prepare_synthetic, data_dir, image_size=image_size, keep_existing=True).result()
-
-
-def check_crop_fits(config, info: sources.DatasetInfo) -> None:
-  """The crops (section 4.1: 224 or 227 from 256) fit in the images the device gets: the loader's size
-  (dataset.image_size, else the stored one), or augment.resize_to when the device resizes first."""
-  host = pipeline.host_image_size(config.dataset.image_size, info)
-  a = config.augment
-  device = a.resize_to or host
-  if a.crop_size > device:
-    where = (
-      f"augment.resize_to={a.resize_to}"
-      if a.resize_to
-      else f"{info.name!r} is read at {host}x{host}" + ("" if config.dataset.image_size else " (its stored size)")
-    )
-    raise TrainingError(
-      f"augment.crop_size={a.crop_size} does not fit in the {device}x{device} images the device "
-      f"gets ({where}): resize them on the device first with --config.augment.resize_to=256 "
-      f"(as the imagenette variant does), or crop smaller."
-    )
-
-
-def check_workdir(workdir: str) -> str:
-  workdir = os.path.abspath(os.path.expanduser(workdir))
-  if paths.file_in_the_way(workdir):
-    raise WorkdirError(f"--workdir {workdir!r} is a file. Give a folder (it is created if missing).")
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    # A uniquely named probe: the processes of a multi-host run share the workdir, and containers often
-    # give them the same pid.
-    with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write_probe_"):
-      pass
-  except OSError as e:
-    raise WorkdirError(
-      f"Cannot write to --workdir {workdir!r} ({e.strerror}). Choose a folder you can write to."
-    ) from None
-  return workdir
-
-
-def json_safe(value):
-  """`value` with every non-finite float as None: standard JSON has no Infinity or NaN."""
-  if isinstance(value, dict):
-    return {k: json_safe(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [json_safe(v) for v in value]
-  if isinstance(value, float) and not math.isfinite(value):
-    return None
-  return value
-
-
-def _write_json(path, value):
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(json_safe(value), f, indent=2, default=str, allow_nan=False)
-  os.replace(tmp, path)
-
-
-def finished_summary(workdir: str, step: int, total_steps: int):
-  """The summary of a run that already reached `total_steps` (None when it has not, or wrote none)."""
-  path = os.path.join(workdir, "summary.json")
-  if step < total_steps or not os.path.exists(path):
-    return None
-  with open(path) as f:
-    summary = json.load(f)
-  return summary if summary.get("step") == step else None
-
-
-def save_config(config, workdir, resumed_step):
-  """config.json of the first run is kept; a resume under a different config is recorded beside it."""
-  path = os.path.join(workdir, "config.json")
-  current = json.loads(config.to_json_best_effort())
-  if not os.path.exists(path):
-    _write_json(path, current)
-    return
-  with open(path) as f:
-    original = json.load(f)
-  if original != current:
-    other = os.path.join(workdir, f"config.resumed_at_{resumed_step}.json")
-    logging.warning("Resuming with a config that differs from %s; recording it in %s.", path, other)
-    _write_json(other, current)
-
-
-# ------------------------------------------------------------------------------------------ the loop
-
-
-@dataclasses.dataclass
-class Setup:
-  """A run as built from its config, every check passed and nothing written yet."""
-
-  config: ml_collections.ConfigDict
-  workdir: str
-  info: sources.DatasetInfo
-  state: steps.TrainState  # initialised, not yet restored or replicated
-  step_rng: jax.Array  # folded with the step (and device) inside the train step
-  global_batch: int
-  steps_per_epoch: int
-  total_steps: int
-  eval_every: int
-  train_step: object  # (state, batch, rng) -> (state, metrics), in the form config.step_impl names
-  eval_steps: dict  # view -> (state, batch) -> metric sums
-
-  def is_boundary(self, step: int) -> dict:
-    """Which of log / eval / checkpoint happen after `step` (the last step logs and evaluates)."""
-    last = step == self.total_steps
-    return {
-      "log": step % self.config.log_every_steps == 0 or last,
-      "eval": step % self.eval_every == 0 or last,
-      "checkpoint": step % self.config.checkpoint_every_steps == 0,
-    }
-
-  @property
-  def per_process_batch(self) -> int:
-    return self.global_batch // jax.process_count()
-
-  def batches_of(self, split: str):
-    """The host evaluation batches of `split`, this process's share."""
-    return pipeline.eval_batches(loader_config(self.config, split, batch_size=self.per_process_batch, shuffle=False))
-
-
-def make_steps(config, train_preprocess, eval_preprocessors):
-  """The train step and the eval steps in the form `config.step_impl` names (steps.STEP_IMPLS)."""
-  if config.step_impl == "jit_sharded" and jax.process_count() > 1:
-    raise TrainingError(
-      "step_impl='jit_sharded' runs on one process's devices; with several processes use --config.step_impl=pmap."
-    )
-  try:
-    return steps.trainer_steps(
-      config.step_impl,
-      train_preprocess=train_preprocess,
-      eval_preprocessors=eval_preprocessors,
-      label_smoothing=config.label_smoothing,
-    )
-  except ValueError as e:
-    raise TrainingError(f"{e} Set --config.step_impl to one of them.") from None
-
-
-def set_up(config: ml_collections.ConfigDict, workdir: str) -> Setup:
-  """Checks the config, the devices and the dataset (preparing it if asked), and builds the model, the
-  optimiser and the initial state: everything that can fail does so here, before anything is written into
-  the workdir (it is only created, and checked for writing)."""
-  check_values(config)  # first: a value no run can mean fails before the workdir exists
-  optim.check_choices(config)
-  workdir = check_workdir(workdir)
-  num_devices, global_batch = jax.local_device_count(), config.batch_size
-  if global_batch % (num_devices * jax.process_count()):
-    raise TrainingError(
-      f"batch_size {global_batch} does not split evenly across {num_devices} local devices "
-      f"x {jax.process_count()} processes: use a multiple of {num_devices * jax.process_count()}."
-    )
-  model = build_model(config)  # a bad model choice fails before any data is prepared
-  train_preprocess, eval_preprocessors = preprocess.make_preprocessors(config)  # and so do bad augmentation settings
-  info = ensure_dataset(config)
-  if info.num_classes != config.model.num_classes:
-    raise TrainingError(
-      f"The dataset {info.name!r} has {info.num_classes} classes but model.num_classes is "
-      f"{config.model.num_classes}: set --config.model.num_classes={info.num_classes}."
-    )
-  check_crop_fits(config, info)
-  train_size = len(sources.open_split(info, config.dataset.train_split))  # sub-splits like 'train[:300]' too
-  # The loader checks this too, but only once the workdir has been written.
-  pipeline.check_split_holds_a_batch(info, config.dataset.train_split, train_size, global_batch)
-  for split in (config.dataset.eval_split, config.dataset.train_eval_split):
-    if split:  # a misspelt one fails now, not at the first evaluation
-      sources.open_split(info, split)
-  steps_per_epoch = max(1, train_size // global_batch)
-  tx, _ = optim.create_optimizer(config, steps_per_epoch)
-  try:
-    tx = optim.guard_nonfinite(tx, config.on_nonfinite)
-  except ValueError as e:
-    raise TrainingError(f"{e} Set --config.on_nonfinite to one of them.") from None
-  size = config.augment.crop_size
-  sample = jnp.zeros((1, size, size, 3), jnp.dtype(config.model.dtype))
-  init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
-  state = steps.create_train_state(init_rng, model, sample, tx)
-  train_step, eval_steps = make_steps(config, train_preprocess, eval_preprocessors)
-  setup = Setup(
-    config,
-    workdir,
-    info,
-    state,
-    step_rng,
-    global_batch,
-    steps_per_epoch,
-    optim.total_steps(config, steps_per_epoch),
-    max(1, int(round(config.eval_every_epochs * steps_per_epoch))),
-    train_step,
-    eval_steps,
-  )
-  logging.info(
-    "Model %s: %s parameters; %d steps (%d per epoch), global batch %d on %d device(s).",
-    config.model.preset,
-    f"{models.param_count(state.params):,}",
-    setup.total_steps,
-    steps_per_epoch,
-    global_batch,
-    num_devices * jax.process_count(),
-  )
-  return setup
-
-
-def make_evaluator(run: Setup, writer, progress: loop.Progress) -> loop.Evaluator:
+def make_evaluator(run: run_setup.Setup, writer, progress: loop.Progress) -> loop.Evaluator:
   config = run.config
   return loop.Evaluator(
     run.eval_steps,
@@ -363,35 +40,13 @@ def make_evaluator(run: Setup, writer, progress: loop.Progress) -> loop.Evaluato
   )
 
 
-def evaluate_only(run: Setup, evaluator: loop.Evaluator, state, step: int, restored: bool) -> dict:
+def evaluate_only(run: run_setup.Setup, evaluator: loop.Evaluator, state, step: int, restored: bool) -> dict:
   """`eval_only`: the final evaluation of the newest checkpoint, written to eval.json (not metrics.jsonl)."""
   if not restored:
-    raise TrainingError(f"eval_only needs a checkpoint, and {run.workdir}/checkpoints has none.")
+    raise run_setup.TrainingError(f"eval_only needs a checkpoint, and {run.workdir}/checkpoints has none.")
   summary = {"eval_only": True, "step": step, "final": evaluator.run(step, state, "final")}
   if jax.process_index() == 0:
-    _write_json(os.path.join(run.workdir, "eval.json"), summary)
-  return summary
-
-
-def summarise(run: Setup, state, step: int, preempted, final: dict, progress: loop.Progress, wall_time_s) -> dict:
-  summary = {
-    "step": step,
-    "total_steps": run.total_steps,
-    "epochs": step / run.steps_per_epoch,
-    "preempted": preempted,
-    "final": final,
-    "best": progress.best,
-    "train_time_s": progress.train_time_s,
-    "wall_time_s": wall_time_s,
-    "train_images_per_sec": progress.images_seen / max(progress.train_time_s, 1e-9),
-    "devices": jax.device_count(),
-    "device_kind": jax.devices()[0].device_kind,
-    "jax_version": jax.__version__,
-    "parameters": models.param_count(state.params),
-    "config": json.loads(run.config.to_json_best_effort()),
-  }
-  if run.config.optim.schedule == "plateau":
-    summary["plateau"] = progress.plateau
+    run_files.write_json(os.path.join(run.workdir, "eval.json"), summary)
   return summary
 
 
@@ -402,19 +57,15 @@ def stop_if_not_finite(config, per_step, since: int, state, checkpointer: loop.C
   if problem:
     record(problem)
     advice = ", or set on_nonfinite=skip to drop such updates." if config.on_nonfinite == "stop" else "."
-    raise TrainingError(f"{problem}; {checkpointer.where_the_last_good_one_is()}. Lower optim.learning_rate{advice}")
-
-
-def write_divergence(run: Setup, summary: dict, problem: str) -> None:
-  """`diverged.json`: the summary of a run that stopped at `problem` (its `final` is empty: a network with
-  non-finite weights has no error worth evaluating). summary.json, if a shorter run wrote one, is kept."""
-  _write_json(os.path.join(run.workdir, metrics_io.DIVERGED_FILE), {**summary, "diverged": problem})
+    raise run_setup.TrainingError(
+      f"{problem}; {checkpointer.where_the_last_good_one_is()}. Lower optim.learning_rate{advice}"
+    )
 
 
 def open_train_loader(config, run, data_state):
   """This process's training batches, from the iterator state a checkpoint saved (None: the first batch)."""
   loader = pipeline.train_loader(
-    loader_config(config, config.dataset.train_split, batch_size=run.per_process_batch, shuffle=True)
+    run_setup.loader_config(config, config.dataset.train_split, batch_size=run.per_process_batch, shuffle=True)
   )
   if data_state is not None:
     try:
@@ -425,10 +76,72 @@ def open_train_loader(config, run, data_state):
   return loader
 
 
+def open_writer(run: run_setup.Setup, start_step: int, is_logger: bool) -> metrics_io.MetricWriter:
+  """The metric writer, once config.json is saved and metrics.jsonl cut back to the checkpoint's step: on
+  the process that logs, and never for an evaluation-only run (which writes eval.json alone)."""
+  writes = is_logger and not run.config.eval_only
+  if writes:
+    run_files.save_config(run.config, run.workdir, start_step)
+    metrics_io.truncate_after(os.path.join(run.workdir, "metrics.jsonl"), start_step)
+  return metrics_io.MetricWriter(run.workdir, enabled=writes)
+
+
+@dataclasses.dataclass
+class Segment:
+  """One stretch of a run, from its restore to its last step or a preemption: the parts the loop drives."""
+
+  run: run_setup.Setup
+  checkpointer: loop.Checkpointer
+  progress: loop.Progress
+  evaluator: loop.Evaluator
+  logger: loop.TrainLogger
+  run_started: float  # time.time() at the run's start: earlier segments' wall time counts
+
+  def wall_time_s(self) -> float:
+    return time.time() - self.run_started
+
+  def save(self, step: int, state) -> None:
+    self.progress.wall_time_s = self.wall_time_s()
+    self.checkpointer.save(step, state, self.progress)
+
+
+def train_segment(segment: Segment, state, step: int, batches, is_logger: bool):
+  """Trains from `step` to the run's last step, or to the boundary after a SIGTERM / SIGINT, logging,
+  evaluating and checkpointing where `Setup.is_boundary` says. Returns (state, step, the signal's name or
+  None); the last step is always checkpointed."""
+  run, logger, preempted = segment.run, segment.logger, None
+
+  def record_divergence(problem: str) -> None:  # the loop's state and step at the call
+    if is_logger:
+      summary = run_files.summarise(run, state, step, None, {}, segment.progress, segment.wall_time_s())
+      run_files.write_divergence(run, summary, problem)
+
+  with loop.Preemption() as preemption:
+    while step < run.total_steps and not preempted:
+      state, metrics = run.train_step(state, next(batches), run.step_rng)
+      step += 1
+      logger.add(metrics)
+      now, stop = run.is_boundary(step), preemption.requested  # a request arriving later waits a step
+      if not any(now.values()) and not stop:
+        continue
+      values, per_step = logger.collect(step)
+      stop_if_not_finite(run.config, per_step, logger.since, state, segment.checkpointer, record_divergence)
+      logger.record(step, values)
+      if now["eval"]:
+        state = segment.evaluator.during_training(step, state, last=step == run.total_steps)
+      logger.restart_interval()
+      if now["checkpoint"] or stop:
+        segment.save(step, state)
+      preempted = stop
+    if not preempted and segment.checkpointer.last_good != step:
+      segment.save(step, state)
+  return state, step, preempted
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains `config` in `workdir` (resuming if it holds a checkpoint) and returns the summary."""
   start_time, is_logger = time.time(), jax.process_index() == 0
-  run = set_up(config, workdir)
+  run = run_setup.set_up(config, workdir)
   # However the run ends (finished, preempted, an error), the decoding workers stop, a checkpoint being
   # written is finished, and the metric files and progress bar are closed.
   with contextlib.ExitStack() as cleanup:
@@ -436,13 +149,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     cleanup.callback(checkpointer.close)
     state, progress, data_state, start_step = checkpointer.restore(run.state)
     run_started = start_time - progress.wall_time_s  # earlier segments count: wall time is the run's own
-    done = None if config.eval_only or not start_step else finished_summary(run.workdir, start_step, run.total_steps)
+    done = (
+      None
+      if config.eval_only or not start_step
+      else run_files.finished_summary(run.workdir, start_step, run.total_steps)
+    )
     if done is not None:  # nothing to train: say so, write nothing (eval_only re-evaluates)
       return {**done, "already_finished": True}
-    if is_logger and not config.eval_only:
-      save_config(config, run.workdir, start_step)
-      metrics_io.truncate_after(os.path.join(run.workdir, "metrics.jsonl"), start_step)
-    writer = metrics_io.MetricWriter(run.workdir, enabled=is_logger and not config.eval_only)
+    writer = open_writer(run, start_step, is_logger)
     cleanup.callback(writer.close)
     state = steps.replicate(state)  # the sharding every step returns: the step compiles once
     evaluator = make_evaluator(run, writer, progress)
@@ -465,38 +179,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       progress_bar=is_logger and config.progress_bar,
     )
     cleanup.callback(logger.close)
-    step, preempted = start_step, None
-
-    def record_divergence(problem: str) -> None:  # the loop's state and step at the call
-      if is_logger:
-        write_divergence(run, summarise(run, state, step, None, {}, progress, time.time() - run_started), problem)
-
-    with loop.Preemption() as preemption:
-      while step < run.total_steps and not preempted:
-        state, metrics = run.train_step(state, next(batches), run.step_rng)
-        step += 1
-        logger.add(metrics)
-        now, stop = run.is_boundary(step), preemption.requested  # a request arriving later waits a step
-        if not any(now.values()) and not stop:
-          continue
-        values, per_step = logger.collect(step)
-        stop_if_not_finite(config, per_step, logger.since, state, checkpointer, record_divergence)
-        logger.record(step, values)
-        if now["eval"]:
-          state = evaluator.during_training(step, state, last=step == run.total_steps)
-        logger.restart_interval()
-        if now["checkpoint"] or stop:
-          progress.wall_time_s = time.time() - run_started
-          checkpointer.save(step, state, progress)
-        preempted = stop
-      if not preempted and checkpointer.last_good != step:
-        progress.wall_time_s = time.time() - run_started
-        checkpointer.save(step, state, progress)
+    segment = Segment(run, checkpointer, progress, evaluator, logger, run_started)
+    state, step, preempted = train_segment(segment, state, start_step, batches, is_logger)
     checkpointer.wait()
     logger.close()
     loader.close()  # its workers stop before the final evaluation starts its own
     final = {} if preempted else evaluator.final(step, state)
-    summary = summarise(run, state, step, preempted, final, progress, time.time() - run_started)
+    summary = run_files.summarise(run, state, step, preempted, final, progress, segment.wall_time_s())
     if is_logger and not preempted:
-      _write_json(os.path.join(run.workdir, "summary.json"), summary)
+      run_files.write_json(os.path.join(run.workdir, "summary.json"), summary)
   return summary
