@@ -462,10 +462,13 @@ class AlexNet(nn.Module):
     Returns:
       float32 logits [B, num_classes].
     """
-    spec = self.spec
+    return self.classifier(self.features(x.astype(self.dtype)), train).astype(jnp.float32)
+
+  def features(self, x):
+    """conv1 ... conv5, each followed by the activation, with LRN and pooling after conv1 and conv2
+    (sections 3.3, 3.4) and pooling after conv5: [B, H, W, 3] -> pool5 [B, h, w, C]."""
     activation = ACTIVATIONS[self.activation]
-    x = x.astype(self.dtype)
-    for index, conv in enumerate(spec.convs):
+    for index, conv in enumerate(self.spec.convs):
       name = f"conv{index + 1}"
       x = TowerConv(
         features=scaled(conv.features, self.width_multiplier, conv.towers),
@@ -483,38 +486,38 @@ class AlexNet(nn.Module):
       )(x)
       x = activation(x)
       self.sow("intermediates", f"relu{index + 1}", x)
-      if index in (0, 1):  # LRN then pooling after conv1 and conv2 (sections 3.3, 3.4)
+      if index in (0, 1):
         x = self.pool(self.lrn(x))
         self.sow("intermediates", f"pool{index + 1}", x)
-    x = self.pool(x)  # after conv5
+    x = self.pool(x)
     self.sow("intermediates", "pool5", x)
+    return x
+
+  def classifier(self, x, train: bool):
+    """fc6 and fc7 with the activation and dropout (section 4.2, where `dropout_placement` says), then fc8:
+    pool5 [B, h, w, C] -> logits [B, num_classes] in `dtype`."""
     x = x.reshape((x.shape[0], -1))
-    fc = scaled(spec.fc_features, self.width_multiplier, 1)
+    activation = ACTIVATIONS[self.activation]
     on_inputs = self.dropout_placement == "fc6_fc7_inputs"
     for name in ("fc6", "fc7"):
       if on_inputs:
         x = self.dropout(x, train)
-      x = nn.Dense(
-        fc,
-        kernel_init=kernel_initializer(self.init_scheme),
-        bias_init=bias_initializer(self.init_scheme, name),
-        dtype=self.dtype,
-        param_dtype=self.param_dtype,
-        name=name,
-      )(x)
-      x = activation(x)
+      x = activation(self.dense(scaled(self.spec.fc_features, self.width_multiplier, 1), name)(x))
       self.sow("intermediates", f"relu{name[2:]}", x)  # relu6, relu7: figure 4's features (inference.py)
       if not on_inputs:
-        x = self.dropout(x, train)  # section 4.2
-    x = nn.Dense(
-      self.num_classes,
+        x = self.dropout(x, train)
+    return self.dense(self.num_classes, "fc8")(x)
+
+  def dense(self, features: int, name: str) -> nn.Dense:
+    """The fully connected layer `name` with `features` units, initialised as `init_scheme` says."""
+    return nn.Dense(
+      features,
       kernel_init=kernel_initializer(self.init_scheme),
-      bias_init=bias_initializer(self.init_scheme, "fc8"),
+      bias_init=bias_initializer(self.init_scheme, name),
       dtype=self.dtype,
       param_dtype=self.param_dtype,
-      name="fc8",
-    )(x)
-    return x.astype(jnp.float32)
+      name=name,
+    )
 
 
 # `auto` for these fields: the implementation measured fastest on each backend ("gpu", or any other), the
