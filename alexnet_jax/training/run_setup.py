@@ -224,21 +224,19 @@ def make_steps(config, train_preprocess, eval_preprocessors):
     raise TrainingError(f"{e} Set --config.step_impl to one of them.") from None
 
 
-def set_up(config: ml_collections.ConfigDict, workdir: str) -> Setup:
-  """Checks the config, the devices and the dataset (preparing it if asked), and builds the model, the
-  optimiser and the initial state: everything that can fail does so here, before anything is written into
-  the workdir (it is only created, and checked for writing)."""
-  check_values(config)  # first: a value no run can mean fails before the workdir exists
-  optim.check_choices(config)
-  workdir = check_workdir(workdir)
-  num_devices, global_batch = jax.local_device_count(), config.batch_size
-  if global_batch % (num_devices * jax.process_count()):
+def check_batch_splits(config) -> None:
+  """The global batch splits evenly across every process's local devices."""
+  devices = jax.local_device_count() * jax.process_count()
+  if config.batch_size % devices:
     raise TrainingError(
-      f"batch_size {global_batch} does not split evenly across {num_devices} local devices "
-      f"x {jax.process_count()} processes: use a multiple of {num_devices * jax.process_count()}."
+      f"batch_size {config.batch_size} does not split evenly across {jax.local_device_count()} local devices "
+      f"x {jax.process_count()} processes: use a multiple of {devices}."
     )
-  model = build_model(config)  # a bad model choice fails before any data is prepared
-  train_preprocess, eval_preprocessors = preprocess.make_preprocessors(config)  # and so do bad augmentation settings
+
+
+def check_dataset(config) -> tuple:
+  """The dataset's info and its training split's size, once the dataset is there (prepared if asked) and
+  fits the config: its class count, the crops, a batch in the training split, the evaluation splits."""
   info = ensure_dataset(config)
   if info.num_classes != config.model.num_classes:
     raise TrainingError(
@@ -248,16 +246,35 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> Setup:
   check_crop_fits(config, info)
   train_size = len(sources.open_split(info, config.dataset.train_split))  # sub-splits like 'train[:300]' too
   # The loader checks this too, but only once the workdir has been written.
-  pipeline.check_split_holds_a_batch(info, config.dataset.train_split, train_size, global_batch)
+  pipeline.check_split_holds_a_batch(info, config.dataset.train_split, train_size, config.batch_size)
   for split in (config.dataset.eval_split, config.dataset.train_eval_split):
     if split:  # a misspelt one fails now, not at the first evaluation
       sources.open_split(info, split)
-  steps_per_epoch = max(1, train_size // global_batch)
+  return info, train_size
+
+
+def make_optimizer(config, steps_per_epoch: int):
+  """optim.create_optimizer's transformation, guarded against non-finite updates as `on_nonfinite` says."""
   tx, _ = optim.create_optimizer(config, steps_per_epoch)
   try:
-    tx = optim.guard_nonfinite(tx, config.on_nonfinite)
+    return optim.guard_nonfinite(tx, config.on_nonfinite)
   except ValueError as e:
     raise TrainingError(f"{e} Set --config.on_nonfinite to one of them.") from None
+
+
+def set_up(config: ml_collections.ConfigDict, workdir: str) -> Setup:
+  """Checks the config, the devices and the dataset (preparing it if asked), and builds the model, the
+  optimiser and the initial state: everything that can fail does so here, before anything is written into
+  the workdir (it is only created, and checked for writing)."""
+  check_values(config)  # first: a value no run can mean fails before the workdir exists
+  optim.check_choices(config)
+  workdir = check_workdir(workdir)
+  check_batch_splits(config)
+  model = build_model(config)  # a bad model choice fails before any data is prepared
+  train_preprocess, eval_preprocessors = preprocess.make_preprocessors(config)  # and so do bad augmentation settings
+  info, train_size = check_dataset(config)
+  steps_per_epoch = max(1, train_size // config.batch_size)
+  tx = make_optimizer(config, steps_per_epoch)
   size = config.augment.crop_size
   sample = jnp.zeros((1, size, size, 3), jnp.dtype(config.model.dtype))
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
@@ -269,7 +286,7 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> Setup:
     info,
     state,
     step_rng,
-    global_batch,
+    config.batch_size,
     steps_per_epoch,
     optim.total_steps(config, steps_per_epoch),
     max(1, int(round(config.eval_every_epochs * steps_per_epoch))),
@@ -282,7 +299,7 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> Setup:
     f"{models.param_count(state.params):,}",
     setup.total_steps,
     steps_per_epoch,
-    global_batch,
-    num_devices * jax.process_count(),
+    config.batch_size,
+    jax.device_count(),
   )
   return setup
