@@ -3,7 +3,8 @@
 Everything that can fail before training fails here, with one message that says what to change: values out
 of range, misspelt choices, a batch that does not split across the devices, a dataset that is not prepared
 (the embedded synthetic one is prepared on first use), crops that do not fit, a workdir that cannot be
-written. Only then are the model, the optimiser and the initial state built (train.py trains them).
+written. The model and the preprocessors are built among the checks (a bad choice fails before any data is
+prepared), the optimiser and the initial state after them; train.py trains them.
 """
 
 import concurrent.futures
