@@ -110,6 +110,32 @@ def project_runner(model, size, dtype, host_batch_of, step_key, warmup, step_kin
   return run, sync, host_batch["label"].shape[0]
 
 
+def reference_runners(build, options, baseline_options, params, tx, images, labels, step_key, warmup):
+  """({name: (run, sync)}, XLA's FLOP count of the plain step): the plain jit step of the model with
+  `options`, and where `baseline_options` build a different model (e.g. {} against space-to-depth conv1),
+  the plain step of that one as "baseline"."""
+  model = build(options)
+  run_plain, sync_plain, xla_flops = plain_runner(model, params, tx, images, labels, step_key, warmup)
+  runners = {"plain": (run_plain, sync_plain)}
+  if baseline_options is not None:
+    baseline = build(baseline_options)
+    fields = set(options) | set(baseline_options)
+    if any(getattr(baseline, f) != getattr(model, f) for f in fields):
+      runners["baseline"] = plain_runner(baseline, params, tx, images, labels, step_key, warmup)[:2]
+  return runners, xla_flops
+
+
+def best_of_rounds(runners, steps, repeats):
+  """({name: best seconds for `steps` steps}, compiles during the rounds): each runner timed once per round,
+  in turn, so a slow patch of the machine hits all of them."""
+  best = {name: float("inf") for name in runners}
+  with count_compiles() as compiles:
+    for _ in range(repeats):
+      for name, (run, sync) in runners.items():
+        best[name] = min(best[name], timed(run, steps, 0, repeats=1, sync=sync))
+  return best, compiles.count
+
+
 def jax_steps(
   preset,
   dtype_name,
@@ -143,7 +169,6 @@ def jax_steps(
   rng = np.random.default_rng(0)
   labels = jnp.asarray(rng.integers(0, 1000, batch), jnp.int32)
   params = model.init(jax.random.key(0), jnp.zeros((1, size, size, 3), dtype), train=False)["params"]
-  tx = optax.sgd(0.01, momentum=0.9)
   images = jnp.asarray(rng.normal(size=(batch, size, size, 3)), dtype)
   step_key = jax.random.key(1)  # one key for every step, as in training (the step folds in its number)
 
@@ -151,16 +176,12 @@ def jax_steps(
   # model needs, whatever computes it: space-to-depth conv1 multiplies extra zeros), the same on every
   # backend. XLA's own count is kept beside it: on GPUs it leaves out the convolutions cuDNN runs.
   model_flops = float(flops.train_step_flops(build({}), params, images, labels, jax.random.key(0)))
-  xla_flops = float("nan")  # variants (with_plain=False) skip the plain step's compile
-  runners = {}  # name -> (run, sync): the plain step of this model, and of the baseline implementations
+  runners, xla_flops = {}, float("nan")  # variants (with_plain=False) skip the plain steps' compile
   if with_plain:
-    run_plain, sync_plain, xla_flops = plain_runner(model, params, tx, images, labels, step_key, warmup)
-    runners["plain"] = (run_plain, sync_plain)
-    if baseline_options is not None:
-      baseline = build(baseline_options)
-      fields = set(options) | set(baseline_options)
-      if any(getattr(baseline, f) != getattr(model, f) for f in fields):  # e.g. not {} against direct
-        runners["baseline"] = plain_runner(baseline, params, tx, images, labels, step_key, warmup)[:2]
+    tx = optax.sgd(0.01, momentum=0.9)
+    runners, xla_flops = reference_runners(
+      build, options, baseline_options, params, tx, images, labels, step_key, warmup
+    )
 
   def host_batch_of(devices, on_device):
     per_batch = batch - batch % devices or devices
@@ -171,13 +192,7 @@ def jax_steps(
     model, size, dtype, host_batch_of, step_key, warmup, step_kind, augment_on_device, metrics
   )
   runners["full"] = (run_full, sync_full)
-  best = {name: float("inf") for name in runners}
-  with count_compiles() as compiles:
-    for _ in range(repeats):
-      for name, (run, sync) in runners.items():
-        best[name] = min(best[name], timed(run, steps, 0, repeats=1, sync=sync))
-  plain_s, full_s = best.get("plain", float("nan")), best["full"]
-  baseline_s = best.get("baseline", plain_s)
+  best, compiles = best_of_rounds(runners, steps, repeats)
   return {
     "preset": preset,
     "dtype": dtype_name,
@@ -187,15 +202,25 @@ def jax_steps(
     "step": step_kind,
     "augment_on_device": augment_on_device,
     "metrics": metrics,
+    "compiles_after_warmup": compiles,
+    "baseline_options": dict(options if baseline_options is None else baseline_options),
+    **rates(best, batch, per_batch, model_flops, xla_flops),
+  }
+
+
+def rates(best, batch, per_batch, model_flops, xla_flops):
+  """Images/s, their ratios and TFLOP/s from the best seconds of each runner ("plain", "baseline", "full"):
+  the plain steps run `batch` images a step, the project's `per_batch` (a multiple of the devices)."""
+  plain_s, full_s = best.get("plain", float("nan")), best["full"]
+  baseline_s = best.get("baseline", plain_s)
+  return {
     "plain_img_s": batch / plain_s,
     "full_img_s": per_batch / full_s,
     "full_over_plain": (per_batch / full_s) / (batch / plain_s),
-    "compiles_after_warmup": compiles.count,
     "train_gflop_per_img": model_flops / batch / 1e9,
     "achieved_tflops": model_flops / plain_s / 1e12,
     "project_tflops": model_flops / batch * per_batch / full_s / 1e12,
     "xla_cost_analysis_gflop_per_img": xla_flops / batch / 1e9,
-    "baseline_options": dict(options if baseline_options is None else baseline_options),
     "baseline_plain_img_s": batch / baseline_s,
     "full_over_baseline_plain": (per_batch / full_s) / (batch / baseline_s),
   }

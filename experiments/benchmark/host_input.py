@@ -122,6 +122,65 @@ def worker_stage_costs(source, image_size, batch, batches=16):
   return {stage: seconds / count * 1e6 for stage, seconds in totals.items()}
 
 
+def loader_round(it, pids, seconds):
+  """(images/s, CPU cores the training process used, CPU cores the workers `pids` used) while `it`'s
+  batches are taken for `seconds`."""
+  start, images = time.perf_counter(), 0
+  cpu_start, workers_start = time.process_time(), [_cpu_seconds(pid) for pid in pids]
+  while time.perf_counter() - start < seconds:
+    images += next(it)["label"].shape[0]
+  wall = time.perf_counter() - start
+  workers_cpu = sum(_cpu_seconds(pid) - before for pid, before in zip(pids, workers_start))
+  return images / wall, (time.process_time() - cpu_start) / wall, workers_cpu / wall
+
+
+def alternating_rounds(loader, encoded, rounds, round_seconds):
+  """Per round: OpenCV's and the project's one-core decode rates of `encoded` (half a round each), then a
+  loader round of `loader` (after 3 warm-up batches). Returns {name: [one value per round]}."""
+  it = iter(pipeline.train_loader(loader))
+  measured = {"opencv": [], "project": [], "loader": [], "main_cpu": [], "workers_cpu": []}
+  try:
+    for _ in range(3):
+      next(it)
+    pids = it.worker_pids()
+    for _ in range(rounds):
+      measured["opencv"].append(decode_rate(encoded, round_seconds / 2, "opencv"))
+      measured["project"].append(decode_rate(encoded, round_seconds / 2, "project"))
+      rate, main_share, workers_share = loader_round(it, pids, round_seconds)
+      measured["loader"].append(rate)
+      measured["main_cpu"].append(main_share)
+      measured["workers_cpu"].append(workers_share)
+  finally:
+    if hasattr(it, "close"):
+      it.close()
+  return measured
+
+
+def worker_count_row(workers, measured, encoded, round_seconds):
+  """The pipeline's row for one worker count: its best loader round against the best one-core decode
+  rates times the workers, and against N processes decoding at once."""
+  n = max(workers, 1)
+  one_core, project_one_core = max(measured["opencv"]), max(measured["project"])
+  rate = max(measured["loader"])
+  parallel = parallel_decode_rate(encoded, n, round_seconds) if n > 1 else project_one_core
+  best = measured["loader"].index(rate)
+  return {
+    "workers": workers,
+    "img_s": rate,
+    "decode_one_core_img_s": one_core,
+    "over_workers_x_decode": rate / (n * one_core),
+    "decode_project_one_core_img_s": project_one_core,
+    "over_workers_x_project_decode": rate / (n * project_one_core),
+    "decode_n_processes_img_s": parallel,
+    "over_n_process_decode": rate / parallel,
+    "training_process_cpu_cores": measured["main_cpu"][best],
+    "workers_cpu_cores": measured["workers_cpu"][best],
+    "round_img_s": measured["loader"],
+    "round_decode_img_s": measured["opencv"],
+    "round_project_decode_img_s": measured["project"],
+  }
+
+
 def pipeline_rates(data_dir, name, batch, seconds, workers_list, rounds=3):
   """Host pipeline images/s beside the one-core decode rates of the same JPEGs: OpenCV's (the limit the
   input pipeline's target is set against) and the project decoder's (`sources.decode_image`, the workers' own limit).
@@ -137,69 +196,19 @@ def pipeline_rates(data_dir, name, batch, seconds, workers_list, rounds=3):
   sample = np.random.default_rng(0).choice(len(source), min(len(source), 2000), replace=False)
   encoded = [sources.parse_example(record)["image"] for record in sources.read_records(source, sample)]
   round_seconds = seconds / rounds
-
-  def loader_round(it, pids):
-    start, images = time.perf_counter(), 0
-    cpu_start, workers_start = time.process_time(), [_cpu_seconds(pid) for pid in pids]
-    while time.perf_counter() - start < round_seconds:
-      images += next(it)["label"].shape[0]
-    wall = time.perf_counter() - start
-    workers_cpu = sum(_cpu_seconds(pid) - before for pid, before in zip(pids, workers_start))
-    return images / wall, (time.process_time() - cpu_start) / wall, workers_cpu / wall
-
-  size = info.image_size or 256
-  results = {
+  stages = worker_stage_costs(source, info.image_size or 256, batch)
+  print(
+    "worker stages, us per image in one process: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()), flush=True
+  )
+  rows = []
+  for workers in workers_list:
+    loader = pipeline.LoaderConfig(data_dir=data_dir, name=name, split="train", batch_size=batch, num_workers=workers)
+    measured = alternating_rounds(loader, encoded, rounds, round_seconds)
+    rows.append(worker_count_row(workers, measured, encoded, round_seconds))
+  return {
     "dataset": name,
     "rounds": rounds,
     "cpu_topology": cpu_topology(),
-    "pipeline": [],
-    "worker_stages_us_per_image": worker_stage_costs(source, size, batch),
+    "pipeline": rows,
+    "worker_stages_us_per_image": stages,
   }
-  print(
-    "worker stages, us per image in one process: "
-    + ", ".join(f"{k} {v:.1f}" for k, v in results["worker_stages_us_per_image"].items()),
-    flush=True,
-  )
-  for workers in workers_list:
-    it = iter(
-      pipeline.train_loader(
-        pipeline.LoaderConfig(data_dir=data_dir, name=name, split="train", batch_size=batch, num_workers=workers)
-      )
-    )
-    try:
-      for _ in range(3):
-        next(it)
-      pids = it.worker_pids()
-      decode_rates, project_rates, loader_rates, main_cpu, workers_cpu = [], [], [], [], []
-      for _ in range(rounds):
-        decode_rates.append(decode_rate(encoded, round_seconds / 2, "opencv"))
-        project_rates.append(decode_rate(encoded, round_seconds / 2, "project"))
-        rate, main_share, workers_share = loader_round(it, pids)
-        loader_rates.append(rate)
-        main_cpu.append(main_share)
-        workers_cpu.append(workers_share)
-    finally:
-      if hasattr(it, "close"):
-        it.close()
-    n = max(workers, 1)
-    one_core, project_one_core, rate = max(decode_rates), max(project_rates), max(loader_rates)
-    parallel = parallel_decode_rate(encoded, n, round_seconds) if n > 1 else project_one_core
-    best = loader_rates.index(rate)
-    results["pipeline"].append(
-      {
-        "workers": workers,
-        "img_s": rate,
-        "decode_one_core_img_s": one_core,
-        "over_workers_x_decode": rate / (n * one_core),
-        "decode_project_one_core_img_s": project_one_core,
-        "over_workers_x_project_decode": rate / (n * project_one_core),
-        "decode_n_processes_img_s": parallel,
-        "over_n_process_decode": rate / parallel,
-        "training_process_cpu_cores": main_cpu[best],
-        "workers_cpu_cores": workers_cpu[best],
-        "round_img_s": loader_rates,
-        "round_decode_img_s": decode_rates,
-        "round_project_decode_img_s": project_rates,
-      }
-    )
-  return results
