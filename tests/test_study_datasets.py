@@ -11,7 +11,19 @@ from test_study import _fake_run, _kernels, _lines_run_into_a_table
 
 from alexnet_jax.analysis import sweep
 from alexnet_jax.training import loop
-from experiments.study import arms, measures, prose, recipe, report, report_files, reproduce, tables, transfer
+from alexnet_jax.analysis import effects
+from experiments.study import (
+  arms,
+  measures,
+  prose,
+  recipe,
+  replication,
+  report,
+  report_files,
+  reproduce,
+  tables,
+  transfer,
+)
 
 NETTE, WOOF = arms.DATASETS["imagenette"], arms.DATASETS["imagewoof"]
 
@@ -181,7 +193,9 @@ def test_the_replication_table_lists_the_findings_that_do_not_replicate_first(tm
   block = prose.readme_block(arms.CLAIMS, loaded, replica)
   assert "| verdict | on Imagewoof |" in block
   assert "| 3 LRN (3.3) | +1.4 | +2.0 [+1.8, +2.2] points | confirmed | +2.0 [+1.5, +2.5], replicates |" in block
-  assert "| +1.0 [+0.8, +1.2] points | confirmed | -1.0 [-1.2, -0.8], does not replicate |" in block
+  assert (
+    "| +1.0 [+0.8, +1.2] points | confirmed | -1.0 [-1.2, -0.8], does not replicate (the other direction) |" in block
+  )
   assert "| 5 PCA lighting (4.1) |" in block and block.count(" | – |") == 3  # claims 5-7: not run there
   assert "| too few seeds | no run yet |" in block  # claim 2: declared on Imagewoof, none run
   # The README names only the failures its column leaves out: pooling's is in the column.
@@ -213,6 +227,22 @@ def test_the_replication_table_says_where_a_finding_outside_the_interval_lies(tm
     "interval, 2 of them above it (a larger Δ, positive being the paper's direction); 1 of these 3 Imagewoof "
     "intervals still hold Imagenette's mean, where Imagewoof's seeds cannot tell a larger effect from the same one."
   )
+  # The README's claims column says the same: claim 3's Imagewoof mean lies above Imagenette's interval.
+  loaded, _, replica = report.load_inputs(str(nette), arms.ARMS, arms.DATASETS["imagenette"], "", str(woof))
+  block = prose.readme_block(arms.CLAIMS, loaded, replica)
+  assert "| 3 LRN (3.3) | +1.4 | +2.0 [+1.8, +2.2] points | confirmed | +3.0 [+0.5, +5.5], does not replicate " in block
+  assert "+3.0 [+0.5, +5.5], does not replicate (above the interval here) |" in block
+
+
+def test_a_finding_that_does_not_replicate_says_which_test_it_fails():
+  # Imagenette +2.0 [+1.75, +2.25] (0.1 x 4.303 / √3 = 0.25 either side), a detected effect.
+  detected = effects.t_interval([1.9, 2.0, 2.1])
+  assert replication.why_not(detected, effects.t_interval([2.9, 3.0, 3.1])) == "above the interval here"
+  assert replication.why_not(detected, effects.t_interval([0.9, 1.0, 1.1])) == "below the interval here"
+  assert replication.why_not(detected, effects.t_interval([-2.1, -2.0, -1.9])) == "the other direction"
+  # No effect detected on Imagenette (0.0 [-0.25, +0.25]), one detected on Imagewoof.
+  none = effects.t_interval([-0.1, 0.0, 0.1])
+  assert replication.why_not(none, effects.t_interval([0.9, 1.0, 1.1])) == "an effect where none was detected here"
 
 
 def test_without_imagewoof_runs_the_replication_section_is_one_line(tmp_path):
@@ -337,3 +367,15 @@ def test_the_committed_reports_are_what_the_code_writes_from_the_committed_runs(
       committed = f.read()
     written = (tmp_path / name / "README.md").read_text().replace(str(tmp_path), "experiments/results")
     assert machine_blind(written) == machine_blind(committed), f"experiments/results/{name} is stale"
+
+
+def test_the_readme_points_only_at_the_controls_that_have_runs():
+  assert prose.controls_pointer({}) == ""
+  assert prose.controls_pointer({"one_tower": ["a run"], "lrn_gain_only": []}) == (
+    "The report's controls ask whether the towers' edge is their width."
+  )
+  both = prose.controls_pointer({"one_tower": ["a run"], "lrn_gain_only": ["a run"]})
+  assert (
+    both
+    == "The report's controls ask what LRN's effect is made of (its gain, k = 1) and whether the towers' edge is their width."
+  )

@@ -179,8 +179,8 @@ def headline(arms, claims, loaded, other=None, data: arms_lib.Data = arms_lib.IM
 def readme_block(claims, loaded, replica=None) -> str:
   """The repository README's findings: each claim's verdict as a small table (with a replica that has
   runs, beside each claim's Δ and replication verdict there), then where the study differs from the paper
-  or later work, whether its runs converged and how many findings replicate (the comparison between
-  budgets stays in the report).
+  or later work, which controls the report reads, whether its runs converged and how many findings
+  replicate (the controls' readings and the comparison between budgets stay in the report).
 
   Args:
     claims: the claims whose arm the dataset runs.
@@ -221,7 +221,8 @@ def readme_block(claims, loaded, replica=None) -> str:
       filter(
         None,
         [
-          against_sentence(claims, loaded),
+          differences_sentence(claims, loaded),
+          controls_pointer(loaded),
           budget_sentence(loaded, epochs, None, None),
           replication.sentence(loaded, second, brief=True) if second else "",
         ],
@@ -251,19 +252,39 @@ def verdict_counts(claims, loaded) -> List[str]:
   return [f"{len(by_verdict[k])} {k}: {', '.join(by_verdict[k])}" for k in order if k in by_verdict]
 
 
-def against_sentence(claims, loaded) -> str:
-  """The headline's second sentence: where the study differs from the paper or later work, and what the
-  LRN controls say LRN's effect is."""
+def differences_sentence(claims, loaded) -> str:
+  """Where the study differs from the paper or later work (figure 3's towers included)."""
   against = disagreements(claims, loaded)
   diffs = measures.tower_differences(loaded)
   two, one = effects.t_interval(diffs["baseline"].values()), effects.t_interval(diffs["one_tower"].values())
   if two.n >= 2 and one.n >= 2 and not two.low > one.high:
     against.append("figure 3's colour specialisation of the towers is not reproduced")
-  second = (
-    ("Where it differs from the paper or later work: " + "; ".join(against) + ".")
-    if against
-    else "Nothing measured differs from the paper or later work."
-  )
+  if not against:
+    return "Nothing measured differs from the paper or later work."
+  return "Where it differs from the paper or later work: " + "; ".join(against) + "."
+
+
+def controls_pointer(loaded) -> str:
+  """The README's pointer to the report's controls, naming those that have runs; '' for none."""
+  asks = [
+    ("lrn_gain_only", "what LRN's effect is made of (its gain, k = 1)"),
+    ("one_tower", "whether the towers' edge is their width"),
+    (
+      "dropout_paper",
+      "what the paper's dropout placement changes (claim 7 drops fc6's and fc7's inputs, as torchvision does)",
+    ),
+  ]
+  named = [text for arm, text in asks if loaded.get(arm)]
+  if not named:
+    return ""
+  listed = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
+  return f"The report's controls ask {listed}."
+
+
+def against_sentence(claims, loaded) -> str:
+  """The headline's second sentence: where the study differs from the paper or later work, and what the
+  LRN controls say LRN's effect is."""
+  second = differences_sentence(claims, loaded)
   if "no_lrn" in loaded:
     second += " What LRN's effect is: " + lrn.lrn_reading(*lrn.lrn_intervals(loaded))
   k1 = lrn.k1_intervals(loaded)

@@ -112,7 +112,19 @@ def claim_cell(number: int, loaded, replica: Replica) -> str:
   if not second.n:
     return "no run yet"
   unit = " epochs" if finding.measure == "epochs" else ""
-  return f"{fmt.fmt_interval(second, 1)}{unit}, {verdict(first, second)}"
+  judged = verdict(first, second)
+  if judged == "does not replicate":
+    judged += f" ({why_not(first, second)})"
+  return f"{fmt.fmt_interval(second, 1)}{unit}, {judged}"
+
+
+def why_not(first: effects.Interval, second: effects.Interval) -> str:
+  """Which of agreement's tests a finding that does not replicate fails: where the second mean lies against
+  the first interval, or how its direction differs."""
+  direction, _ = agreement(first, second)
+  if not direction:
+    return "the other direction" if first.excludes_zero() else "an effect where none was detected here"
+  return "above the interval here" if second.mean > first.high else "below the interval here"
 
 
 def yes_no(value: Optional[bool]) -> str:
