@@ -376,6 +376,6 @@ def test_the_readme_points_only_at_the_controls_that_have_runs():
   )
   both = prose.controls_pointer({"one_tower": ["a run"], "lrn_gain_only": ["a run"]})
   assert (
-    both
-    == "The report's controls ask what LRN's effect is made of (its gain, k = 1) and whether the towers' edge is their width."
+    both == "The report's controls ask what LRN's effect is made of (its gain, k = 1) and whether the towers' edge is "
+    "their width."
   )
