@@ -100,7 +100,7 @@ def main(argv):
   except (sources.DatasetError, run_setup.TrainingError, checkpointing.CheckpointError, configlib.ConfigError) as e:
     print(f"error: {e}", file=sys.stderr)  # once: absl's log line would repeat it
     sys.exit(1)
-  print(answer(summary, os.path.abspath(FLAGS.workdir)))
+  print(answer(summary, paths.absolute(FLAGS.workdir)))
 
 
 def config_path(argv) -> str:

@@ -1,5 +1,6 @@
 """torchvision alexnet() weights -> the owt preset: logits agree with PyTorch's."""
 
+import os
 import subprocess
 import sys
 
@@ -145,8 +146,8 @@ def test_predict_runs_torchvision_weights_with_the_users_class_names(tmp_path):
       sys.executable,
       "-m",
       "alexnet_jax.tools.predict",
-      f"--torchvision_weights={tmp_path}/weights.pth",
-      f"--class_names={tmp_path}/names.txt",
+      "--torchvision_weights=~/weights.pth",  # as a shell passes it on: ~ is the home directory
+      "--class_names=~/names.txt",
       "--top=1",
       str(tmp_path / "photo.png"),
     ],
@@ -154,6 +155,7 @@ def test_predict_runs_torchvision_weights_with_the_users_class_names(tmp_path):
     text=True,
     timeout=300,
     cwd=REPO,
+    env={**os.environ, "HOME": str(tmp_path)},
   )
   assert result.returncode == 0, result.stderr[-2000:]
   assert result.stdout.strip().startswith(f"{tmp_path / 'photo.png'}: {expected} ")

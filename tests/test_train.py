@@ -401,11 +401,14 @@ def _strict_json(text):
 
 
 def test_a_finished_run_run_again_says_so_and_writes_nothing(tmp_path, synthetic_data_dir, trained_workdir):
+  """Named `--workdir=~/work`, as a shell passes it on (no ~ expansion after `=`): the answer names the
+  folder in the home directory."""
   workdir = copy_of(trained_workdir, tmp_path)
   before = {p.name: p.read_bytes() for p in workdir.iterdir() if p.is_file()}
-  result = run_main(workdir, tiny_flags(synthetic_data_dir))
+  result = run_main("~/work", tiny_flags(synthetic_data_dir), HOME=str(tmp_path))
   assert result.returncode == 0, failure_text(result.stderr)
   assert "Already finished at step 24" in result.stdout and "nothing was run or written" in result.stdout
+  assert f"Summary in {workdir / 'summary.json'};" in result.stdout
   assert {p.name: p.read_bytes() for p in workdir.iterdir() if p.is_file()} == before
   summary = _strict_json((workdir / "summary.json").read_text())  # no Infinity / NaN anywhere
   assert "plateau" not in summary  # a constant schedule has no plateau state to report
@@ -572,6 +575,8 @@ def test_predict_prints_the_classes_the_network_scores_highest(trained_workdir, 
 
 
 def test_inspect_writes_figure_3_and_figure_4_of_a_run(trained_workdir, tmp_path):
+  """--out=~/inside, as a shell passes it on: the figures go to the home directory's folder, not to a
+  folder named ~ in the current one."""
   out = tmp_path / "inside"
   result = subprocess.run(
     [
@@ -579,18 +584,20 @@ def test_inspect_writes_figure_3_and_figure_4_of_a_run(trained_workdir, tmp_path
       "-m",
       "alexnet_jax.tools.figures",
       f"--workdir={trained_workdir}",
-      f"--out={out}",
+      "--out=~/inside",
       "--queries=2",
       "--neighbours=3",
     ],
     capture_output=True,
     text=True,
     timeout=300,
-    env=env(),
+    env={**env(), "HOME": str(tmp_path)},
+    cwd=tmp_path,
   )
   assert result.returncode == 0, result.stderr[-2000:]
   for name in ("conv1_kernels.png", "neighbours.png"):
     assert (out / name).stat().st_size > 1000 and f"Wrote {out / name}" in result.stdout
+  assert not (tmp_path / "~").exists()
 
 
 def test_inference_loads_a_run_trained_before_a_config_key_existed(trained_workdir, tmp_path):

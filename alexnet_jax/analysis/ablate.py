@@ -26,7 +26,7 @@ from typing import Dict, List, Mapping, Sequence
 from absl import flags
 import numpy as np
 
-from alexnet_jax import configlib
+from alexnet_jax import configlib, paths
 from alexnet_jax.analysis import effects, plots, sweep
 
 FLAGS = flags.FLAGS
@@ -238,7 +238,7 @@ def plot(workdir: str, rows: List[dict], baseline: str) -> None:
 
 def main(argv):
   del argv
-  workdir = os.path.abspath(os.path.expanduser(FLAGS.workdir))
+  workdir = paths.absolute(FLAGS.workdir)
   try:
     sweep.check_counts(FLAGS.seeds, FLAGS.parallel, FLAGS.gpus)
     axes = sweep.parse_sweep(FLAGS.sweep)

@@ -14,7 +14,7 @@ import sys
 from absl import flags
 import numpy as np
 
-from alexnet_jax import cli
+from alexnet_jax import cli, paths
 from alexnet_jax.analysis import kernels, plots
 from alexnet_jax.data import pipeline, sources
 from alexnet_jax.model import models
@@ -98,10 +98,11 @@ def main(argv):
   del argv
   try:
     net = inference.load(FLAGS.workdir, FLAGS.step)
-    os.makedirs(FLAGS.out, exist_ok=True)
-    print(f"Wrote {write_kernels(net, FLAGS.out)}")
+    out = paths.absolute(FLAGS.out)
+    os.makedirs(out, exist_ok=True)
+    print(f"Wrote {write_kernels(net, out)}")
     if FLAGS.queries > 0:
-      print(f"Wrote {write_neighbours(net, FLAGS.out, FLAGS.queries, FLAGS.neighbours)}")
+      print(f"Wrote {write_neighbours(net, out, FLAGS.queries, FLAGS.neighbours)}")
   except (inference.InferenceError, sources.DatasetError, OSError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

@@ -211,7 +211,7 @@ def load(workdir: str, step: Optional[int] = None) -> Network:
     InferenceError: the workdir has no config.json or no such checkpoint, or the image size the run used
       cannot be known (`stored_size`).
   """
-  workdir = os.path.abspath(os.path.expanduser(workdir))
+  workdir = paths.absolute(workdir)
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise InferenceError(f"{workdir} has no config.json: give the --workdir of a training run.")

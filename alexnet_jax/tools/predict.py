@@ -92,7 +92,7 @@ def class_names(names_path: str, num_classes: int) -> list:
   if not names_path:
     return [f"class {i}" for i in range(num_classes)]
   try:
-    with open(names_path) as f:
+    with open(os.path.expanduser(names_path)) as f:
       names = [line.strip() for line in f if line.strip()]
   except OSError as e:
     raise ValueError(f"Cannot read the class names in {names_path!r} ({e.strerror}).") from None
@@ -120,7 +120,7 @@ def torchvision_network(weights_path: str, names_path: str = "") -> inference.Ne
   except ImportError:
     raise ValueError("--torchvision_weights needs PyTorch: .venv/bin/pip install torch") from None
   try:
-    state_dict = torch.load(weights_path, map_location="cpu", weights_only=True)
+    state_dict = torch.load(os.path.expanduser(weights_path), map_location="cpu", weights_only=True)
     params = convert.torchvision_to_flax(state_dict)["params"]
   except (OSError, RuntimeError, KeyError, TypeError) as e:
     raise ValueError(f"Cannot use {weights_path!r} as torchvision alexnet() weights ({e}).") from None
@@ -164,7 +164,7 @@ def as_json(step: int, results: dict) -> str:
   """The command's answer with --json: the run, the step, the views and each image's classes."""
   return json.dumps(
     {
-      "workdir": FLAGS.workdir and os.path.abspath(FLAGS.workdir),
+      "workdir": FLAGS.workdir and paths.absolute(FLAGS.workdir),
       "torchvision_weights": FLAGS.torchvision_weights,
       "step": step,
       "views": FLAGS.views,

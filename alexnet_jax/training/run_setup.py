@@ -158,7 +158,7 @@ def check_crop_fits(config, info: sources.DatasetInfo) -> None:
 
 
 def check_workdir(workdir: str) -> str:
-  workdir = os.path.abspath(os.path.expanduser(workdir))
+  workdir = paths.absolute(workdir)
   if paths.file_in_the_way(workdir):
     raise WorkdirError(f"--workdir {workdir!r} is a file. Give a folder (it is created if missing).")
   try:

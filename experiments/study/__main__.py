@@ -22,7 +22,7 @@ import time
 
 from absl import flags
 
-from alexnet_jax import cli, configlib
+from alexnet_jax import cli, configlib, paths
 from alexnet_jax.analysis import sweep
 from experiments.study import arms as arms_lib
 from experiments.study import report, report_files
@@ -52,18 +52,13 @@ def refuse(error: configlib.ConfigError) -> None:
   sys.exit(2)
 
 
-def folder(path: str) -> str:
-  """A folder flag's path, absolute, with ~ expanded (a shell does not expand it after `--flag=`)."""
-  return os.path.abspath(os.path.expanduser(path))
-
-
 def replicate_from(dataset: arms_lib.Dataset) -> str:
   """The second dataset's report folder for the replication section: --replicate_from, by default
   Imagewoof's where it exists (for the Imagenette report only); "" for none."""
   if FLAGS.replicate_from:
     if dataset.name != "imagenette":
       refuse(configlib.ConfigError("--replicate_from: only the Imagenette report reads a replication (on Imagewoof)."))
-    return folder(FLAGS.replicate_from)
+    return paths.absolute(FLAGS.replicate_from)
   default = arms_lib.DATASETS["imagewoof"].report_dir
   return os.path.abspath(default) if dataset.name == "imagenette" and os.path.isdir(default) else ""
 
@@ -73,7 +68,10 @@ def main(argv):
   del argv
   dataset = arms_lib.DATASETS[FLAGS.dataset]
   arms, config = arms_lib.arms_of(dataset), FLAGS.config or dataset.config
-  report_dir, workdir = folder(FLAGS.report_dir or dataset.report_dir), folder(FLAGS.workdir or dataset.workdir)
+  report_dir, workdir = (
+    paths.absolute(FLAGS.report_dir or dataset.report_dir),
+    paths.absolute(FLAGS.workdir or dataset.workdir),
+  )
   compare_to = os.path.expanduser(FLAGS.compare_to)  # relative stays relative: the report quotes it
   runs = arms_lib.plan(workdir, arms)
   facts = dict(dataset=dataset, replicate_from=replicate_from(dataset))
