@@ -53,7 +53,8 @@ Variants (each with its command and expected result):
               error (centre / 10-crop), 5.2% / 4.2% top-5; every seed: experiments/results/study.
   study_imagewoof  The study's geometry on Imagewoof.
                 python -m alexnet_jax.main --config=configs/alexnet.py:study_imagewoof --workdir=/tmp/woof_run
-              Expected: its runs are under way (experiments/results/study_imagewoof).
+              Expected (2-core CPU, jax 0.10.2, seed 0): 54.4% / 50.5% top-1 error (centre / 10-crop),
+              11.9% / 9.9% top-5; every seed: experiments/results/study_imagewoof.
   imagenet    The default, spelled out.
   owt         torchvision's recipe for its "one weird trick" AlexNet: preset owt, 224 Inception crops,
               batch 256, lr 0.01 / 10 every 30 epochs, weight decay 1e-4 (coupled), no PCA lighting,

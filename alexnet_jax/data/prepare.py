@@ -687,7 +687,7 @@ def define_flags(flag_values=FLAGS):
   flags.DEFINE_string(
     "name",
     None,
-    "Name to store the dataset under (default: the folder's name, the TFDS name with / and - made _, "
+    "Name to store the dataset under (default: the folder's name in lower case, or the TFDS name, with / and - made _, "
     "synthetic_shapes). Not for TFDS sources stored without a size (TFDS names those).",
     **fv,
   )
