@@ -66,16 +66,16 @@ def set_path(config: ml_collections.ConfigDict, path: str, value) -> None:
 def apply_arg(
   config: ml_collections.ConfigDict, arg: str, *, variants: Mapping[str, Callable], aliases: Dict[str, str]
 ) -> ml_collections.ConfigDict:
-  """`arg` = 'variant', 'key=value,key=value' or 'variant,key=value,...' (variants apply first)."""
-  if not arg:
-    return config
-  for token in (t.strip() for t in arg.split(",") if t.strip()):
-    if "=" not in token:
-      if token not in variants:
-        raise ConfigError(f"Unknown config variant {token!r}: expected one of {sorted(variants)} or key=value.")
-      variants[token](config)
-      continue
-    key, value = token.split("=", 1)
+  """`arg` = 'variant', 'key=value,key=value' or both, comma-separated in any order: the variants apply first,
+  in their order, then the key=value overrides, so an override always wins over a variant's value."""
+  tokens = [t.strip() for t in (arg or "").split(",") if t.strip()]
+  names = [t for t in tokens if "=" not in t]
+  for name in names:
+    if name not in variants:
+      raise ConfigError(f"Unknown config variant {name!r}: expected one of {sorted(variants)} or key=value.")
+  for name in names:
+    variants[name](config)
+  for key, value in (t.split("=", 1) for t in tokens if "=" in t):
     set_path(config, aliases.get(key.strip(), key.strip()), parse_value(value.strip()))
   return config
 

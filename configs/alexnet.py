@@ -40,8 +40,9 @@ Variants (each with its command and expected result):
                 python -m alexnet_jax.data.prepare --source=tfds:imagenette/full-size-v2 --download
                   --squash=224 --image_size=128 --jpeg_quality=70 --chroma_subsampling=4:2:0
                   --name=imagenette2_128
-              Expected: not yet run (it needs a GPU).
-  imagewoof   The imagenette variant on Imagewoof2 (10 dog breeds, 128 px), a GPU job; not yet run.
+              Expected: not measured (a GPU job; the benchmark times its steps).
+  imagewoof   The imagenette variant on Imagewoof2 (10 dog breeds, 128 px), a GPU job; not measured (the
+              study's Imagewoof runs are `study_imagewoof`).
               fast.ai's imagewoof2.tgz unpacked to ~/imagewoof2, then
                 python -m alexnet_jax.data.prepare --source=folder:~/imagewoof2 --squash=224 --image_size=128
                   --jpeg_quality=70 --chroma_subsampling=4:2:0 --name=imagewoof2_128
@@ -59,7 +60,7 @@ Variants (each with its command and expected result):
   owt         torchvision's recipe for its "one weird trick" AlexNet: preset owt, 224 Inception crops,
               batch 256, lr 0.01 / 10 every 30 epochs, weight decay 1e-4 (coupled), no PCA lighting,
               dropout on fc6's and fc7's inputs, rescaled in training.
-              Expected: not yet run (no ImageNet).
+              Expected: not measured (it needs ImageNet).
 
 key=value overrides (after the variant): any dotted key (`model.use_lrn=False`) or the short aliases
 lrn, overlap, dropout, preset, width, wd_mode, wd, lr, schedule, batch, epochs, steps, seed, dtype, crop,

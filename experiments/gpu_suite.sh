@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark suite on the GPU machine, in two parts that each fit one device call (about 6 minutes of
-# work each; the last full run took 8+ minutes and lost its final section to the time limit).
+# work each).
 #
 #   bash experiments/gpu_suite.sh a   # matmul rate, project vs plain steps, the step taken apart, PyTorch
 #   bash experiments/gpu_suite.sh b   # host pipeline, steps again, end to end against both, XLA flag sets

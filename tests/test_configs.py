@@ -50,6 +50,15 @@ def test_variants_and_aliases():
   assert model.use_lrn is False and model.lrn_enabled is False and model.num_classes == 10
 
 
+def test_an_override_wins_over_a_variant_whichever_comes_first():
+  """Variants apply first, then the key=value overrides: `lr=0.5,study` is `study,lr=0.5`, not the study's
+  own learning rate."""
+  before, after = cfg.get_config("lr=0.5,study"), cfg.get_config("study,lr=0.5")
+  assert before.optim.learning_rate == after.optim.learning_rate == 0.5
+  assert cfg.get_config("study").optim.learning_rate != 0.5
+  assert before.to_dict() == after.to_dict()
+
+
 @pytest.mark.parametrize(
   "key,value",
   [

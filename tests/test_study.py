@@ -221,9 +221,7 @@ def test_the_readme_states_the_findings_the_committed_runs_give():
   results = os.path.join(os.path.dirname(__file__), "..", "experiments", "results")
   report_dir, shorter = os.path.join(results, "study"), os.path.join(results, "study_15ep")
   nette, woof = arms.DATASETS["imagenette"], os.path.join(results, "study_imagewoof")
-  loaded, other, replica = report.load_inputs(
-    report_dir, arms.ARMS, nette, shorter, woof if os.path.isdir(woof) else ""
-  )
+  loaded, other, replica = report.load_inputs(report_dir, arms.ARMS, nette, shorter, woof)
   headline = prose.headline(arms.ARMS, arms.CLAIMS, loaded, other, nette.data, replica)
   readme = os.path.join(os.path.dirname(__file__), "..", "README.md")
   content, begin, end = report_files.block_bounds(readme)

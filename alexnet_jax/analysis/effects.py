@@ -35,11 +35,6 @@ class Interval:
   high: float
   n: int
 
-  @property
-  def half_width(self) -> float:
-    """Half the interval's width: the +- of mean +- half_width (NaN when n < 2)."""
-    return (self.high - self.low) / 2
-
   def excludes_zero(self) -> bool:
     """True when n >= 2 and 0 lies outside [low, high]: the effect's sign is resolved."""
     return self.n >= 2 and (self.low > 0 or self.high < 0)

@@ -32,9 +32,9 @@ IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
 # Section 4.1: "each alpha_i is a random variable drawn from a Gaussian with mean zero and standard
 # deviation 0.1".
 PAPER_PCA_STD = 0.1
-# Section 4.1: 224x224 patches from 256x256 images (227 makes conv1's VALID arithmetic exact).
+# Section 4.1: 224x224 patches from 256x256 images (the configs crop 227, which makes conv1's VALID
+# arithmetic exact).
 PAPER_STORED_SIZE = 256
-PAPER_CROP_SIZE = 224
 # The training crops and evaluation views below, by the names configs use.
 TRAIN_CROPS = ("random", "inception", "center")  # center: no crop augmentation (the section 4.1 ablation)
 EVAL_VIEWS = ("center", "ten_crop")

@@ -1,8 +1,8 @@
 """Decoding worker processes that hand batches over through persistent shared memory.
 
 grain's `mp_prefetch` sends every batch in a new shared-memory block, and the kernel faults in and zeroes
-each page of a new block on first write, at a cost of half a JPEG decode or more per image
-(`experiments/shm_cost.py`; figures in experiments/results/benchmark/README.md). Here each worker owns a
+each page of a new block on first write, a cost comparable to decoding the image (`experiments/shm_cost.py`;
+figures in experiments/results/benchmark/README.md). Here each worker owns a
 few blocks ("slots") for the life of the loader, so the pages are faulted once: the training process sends
 a worker the record indices of a batch and a slot; the worker reads the records, decodes into that slot and
 answers with the slot number; the training process copies the batch out and the slot is free again.
@@ -174,8 +174,8 @@ def _shutdown(processes, requests, blocks):
 class OutputArrays:
   """The arrays batches are copied out into, reused once nothing else refers to them.
 
-  A fresh 6-25 MB array per batch costs page faults on first write, which made copying a batch out of its
-  slot several times slower than into an array written before (experiments/results/benchmark/README.md).
+  A fresh array per batch costs page faults on first write, which makes copying a batch out of its slot
+  slower than into an array written before (experiments/results/benchmark/README.md).
   An array is reused only when this list holds the one
   reference to it: anything still using a batch, a view of it (views refer to it) or an array JAX made
   from it without copying (JAX keeps a reference), keeps it out of reuse."""

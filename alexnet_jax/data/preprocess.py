@@ -1,4 +1,5 @@
-"""The evaluation views a config asks for, as functions of a uint8 batch (data.augment's, configured).
+"""The training preprocess and the evaluation views a config asks for, as functions of a uint8 batch
+(data.augment's, configured).
 
 Training and the tools (inference, predict) both read a config's `augment` section the same way, so the
 pixels a trained network is scored on are the pixels it saw in its final evaluation.

@@ -23,9 +23,9 @@ applies), `lrn_k` (LRN's additive constant: 1 removes that gain, as Caffe's defa
 
 `tower_impl`, `pool_impl`, `conv1_impl` and `lrn_impl` choose how layers are computed, never what they
 compute: the parameters and the function are the same (tests/test_models.py), so they are speed settings,
-measured by `python -m experiments.benchmark`. `auto` (the default) takes the form measured fastest on the
-backend JAX runs on (`BACKEND_DEFAULTS`). Every choice is checked when the module is constructed
-(`CHOICES`).
+measured by `python -m experiments.benchmark`. For the last three, `auto` (the default) takes the form
+measured fastest on the backend JAX runs on (`BACKEND_DEFAULTS`); `tower_impl` is `split` unless set. Every
+choice is checked when the module is constructed (`CHOICES`).
 """
 
 import dataclasses

@@ -200,7 +200,8 @@ class Claim:
   `kind`: 'error' (removing the component raises the error), 'overfit' (it also widens the gap between
   validation and training error), 'speed' (the arm needs more epochs to a fixed training error).
   `paper_effect`: the paper's (top-1, top-5) error increase of the arm over the baseline, where it gives
-  numbers (None for a part it does not give). `topic`: the component in a word or two, for the findings.
+  numbers (None for a part it does not give). `anchors`: what later work measured for the same component,
+  with its source (the claims table's column). `topic`: the component in a word or two, for the findings.
   `measured_by`: what the claim's headline verdict reads: 'error' (10-crop top-1), 'gap' (validation
   minus training error: the claim is about overfitting), 'epochs' (epochs to a training error).
   `epochs_too`: the claim also speaks of the epochs to converge (the report measures them beside).

@@ -15,12 +15,6 @@ import numpy as np
 
 from alexnet_jax.analysis import ablate, effects, kernels, sweep
 
-METRIC_NAMES = {
-  "eval/top1_error": "top-1",
-  "eval/top5_error": "top-5",
-  "eval_ten_crop/top1_error": "top-1 (10-crop)",
-  "eval_ten_crop/top5_error": "top-5 (10-crop)",
-}
 PRIMARY = "eval_ten_crop/top1_error"  # the paper's test protocol (section 4.1): the error verdicts read it
 RESUMES_FILE = "resumes.json"  # in a copied run: the steps it resumed from (report_files.copy_finished)
 CONVERGED_POINTS = 1.0  # a run is flat when its validation error's trend moved less than this over its last 20%
@@ -59,9 +53,9 @@ def load_arm(report_dir: str, arm) -> List[dict]:
 def wall_time(metrics_path: str, summary: dict) -> Tuple[float, int]:
   """A run's wall time over every segment of it, where it was interrupted and resumed.
 
-  The trainer now carries the wall time across a resume, so summary.json's is the run's own; a run made
-  before that restarted its clock at each resume, which its metrics.jsonl shows as a `perf/wall_time_s`
-  smaller than the record before. A resume cuts metrics.jsonl back to the checkpoint it starts from, so
+  Where the trainer carried the wall time across a resume, summary.json's is the run's own; where it
+  restarted its clock at each resume, metrics.jsonl shows that as a `perf/wall_time_s` smaller than the
+  record before. A resume cuts metrics.jsonl back to the checkpoint it starts from, so
   each earlier segment counts up to its last perf record there (the work after it was lost and redone),
   and the final segment with summary.json's wall time (which includes the final evaluation).
 
