@@ -45,8 +45,8 @@ def helpfull(module: str) -> str:
 def test_the_readme_has_the_commands_a_user_needs():
   modules = {c[0] for c in commands()}
   assert {"alexnet_jax.main", "alexnet_jax.ablate", "alexnet_jax.data.prepare", "alexnet_jax.tools.predict"} <= modules
-  # A guide, not a report: the measurements live in the results READMEs. The room left under 1500 words
-  # lets the generated findings block grow a little (a longer replication sentence or claims column).
+  # A guide, not a report: the measurements live in the results READMEs. The 20 words under 1500 are slack
+  # for the generated findings block, whose wording follows its generating code.
   assert len(README.split()) <= 1500 - 20
 
 
