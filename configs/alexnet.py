@@ -62,9 +62,9 @@ Variants (each with its command and expected result):
               dropout on fc6's and fc7's inputs, rescaled in training.
               Expected: not measured (it needs ImageNet).
 
-key=value overrides (they apply after the variants, wherever they stand): any dotted key (`model.use_lrn=False`) or the short aliases
-lrn, overlap, dropout, preset, width, wd_mode, wd, lr, schedule, batch, epochs, steps, seed, dtype, crop,
-data_dir, workers. Every key is also a flag: --config.x.y=value.
+key=value overrides (applied after the variants, wherever they stand): any dotted key (`model.use_lrn=False`)
+or the short aliases lrn, overlap, dropout, preset, width, wd_mode, wd, lr, schedule, batch, epochs, steps,
+seed, dtype, crop, data_dir, workers. Every key is also a flag: --config.x.y=value.
 """
 
 import ml_collections
