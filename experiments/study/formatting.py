@@ -32,6 +32,11 @@ def fmt_interval(interval: effects.Interval, digits: int = 2) -> str:
   return f"{interval.mean:+.{digits}f} [{interval.low:+.{digits}f}, {interval.high:+.{digits}f}]"
 
 
+def listed(items) -> str:
+  """`items` (strings, at least one) in words: 'a', 'a and b', 'a, b and c'."""
+  return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def count(n: int, noun: str) -> str:
   """'1 seed', '3 seeds'."""
   return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -98,8 +98,7 @@ def lrn_section(loaded) -> List[str]:
 
 def words(names) -> str:
   """The controls `names` in words: 'a', 'a and b', 'a, b and c'."""
-  said = [CONTROL_WORDS[n] for n in names]
-  return said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]
+  return fmt.listed([CONTROL_WORDS[n] for n in names])
 
 
 def k1_lines(loaded) -> List[str]:

@@ -275,10 +275,7 @@ def controls_pointer(loaded) -> str:
     ),
   ]
   named = [text for arm, text in asks if loaded.get(arm)]
-  if not named:
-    return ""
-  listed = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
-  return f"The report's controls ask {listed}."
+  return f"The report's controls ask {fmt.listed(named)}." if named else ""
 
 
 def against_sentence(claims, loaded) -> str:
