@@ -138,7 +138,7 @@ SWEEP_ENV = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1
 
 
 def sweep_command(workdir, data_dir, *sets, sweep=None):
-  """`python -m alexnet_jax.ablate` over the smoke variant at 1/8 width on the session dataset, one seed."""
+  """`python -m alexnet_jax.ablate` over the smoke variant at 1/8 width on the test run's synthetic data, one seed."""
   sets = [
     f"dataset.data_dir={data_dir}",
     "dataset.num_workers=0",

@@ -49,7 +49,7 @@ def data_the_runs_read(data_dir: str, name: str):
 
 
 def single_device_environment():
-  """The test session's environment less its 8 virtual devices: the study ran on one CPU device."""
+  """The test run's environment less its 8 virtual devices: the study ran on one CPU device."""
   env = dict(os.environ)
   flags = env.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "").strip()
   if flags:

@@ -29,7 +29,7 @@ def env():
 
 
 def tiny_flags(data_dir, **overrides):
-  """The smoke variant on the small session dataset: a 1/8-width model, 16-image batches."""
+  """The smoke variant on the test run's small synthetic dataset: a 1/8-width model, 16-image batches."""
   flags = {
     "dataset.data_dir": data_dir,
     "dataset.num_workers": 0,
@@ -97,7 +97,7 @@ def wait_for(predicate, timeout, what):
 
 
 def in_process_config(data_dir, workers=0):
-  """The smoke variant at 1/8 width, 16-image batches on the session dataset, for train_and_evaluate
+  """The smoke variant at 1/8 width, 16-image batches on the test run's synthetic dataset, for train_and_evaluate
   called in this process (as tiny_flags is for the command line)."""
   from test_configs import cfg
 
@@ -294,7 +294,7 @@ def test_a_run_that_fails_stops_its_decoding_workers(tmp_path, synthetic_data_di
   with pytest.raises(RuntimeError, match="injected failure") as failure:
     train.train_and_evaluate(config, str(tmp_path / "work"))
   assert len(worker_pids) == 2  # the loader did start its workers
-  # `failure` holds the traceback, and with it the loop's frame and its loader, as an interactive session
+  # `failure` holds the traceback, and with it the loop's frame and its loader, as an interactive interpreter
   # holds sys.last_traceback: the workers must stop anyway, not only when the loader is garbage-collected.
   wait_for(lambda: not any(_running(p) for p in worker_pids), 10, "the decoding workers to exit")
   assert failure.traceback  # kept alive until here
